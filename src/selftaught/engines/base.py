@@ -1,0 +1,48 @@
+"""The one generation interface every recipe uses.
+
+An engine turns prompts into sampled completions with token ids and per-token log-probabilities.
+It can live in-process (`HFEngine`), be a vLLM instance, or a remote OpenAI-compatible server; a
+recipe only sees `Engine.generate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from selftaught.types import Completion, Prompt
+
+
+@dataclass
+class SamplingParams:
+    """How to sample. Defaults follow the online-RL paper (temperature 1, top-p 1)."""
+
+    temperature: float = 1.0
+    """0 means greedy decoding."""
+    top_p: float = 1.0
+    """Nucleus sampling mass; 1.0 disables it."""
+    max_new_tokens: int = 256
+    """Hard cap on generated tokens; a completion that hits it has `finish_reason == "length"`."""
+    n: int = 1
+    """Samples per prompt."""
+    stop: list[str] = field(default_factory=list)
+    """Stop strings: generation of a sequence ends at the first one, which is cut from the text."""
+    seed: int = 0
+    """Seed of the sampling randomness; same seed, prompts and weights give the same samples."""
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"sampling.temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"sampling.top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"sampling.max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.n < 1:
+            raise ValueError(f"sampling.n must be >= 1, got {self.n}")
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Generates completions. `result[i][j]` is the j-th of `sampling.n` samples for `prompts[i]`."""
+
+    def generate(self, prompts: list[Prompt], sampling: SamplingParams) -> list[list[Completion]]: ...
