@@ -62,14 +62,18 @@ def encode_text(tokenizer: Any, text: str, add_bos: bool = False) -> list[int]:
 def validate_messages(messages: list[Message]) -> None:
     """Raise a ValueError naming the bad turn when `messages` is not a chat conversation."""
     if not isinstance(messages, list) or not messages:
-        raise ValueError(f"messages must be a non-empty list of {{'role', 'content'}} dicts, got {messages!r:.200}")
+        raise ValueError(
+            f"messages must be a non-empty list of {{'role', 'content'}} dicts, got {messages!r:.200}"
+        )
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
             raise ValueError(f"messages[{i}] must be a dict with 'role' and 'content', got {message!r:.200}")
         if message["role"] not in ROLES:
             raise ValueError(f"messages[{i}]['role'] must be one of {ROLES}, got {message['role']!r}")
         if not isinstance(message["content"], str):
-            raise ValueError(f"messages[{i}]['content'] must be a string, got {type(message['content']).__name__}")
+            raise ValueError(
+                f"messages[{i}]['content'] must be a string, got {type(message['content']).__name__}"
+            )
 
 
 def render_prompt(tokenizer: Any, messages: list[Message]) -> list[int]:
@@ -88,6 +92,12 @@ def render_conversation(tokenizer: Any, messages: list[Message]) -> tuple[list[i
     validate_messages(messages)
     if not any(m["role"] == "assistant" for m in messages):
         raise ValueError("render_conversation needs at least one assistant turn to train on")
+    if messages[0]["role"] == "assistant":
+        # The template's text before a first assistant turn (BOS, turn header) cannot be rendered
+        # on its own, so it would be trained; a reply needs something to reply to anyway.
+        raise ValueError(
+            "messages[0] is an assistant turn; a conversation must start with a system or user turn"
+        )
     full_text = apply_template(tokenizer, messages, add_generation_prompt=False)
     input_ids: list[int] = []
     loss_mask: list[bool] = []
@@ -95,7 +105,7 @@ def render_conversation(tokenizer: Any, messages: list[Message]) -> tuple[list[i
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = apply_template(tokenizer, messages[:i], add_generation_prompt=True) if i else ""
+        before = apply_template(tokenizer, messages[:i], add_generation_prompt=True)
         through = apply_template(tokenizer, messages[: i + 1], add_generation_prompt=False)
         if not (full_text.startswith(before) and full_text.startswith(through) and len(before) >= done):
             raise ValueError(

@@ -1,0 +1,197 @@
+"""Typed configs: nested dataclasses, YAML in and out, dotted overrides checked against the types.
+
+A recipe's config is a dataclass whose fields are values or other dataclasses, each with an
+attribute docstring. Presets are Python functions returning such a config. Users change any field
+from the command line with `key.sub=value`; the value is parsed as YAML and checked against the
+field's type, and a wrong key or type is an error that names the key:
+
+    cfg = apply_overrides(SFTConfig(), ["optim.lr=3e-4", "steps=500"])
+    apply_overrides(cfg, ["optim.lrr=1"])  # ValueError: unknown config key 'optim.lrr' (did you mean 'optim.lr'?)
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import inspect
+import textwrap
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+import yaml
+
+C = TypeVar("C")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as plain Python values (nested dicts), ready for YAML or JSON."""
+    return _plain(dataclasses.asdict(cfg))
+
+
+def from_dict(cls: type[C], data: dict[str, Any], *, where: str = "") -> C:
+    """Build `cls` from a (possibly partial) nested dict; missing fields keep their defaults."""
+    if not isinstance(data, dict):
+        raise ValueError(f"config{_at(where)}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in fields:
+            raise ValueError(_unknown_key_message(path, key, list(fields)))
+        kwargs[key] = _coerce(hints[key], value, path)
+    return cls(**kwargs)
+
+
+def apply_overrides(cfg: C, overrides: list[str]) -> C:
+    """A copy of `cfg` with each `dotted.key=value` applied (value parsed as YAML, type-checked)."""
+    data = to_dict(cfg)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} must look like key=value (e.g. optim.lr=3e-5)")
+        _set_dotted(data, type(cfg), key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+    return from_dict(type(cfg), data)
+
+
+def load_yaml(cls: type[C], path: str | Path) -> C:
+    """Read a config written by `dump_yaml` (or by hand); unknown keys are errors."""
+    text = Path(path).read_text()
+    data = yaml.safe_load(text) or {}
+    return from_dict(cls, data)
+
+
+def dump_yaml(cfg: Any, path: str | Path | None = None) -> str:
+    """The config as YAML text; also written to `path` when given."""
+    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    if path is not None:
+        Path(path).write_text(text)
+    return text
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings of a dataclass (the string literal right after each field)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
+    docs: dict[str, str] = {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def describe(cfg: Any, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """`(dotted key, current value, docstring)` for every leaf field, for `--help` listings."""
+    rows: list[tuple[str, Any, str]] = []
+    docs = field_docs(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            rows.extend(describe(value, key + "."))
+        else:
+            rows.append((key, _plain(value), docs.get(f.name, "")))
+    return rows
+
+
+# --- internals ---------------------------------------------------------------------------------
+
+
+def _set_dotted(data: dict[str, Any], cls: type, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node, node_cls = data, cls
+    for depth, part in enumerate(parts):
+        fields = {f.name: f for f in dataclasses.fields(node_cls)}  # type: ignore[arg-type]
+        path = ".".join(parts[: depth + 1])
+        if part not in fields:
+            raise ValueError(_unknown_key_message(path, part, list(fields)))
+        if depth == len(parts) - 1:
+            node[part] = value
+            return
+        field_type = typing.get_type_hints(node_cls)[part]
+        if not (isinstance(field_type, type) and dataclasses.is_dataclass(field_type)):
+            raise ValueError(f"config key {path!r} has type {_type_name(field_type)}, it has no sub-keys")
+        node, node_cls = node[part], field_type
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    """Check `value` against the annotation `tp`, converting where it is lossless."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where=path)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, path)
+            except ValueError:
+                pass
+        raise ValueError(f"config key {path!r}: {value!r} is not a {_type_name(tp)}")
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"config key {path!r}: {value!r} is not one of {list(args)}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"config key {path!r}: expected a list ({_type_name(tp)}), got {value!r}")
+        item_types = args[:1] * len(value) if origin is list or args[-1:] == (Ellipsis,) else args
+        if origin is tuple and args and args[-1] is not Ellipsis and len(value) != len(args):
+            raise ValueError(f"config key {path!r}: expected {len(args)} items, got {len(value)}")
+        items = [_coerce(t, v, f"{path}[{i}]") for i, (t, v) in enumerate(zip(item_types or [Any] * len(value), value))]
+        return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"config key {path!r}: expected a mapping, got {value!r}")
+        key_type, value_type = args or (Any, Any)
+        return {_coerce(key_type, k, path): _coerce(value_type, v, f"{path}.{k}") for k, v in value.items()}
+    return _coerce_scalar(tp, value, path)
+
+
+def _coerce_scalar(tp: Any, value: Any, path: str) -> Any:
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:  # YAML reads "1e-4" (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
+    if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # e.g. model=123 names a directory "123"
+    if isinstance(value, bool) != (tp is bool):  # bool is an int subclass: never mix them
+        raise ValueError(f"config key {path!r}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise ValueError(f"config key {path!r}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def _unknown_key_message(path: str, key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1)
+    parent = path.rpartition(".")[0]
+    hint = f" (did you mean {(parent + '.' if parent else '') + close[0]!r}?)" if close else ""
+    return f"unknown config key {path!r}{hint}; valid keys here: {', '.join(valid)}"
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _at(where: str) -> str:
+    return f" at {where!r}" if where else ""
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,160 @@
+"""A pipeline stage written as JSONL shards, resumable after a crash at any point.
+
+`run_stage` maps its inputs to records one fixed-size chunk at a time and writes chunk k to
+`part-{k:05d}.jsonl`. A stage directory holds:
+
+    stage.json          written first: the fingerprint, shard size and input count it is computed from
+    part-00000.jsonl    records of inputs[0 : shard_size], then the next chunk, ...
+    manifest.json       written last: the stage is complete
+
+Every file is written to `<name>.tmp` and renamed when complete, so a killed process leaves at most
+a `.tmp` file. On a rerun a stage with a manifest is skipped (its records are read back), and an
+incomplete one computes only its missing shards. A directory computed with another fingerprint is
+an error, never reused: one stage directory never mixes data of two configurations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tqdm import tqdm
+
+from selftaught.data.sources import atomic_write, read_jsonl, write_jsonl
+
+T = TypeVar("T")
+
+STAGE_FILE = "stage.json"
+MANIFEST_FILE = "manifest.json"
+
+
+def compute_fingerprint(config: Any) -> str:
+    """SHA-256 hex digest of `config` (any JSON-serialisable value) as canonical JSON.
+
+    Give it everything a stage's records depend on (model, template version, seed, input ids) and
+    pass the result to `run_stage`.
+    """
+    text = json.dumps(config, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def shard_path(out_dir: str | os.PathLike[str], index: int) -> Path:
+    """Path of shard `index` of the stage in `out_dir`."""
+    return Path(out_dir) / f"part-{index:05d}.jsonl"
+
+
+def stage_is_complete(out_dir: str | os.PathLike[str]) -> bool:
+    """True when the stage in `out_dir` finished (its manifest exists)."""
+    return (Path(out_dir) / MANIFEST_FILE).is_file()
+
+
+def run_stage(
+    out_dir: str | os.PathLike[str],
+    inputs: Sequence[T],
+    fn: Callable[[list[T]], list[dict[str, Any]]],
+    *,
+    shard_size: int,
+    fingerprint: str,
+    meta: dict[str, Any] | None = None,
+    desc: str = "",
+) -> list[dict[str, Any]]:
+    """Records of `fn` applied to `inputs` in chunks of `shard_size`, stored as a stage in `out_dir`.
+
+    `fn` takes one chunk (a list of up to `shard_size` inputs) and returns any number of JSON-
+    serialisable dict records. `fingerprint` identifies the inputs and configuration (see
+    `compute_fingerprint`); `meta` is provenance copied into the manifest. A complete stage is read
+    back without calling `fn`; an incomplete one computes only the shards it lacks. The records
+    returned are those read back from disk, so a fresh run and a resumed one return equal lists.
+    """
+    out_dir = Path(out_dir)
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    plan = {"fingerprint": fingerprint, "shard_size": shard_size, "num_inputs": len(inputs)}
+    if stage_is_complete(out_dir):
+        _check_plan(out_dir, _read_json(out_dir / MANIFEST_FILE), plan)
+        return read_stage(out_dir)
+    _start_stage(out_dir, plan)
+    num_shards = math.ceil(len(inputs) / shard_size)
+    for index in tqdm(range(num_shards), desc=desc or out_dir.name, unit="shard"):
+        path = shard_path(out_dir, index)
+        if not path.is_file():
+            chunk = list(inputs[index * shard_size : (index + 1) * shard_size])
+            write_jsonl(path, _checked_records(fn(chunk), index))
+    shards = [read_jsonl(shard_path(out_dir, index)) for index in range(num_shards)]
+    manifest = {
+        **plan,
+        "num_shards": num_shards,
+        "num_records_per_shard": [len(shard) for shard in shards],
+        "num_records": sum(len(shard) for shard in shards),
+        "meta": meta or {},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write_json(out_dir / MANIFEST_FILE, manifest)
+    return [record for shard in shards for record in shard]
+
+
+def read_stage(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """All records of the completed stage in `out_dir`, in input order."""
+    out_dir = Path(out_dir)
+    if not stage_is_complete(out_dir):
+        raise ValueError(
+            f"{out_dir} is not a completed stage (no {MANIFEST_FILE}); run the stage that writes it"
+        )
+    manifest = _read_json(out_dir / MANIFEST_FILE)
+    records: list[dict[str, Any]] = []
+    for index, expected in enumerate(manifest["num_records_per_shard"]):
+        shard = read_jsonl(shard_path(out_dir, index))
+        if len(shard) != expected:
+            raise ValueError(
+                f"{shard_path(out_dir, index)} has {len(shard)} records but {MANIFEST_FILE} says {expected}: "
+                "the stage was modified after it completed; delete the directory and rerun"
+            )
+        records.extend(shard)
+    return records
+
+
+def _start_stage(out_dir: Path, plan: dict[str, Any]) -> None:
+    """Write `stage.json` for a new stage, or check that an interrupted one had the same plan."""
+    stage_file = out_dir / STAGE_FILE
+    if stage_file.is_file():
+        _check_plan(out_dir, _read_json(stage_file), plan)
+    elif any(out_dir.glob("part-*.jsonl")):
+        raise ValueError(
+            f"{out_dir} has part files but no {STAGE_FILE}, so what they were computed from is unknown; "
+            "use a new directory or delete this one"
+        )
+    else:
+        _write_json(stage_file, plan)
+
+
+def _check_plan(out_dir: Path, found: dict[str, Any], plan: dict[str, Any]) -> None:
+    for key, value in plan.items():
+        if found.get(key) != value:
+            raise ValueError(
+                f"{out_dir} holds a stage computed with {key}={found.get(key)!r}, but this run has "
+                f"{key}={value!r}; use a new directory or delete this one (a stage never mixes two configurations)"
+            )
+
+
+def _checked_records(records: Any, index: int) -> list[dict[str, Any]]:
+    if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
+        raise TypeError(
+            f"a stage's fn must return a list of dicts; for shard {index} it returned {records!r:.200}"
+        )
+    return records
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    with atomic_write(path) as f:
+        json.dump(value, f, ensure_ascii=False, indent=2)
+        f.write("\n")

@@ -1,0 +1,97 @@
+"""A run directory: the config, a metrics stream, a readable log, and progress bars.
+
+    runs/<name>/
+      config.yaml     the full config of the run (what to pass back to reproduce it)
+      metrics.jsonl   one JSON object per logged step: {"step": 12, "time": ..., "loss": ...}
+      log.txt         timestamped human-readable lines (also printed)
+
+Only one process writes (rank 0 under torchrun): other ranks build a `RunLog` with
+`enabled=False` and every call becomes a no-op, so recipes need no `if rank == 0` around logging.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tqdm.auto import tqdm
+
+from selftaught.config import dump_yaml
+
+T = TypeVar("T")
+
+
+class RunLog:
+    """Writes one run directory. Use as a context manager or call `close()`."""
+
+    def __init__(self, run_dir: str | Path, config: Any | None = None, *, enabled: bool = True, quiet: bool = False):
+        self.dir = Path(run_dir)
+        self.enabled = enabled
+        self.quiet = quiet
+        self._start = time.time()
+        self._metrics = self._log = None
+        if not enabled:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if config is not None:
+            dump_yaml(config, self.dir / "config.yaml")
+        self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self._log = open(self.dir / "log.txt", "a", encoding="utf-8")  # noqa: SIM115
+
+    def log(self, step: int, **metrics: Any) -> dict[str, Any]:
+        """Append one line to `metrics.jsonl`; tensors and numpy scalars become floats."""
+        record = {"step": step, "time": round(time.time() - self._start, 3)}
+        record.update({k: _to_json_value(v) for k, v in metrics.items()})
+        if self._metrics is not None:
+            self._metrics.write(json.dumps(record) + "\n")
+            self._metrics.flush()
+        return record
+
+    def info(self, message: str) -> None:
+        """A timestamped line in `log.txt`, also printed to stderr unless quiet."""
+        if not self.enabled:
+            return
+        line = f"[{time.strftime('%H:%M:%S')}] {message}"
+        if not self.quiet:
+            tqdm.write(line, file=sys.stderr)
+        if self._log is not None:
+            self._log.write(line + "\n")
+            self._log.flush()
+
+    def progress(self, iterable: Iterable[T], *, total: int | None = None, desc: str = "") -> Iterator[T]:
+        """A progress bar over `iterable` (silent on non-writing ranks or when quiet)."""
+        return iter(tqdm(iterable, total=total, desc=desc, disable=not self.enabled or self.quiet, leave=False))
+
+    def close(self) -> None:
+        for handle in (self._metrics, self._log):
+            if handle is not None:
+                handle.close()
+        self._metrics = self._log = None
+
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """All records of a run's `metrics.jsonl`, in order."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: is {run_dir} a selftaught run directory?")
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _to_json_value(value: Any) -> Any:
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/inf; keep them visible rather than dropping them
+    return value

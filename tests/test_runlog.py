@@ -1,0 +1,36 @@
+import json
+
+import pytest
+import torch
+
+from selftaught.runlog import RunLog, read_metrics
+from dataclasses import dataclass
+
+
+@dataclass
+class Tiny:
+    lr: float = 0.1
+
+
+def test_run_dir_holds_config_metrics_and_log(tmp_path):
+    with RunLog(tmp_path / "run", Tiny(), quiet=True) as run:
+        run.log(1, loss=torch.tensor(0.5), acc=0.25)
+        run.log(2, loss=float("nan"))
+        run.info("hello")
+    records = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in records] == [1, 2]
+    assert records[0]["loss"] == 0.5 and records[0]["acc"] == 0.25
+    assert records[1]["loss"] == "nan"
+    assert "lr: 0.1" in (tmp_path / "run" / "config.yaml").read_text()
+    assert "hello" in (tmp_path / "run" / "log.txt").read_text()
+    json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+
+
+def test_disabled_run_log_writes_nothing(tmp_path):
+    run = RunLog(tmp_path / "rank1", Tiny(), enabled=False)
+    run.log(1, loss=1.0)
+    run.info("x")
+    assert list(run.progress(range(3))) == [0, 1, 2]
+    assert not (tmp_path / "rank1").exists()
+    with pytest.raises(FileNotFoundError, match="run directory"):
+        read_metrics(tmp_path / "rank1")
