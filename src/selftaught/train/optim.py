@@ -1,0 +1,130 @@
+"""AdamW and the learning-rate schedule: linear warmup, then constant, linear or cosine decay.
+
+Typical use (the tiny-world SFT settings):
+
+>>> cfg = OptimConfig(lr=3e-3, schedule="cosine", warmup_steps=50, min_lr_ratio=0.1)
+>>> optimizer = build_optimizer(model, cfg)  # doctest: +SKIP
+>>> scheduler = build_scheduler(optimizer, cfg, total_steps=3000)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+Schedule = Literal["constant", "linear", "cosine"]
+SCHEDULES: tuple[Schedule, ...] = ("constant", "linear", "cosine")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW hyper-parameters, gradient clipping and the learning-rate schedule."""
+
+    lr: float = 1e-5
+    """Peak learning rate. SFT of the tiny models wants about 3e-3; RL and DPO 1e-5 to 1e-4 (higher
+    collapses them, see TINYWORLD.md section 3)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW (beta1, beta2)."""
+    eps: float = 1e-8
+    """AdamW epsilon. The online-RL paper (2506.21495) needed 1e-4 for stable DPO."""
+    weight_decay: float = 0.0
+    """Decoupled weight decay, applied to weight matrices only (not to norms and biases)."""
+    max_grad_norm: float | None = 1.0
+    """Clip the global gradient norm to this; 0 or None = no clipping (the norm is still logged)."""
+    schedule: Schedule = "constant"
+    """Shape after warmup: `constant`, `linear` or `cosine` decay to `min_lr_ratio * lr` at the last step."""
+    warmup_steps: int = 0
+    """Steps of linear warmup from `lr / warmup_steps` to `lr`."""
+    min_lr_ratio: float = 0.0
+    """Floor of the linear and cosine decay, as a fraction of `lr`."""
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(
+                f"optim.betas must be two numbers in [0, 1), e.g. (0.9, 0.999), got {self.betas}"
+            )
+        if not self.eps > 0:
+            raise ValueError(f"optim.eps must be > 0, got {self.eps}")
+        if self.weight_decay < 0:
+            raise ValueError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.max_grad_norm is not None and self.max_grad_norm < 0:
+            raise ValueError(
+                f"optim.max_grad_norm must be >= 0 (0 or None = no clipping), got {self.max_grad_norm}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"optim.schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"optim.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+
+
+def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters of `model`; weight decay only on tensors with >= 2 dims.
+
+    Norm weights and biases (1-dim) are not decayed: pulling a norm gain toward 0 changes the
+    function, not its complexity. Embeddings (2-dim) are decayed. Tied weights appear once.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(
+            "build_optimizer: the model has no parameters with requires_grad=True; nothing to train"
+        )
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [
+        {"params": group, "weight_decay": wd}
+        for group, wd in ((decay, cfg.weight_decay), (no_decay, 0.0))
+        if group
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step learning rate: `lr * lr_multiplier(step, ...)`; call `scheduler.step()` once per step."""
+    if total_steps < 1:
+        raise ValueError(f"build_scheduler: total_steps must be >= 1, got {total_steps}")
+    if cfg.warmup_steps > total_steps:
+        raise ValueError(
+            f"optim.warmup_steps ({cfg.warmup_steps}) must be <= the number of training steps ({total_steps}); "
+            "lower warmup_steps or train longer"
+        )
+
+    def multiplier(step: int) -> float:
+        return lr_multiplier(step, total_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
+
+
+def lr_multiplier(
+    step: int, total_steps: int, warmup_steps: int, schedule: Schedule, min_lr_ratio: float
+) -> float:
+    """Fraction of the peak lr used by update `step` (0-based) of `total_steps`.
+
+    Warmup: `(step + 1) / warmup_steps`, so update `warmup_steps - 1` is the first at the peak. Decay:
+    progress `p = (step - warmup_steps) / (total_steps - 1 - warmup_steps)` in [0, 1] (1 for steps
+    past the end), and with `m = min_lr_ratio`
+
+        constant: 1      linear: 1 - (1 - m) p      cosine: m + (1 - m) (1 + cos(pi p)) / 2
+
+    so the first update after warmup uses the peak lr and the last one (`total_steps - 1`) exactly
+    `m * lr` (when there are at least two updates after warmup; a single one uses the peak).
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    past_the_end = step >= total_steps  # e.g. resumed with more steps: stay at the floor
+    progress = 1.0 if past_the_end else (step - warmup_steps) / max(1, total_steps - 1 - warmup_steps)
+    if schedule == "linear":
+        return 1.0 - (1.0 - min_lr_ratio) * progress
+    if schedule == "cosine":
+        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"optim.schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
