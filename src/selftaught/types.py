@@ -10,8 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, TypeVar
+
+if sys.version_info >= (3, 11):
+    from enum import StrEnum
+else:  # Python 3.10
+
+    class StrEnum(str, Enum):
+        """Enum whose members are strings (`enum.StrEnum` of Python 3.11+)."""
+
+        def __str__(self) -> str:
+            return str(self.value)
 
 Message = dict[str, str]
 """One chat turn: `{"role": "system" | "user" | "assistant", "content": str}`."""

@@ -50,8 +50,8 @@ def nll_loss(
         torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, batch.input_ids[:, 1:, None]).squeeze(-1)
     )
     trained = batch.loss_mask[:, 1:]  # [B, T-1]
-    loss = -torch.where(trained, token_logps, 0.0).sum() / num_tokens
-    return loss, {"trained_tokens": float(trained.sum())}
+    nll_sum = -torch.where(trained, token_logps, 0.0).sum()
+    return nll_sum / num_tokens, {"nll": float(nll_sum / trained.sum())}
 
 
 def loss_and_grads(
@@ -136,7 +136,8 @@ def test_step_updates_params_and_reports_metrics():
     assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
     num_tokens = sum(b.num_tokens for b in batches)
     assert metrics["num_tokens"] == num_tokens
-    assert metrics["trained_tokens"] == num_tokens  # loss_fn metrics are summed over micro-batches
+    # loss_fn metrics are per-micro-batch means; the step reports their token-weighted mean
+    assert metrics["nll"] == pytest.approx(metrics["loss"], rel=1e-6)
     assert metrics["lr"] == pytest.approx(1e-2 / 4)  # the lr of this update, first warmup step
     assert metrics["loss"] == pytest.approx(loss_and_grads(tiny_llama(), batches, num_tokens)[0], rel=1e-6)
     assert metrics["seconds"] > 0 and metrics["tokens_per_s"] == pytest.approx(

@@ -29,8 +29,9 @@ MB = TypeVar("MB", bound=MicroBatch)
 
 LossFn = Callable[[torch.nn.Module, MB, float], tuple[torch.Tensor, dict[str, float]]]
 """`loss_fn(model, micro_batch, num_tokens) -> (loss, metrics)`: the micro-batch's summed token loss
-divided by `num_tokens`, the trained-token count of the whole step. Metrics must be additive over
-micro-batches (sums, or values with the same denominator), since `train_step` sums them."""
+divided by `num_tokens`, the trained-token count of the whole step. Metrics are means over the
+micro-batch (as the losses in `selftaught.losses` return them); `train_step` reports their
+token-weighted mean over the micro-batches."""
 
 
 def train_step(
@@ -52,7 +53,8 @@ def train_step(
     all-reduced once, after the last micro-batch. `max_grad_norm` 0 or None skips clipping; the norm
     before clipping is reported either way.
 
-    Returns `loss` and the `loss_fn` metrics summed over micro-batches, plus `grad_norm`, `lr` (the
+    Returns `loss` (summed over micro-batches: the step's loss), the `loss_fn` metrics averaged over
+    micro-batches weighted by trained tokens, plus `grad_norm`, `lr` (the
     rate this update used), `num_tokens`, `seconds` and `tokens_per_s` (trained tokens of this process).
     """
     if not micro_batches:
@@ -73,8 +75,9 @@ def train_step(
             loss, mb_metrics = loss_fn(model, mb, num_tokens)
             loss.backward()
         losses.append(loss.detach())
+        weight = int(mb.loss_mask.sum()) / max(local_tokens, 1)  # metrics are per-call means
         for key, value in mb_metrics.items():
-            metrics[key] = metrics.get(key, 0.0) + float(value)
+            metrics[key] = metrics.get(key, 0.0) + weight * float(value)
     grad_norm = clip_grad_norm(model, max_grad_norm)
     optimizer.step()
     scheduler.step()
