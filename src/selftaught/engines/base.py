@@ -39,6 +39,8 @@ class SamplingParams:
             raise ValueError(f"sampling.max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.n < 1:
             raise ValueError(f"sampling.n must be >= 1, got {self.n}")
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise ValueError(f"sampling.stop must hold non-empty strings, got {self.stop!r}")
 
 
 @runtime_checkable

@@ -1,0 +1,281 @@
+"""HFEngine contract: exact logprobs, padding independence, HF parity, seeds, stops, bookkeeping."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from selftaught.data.chat import encode_text, render_prompt
+from selftaught.engines.base import Engine, SamplingParams
+from selftaught.engines.hf import (
+    HFEngine,
+    eos_token_ids,
+    nucleus_probs,
+    sample_from_probs,
+    sample_next_tokens,
+)
+from selftaught.types import Completion, Prompt
+
+GREEDY = SamplingParams(temperature=0, max_new_tokens=16)
+
+
+def chat_prompt(pid: str, content: str) -> Prompt:
+    return Prompt(id=pid, messages=[{"role": "user", "content": content}])
+
+
+@pytest.fixture
+def prompts() -> list[Prompt]:
+    """Chat and raw-text prompts of clearly different lengths."""
+    return [
+        chat_prompt("short", "Hi"),
+        chat_prompt("long", "Tell a story about the sea, with a whale and a storm and a boat."),
+        Prompt(id="raw", messages=[], text="What is 12 + 35? Let us add:"),
+        chat_prompt("mid", "Name an animal."),
+    ]
+
+
+def add_eos_bias(model: torch.nn.Module, eos_id: int, value: float) -> None:
+    """Add `value` to the EOS logit of every forward (a persistent hook on the LM head)."""
+    bias = torch.zeros(model.config.vocab_size)
+    bias[eos_id] = value
+    model.lm_head.register_forward_hook(lambda module, args, output: output + bias)
+
+
+def teacher_forced_logps(
+    model: torch.nn.Module, prompt_ids: list[int], completion_ids: list[int]
+) -> torch.Tensor:
+    """Logprobs [T] of `completion_ids` from one unpadded forward over prompt + completion."""
+    input_ids = torch.tensor([prompt_ids + completion_ids])
+    with torch.no_grad():
+        logits = model(input_ids=input_ids).logits[0].float()  # [P + T, V]
+    logps = logits[len(prompt_ids) - 1 : -1].log_softmax(-1)  # [T, V]
+    return logps.gather(-1, torch.tensor(completion_ids)[:, None]).squeeze(-1)
+
+
+def flat(results: list[list[Completion]]) -> Iterator[Completion]:
+    return (completion for completions in results for completion in completions)
+
+
+def test_is_an_engine(model, tokenizer):
+    assert isinstance(HFEngine(model, tokenizer), Engine)
+
+
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        SamplingParams(temperature=0, max_new_tokens=24, n=2),
+        SamplingParams(temperature=1.0, max_new_tokens=24, n=3, seed=1),
+        SamplingParams(temperature=0.7, top_p=0.9, max_new_tokens=24, n=3, seed=2),
+    ],
+    ids=["greedy", "t1", "t0.7-top_p0.9"],
+)
+def test_logprobs_equal_teacher_forced(any_model, tokenizer, prompts, sampling):
+    model = any_model
+    # An EOS bias makes rows finish at different steps, so dropping finished rows is exercised.
+    add_eos_bias(model, tokenizer.eos_token_id, 3.0)
+    engine = HFEngine(model, tokenizer, batch_size=4)
+    results = engine.generate(prompts, sampling)
+    if sampling.temperature > 0:
+        assert {c.finish_reason for c in flat(results)} == {"stop", "length"}
+    for prompt, completions in zip(prompts, results, strict=True):
+        assert len(completions) == sampling.n
+        for completion in completions:
+            assert completion.prompt_id == prompt.id
+            expected = teacher_forced_logps(model, engine.encode_prompt(prompt), completion.token_ids)
+            torch.testing.assert_close(torch.tensor(completion.logprobs), expected, atol=1e-4, rtol=0)
+
+
+def test_greedy_is_independent_of_padding_and_batching(any_model, tokenizer, prompts):
+    model = any_model
+    engine = HFEngine(model, tokenizer)
+    for alone_index, prompt in enumerate(prompts):
+        [[alone]] = engine.generate([prompt], GREEDY)
+        for batch_size in (2, 256):  # split into micro-batches, and one padded batch
+            engine = HFEngine(model, tokenizer, batch_size=batch_size)
+            batched = engine.generate(prompts, GREEDY)[alone_index][0]
+            assert batched.token_ids == alone.token_ids
+            torch.testing.assert_close(
+                torch.tensor(batched.logprobs), torch.tensor(alone.logprobs), atol=1e-5, rtol=0
+            )
+
+
+def test_greedy_equals_hf_generate(model, tokenizer, prompts):
+    engine = HFEngine(model, tokenizer)
+    for prompt in prompts:
+        prompt_ids = engine.encode_prompt(prompt)
+        [[completion]] = engine.generate([prompt], GREEDY)
+        hf_output = model.generate(
+            input_ids=torch.tensor([prompt_ids]),
+            attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
+            do_sample=False,
+            max_new_tokens=GREEDY.max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        assert completion.token_ids == hf_output[0, len(prompt_ids) :].tolist()
+
+
+def test_same_seed_same_samples_different_seed_differs(model, tokenizer, prompts):
+    engine = HFEngine(model, tokenizer, batch_size=8)
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=12, n=4, seed=7)
+    first = [c.token_ids for c in flat(engine.generate(prompts, sampling))]
+    again = [c.token_ids for c in flat(engine.generate(prompts, sampling))]
+    other = SamplingParams(temperature=1.0, max_new_tokens=12, n=4, seed=8)
+    reseeded = [c.token_ids for c in flat(engine.generate(prompts, other))]
+    assert first == again
+    assert first != reseeded
+
+
+def test_n_samples_per_prompt_in_order(model, tokenizer, prompts):
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=8, n=5, seed=3)
+    results = HFEngine(model, tokenizer, batch_size=3).generate(prompts, sampling)
+    for prompt, completions in zip(prompts, results, strict=True):
+        assert [c.prompt_id for c in completions] == [prompt.id] * 5
+        assert [c.meta for c in completions] == [{"sample_index": j, "seed": 3} for j in range(5)]
+        assert len({tuple(c.token_ids) for c in completions}) > 1
+
+
+def test_stop_string_cuts_text_and_keeps_completing_token(model, tokenizer, prompts):
+    engine = HFEngine(model, tokenizer)
+    for completion in flat(engine.generate(prompts, GREEDY)):
+        stop = next((ch for ch in completion.text[1:] if ch.isascii() and ch.isprintable()), None)
+        if stop is None:
+            continue
+        [[stopped]] = engine.generate_ids(
+            [completion_prompt_ids(engine, prompts, completion)],
+            SamplingParams(temperature=0, max_new_tokens=16, stop=["@@", stop]),
+        )
+        assert stopped.finish_reason == "stop"
+        assert stopped.text == completion.text[: completion.text.index(stop)]
+        assert stopped.token_ids == completion.token_ids[: len(stopped.token_ids)]
+        assert stop in tokenizer.decode(stopped.token_ids)
+        assert stop not in tokenizer.decode(stopped.token_ids[:-1])
+
+
+def completion_prompt_ids(engine: HFEngine, prompts: list[Prompt], completion: Completion) -> list[int]:
+    return engine.encode_prompt(next(p for p in prompts if p.id == completion.prompt_id))
+
+
+def test_length_finish_at_max_new_tokens(model, tokenizer, prompts):
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=5, n=2)
+    for completion in flat(HFEngine(model, tokenizer).generate(prompts, sampling)):
+        assert completion.finish_reason == "length"
+        assert len(completion.token_ids) == len(completion.logprobs) == 5
+
+
+def test_stop_at_eos_keeps_eos_token_and_drops_it_from_text(model, tokenizer, prompts):
+    add_eos_bias(model, tokenizer.eos_token_id, 100.0)
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=5)
+    for completion in flat(HFEngine(model, tokenizer).generate(prompts, sampling)):
+        assert completion.finish_reason == "stop"
+        assert completion.token_ids == [tokenizer.eos_token_id]
+        assert completion.text == ""
+        assert completion.logprobs == pytest.approx([0.0], abs=1e-6)
+
+
+def test_tiny_top_p_is_greedy(model, tokenizer, prompts):
+    engine = HFEngine(model, tokenizer)
+    greedy = engine.generate(prompts, GREEDY)
+    nucleus = engine.generate(prompts, SamplingParams(temperature=1.0, top_p=1e-6, max_new_tokens=16, n=2))
+    for greedy_completions, nucleus_completions in zip(greedy, nucleus, strict=True):
+        for completion in nucleus_completions:
+            assert completion.token_ids == greedy_completions[0].token_ids
+
+
+def test_nucleus_keeps_smallest_set_reaching_top_p():
+    logits = torch.tensor([[0.5, 0.3, 0.2]]).log()
+    torch.testing.assert_close(nucleus_probs(logits, 0.6), torch.tensor([[0.5, 0.3, 0.0]]))
+    torch.testing.assert_close(nucleus_probs(logits, 0.5), torch.tensor([[0.5, 0.0, 0.0]]))
+    torch.testing.assert_close(nucleus_probs(logits, 1.0), torch.tensor([[0.5, 0.3, 0.2]]))
+
+
+def test_sample_from_probs_matches_distribution():
+    probs = torch.tensor([[0.5, 0.3, 0.0, 0.2, 0.0]]).expand(200_000, 5)
+    draws = sample_from_probs(probs * 3.0, torch.Generator().manual_seed(0))  # unnormalised is fine
+    frequencies = torch.bincount(draws, minlength=5).float() / len(draws)
+    torch.testing.assert_close(frequencies, probs[0], atol=5e-3, rtol=0)
+    assert frequencies[2] == frequencies[4] == 0
+
+
+def test_sampled_tokens_follow_tempered_nucleus_and_logps_do_not():
+    """Draws follow nucleus(softmax(logits / T)); the returned logprob is log_softmax(logits).
+
+    softmax(logits / 0.7) = [.700, .168, .082, .040, .010]: the mass before token 2 is .868 < 0.9
+    and before token 3 is .950, so the 0.9-nucleus is tokens 0, 1, 2.
+    """
+    logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0])
+    tempered = (logits / 0.7).softmax(-1)
+    expected = torch.cat([tempered[:3], torch.zeros(2)])
+    expected = expected / expected.sum()
+    sampling = SamplingParams(temperature=0.7, top_p=0.9)
+    tokens, logps = sample_next_tokens(logits.expand(200_000, 5), sampling, torch.Generator().manual_seed(1))
+    frequencies = torch.bincount(tokens, minlength=5).float() / len(tokens)
+    torch.testing.assert_close(frequencies, expected, atol=5e-3, rtol=0)
+    torch.testing.assert_close(logps, logits.log_softmax(-1)[tokens])
+
+
+def test_prompt_ids_from_text_or_messages(model, tokenizer, prompts):
+    engine = HFEngine(model, tokenizer)
+    assert engine.encode_prompt(prompts[2]) == encode_text(tokenizer, prompts[2].text, add_bos=True)
+    assert engine.encode_prompt(prompts[0]) == render_prompt(tokenizer, prompts[0].messages)
+    [[from_prompt]] = engine.generate([prompts[2]], GREEDY)
+    [[from_ids]] = engine.generate_ids([engine.encode_prompt(prompts[2])], GREEDY)
+    assert from_prompt.token_ids == from_ids.token_ids
+    assert from_ids.prompt_id == ""
+
+
+def test_empty_prompt_list_and_bad_prompts(model, tokenizer):
+    engine = HFEngine(model, tokenizer)
+    assert engine.generate([], GREEDY) == []
+    with pytest.raises(ValueError, match="no tokens"):
+        engine.generate_ids([[5, 6], []], GREEDY)
+    too_long = [5] * model.config.max_position_embeddings
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        engine.generate_ids([too_long], GREEDY)
+
+
+def test_budget_is_cut_at_max_positions(model, tokenizer):
+    prompt_ids = [5] * (model.config.max_position_embeddings - 3)
+    [[completion]] = HFEngine(model, tokenizer).generate_ids([prompt_ids], GREEDY)
+    assert completion.finish_reason == "length"
+    assert len(completion.token_ids) == 3
+
+
+def test_restores_train_mode(model, tokenizer, prompts):
+    model.train()
+    HFEngine(model, tokenizer).generate(prompts[:1], GREEDY)
+    assert model.training
+    model.eval()
+    HFEngine(model, tokenizer).generate(prompts[:1], GREEDY)
+    assert not model.training
+
+
+def test_sync_weights_copies_policy_and_stamps_version(model, tokenizer, prompts):
+    generator_model = copy.deepcopy(model)
+    with torch.no_grad():
+        for param in generator_model.parameters():
+            param.add_(torch.randn_like(param))
+    engine = HFEngine(generator_model, tokenizer, policy_version=0)
+    expected = [c.token_ids for c in flat(HFEngine(model, tokenizer).generate(prompts, GREEDY))]
+    assert [c.token_ids for c in flat(engine.generate(prompts, GREEDY))] != expected
+    engine.sync_weights(model, policy_version=3)
+    completions = list(flat(engine.generate(prompts, GREEDY)))
+    assert [c.token_ids for c in completions] == expected
+    assert {c.policy_version for c in completions} == {3}
+
+
+def test_sync_weights_with_itself_only_bumps_version(model, tokenizer, prompts):
+    engine = HFEngine(model, tokenizer)
+    engine.sync_weights(model, policy_version=5)
+    assert engine.generate(prompts[:1], GREEDY)[0][0].policy_version == 5
+
+
+def test_eos_ids_include_generation_config_list(model, tokenizer):
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, 7]
+    assert eos_token_ids(model, tokenizer) == sorted({tokenizer.eos_token_id, 7})
+    add_eos_bias(model, 7, 100.0)
+    [[completion]] = HFEngine(model, tokenizer).generate_ids([[5, 6]], GREEDY)
+    assert completion.token_ids == [7]
+    assert completion.finish_reason == "stop"
