@@ -17,6 +17,7 @@ One micro-batch, step by step:
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,7 @@ class HFEngine:
         self.policy_version = policy_version
         self.show_progress = show_progress
         self.eos_token_ids = eos_token_ids(model, tokenizer)
+        self._cache_kwarg = cache_argument(model)
         self.max_positions: int | None = getattr(
             model.config.get_text_config(), "max_position_embeddings", None
         )
@@ -145,7 +147,7 @@ class HFEngine:
             input_ids=input_ids,
             attention_mask=prompt_mask,
             position_ids=position_ids,
-            cache=cache,
+            **{self._cache_kwarg: cache},
             use_cache=True,
             logits_to_keep=1,
         ).logits[:, -1]  # [U, V]
@@ -196,7 +198,7 @@ class HFEngine:
                 input_ids=next_tokens[:, None],
                 attention_mask=state.attention_mask[:, : prompt_width + step + 1],
                 position_ids=state.positions[:, None],
-                cache=cache,
+                **{self._cache_kwarg: cache},
                 use_cache=True,
             ).logits[:, -1]
 
@@ -334,6 +336,13 @@ def left_pad(
         input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
         attention_mask[row, width - len(ids) :] = 1
     return input_ids.to(device), attention_mask.to(device)
+
+
+def cache_argument(model: Any) -> str:
+    """Name of the KV-cache argument of `model.forward`: `cache` (transformers >= 5.2x) or the
+    older `past_key_values` (5.19, which vLLM's CPU build pins); passing the wrong one would
+    silently disable caching on old versions and warn on new ones."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
