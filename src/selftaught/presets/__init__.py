@@ -1,1 +1,22 @@
-"""presets"""
+"""Presets (layer L7): Python functions returning a recipe config, by recipe and preset name.
+
+`tiny` presets run on the embedded tiny world on a laptop CPU; `gemma3-270m` presets use the real
+Gemma 3 270M model from PyPI.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from selftaught.presets import tiny
+
+PRESETS: dict[str, dict[str, Callable[[], Any]]] = {
+    "world-pretrain": {"tiny": tiny.world_pretrain, "tiny-smoke": tiny.world_pretrain_smoke},
+}
+
+
+def get_preset(recipe: str, name: str) -> Any:
+    """The config of preset `name` of `recipe`; a ValueError lists the valid names."""
+    presets = PRESETS.get(recipe, {})
+    if name not in presets:
+        raise ValueError(f"recipe {recipe!r} has no preset {name!r}; presets: {', '.join(presets) or 'none'}")
+    return presets[name]()

@@ -1,1 +1,13 @@
-"""recipes"""
+"""Recipes (layer L6): one module per recipe, each a `<Name>Config` dataclass and `run(cfg)`.
+
+`RECIPES` maps the CLI name to `(module, config class, one-line summary)`; modules are imported
+only when their recipe runs, so `selftaught list` stays fast.
+"""
+
+RECIPES: dict[str, tuple[str, str, str]] = {
+    "world-pretrain": (
+        "selftaught.recipes.world_pretrain",
+        "WorldPretrainConfig",
+        "train the tiny-world base student from scratch (buggy teacher, accuracy-based stop)",
+    ),
+}

@@ -1,0 +1,96 @@
+"""The command line end to end on a random-init tiny model (fast) and the smoke pretrain preset."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from selftaught.cli import main, prompts_from_records
+from selftaught.models.io import save_model
+from selftaught.models.tiny import build_tiny_llama
+from selftaught.world.tokenizer import build_tokenizer
+
+GSM8K_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "test.jsonl"
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> str:
+    tokenizer = build_tokenizer()
+    model = build_tiny_llama("xs", len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return str(save_model(model, tokenizer, tmp_path_factory.mktemp("tiny") / "model"))
+
+
+def test_list_and_print_config(capsys):
+    assert main(["list"]) == 0
+    assert "world-pretrain" in capsys.readouterr().out
+    assert main(["world", "pretrain", "--print-config", "seed=3", "optim.lr=1e-3"]) == 0
+    out = capsys.readouterr().out
+    assert "seed: 3" in out and "lr: 0.001" in out
+    assert main(["world-pretrain", "--describe"]) == 0
+    assert "Probability that the teacher forgets" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["world", "pretrain", "--print-config", "optim.lrr=1"], "did you mean 'optim.lr'"),
+        (["world", "pretrain", "--preset", "nope"], "has no preset 'nope'"),
+        (["eval", "--model", "/does/not/exist", "--data", "world:test"], "/does/not/exist"),
+    ],
+)
+def test_user_errors_exit_2_with_a_message(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_generate_writes_n_samples_per_prompt(tiny_model_dir, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    rows = [{"id": "a", "messages": [{"role": "user", "content": "12+7"}]}, {"prompt": "3-1"}]
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out.jsonl"
+    assert main(["generate", "--model", tiny_model_dir, "--prompts", str(prompts), "--out", str(out),
+                 "--n", "3", "--max-new-tokens", "5"]) == 0
+    completions = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [c["prompt_id"] for c in completions] == ["a"] * 3 + ["1"] * 3
+    assert all(0 < len(c["token_ids"]) <= 5 and len(c["logprobs"]) == len(c["token_ids"]) for c in completions)
+
+
+def test_prompts_from_records_formats():
+    prompts = prompts_from_records(
+        [{"messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]},
+         {"prompt": [{"role": "user", "content": "v"}], "answer": "1"}, {"question": "q"}], "f")
+    assert prompts[0].messages == [{"role": "user", "content": "u"}]
+    assert prompts[1].meta == {"answer": "1"} and prompts[2].messages[0]["content"] == "q"
+    with pytest.raises(ValueError, match="record 0 has no"):
+        prompts_from_records([{"text": "x"}], "f")
+
+
+def test_eval_world_split_prints_level_table(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--model", tiny_model_dir, "--data", "world:valid", "--per-level", "5",
+                 "--levels", "1,4", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| level 1 | 5 |" in printed and "| level 4 | 5 |" in printed
+    summary = json.loads(out.read_text())
+    assert summary["num_problems"] == 10 and len(summary["samples"]) == 10
+
+
+@pytest.mark.skipif(not GSM8K_TEST.exists(), reason="shared GSM8K data not present")
+def test_eval_gsm8k_file(tiny_model_dir, capsys):
+    assert main(["eval", "--model", tiny_model_dir, "--data", str(GSM8K_TEST), "--limit", "3",
+                 "--num-shots", "0", "--max-new-tokens", "4"]) == 0
+    assert "3 problems x 1 samples" in capsys.readouterr().out
+
+
+def test_world_pretrain_smoke_preset_writes_a_complete_run(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["world", "pretrain", "--preset", "tiny-smoke", f"out_dir={run_dir}", "max_steps=6",
+                 "eval_every=3", "optim.warmup_steps=2"]) == 0
+    for name in ("config.yaml", "metrics.jsonl", "log.txt", "summary.json", "model/model.safetensors",
+                 "model/tokenizer.json"):
+        assert (run_dir / name).exists(), name
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "val_accuracy" in m] == [3, 6]
+    losses = [m["loss"] for m in metrics if "loss" in m]
+    assert losses and all(loss == loss for loss in losses)  # finite, logged
