@@ -6,19 +6,8 @@ from pathlib import Path
 import pytest
 
 from selftaught.cli import main, prompts_from_records
-from selftaught.models.io import save_model
-from selftaught.models.tiny import build_tiny_llama
-from selftaught.world.tokenizer import build_tokenizer
 
 GSM8K_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "test.jsonl"
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory) -> str:
-    tokenizer = build_tokenizer()
-    model = build_tiny_llama("xs", len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    return str(save_model(model, tokenizer, tmp_path_factory.mktemp("tiny") / "model"))
 
 
 def test_list_and_print_config(capsys):

@@ -216,29 +216,19 @@ def _add_eval_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-def eval_prompts(args: argparse.Namespace) -> tuple[list[Any], Any, list[str], int]:
-    """(prompts, checker, stop strings, default max_new_tokens) for `--data`."""
-    if args.data.startswith("world:"):
-        from selftaught.world.arith import is_correct, sample_eval_set, to_prompt
-
-        levels = [int(x) for x in args.levels.split(",")]
-        problems = sample_eval_set(args.data.split(":", 1)[1], args.per_level, levels, args.seed)
-        return [to_prompt(p) for p in problems], lambda p, c: is_correct(c.text, int(p.answer)), [], 64
-    from selftaught.data.sources import read_records
-    from selftaught.evals import gsm8k
-
-    records = read_records(args.data, limit=args.limit)
-    return gsm8k.gsm8k_prompts(records, num_shots=args.num_shots, source=args.data), gsm8k.is_correct, gsm8k.STOP, 256
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from selftaught.engines.hf import HFEngine
     from selftaught.evals.accuracy import evaluate_accuracy
+    from selftaught.evals.sets import load_eval_set
 
-    prompts, checker, stop, max_new_tokens = eval_prompts(args)
+    levels = [int(x) for x in args.levels.split(",")]
+    eval_set = load_eval_set(args.data, per_level=args.per_level, levels=levels, limit=args.limit,
+                             num_shots=args.num_shots, seed=args.seed)
+    prompts = eval_set.prompts
     model, tokenizer = load_model_spec(args.model)
     engine = HFEngine(model, tokenizer, batch_size=args.batch_size, show_progress=True)
-    result = evaluate_accuracy(engine, prompts, checker, _sampling(args, stop, max_new_tokens))
+    sampling = _sampling(args, eval_set.stop, eval_set.max_new_tokens)
+    result = evaluate_accuracy(engine, prompts, eval_set.is_correct, sampling)
     print(f"model {args.model} on {args.data}: {result.num_problems} problems x {args.n} samples, "
           f"{result.seconds:.1f}s, mean completion {result.mean_completion_tokens:.1f} tokens")
     print(result.table())

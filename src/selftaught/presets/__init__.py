@@ -7,10 +7,11 @@ Gemma 3 270M model from PyPI.
 from collections.abc import Callable
 from typing import Any
 
-from selftaught.presets import tiny
+from selftaught.presets import gemma3_270m, tiny
 
 PRESETS: dict[str, dict[str, Callable[[], Any]]] = {
     "world-pretrain": {"tiny": tiny.world_pretrain, "tiny-smoke": tiny.world_pretrain_smoke},
+    "sft": {"tiny": tiny.sft, "tiny-smoke": tiny.sft_smoke, "gemma3-270m": gemma3_270m.sft},
 }
 
 

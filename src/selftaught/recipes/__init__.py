@@ -10,4 +10,9 @@ RECIPES: dict[str, tuple[str, str, str]] = {
         "WorldPretrainConfig",
         "train the tiny-world base student from scratch (buggy teacher, accuracy-based stop)",
     ),
+    "sft": (
+        "selftaught.recipes.sft",
+        "SFTConfig",
+        "supervised fine-tuning on conversations (loss on assistant tokens), LoRA optional",
+    ),
 }

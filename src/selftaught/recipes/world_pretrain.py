@@ -34,6 +34,7 @@ from selftaught.data.chat import render_conversation
 from selftaught.engines.base import SamplingParams
 from selftaught.engines.hf import HFEngine
 from selftaught.evals.accuracy import EvalResult, evaluate_accuracy
+from selftaught.evals.sets import world_is_correct
 from selftaught.losses.logps import token_logps
 from selftaught.losses.sft import sft_loss
 from selftaught.models.io import cache_dir, save_model
@@ -42,7 +43,7 @@ from selftaught.runlog import RunLog
 from selftaught.train.batching import Batch, collate
 from selftaught.train.optim import OptimConfig, build_optimizer, build_scheduler
 from selftaught.train.step import train_step
-from selftaught.world.arith import is_correct, sample_eval_set, sample_sft_examples, to_prompt
+from selftaught.world.arith import sample_eval_set, sample_sft_examples, to_prompt
 from selftaught.world.tokenizer import build_tokenizer
 
 
@@ -128,8 +129,7 @@ def run(cfg: WorldPretrainConfig) -> dict[str, Any]:
 def greedy_accuracy(model: Any, tokenizer: Any, prompts: list, max_new_tokens: int = 64) -> EvalResult:
     """Greedy accuracy of `model` on world prompts (one sample each)."""
     engine = HFEngine(model, tokenizer, batch_size=512)
-    return evaluate_accuracy(engine, prompts, lambda p, c: is_correct(c.text, int(p.answer)),
-                             SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens))
+    return evaluate_accuracy(engine, prompts, world_is_correct, SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens))
 
 
 def pretrained_student(cfg: WorldPretrainConfig | None = None, *, log: bool = True) -> Path:

@@ -1,0 +1,45 @@
+"""Named evaluation sets: `world:<split>` (tiny-world arithmetic) or a GSM8K-format file.
+
+`load_eval_set` gives the prompts, the checker and the decoding defaults that `selftaught eval` and
+every recipe's periodic validation use, so both measure the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from selftaught.data.sources import read_records
+from selftaught.evals import gsm8k
+from selftaught.evals.accuracy import Checker
+from selftaught.types import Completion, Prompt
+from selftaught.world.arith import is_correct, sample_eval_set, to_prompt
+
+
+@dataclass
+class EvalSet:
+    prompts: list[Prompt]
+    is_correct: Checker
+    stop: list[str] = field(default_factory=list)
+    """Stop strings the format needs (few-shot prompts end at the next 'Question:')."""
+    max_new_tokens: int = 64
+
+
+def world_is_correct(prompt: Prompt, completion: Completion) -> bool:
+    return prompt.answer is not None and is_correct(completion.text, int(prompt.answer))
+
+
+def load_eval_set(
+    data: str,
+    *,
+    per_level: int = 200,
+    levels: list[int] | None = None,
+    limit: int | None = None,
+    num_shots: int = 8,
+    seed: int = 0,
+) -> EvalSet:
+    """`world:train|valid|test` (`per_level` problems of each of `levels`) or a GSM8K-format file."""
+    if data.startswith("world:"):
+        problems = sample_eval_set(data.split(":", 1)[1], per_level, levels or [1, 2, 3], seed)
+        return EvalSet([to_prompt(p) for p in problems], world_is_correct, [], 64)
+    records = read_records(data, limit=limit)
+    return EvalSet(gsm8k.gsm8k_prompts(records, num_shots=num_shots, source=data), gsm8k.is_correct, gsm8k.STOP, 256)
