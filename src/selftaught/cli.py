@@ -5,6 +5,8 @@
     selftaught world pretrain [key=value ...]         same as `selftaught world-pretrain`
     selftaught generate --model M --prompts F --out F sample completions for a prompts file
     selftaught eval --model M --data D                accuracy on a world split or a GSM8K-format file
+    selftaught eval-judge --model M --data D          judge accuracy and position bias on preference pairs
+    selftaught serve --model M [--port P]             an OpenAI-compatible server on 127.0.0.1
     selftaught demo                                   the flywheel on the embedded tiny world
 """
 
@@ -48,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe_parser(world, "pretrain", RECIPES["world-pretrain"][2], recipe="world-pretrain")
     _add_generate_parser(sub)
     _add_eval_parser(sub)
+    _add_eval_judge_parser(sub)
+    _add_serve_parser(sub)
     demo = sub.add_parser("demo", help="run the demo on the embedded tiny world")
     demo.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
     demo.set_defaults(func=cmd_demo)
@@ -104,7 +108,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name, (_, _, summary) in RECIPES.items():
         print(f"  {name:22s} {summary}")
         print(f"  {'':22s} presets: {', '.join(PRESETS.get(name, {})) or '-'}")
-    print("\ncommands: list, generate, eval, demo, world pretrain")
+    print("\ncommands: list, generate, eval, eval-judge, serve, demo, world pretrain")
     print(f"model aliases: {TINY_WORLD} (the cached tiny-world student), gemma-3-270m (GGUF from PyPI)")
     return 0
 
@@ -246,6 +250,115 @@ def _write_eval(args: argparse.Namespace, prompts: list[Any], result: Any) -> No
                "samples": [{"prompt_id": p.id, "answer": p.answer, "completions": [c.text for c in cs]}
                            for p, cs in zip(prompts, result.completions)]}
     out.write_text(json.dumps(summary, indent=2))
+
+
+# --- serve ---------------------------------------------------------------------------------------
+
+
+def _add_serve_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve a model over an OpenAI-compatible HTTP API",
+        description="/v1/models, /v1/completions and /v1/chat/completions (non-streaming, "
+        "with logprobs) over HFEngine; concurrent requests are batched together.",
+    )
+    p.add_argument(
+        "--model", required=True, help=f"model directory, GGUF file, alias ({TINY_WORLD}, gemma-3-270m)"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1: this machine)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    p.add_argument("--served-model-name", default=None, help="model name clients send (default: --model)")
+    p.add_argument(
+        "--api-key-env",
+        default=None,
+        help="environment variable holding the key clients must send as a bearer token (default: none)",
+    )
+    p.add_argument("--batch-size", type=int, default=64, help="sequences decoded together")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="batching window in ms (default: 5)")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from selftaught.engines.hf import HFEngine
+    from selftaught.engines.server import EngineServer, read_api_key
+
+    api_key = read_api_key(args.api_key_env)
+    model, tokenizer = load_model_spec(args.model)
+    engine = HFEngine(model, tokenizer, batch_size=args.batch_size)
+    name = args.served_model_name or args.model
+    max_wait_s = args.max_wait_ms / 1000
+    server = EngineServer(
+        engine, tokenizer, name, host=args.host, port=args.port, api_key=api_key, max_wait_s=max_wait_s
+    )
+    print(f"serving {name!r} at {server.url} (Ctrl+C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+# --- eval-judge ----------------------------------------------------------------------------------
+
+
+def _add_eval_judge_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "eval-judge",
+        help="judge accuracy and position bias on preference pairs",
+        description="Judge every pair in both orders (pairwise templates) or score both "
+        "responses (pointwise) and report accuracy per order, position-consistent accuracy, "
+        "flip, tie and unparsed rates. With --n k, verdicts are the majority of k samples.",
+    )
+    p.add_argument(
+        "--model", required=True, help=f"model directory, GGUF file, alias ({TINY_WORLD}, gemma-3-270m)"
+    )
+    p.add_argument(
+        "--data",
+        default="world:test",
+        help="world:<split> (tiny-world judge pairs) or a prompt/chosen/rejected file (default: world:test)",
+    )
+    p.add_argument(
+        "--template",
+        default="j1-pairwise-verdict@1",
+        help="versioned judge template, e.g. j1-pointwise@1 or world-pairwise-verdict@1; a wrong name lists "
+        "them all (default: j1-pairwise-verdict@1)",
+    )
+    p.add_argument(
+        "--prompt-style",
+        choices=["chat", "text"],
+        default="chat",
+        help="chat: the model's chat template; text: a raw-text prompt, for base models (default: chat)",
+    )
+    p.add_argument(
+        "--limit", type=int, default=None, help="pairs: the first N of a file, N world pairs (default 300)"
+    )
+    p.add_argument("--out", default=None, help="also write the metrics and every judgment as JSON here")
+    _sampling_args(p, temperature=0.0, max_new_tokens=1024)
+    p.set_defaults(func=cmd_eval_judge)
+
+
+def cmd_eval_judge(args: argparse.Namespace) -> int:
+    from selftaught.engines.hf import HFEngine
+    from selftaught.judges import build_judge, evaluate_judge, get_template, load_judge_pairs
+
+    template = get_template(args.template)  # before the slow model load: a typo fails fast
+    pairs = load_judge_pairs(args.data, limit=args.limit, seed=args.seed)
+    model, tokenizer = load_model_spec(args.model)
+    engine = HFEngine(model, tokenizer, batch_size=args.batch_size, show_progress=True)
+    judge = build_judge(engine, template, _sampling(args), args.prompt_style)
+    result = evaluate_judge(judge, pairs)
+    print(
+        f"judge {args.model} ({result.template}, {args.prompt_style}) on {args.data}: {len(pairs)} pairs, "
+        f"{result.num_judgments} judgments, {result.seconds:.1f}s, mean {result.mean_tokens:.1f} tokens, "
+        f"{result.truncated_rate:.0%} truncated"
+    )
+    print(result.metrics.table())
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        summary = {"model": args.model, "data": args.data, "prompt_style": args.prompt_style, **vars(result)}
+        out.write_text(json.dumps(summary, indent=2, default=vars))
+    return 0
 
 
 # --- demo ----------------------------------------------------------------------------------------
