@@ -20,3 +20,15 @@ def write_tiny_model(out_dir: Path, size: str = "xs", seed: int = 0) -> str:
 def tiny_model_dir(tmp_path_factory) -> str:
     """A saved random-init xs Llama with the world tokenizer."""
     return write_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads(request):
+    """One torch thread for the fast tests: tiny models gain nothing from two, and on a shared
+    machine two OpenMP threads per process can be tens of times slower. Slow tests keep two."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2 if request.node.get_closest_marker("slow") else 1)
+    yield
+    torch.set_num_threads(previous)

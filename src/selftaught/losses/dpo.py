@@ -55,7 +55,7 @@ def dpo_loss(
     chosen_lengths: torch.Tensor | None = None,
     rejected_lengths: torch.Tensor | None = None,
     label_smoothing: float = 0.0,
-    num_pairs: int | None = None,
+    num_pairs: float | None = None,
     nll_scale: float = 0.0,
     nll_normalization: NLLNormalization = NLLNormalization.SUM,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

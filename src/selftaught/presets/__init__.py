@@ -12,6 +12,8 @@ from selftaught.presets import gemma3_270m, tiny
 PRESETS: dict[str, dict[str, Callable[[], Any]]] = {
     "world-pretrain": {"tiny": tiny.world_pretrain, "tiny-smoke": tiny.world_pretrain_smoke},
     "sft": {"tiny": tiny.sft, "tiny-smoke": tiny.sft_smoke, "gemma3-270m": gemma3_270m.sft},
+    "dpo": {"tiny": tiny.dpo, "tiny-smoke": tiny.dpo_smoke, "gemma3-270m": gemma3_270m.dpo},
+    "reward-model": {"tiny": tiny.reward_model, "tiny-smoke": tiny.reward_model_smoke},
 }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from selftaught.recipes.common import EvalConfig
+from selftaught.recipes.dpo import DPOConfig, DPODataConfig
+from selftaught.recipes.reward_model import RewardModelConfig, RewardModelDataConfig
 from selftaught.recipes.sft import SFTConfig, SFTDataConfig
 from selftaught.recipes.world_pretrain import WorldPretrainConfig
 from selftaught.train.optim import OptimConfig
@@ -42,4 +44,55 @@ def sft_smoke() -> SFTConfig:
         out_dir="runs/sft-smoke", model="tiny-world", num_steps=4, batch_size=8, micro_batch_tokens=128,
         data=SFTDataConfig(num_examples=64), optim=OptimConfig(lr=1e-3, schedule="constant"),
         eval=EvalConfig(data="world:valid", every=2, per_level=4), checkpoint_every=2, log_every=1,
+    )
+
+
+def dpo() -> DPOConfig:
+    """Offline DPO of the student on its own pairs: a random correct vs a random incorrect sample of
+    8 at temperature 1 (TINYWORLD §3b: offline DPO peaks early, then drifts; `nll_scale=1` anchors it)."""
+    return DPOConfig(
+        out_dir="runs/dpo-tiny",
+        model="tiny-world",
+        data=DPODataConfig(num_prompts=512, samples_per_prompt=8),
+        num_steps=100,
+        batch_size=32,
+        beta=0.1,
+        optim=OptimConfig(lr=1e-5, eps=1e-8, schedule="constant"),
+        eval=EvalConfig(data="world:valid", every=25, per_level=100),
+    )
+
+
+def dpo_smoke() -> DPOConfig:
+    """A few DPO steps on pairs from 16 prompts: checks the pipeline, not the effect."""
+    return DPOConfig(
+        out_dir="runs/dpo-smoke",
+        model="tiny-world",
+        data=DPODataConfig(num_prompts=16, samples_per_prompt=4, max_new_tokens=48),
+        num_steps=4,
+        batch_size=4,
+        micro_batch_tokens=256,
+        optim=OptimConfig(lr=1e-4, schedule="constant"),
+        eval=EvalConfig(data="world:valid", every=2, per_level=4),
+        checkpoint_every=2,
+        log_every=1,
+    )
+
+
+def reward_model() -> RewardModelConfig:
+    """A reward model from the student on tiny-world pairs: correct vs buggy-carry or off-by-one solutions."""
+    return RewardModelConfig(out_dir="runs/reward-model-tiny", model="tiny-world")
+
+
+def reward_model_smoke() -> RewardModelConfig:
+    """A few reward-model steps on 64 pairs: checks the pipeline, not the effect."""
+    return RewardModelConfig(
+        out_dir="runs/reward-model-smoke",
+        model="tiny-world",
+        num_steps=4,
+        batch_size=8,
+        data=RewardModelDataConfig(num_pairs=64, num_valid_pairs=16),
+        optim=OptimConfig(lr=1e-3, schedule="constant"),
+        eval_every=2,
+        checkpoint_every=2,
+        log_every=1,
     )

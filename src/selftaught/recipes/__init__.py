@@ -15,4 +15,14 @@ RECIPES: dict[str, tuple[str, str, str]] = {
         "SFTConfig",
         "supervised fine-tuning on conversations (loss on assistant tokens), LoRA optional",
     ),
+    "dpo": (
+        "selftaught.recipes.dpo",
+        "DPOConfig",
+        "offline DPO (+ NLL) on pairs sampled from the policy or a TRL preference file",
+    ),
+    "reward-model": (
+        "selftaught.recipes.reward_model",
+        "RewardModelConfig",
+        "Bradley-Terry reward model on preference pairs (tiny-world or prompt/chosen/rejected); held-out pairwise accuracy",
+    ),
 }
