@@ -1,0 +1,163 @@
+"""Judge evaluation on preference pairs with known winners: the logic of `selftaught eval-judge`.
+
+Pairs come from the tiny world (`world:<split>`: correct vs wrong solutions, `world.judge_pairs`) or
+from any file with `prompt` / `chosen` / `rejected` columns (TRL's preference format, standard or
+conversational). A pairwise judge sees every pair in both orders, a pointwise judge scores both
+responses; `selftaught.judges.metrics` turns the verdicts into accuracy and position-bias metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from selftaught.data.chat import validate_messages
+from selftaught.data.sources import read_records, require_columns
+from selftaught.judges.judge import PairwiseJudge, PointwiseJudge, mean_scores
+from selftaught.judges.metrics import JudgeMetrics, compute_pairwise_metrics, compute_pointwise_metrics
+from selftaught.types import Completion, Judgment, Pair, Prompt
+from selftaught.world.judge_pairs import sample_judge_pairs, to_pair
+
+WORLD_PREFIX = "world:"
+DEFAULT_NUM_WORLD_PAIRS = 300
+PAIR_COLUMNS = ("prompt", "chosen", "rejected")
+
+
+@dataclass
+class JudgeEvalResult:
+    """What `selftaught eval-judge` prints and writes."""
+
+    template: str
+    metrics: JudgeMetrics
+    seconds: float
+    num_judgments: int
+    """Judge outputs sampled: pairs x 2 (orders, or chosen and rejected) x k samples."""
+    mean_tokens: float
+    """Mean generated tokens per judgment (0 for engines that return no token ids)."""
+    truncated_rate: float
+    """Share of judgments that hit `max_new_tokens` (`finish_reason == "length"`)."""
+    rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    """Per pair: `id`, the per-order verdicts (or mean scores) and every judgment as a dict."""
+
+
+def load_judge_pairs(
+    data: str, *, limit: int | None = None, seed: int = 0, levels: Sequence[int] = (1, 2, 3)
+) -> list[Pair]:
+    """`world:<split>` (`limit` pairs, default 300, of `levels`) or a preference file (its first `limit` records)."""
+    if data.startswith(WORLD_PREFIX):
+        split = data.removeprefix(WORLD_PREFIX)
+        return [to_pair(p) for p in sample_judge_pairs(split, limit or DEFAULT_NUM_WORLD_PAIRS, levels, seed)]
+    return pairs_from_records(read_records(data, limit=limit), data)
+
+
+def pairs_from_records(records: list[dict[str, Any]], source: str) -> list[Pair]:
+    """`Pair`s from TRL preference records: `prompt` as text or messages, `chosen` / `rejected` as text
+    or a list ending with the assistant turn. Other columns go to `Pair.meta`."""
+    require_columns(records, PAIR_COLUMNS, source)
+    pairs = []
+    for index, record in enumerate(records):
+        where = f"{source}: record {index}"
+        prompt = _prompt(record["prompt"], str(record.get("id", index)), where)
+        chosen, rejected = (
+            _response(record[column], f"{where} column {column!r}") for column in PAIR_COLUMNS[1:]
+        )
+        meta = {k: v for k, v in record.items() if k not in PAIR_COLUMNS}
+        pairs.append(Pair(prompt, Completion(prompt.id, chosen), Completion(prompt.id, rejected), meta))
+    return pairs
+
+
+def _prompt(value: Any, prompt_id: str, where: str) -> Prompt:
+    if isinstance(value, str):
+        return Prompt(id=prompt_id, messages=[{"role": "user", "content": value}])
+    if isinstance(value, list):
+        validate_messages(value)
+        return Prompt(id=prompt_id, messages=value)
+    raise ValueError(f"{where}: `prompt` must be a string or a list of messages, got {type(value).__name__}")
+
+
+def _response(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        return value
+    if (
+        isinstance(value, list)
+        and value
+        and isinstance(value[-1], dict)
+        and value[-1].get("role") == "assistant"
+    ):
+        return str(value[-1].get("content", ""))
+    raise ValueError(
+        f"{where} must be a string or a list of messages ending with an assistant turn, got {value!r:.120}"
+    )
+
+
+def evaluate_judge(judge: PairwiseJudge | PointwiseJudge, pairs: Sequence[Pair]) -> JudgeEvalResult:
+    """Judge every pair (both orders, or both responses pointwise) and compute the metrics."""
+    if not pairs:
+        raise ValueError("evaluate_judge got no pairs")
+    start = time.perf_counter()
+    if isinstance(judge, PairwiseJudge):
+        metrics, rows = _evaluate_pairwise(judge, pairs)
+    else:
+        metrics, rows = _evaluate_pointwise(judge, pairs)
+    seconds = time.perf_counter() - start
+    judgments = [j for row in rows for key in ("first", "second") for j in row[key]]
+    return JudgeEvalResult(
+        template=judge.template.name,
+        metrics=metrics,
+        seconds=seconds,
+        num_judgments=len(judgments),
+        mean_tokens=sum(j["meta"]["num_tokens"] for j in judgments) / len(judgments),
+        truncated_rate=sum(j["meta"]["finish_reason"] == "length" for j in judgments) / len(judgments),
+        rows=rows,
+    )
+
+
+def _evaluate_pairwise(
+    judge: PairwiseJudge, pairs: Sequence[Pair]
+) -> tuple[JudgeMetrics, list[dict[str, Any]]]:
+    """Rows: `first` = chosen shown as A, `second` = chosen shown as B."""
+    results = judge.judge_both_orders(
+        [p.prompt for p in pairs], [p.chosen.text for p in pairs], [p.rejected.text for p in pairs]
+    )
+    verdicts = [result.verdicts() for result in results]
+    rows = [
+        _row(pair, {"verdicts": list(v)}, result.original, result.swapped)
+        for pair, v, result in zip(pairs, verdicts, results, strict=True)
+    ]
+    return compute_pairwise_metrics(verdicts), rows
+
+
+def _evaluate_pointwise(
+    judge: PointwiseJudge, pairs: Sequence[Pair]
+) -> tuple[JudgeMetrics, list[dict[str, Any]]]:
+    """Rows: `first` = the judgments of chosen, `second` = those of rejected."""
+    prompts = [p.prompt for p in pairs]
+    judgments = judge.score(
+        prompts + prompts, [p.chosen.text for p in pairs] + [p.rejected.text for p in pairs]
+    )
+    chosen, rejected = judgments[: len(pairs)], judgments[len(pairs) :]
+    chosen_scores, rejected_scores = [_mean_score(js) for js in chosen], [_mean_score(js) for js in rejected]
+    rows = [
+        _row(pair, {"scores": [c, r]}, cj, rj)
+        for pair, c, r, cj, rj in zip(pairs, chosen_scores, rejected_scores, chosen, rejected, strict=True)
+    ]
+    return compute_pointwise_metrics(chosen_scores, rejected_scores), rows
+
+
+def _mean_score(judgments: list[Judgment]) -> float | None:
+    scores = mean_scores(judgments)
+    return None if scores is None else scores[0]
+
+
+def _row(
+    pair: Pair, outcome: dict[str, Any], first: list[Judgment], second: list[Judgment]
+) -> dict[str, Any]:
+    pair_id = pair.meta.get("id", pair.prompt.id)
+    return {
+        "id": pair_id,
+        **outcome,
+        "first": [j.to_dict() for j in first],
+        "second": [j.to_dict() for j in second],
+    }

