@@ -12,6 +12,7 @@ here writes files.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TypeVar, overload
 
 import torch
@@ -72,6 +73,16 @@ def barrier() -> None:
     """Wait until every process reaches this point; no-op in a single process."""
     if is_distributed():
         dist.barrier()
+
+
+def main_first(fn: Callable[[], T]) -> T:
+    """`fn()` on rank 0, then on the other ranks: rank 0 fills an on-disk cache the others read."""
+    if is_main():
+        result = fn()
+    barrier()
+    if not is_main():
+        result = fn()
+    return result
 
 
 @overload

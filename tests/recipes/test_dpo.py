@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from selftaught.cli import main
 from selftaught.config import apply_overrides
+from selftaught.data.preferences import build_pair_examples
 from selftaught.presets.tiny import dpo_smoke
 from selftaught.recipes import dpo
 from selftaught.train import reference
@@ -203,7 +204,7 @@ def test_trl_preference_files_train_on_the_responses_only(tmp_path):
         None,
         tokenizer,
     )[0]
-    pairs, num_dropped = dpo.build_pair_examples(records, tokenizer, max_length=64)
+    pairs, num_dropped = build_pair_examples(records, tokenizer, max_length=64)
     assert num_dropped == 0
     for (chosen_ids, chosen_mask), (rejected_ids, rejected_mask) in pairs:
         prompt_length = chosen_mask.index(True)
@@ -216,12 +217,10 @@ def test_trl_preference_files_train_on_the_responses_only(tmp_path):
     assert tokenizer.decode(pairs[1][1][0][pairs[1][1][1].index(True) : -1]) == "5 5"
     plain_length = max(len(ids) for ids, _ in pairs[1])
     assert pairs[0][0][1].index(True) > plain_length  # the chat template makes the first prompt longer
-    kept, num_dropped = dpo.build_pair_examples(records, tokenizer, max_length=plain_length)
+    kept, num_dropped = build_pair_examples(records, tokenizer, max_length=plain_length)
     assert num_dropped == 1 and kept == [pairs[1]]
     with pytest.raises(ValueError, match="`prompt` and `chosen` must both be message lists"):
-        dpo.build_pair_examples(
-            [{"prompt": "1+1", "chosen": rows[0]["chosen"], "rejected": "3"}], tokenizer, 64
-        )
+        build_pair_examples([{"prompt": "1+1", "chosen": rows[0]["chosen"], "rejected": "3"}], tokenizer, 64)
 
 
 def test_gsm8k_pairs_differ_only_in_the_final_number():

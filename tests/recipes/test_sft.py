@@ -44,7 +44,9 @@ def test_gradient_accumulation_equals_one_big_batch(tiny_model_dir, tmp_path):
     assert main([*common, f"out_dir={tmp_path / 'many'}", "micro_batch_tokens=60"]) == 0
     one, many = _weights(tmp_path / "one" / "model"), _weights(tmp_path / "many" / "model")
     for key in one:
-        torch.testing.assert_close(one[key], many[key], atol=1e-6, rtol=0)
+        # AdamW divides by sqrt(v): float-summation noise (1e-7) can reach ~1e-6 in weights after 2 steps,
+        # while a wrong normaliser reweights micro-batches and moves weights by ~lr = 1e-3
+        torch.testing.assert_close(one[key], many[key], atol=1e-5, rtol=0)
 
 
 def test_batch_order_is_a_pure_function_of_position():

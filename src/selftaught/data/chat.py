@@ -120,6 +120,32 @@ def render_conversation(tokenizer: Any, messages: list[Message]) -> tuple[list[i
     return input_ids, loss_mask
 
 
+def render_prompt_completion(
+    tokenizer: Any,
+    prompt: list[Message] | str,
+    completion: list[Message] | str,
+    *,
+    where: str = "record",
+    column: str = "completion",
+) -> tuple[list[int], list[bool]]:
+    """`(input_ids, loss_mask)` of a TRL `prompt` + `completion` record, the completion trained.
+
+    Conversational (both message lists): the chat template renders the whole conversation
+    (`render_conversation`). Plain text (both strings): BOS + prompt, then the completion + EOS, no
+    template. `where` and `column` (the completion's column name) locate a bad record in the error.
+    """
+    if isinstance(prompt, list) and isinstance(completion, list):
+        return render_conversation(tokenizer, [*prompt, *completion])
+    if isinstance(prompt, str) and isinstance(completion, str):
+        prompt_ids = encode_text(tokenizer, prompt, add_bos=True)
+        completion_ids = [*encode_text(tokenizer, completion), tokenizer.eos_token_id]
+        return [*prompt_ids, *completion_ids], [False] * len(prompt_ids) + [True] * len(completion_ids)
+    raise ValueError(
+        f"{where}: `prompt` and `{column}` must both be message lists (conversational) or both "
+        f"strings, got {type(prompt).__name__} and {type(completion).__name__}"
+    )
+
+
 def _append(tokenizer: Any, text: str, trained: bool, input_ids: list[int], loss_mask: list[bool]) -> None:
     if not text:
         return

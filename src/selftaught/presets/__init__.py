@@ -14,6 +14,14 @@ PRESETS: dict[str, dict[str, Callable[[], Any]]] = {
     "sft": {"tiny": tiny.sft, "tiny-smoke": tiny.sft_smoke, "gemma3-270m": gemma3_270m.sft},
     "dpo": {"tiny": tiny.dpo, "tiny-smoke": tiny.dpo_smoke, "gemma3-270m": gemma3_270m.dpo},
     "reward-model": {"tiny": tiny.reward_model, "tiny-smoke": tiny.reward_model_smoke},
+    "online-rl": {
+        "tiny": tiny.online_rl,
+        "tiny-online-dpo": tiny.online_rl_online_dpo,
+        "tiny-offline-dpo": tiny.online_rl_offline_dpo,
+        "tiny-grpo": tiny.online_rl_grpo,
+        "tiny-mixed": tiny.online_rl_mixed,
+        "tiny-smoke": tiny.online_rl_smoke,
+    },
 }
 
 

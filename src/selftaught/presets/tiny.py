@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from selftaught.recipes.common import EvalConfig
 from selftaught.recipes.dpo import DPOConfig, DPODataConfig
+from selftaught.recipes.online_rl import OnlineRLConfig, RolloutConfig, TaskConfig
 from selftaught.recipes.reward_model import RewardModelConfig, RewardModelDataConfig
 from selftaught.recipes.sft import SFTConfig, SFTDataConfig
 from selftaught.recipes.world_pretrain import WorldPretrainConfig
@@ -34,16 +35,27 @@ def world_pretrain_smoke() -> WorldPretrainConfig:
 
 def sft() -> SFTConfig:
     """Continued SFT of the student on a *clean* teacher (TINYWORLD §3b's oracle: +18 points)."""
-    return SFTConfig(out_dir="runs/sft-tiny", model="tiny-world", num_steps=450,
-                     eval=EvalConfig(data="world:valid", every=150, per_level=100))
+    return SFTConfig(
+        out_dir="runs/sft-tiny",
+        model="tiny-world",
+        num_steps=450,
+        eval=EvalConfig(data="world:valid", every=150, per_level=100),
+    )
 
 
 def sft_smoke() -> SFTConfig:
     """A few SFT steps on a handful of examples: checks the pipeline, not the effect."""
     return SFTConfig(
-        out_dir="runs/sft-smoke", model="tiny-world", num_steps=4, batch_size=8, micro_batch_tokens=128,
-        data=SFTDataConfig(num_examples=64), optim=OptimConfig(lr=1e-3, schedule="constant"),
-        eval=EvalConfig(data="world:valid", every=2, per_level=4), checkpoint_every=2, log_every=1,
+        out_dir="runs/sft-smoke",
+        model="tiny-world",
+        num_steps=4,
+        batch_size=8,
+        micro_batch_tokens=128,
+        data=SFTDataConfig(num_examples=64),
+        optim=OptimConfig(lr=1e-3, schedule="constant"),
+        eval=EvalConfig(data="world:valid", every=2, per_level=4),
+        checkpoint_every=2,
+        log_every=1,
     )
 
 
@@ -79,8 +91,8 @@ def dpo_smoke() -> DPOConfig:
 
 
 def reward_model() -> RewardModelConfig:
-    """A reward model from the student on tiny-world pairs: correct vs buggy-carry or off-by-one solutions."""
-    return RewardModelConfig(out_dir="runs/reward-model-tiny", model="tiny-world")
+    """A reward model from the student: correct vs buggy-carry chain solutions, 300 steps of 32 pairs."""
+    return RewardModelConfig(out_dir="runs/reward-model-tiny", model="tiny-world", num_steps=300)
 
 
 def reward_model_smoke() -> RewardModelConfig:
@@ -95,4 +107,60 @@ def reward_model_smoke() -> RewardModelConfig:
         eval_every=2,
         checkpoint_every=2,
         log_every=1,
+    )
+
+
+def online_rl() -> OnlineRLConfig:
+    """Semi-online DPO (s = 10) of the student: 32 prompts x 8 samples per step, frozen reference
+    (TINYWORLD §3a: between online and offline, saw-toothed)."""
+    return OnlineRLConfig(
+        out_dir="runs/online-rl-tiny",
+        sync_every=10,
+        num_steps=100,
+        eval=EvalConfig(data="world:valid", every=25, per_level=100),
+    )
+
+
+def online_rl_online_dpo() -> OnlineRLConfig:
+    """Online DPO (s = 1) with the reference re-synced every step (papers_B §1.10, fix 1)."""
+    return replace(online_rl(), out_dir="runs/online-rl-online-dpo", sync_every=1, ref_sync_every=1)
+
+
+def online_rl_offline_dpo() -> OnlineRLConfig:
+    """Offline DPO (s = 0): every step's rollouts sampled from the seed before training, one data stage."""
+    return replace(online_rl(), out_dir="runs/online-rl-offline-dpo", sync_every=0)
+
+
+def online_rl_grpo() -> OnlineRLConfig:
+    """GRPO (s = 1, strictly on-policy): 8 prompts x 8 samples, 150 steps, lr 1e-4, KL 0.001 (TINYWORLD §3b)."""
+    return replace(
+        online_rl(),
+        out_dir="runs/online-rl-grpo",
+        loss="grpo",
+        sync_every=1,
+        num_steps=150,
+        rollouts=RolloutConfig(num_prompts=8, samples_per_prompt=8),
+        optim=OptimConfig(lr=1e-4, eps=1e-8, schedule="constant"),
+    )
+
+
+def online_rl_mixed() -> OnlineRLConfig:
+    """Online DPO on a task mix: arithmetic with the answer check (correct vs incorrect) and the same
+    problems scored by a reward model (best vs worst). Set `tasks[1].reward_model` to a reward-model
+    directory, e.g. the `reward-model` recipe's `runs/reward-model-tiny/model`."""
+    tasks = [TaskConfig(), TaskConfig(name="arith_rm", reward="reward_model", pair_rule="best_vs_worst")]
+    return replace(online_rl_online_dpo(), out_dir="runs/online-rl-mixed", tasks=tasks)
+
+
+def online_rl_smoke() -> OnlineRLConfig:
+    """A few semi-online DPO steps (s = 2) on 4 prompts x 4 samples: checks the pipeline, not the effect."""
+    return OnlineRLConfig(
+        out_dir="runs/online-rl-smoke",
+        sync_every=2,
+        num_steps=4,
+        micro_batch_tokens=256,
+        rollouts=RolloutConfig(num_prompts=4, samples_per_prompt=4, max_new_tokens=16, pool_size=64),
+        optim=OptimConfig(lr=1e-4, schedule="constant"),
+        eval=EvalConfig(data="world:valid", every=2, per_level=4),
+        checkpoint_every=2,
     )

@@ -25,4 +25,9 @@ RECIPES: dict[str, tuple[str, str, str]] = {
         "RewardModelConfig",
         "Bradley-Terry reward model on preference pairs (tiny-world or prompt/chosen/rejected); held-out pairwise accuracy",
     ),
+    "online-rl": (
+        "selftaught.recipes.online_rl",
+        "OnlineRLConfig",
+        "offline / semi-online / online DPO or GRPO with one generator sync interval s (verifiable + reward-model rewards)",
+    ),
 }

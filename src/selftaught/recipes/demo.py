@@ -16,7 +16,9 @@ from selftaught.recipes.world_pretrain import greedy_accuracy, pretrained_studen
 from selftaught.world.arith import sample_eval_set, to_prompt
 
 
-def run_demo(out_dir: str = "runs/demo", *, levels: tuple[int, ...] = (1, 2, 3, 4), per_level: int = 200) -> dict:
+def run_demo(
+    out_dir: str = "runs/demo", *, levels: tuple[int, ...] = (1, 2, 3, 4), per_level: int = 200
+) -> dict:
     """Pretrain or reuse the student, evaluate it, write `<out_dir>/report.md`; returns the numbers."""
     start = time.perf_counter()
     model_dir = pretrained_student()
@@ -27,7 +29,8 @@ def run_demo(out_dir: str = "runs/demo", *, levels: tuple[int, ...] = (1, 2, 3, 
     out.mkdir(parents=True, exist_ok=True)
     summary = json.loads((model_dir.parent / "summary.json").read_text())
     examples = "\n".join(
-        f"    {p.messages[0]['content']}  ->  {cs[0].text}" for p, cs in list(zip(prompts, result.completions))[::per_level]
+        f"    {p.messages[0]['content']}  ->  {cs[0].text}"
+        for p, cs in list(zip(prompts, result.completions, strict=True))[::per_level]
     )
     report = (
         "# selftaught demo: the tiny-world student\n\n"

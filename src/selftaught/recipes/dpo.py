@@ -37,22 +37,21 @@ N GPUs: torchrun --nproc-per-node 8 -m selftaught.cli dpo --preset ... parallel.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import torch
 
 from selftaught import dist
+from selftaught.data.preferences import PairExample, build_pair_examples, preference_record
 from selftaught.data.shards import compute_fingerprint, run_stage
 from selftaught.data.sources import read_records, require_columns
 from selftaught.engines.base import SamplingParams
 from selftaught.engines.hf import HFEngine
 from selftaught.evals.gsm8k import reference_answer
-from selftaught.losses.dpo import DPOLossType, NLLNormalization, dpo_loss
-from selftaught.losses.logps import token_logps
+from selftaught.losses.dpo import DPOLossType, NLLNormalization
 from selftaught.recipes.common import (
     EvalConfig,
     LoraConfig,
@@ -63,21 +62,16 @@ from selftaught.recipes.common import (
     resume,
     save_final_model,
 )
-from selftaught.recipes.sft import render_record
 from selftaught.runlog import RunLog
 from selftaught.selection.pairs import correct_vs_incorrect
-from selftaught.train.batching import Batch, Example, collate, token_budget_batches
 from selftaught.train.checkpoint import save_checkpoint
 from selftaught.train.optim import OptimConfig, build_optimizer, build_scheduler
 from selftaught.train.parallel import ParallelConfig, global_num_tokens, no_sync_context, wrap_model
+from selftaught.train.preference import PairBatch, build_pair_batches, pair_loss, pair_units
 from selftaught.train.reference import load_or_compute_ref_logps, weights_fingerprint
 from selftaught.train.step import train_step
-from selftaught.types import Pair
 from selftaught.world.arith import Problem, is_correct, sample_problems, to_prompt
 
-T = TypeVar("T")
-PairExample = tuple[Example, Example]
-"""`(chosen, rejected)`, each `(input_ids, loss_mask)` with the response tokens trained."""
 PAIRS_TEMPLATE = "dpo-world-pairs@1"
 """Version of the world pair stage's record format and rule; part of its fingerprint."""
 PROMPTS_PER_SHARD = 256
@@ -157,7 +151,13 @@ def run(cfg: DPOConfig) -> dict[str, Any]:
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.num_steps)
     checkpoints = Path(cfg.out_dir) / "checkpoints"
     state = resume(checkpoints, model, optimizer, scheduler)
-    loss_fn = partial(_loss, cfg=cfg)
+    loss_fn = partial(
+        pair_loss,
+        beta=cfg.beta,
+        loss_type=DPOLossType(cfg.loss_type),
+        nll_scale=cfg.nll_scale,
+        nll_normalization=NLLNormalization(cfg.nll_normalization),
+    )
     validate = partial(evaluate_policy, model, tokenizer, cfg.eval, seed=cfg.seed)
     with RunLog(cfg.out_dir, cfg, enabled=dist.is_main()) as run_log:
         run_log.info("dpo: " + ", ".join(f"{key}={value}" for key, value in data_metrics.items()))
@@ -182,7 +182,7 @@ def run(cfg: DPOConfig) -> dict[str, Any]:
                 no_sync=no_sync_context(model),
             )
             if step % cfg.log_every == 0 or step == cfg.num_steps:
-                run_log.log(step, **_pair_units(metrics))
+                run_log.log(step, **pair_units(metrics))
             if cfg.eval.every > 0 and step % cfg.eval.every == 0 and step != cfg.num_steps:
                 run_log.log(step, **eval_metrics(validate()))
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
@@ -206,7 +206,7 @@ def prepare_pairs(
 ) -> tuple[list[PairExample], torch.Tensor, dict[str, Any]]:
     """Tokenised pairs; their reference log-probs under `model` as it is now, [2N] (the N chosen
     sequences, then the N rejected ones); and data metrics (pair counts, yield, cache reuse)."""
-    records, metrics = _main_first(partial(load_preference_records, cfg, model, tokenizer))
+    records, metrics = dist.main_first(partial(load_preference_records, cfg, model, tokenizer))
     pairs, num_dropped = build_pair_examples(records, tokenizer, cfg.data.max_length)
     sequences = [chosen for chosen, _ in pairs] + [rejected for _, rejected in pairs]
     compute = partial(
@@ -217,33 +217,12 @@ def prepare_pairs(
         pad_id=tokenizer.pad_token_id,
         micro_batch_tokens=cfg.micro_batch_tokens,
     )
-    ref_logps, reused = _main_first(compute)
+    ref_logps, reused = dist.main_first(compute)
     metrics.update(num_train_pairs=len(pairs), num_pairs_too_long=num_dropped, ref_logps_reused=reused)
     return pairs, ref_logps, metrics
 
 
 # --- training --------------------------------------------------------------------------------------
-
-
-@dataclass
-class PairBatch:
-    """One micro-batch of P pairs: the P chosen sequences, then the P rejected ones in the same order."""
-
-    sequences: Batch
-    """[2P, T] padded sequences; `loss_mask` marks the response tokens."""
-    ref_logps: torch.Tensor
-    """[2P] reference log-probs of the same rows, summed over the response tokens."""
-
-    loss_mask: torch.Tensor = field(init=False)
-    """[P] all True. `train_step` counts the units the loss is summed over with `loss_mask`; DPO
-    sums over pairs, so its `num_tokens` (the normaliser and the metric weights) counts pairs."""
-
-    def __post_init__(self) -> None:
-        self.loss_mask = torch.ones(self.num_pairs, dtype=torch.bool)
-
-    @property
-    def num_pairs(self) -> int:
-        return self.ref_logps.numel() // 2
 
 
 def step_micro_batches(
@@ -256,61 +235,10 @@ def step_micro_batches(
     """
     indices = batch_indices((step - 1) * cfg.batch_size, cfg.batch_size, len(pairs), cfg.seed)
     mine = indices[dist.rank() :: dist.world_size()]
-    sizes = [2 * max(len(pairs[i][0][0]), len(pairs[i][1][0])) for i in mine]
-    groups = token_budget_batches(sizes, cfg.micro_batch_tokens or max(sizes) * len(mine))
-    batches = []
-    for group in groups:
-        pair_ids = [mine[j] for j in group]
-        rows = [pairs[i][0] for i in pair_ids] + [pairs[i][1] for i in pair_ids]
-        ref = torch.cat([ref_logps[pair_ids], ref_logps[[len(pairs) + i for i in pair_ids]]])  # [2P]
-        batches.append(PairBatch(collate(rows, pad_id), ref))
-    return batches
-
-
-def _loss(
-    model: Any, batch: PairBatch, num_pairs: float, cfg: DPOConfig
-) -> tuple[torch.Tensor, dict[str, Any]]:
-    sequences = batch.sequences.to(next(model.parameters()).device)
-    logps = token_logps(
-        model, sequences.input_ids, sequences.attention_mask, position_ids=sequences.position_ids
-    )  # [2P, T]
-    seq_logps = (logps * sequences.loss_mask).sum(-1)  # [2P]
-    lengths = sequences.loss_mask.sum(-1)  # [2P]
-    chosen_logps, rejected_logps = seq_logps.chunk(2)  # [P], [P]
-    ref_chosen_logps, ref_rejected_logps = batch.ref_logps.to(seq_logps.device).chunk(2)  # [P], [P]
-    chosen_lengths, rejected_lengths = lengths.chunk(2)  # [P], [P]
-    loss, metrics = dpo_loss(
-        chosen_logps,
-        rejected_logps,
-        ref_chosen_logps,
-        ref_rejected_logps,
-        beta=cfg.beta,
-        loss_type=DPOLossType(cfg.loss_type),
-        chosen_lengths=chosen_lengths,
-        rejected_lengths=rejected_lengths,
-        num_pairs=num_pairs,
-        nll_scale=cfg.nll_scale,
-        nll_normalization=NLLNormalization(cfg.nll_normalization),
+    mine_ref_logps = torch.cat([ref_logps[mine], ref_logps[[len(pairs) + i for i in mine]]])  # [2P]
+    return build_pair_batches(
+        [pairs[i] for i in mine], mine_ref_logps, pad_id=pad_id, micro_batch_tokens=cfg.micro_batch_tokens
     )
-    metrics["length_chosen"] = chosen_lengths.float().mean()
-    metrics["length_rejected"] = rejected_lengths.float().mean()
-    return loss, metrics
-
-
-def _pair_units(metrics: dict[str, float]) -> dict[str, float]:
-    """`train_step`'s metrics with its unit counts named for what they count here: pairs."""
-    renamed = {"num_tokens": "num_pairs", "tokens_per_s": "pairs_per_s"}
-    return {renamed.get(key, key): value for key, value in metrics.items()}
-
-
-def _main_first(fn: Callable[[], T]) -> T:
-    """`fn()` on rank 0, then on the other ranks: rank 0 fills an on-disk cache the others read."""
-    if dist.is_main():
-        result = fn()
-    dist.barrier()
-    if not dist.is_main():
-        result = fn()
-    return result
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -380,24 +308,6 @@ def build_world_pairs(
     }
 
 
-def preference_record(pair: Pair, provenance: dict[str, Any]) -> dict[str, Any]:
-    """A pair in TRL's conversational preference format, with its provenance in `meta`."""
-    return {
-        "prompt": pair.prompt.messages,
-        "chosen": [{"role": "assistant", "content": pair.chosen.text}],
-        "rejected": [{"role": "assistant", "content": pair.rejected.text}],
-        "meta": {
-            "prompt_id": pair.prompt.id,
-            "answer": pair.prompt.answer,
-            **pair.prompt.meta,
-            **pair.meta,
-            "chosen_finish_reason": pair.chosen.finish_reason,
-            "rejected_finish_reason": pair.rejected.finish_reason,
-            **provenance,
-        },
-    }
-
-
 def gsm8k_preference_records(records: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
     """Pairs from GSM8K (`question`, `answer`): the same worked solution with the right final number
     (chosen) and with a wrong one (rejected).
@@ -429,39 +339,3 @@ def gsm8k_preference_records(records: list[dict[str, Any]], seed: int) -> list[d
             }
         )
     return pairs
-
-
-def build_pair_examples(
-    records: list[dict[str, Any]], tokenizer: Any, max_length: int
-) -> tuple[list[PairExample], int]:
-    """Tokenised `(chosen, rejected)` pairs truncated to `max_length`, and the number dropped because
-    a side had no response token left."""
-    pairs: list[PairExample] = []
-    for index, record in enumerate(records):
-        where = f"preference record {index}"
-        chosen = _truncate(_render_response(record, "chosen", tokenizer, where), max_length)
-        rejected = _truncate(_render_response(record, "rejected", tokenizer, where), max_length)
-        if any(chosen[1]) and any(rejected[1]):
-            pairs.append((chosen, rejected))
-    if not pairs:
-        raise ValueError(
-            f"no preference pair has response tokens within data.max_length={max_length} "
-            f"(of {len(records)} records); raise data.max_length or check the data"
-        )
-    return pairs, len(records) - len(pairs)
-
-
-def _truncate(example: Example, max_length: int) -> Example:
-    ids, loss_mask = example
-    return ids[:max_length], loss_mask[:max_length]
-
-
-def _render_response(record: dict[str, Any], column: str, tokenizer: Any, where: str) -> Example:
-    """`(input_ids, loss_mask)` of the prompt followed by the `column` response, response trained."""
-    prompt, response = record["prompt"], record[column]
-    if isinstance(prompt, list) != isinstance(response, list):
-        raise ValueError(
-            f"{where}: `prompt` and `{column}` must both be message lists (conversational) or both "
-            f"strings, got {type(prompt).__name__} and {type(response).__name__}"
-        )
-    return render_record({"prompt": prompt, "completion": response}, tokenizer, where)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from selftaught import dist
-from selftaught.data.chat import encode_text, render_conversation
+from selftaught.data.chat import render_conversation, render_prompt_completion
 from selftaught.data.sources import read_records
 from selftaught.evals.gsm8k import reference_answer
 from selftaught.losses.logps import token_logps
@@ -80,8 +80,11 @@ class SFTConfig:
     """Examples per optimizer step (global, over all processes)."""
     micro_batch_tokens: int = 8192
     """Padded tokens per micro-batch (gradient accumulation splits a step into these); 0 = one micro-batch."""
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, betas=(0.9, 0.98), schedule="cosine",
-                                                                   warmup_steps=10, min_lr_ratio=0.1))
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(
+            lr=3e-4, betas=(0.9, 0.98), schedule="cosine", warmup_steps=10, min_lr_ratio=0.1
+        )
+    )
     lora: LoraConfig = field(default_factory=LoraConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -102,27 +105,43 @@ def run(cfg: SFTConfig) -> dict[str, Any]:
     checkpoints = Path(cfg.out_dir) / "checkpoints"
     state = resume(checkpoints, model, optimizer, scheduler)
     with RunLog(cfg.out_dir, cfg, enabled=dist.is_main()) as run_log:
-        run_log.info(f"sft: {len(examples)} examples, resuming at step {state['step']}" if state["step"]
-                     else f"sft: {len(examples)} examples, {cfg.num_steps} steps")
+        run_log.info(
+            f"sft: {len(examples)} examples, resuming at step {state['step']}"
+            if state["step"]
+            else f"sft: {len(examples)} examples, {cfg.num_steps} steps"
+        )
         if state["step"] == 0 and cfg.eval.every >= 0:
             run_log.log(0, **eval_metrics(evaluate_policy(model, tokenizer, cfg.eval, seed=cfg.seed)))
-        for step in run_log.progress(range(state["step"] + 1, cfg.num_steps + 1), total=cfg.num_steps, desc="sft"):
+        for step in run_log.progress(
+            range(state["step"] + 1, cfg.num_steps + 1), total=cfg.num_steps, desc="sft"
+        ):
             micro_batches = step_micro_batches(examples, step, cfg, tokenizer.pad_token_id)
             local_tokens = sum(mb.num_tokens for mb in micro_batches)
-            metrics = train_step(model, micro_batches, _loss, optimizer, scheduler,
-                                 max_grad_norm=cfg.optim.max_grad_norm, num_tokens=global_num_tokens(local_tokens),
-                                 no_sync=no_sync_context(model))
+            metrics = train_step(
+                model,
+                micro_batches,
+                _loss,
+                optimizer,
+                scheduler,
+                max_grad_norm=cfg.optim.max_grad_norm,
+                num_tokens=global_num_tokens(local_tokens),
+                no_sync=no_sync_context(model),
+            )
             if step % cfg.log_every == 0 or step == cfg.num_steps:
                 run_log.log(step, **metrics)
             if cfg.eval.every > 0 and step % cfg.eval.every == 0 and step != cfg.num_steps:
                 run_log.log(step, **eval_metrics(evaluate_policy(model, tokenizer, cfg.eval, seed=cfg.seed)))
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                save_checkpoint(checkpoints, step, model, optimizer, scheduler, {"step": step}, keep_last=cfg.keep_last)
+                save_checkpoint(
+                    checkpoints, step, model, optimizer, scheduler, {"step": step}, keep_last=cfg.keep_last
+                )
         final: dict[str, Any] = {}
         if cfg.eval.every >= 0:
             final = eval_metrics(evaluate_policy(model, tokenizer, cfg.eval, seed=cfg.seed))
             run_log.log(cfg.num_steps, **final)
-            run_log.info(f"final {cfg.eval.data} accuracy {final['val_accuracy']:.3f} +- {final['val_stderr']:.3f}")
+            run_log.info(
+                f"final {cfg.eval.data} accuracy {final['val_accuracy']:.3f} +- {final['val_stderr']:.3f}"
+            )
         save_final_model(model, tokenizer, Path(cfg.out_dir) / "model")
     return {"out_dir": cfg.out_dir, **final}
 
@@ -138,14 +157,18 @@ def step_micro_batches(examples: list[Example], step: int, cfg: SFTConfig, pad_i
 
 
 def _loss(model: Any, batch: Batch, num_tokens: float) -> tuple[Any, dict[str, Any]]:
-    logps = token_logps(model, batch.input_ids, batch.attention_mask, position_ids=batch.position_ids)  # [B, T]
+    logps = token_logps(
+        model, batch.input_ids, batch.attention_mask, position_ids=batch.position_ids
+    )  # [B, T]
     return sft_loss(logps, batch.loss_mask, num_tokens)
 
 
 def build_examples(cfg: SFTDataConfig, tokenizer: Any) -> list[Example]:
     """Tokenised `(input_ids, loss_mask)` examples, truncated to `cfg.max_length`."""
     if cfg.source == "world":
-        records = sample_sft_examples(cfg.num_examples, cfg.levels, cfg.seed, cfg.strategy_weights, bug=cfg.bug)
+        records = sample_sft_examples(
+            cfg.num_examples, cfg.levels, cfg.seed, cfg.strategy_weights, bug=cfg.bug
+        )
     else:
         records = read_records(cfg.source, limit=cfg.limit)
     examples = []
@@ -155,10 +178,14 @@ def build_examples(cfg: SFTDataConfig, tokenizer: Any) -> list[Example]:
         if any(mask):
             examples.append((ids, mask))
     if not examples:
-        raise ValueError(f"data.source {cfg.source!r} gave no example with trained tokens (max_length {cfg.max_length})")
+        raise ValueError(
+            f"data.source {cfg.source!r} gave no example with trained tokens (max_length {cfg.max_length})"
+        )
     dropped = len(records) - len(examples)
     if dropped:
-        print(f"sft: {dropped} of {len(records)} examples had no assistant tokens within max_length and were dropped")
+        print(
+            f"sft: {dropped} of {len(records)} examples had no assistant tokens within max_length and were dropped"
+        )
     return examples
 
 
@@ -167,16 +194,15 @@ def render_record(record: dict[str, Any], tokenizer: Any, where: str) -> Example
     if "messages" in record:
         return render_conversation(tokenizer, record["messages"])
     if "prompt" in record and "completion" in record:
-        prompt, completion = record["prompt"], record["completion"]
-        if isinstance(prompt, list):
-            return render_conversation(tokenizer, [*prompt, *completion])
-        prompt_ids = encode_text(tokenizer, prompt, add_bos=True)
-        completion_ids = [*encode_text(tokenizer, completion), tokenizer.eos_token_id]
-        return [*prompt_ids, *completion_ids], [False] * len(prompt_ids) + [True] * len(completion_ids)
+        return render_prompt_completion(tokenizer, record["prompt"], record["completion"], where=where)
     if "question" in record and "answer" in record:
         reasoning = record["answer"].rsplit("####", 1)[0].strip()
         answer = f"{reasoning}\nThe answer is {reference_answer(record['answer'])}."
-        return render_conversation(tokenizer, [{"role": "user", "content": record["question"]},
-                                               {"role": "assistant", "content": answer}])
-    raise ValueError(f"{where}: expected `messages`, `prompt` + `completion`, or `question` + `answer` columns, "
-                     f"got {sorted(record)}")
+        return render_conversation(
+            tokenizer,
+            [{"role": "user", "content": record["question"]}, {"role": "assistant", "content": answer}],
+        )
+    raise ValueError(
+        f"{where}: expected `messages`, `prompt` + `completion`, or `question` + `answer` columns, "
+        f"got {sorted(record)}"
+    )
