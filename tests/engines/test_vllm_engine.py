@@ -3,7 +3,6 @@
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 VLLM_PYTHON = Path(os.environ.get("SELFTAUGHT_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
 
 
-def test_vllm_engine_generates_with_logprobs_and_syncs_weights():
+def test_vllm_engine_generates_with_exact_logprobs():
     pytest.importorskip("vllm", reason="vllm is not importable here; see test_vllm_engine_in_its_virtualenv")
     import torch
     from transformers import AutoModelForCausalLM
@@ -24,8 +23,8 @@ def test_vllm_engine_generates_with_logprobs_and_syncs_weights():
     from selftaught.engines.vllm import VLLMEngine
     from selftaught.models.io import resolve_model_source
 
-    model_dir = str(resolve_model_source("gemma-3-270m"))
-    engine = VLLMEngine(model_dir, dtype="float32", max_model_len=512, gpu_memory_utilization=0.2)
+    model_dir = os.environ.get("SELFTAUGHT_GEMMA_DIR") or str(resolve_model_source("gemma-3-270m"))
+    engine = VLLMEngine(model_dir, dtype="float32", max_model_len=512, gpu_memory_utilization=0.5)
     prompt = Prompt(id="q", messages=[], text="Question: What is 12 plus 7?\nAnswer:")
     [[greedy]] = engine.generate([prompt], SamplingParams(temperature=0.0, max_new_tokens=12))
     assert "19" in greedy.text and len(greedy.logprobs) == len(greedy.token_ids)
@@ -38,12 +37,6 @@ def test_vllm_engine_generates_with_logprobs_and_syncs_weights():
     torch.testing.assert_close(torch.tensor(greedy.logprobs), expected, atol=2e-2, rtol=0)
     samples = engine.generate([prompt, prompt], SamplingParams(temperature=1.0, n=3, max_new_tokens=6, seed=5))
     assert [len(s) for s in samples] == [3, 3] and [c.text for c in samples[0]] == [c.text for c in samples[1]]
-    with torch.no_grad():  # a policy whose weights differ: the engine must follow it after a sync
-        for p in hf.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    engine.sync_weights(hf, policy_version=7)
-    [[after]] = engine.generate([prompt], SamplingParams(temperature=0.0, max_new_tokens=12))
-    assert after.policy_version == 7 and after.token_ids != greedy.token_ids
 
 
 def test_vllm_engine_in_its_virtualenv():
@@ -55,10 +48,13 @@ def test_vllm_engine_in_its_virtualenv():
         pytest.skip("vllm imports here: the test above ran in this interpreter")
     if not VLLM_PYTHON.exists():
         pytest.fail(f"{VLLM_PYTHON} is missing: run `make vllm-venv` (CI does)")
+    from selftaught.models.io import resolve_model_source
+
+    env = {**os.environ, "SELFTAUGHT_GEMMA_DIR": str(resolve_model_source("gemma-3-270m"))}  # converted here
     result = subprocess.run(
         [str(VLLM_PYTHON), "-m", "pytest", "-q", "-m", "slow", "-p", "no:cacheprovider",
-         f"{__file__}::test_vllm_engine_generates_with_logprobs_and_syncs_weights"],
-        cwd=ROOT, capture_output=True, text=True, timeout=1800,
+         f"{__file__}::test_vllm_engine_generates_with_exact_logprobs"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert "1 passed" in result.stdout, result.stdout[-3000:]

@@ -5,8 +5,10 @@ passed to vLLM as token ids, and each of the `n` samples is its own request with
 `sampling.seed + j`, so results do not depend on how vLLM batches them. Log-probabilities are the
 sampled tokens' under the unprocessed distribution (vLLM's default `raw_logprobs`).
 
-`sync_weights(policy, version)` pushes a trainer's weights into the running engine with
-`LLM.apply_model(model.load_weights(...))`: the online recipes call it every `s` steps.
+Not yet: weight sync from a trainer. `LLM.apply_model` with a closure fails under vLLM's
+multiprocess executor (the closure cannot be serialised, even with
+VLLM_ALLOW_INSECURE_SERIALIZATION=1), so online recipes use `HFEngine` for now; the route to take
+is vLLM's weight-transfer API (`init_weight_transfer_engine` / `update_weights`).
 """
 
 from __future__ import annotations
@@ -66,10 +68,3 @@ class VLLMEngine:
             finish_reason="length" if sample.finish_reason == "length" else "stop",
             policy_version=self.policy_version, meta={"sample_index": index, "seed": sampling.seed + index},
         )
-
-    def sync_weights(self, source_model: Any, policy_version: int) -> None:
-        """Load `source_model`'s weights (same architecture) into the engine; stamp `policy_version`."""
-        weights = [(name, tensor.detach().cpu()) for name, tensor in source_model.state_dict().items()]
-        self.llm.apply_model(lambda model: model.load_weights(weights))
-        self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
-        self.policy_version = policy_version
