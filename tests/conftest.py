@@ -11,8 +11,14 @@ from selftaught.world.tokenizer import build_tokenizer
 
 def write_tiny_model(out_dir: Path, size: str = "xs", seed: int = 0) -> str:
     tokenizer = build_tokenizer()
-    model = build_tiny_llama(size, len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, seed=seed)
+    model = build_tiny_llama(
+        size,
+        len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        seed=seed,
+    )
     return str(save_model(model, tokenizer, out_dir))
 
 

@@ -38,17 +38,40 @@ def test_generate_writes_n_samples_per_prompt(tiny_model_dir, tmp_path):
     rows = [{"id": "a", "messages": [{"role": "user", "content": "12+7"}]}, {"prompt": "3-1"}]
     prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out.jsonl"
-    assert main(["generate", "--model", tiny_model_dir, "--prompts", str(prompts), "--out", str(out),
-                 "--n", "3", "--max-new-tokens", "5"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                tiny_model_dir,
+                "--prompts",
+                str(prompts),
+                "--out",
+                str(out),
+                "--n",
+                "3",
+                "--max-new-tokens",
+                "5",
+            ]
+        )
+        == 0
+    )
     completions = [json.loads(line) for line in out.read_text().splitlines()]
     assert [c["prompt_id"] for c in completions] == ["a"] * 3 + ["1"] * 3
-    assert all(0 < len(c["token_ids"]) <= 5 and len(c["logprobs"]) == len(c["token_ids"]) for c in completions)
+    assert all(
+        0 < len(c["token_ids"]) <= 5 and len(c["logprobs"]) == len(c["token_ids"]) for c in completions
+    )
 
 
 def test_prompts_from_records_formats():
     prompts = prompts_from_records(
-        [{"messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]},
-         {"prompt": [{"role": "user", "content": "v"}], "answer": "1"}, {"question": "q"}], "f")
+        [
+            {"messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]},
+            {"prompt": [{"role": "user", "content": "v"}], "answer": "1"},
+            {"question": "q"},
+        ],
+        "f",
+    )
     assert prompts[0].messages == [{"role": "user", "content": "u"}]
     assert prompts[1].meta == {"answer": "1"} and prompts[2].messages[0]["content"] == "q"
     with pytest.raises(ValueError, match="record 0 has no"):
@@ -57,8 +80,24 @@ def test_prompts_from_records_formats():
 
 def test_eval_world_split_prints_level_table(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "eval.json"
-    assert main(["eval", "--model", tiny_model_dir, "--data", "world:valid", "--per-level", "5",
-                 "--levels", "1,4", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                tiny_model_dir,
+                "--data",
+                "world:valid",
+                "--per-level",
+                "5",
+                "--levels",
+                "1,4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "| level 1 | 5 |" in printed and "| level 4 | 5 |" in printed
     summary = json.loads(out.read_text())
@@ -67,17 +106,52 @@ def test_eval_world_split_prints_level_table(tiny_model_dir, tmp_path, capsys):
 
 @pytest.mark.skipif(not GSM8K_TEST.exists(), reason="shared GSM8K data not present")
 def test_eval_gsm8k_file(tiny_model_dir, capsys):
-    assert main(["eval", "--model", tiny_model_dir, "--data", str(GSM8K_TEST), "--limit", "3",
-                 "--num-shots", "0", "--max-new-tokens", "4"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                tiny_model_dir,
+                "--data",
+                str(GSM8K_TEST),
+                "--limit",
+                "3",
+                "--num-shots",
+                "0",
+                "--max-new-tokens",
+                "4",
+            ]
+        )
+        == 0
+    )
     assert "3 problems x 1 samples" in capsys.readouterr().out
 
 
 def test_world_pretrain_smoke_preset_writes_a_complete_run(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    assert main(["world", "pretrain", "--preset", "tiny-smoke", f"out_dir={run_dir}", "max_steps=6",
-                 "eval_every=3", "optim.warmup_steps=2"]) == 0
-    for name in ("config.yaml", "metrics.jsonl", "log.txt", "summary.json", "model/model.safetensors",
-                 "model/tokenizer.json"):
+    assert (
+        main(
+            [
+                "world",
+                "pretrain",
+                "--preset",
+                "tiny-smoke",
+                f"out_dir={run_dir}",
+                "max_steps=6",
+                "eval_every=3",
+                "optim.warmup_steps=2",
+            ]
+        )
+        == 0
+    )
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "log.txt",
+        "summary.json",
+        "model/model.safetensors",
+        "model/tokenizer.json",
+    ):
         assert (run_dir / name).exists(), name
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics if "val_accuracy" in m] == [3, 6]

@@ -28,8 +28,15 @@ class Cfg:
 def test_overrides_parse_and_check_types():
     cfg = apply_overrides(
         Cfg(),
-        ["optim.lr=1e-4", "steps=5", "name=abc", "levels=[1,2,3]", "flag=true", "optim.betas=[0.9, 0.98]",
-         "weights={chain: 0.5, direct: 2}"],
+        [
+            "optim.lr=1e-4",
+            "steps=5",
+            "name=abc",
+            "levels=[1,2,3]",
+            "flag=true",
+            "optim.betas=[0.9, 0.98]",
+            "weights={chain: 0.5, direct: 2}",
+        ],
     )
     assert cfg.optim.lr == 1e-4 and cfg.steps == 5 and cfg.name == "abc" and cfg.flag is True
     assert cfg.levels == [1, 2, 3] and cfg.optim.betas == (0.9, 0.98)

@@ -1,7 +1,7 @@
 import torch
-from tests.distributed_utils import run_distributed
 
 from selftaught import dist
+from tests.distributed_utils import run_distributed
 
 
 def test_single_process_is_identity(monkeypatch):

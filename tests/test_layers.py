@@ -8,14 +8,24 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "selftaught"
 
 LAYERS = {
-    "types": 0, "config": 0, "dist": 0, "runlog": 0,
-    "data": 1, "models": 1, "world": 1,
+    "types": 0,
+    "config": 0,
+    "dist": 0,
+    "runlog": 0,
+    "data": 1,
+    "models": 1,
+    "world": 1,
     "engines": 2,
-    "rewards": 3, "judges": 3, "evals": 3,
+    "rewards": 3,
+    "judges": 3,
+    "evals": 3,
     "selection": 4,
-    "losses": 5, "train": 5,
+    "losses": 5,
+    "train": 5,
     "recipes": 6,
-    "cli": 7, "presets": 7, "report": 7,
+    "cli": 7,
+    "presets": 7,
+    "report": 7,
 }
 
 

@@ -1,10 +1,10 @@
 import json
+from dataclasses import dataclass
 
 import pytest
 import torch
 
 from selftaught.runlog import RunLog, read_metrics
-from dataclasses import dataclass
 
 
 @dataclass

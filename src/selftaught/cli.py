@@ -1,13 +1,13 @@
 """The `selftaught` command line (layer L7).
 
-    selftaught list                                   recipes and their presets
-    selftaught <recipe> [--preset P] [key=value ...]  run a recipe (e.g. `selftaught world-pretrain`)
-    selftaught world pretrain [key=value ...]         same as `selftaught world-pretrain`
-    selftaught generate --model M --prompts F --out F sample completions for a prompts file
-    selftaught eval --model M --data D                accuracy on a world split or a GSM8K-format file
-    selftaught eval-judge --model M --data D          judge accuracy and position bias on preference pairs
-    selftaught serve --model M [--port P]             an OpenAI-compatible server on 127.0.0.1
-    selftaught demo                                   the flywheel on the embedded tiny world
+selftaught list                                   recipes and their presets
+selftaught <recipe> [--preset P] [key=value ...]  run a recipe (e.g. `selftaught world-pretrain`)
+selftaught world pretrain [key=value ...]         same as `selftaught world-pretrain`
+selftaught generate --model M --prompts F --out F sample completions for a prompts file
+selftaught eval --model M --data D                accuracy on a world split or a GSM8K-format file
+selftaught eval-judge --model M --data D          judge accuracy and position bias on preference pairs
+selftaught serve --model M [--port P]             an OpenAI-compatible server on 127.0.0.1
+selftaught demo                                   the flywheel on the embedded tiny world
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="selftaught", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="selftaught", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(metavar="COMMAND")
     sub.add_parser("list", help="list recipes and presets").set_defaults(func=cmd_list)
     for name, (_, _, summary) in RECIPES.items():
@@ -129,10 +130,16 @@ def load_model_spec(spec: str) -> tuple[Any, Any]:
 
 def _sampling_args(p: argparse.ArgumentParser, temperature: float, max_new_tokens: int | None) -> None:
     p.add_argument("--n", type=int, default=1, help="samples per prompt (default: 1)")
-    p.add_argument("--temperature", type=float, default=temperature, help=f"0 = greedy (default: {temperature})")
+    p.add_argument(
+        "--temperature", type=float, default=temperature, help=f"0 = greedy (default: {temperature})"
+    )
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus mass (default: 1.0)")
-    p.add_argument("--max-new-tokens", type=int, default=max_new_tokens,
-                   help="cap on generated tokens" + (f" (default: {max_new_tokens})" if max_new_tokens else ""))
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=max_new_tokens,
+        help="cap on generated tokens" + (f" (default: {max_new_tokens})" if max_new_tokens else ""),
+    )
     p.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=64, help="sequences decoded together")
@@ -141,19 +148,29 @@ def _sampling_args(p: argparse.ArgumentParser, temperature: float, max_new_token
 def _sampling(args: argparse.Namespace, stop: list[str] | None = None, max_new_tokens: int = 256) -> Any:
     from selftaught.engines.base import SamplingParams
 
-    return SamplingParams(temperature=args.temperature, top_p=args.top_p,
-                          max_new_tokens=args.max_new_tokens or max_new_tokens,
-                          n=args.n, stop=args.stop if args.stop is not None else (stop or []), seed=args.seed)
+    return SamplingParams(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens or max_new_tokens,
+        n=args.n,
+        stop=args.stop if args.stop is not None else (stop or []),
+        seed=args.seed,
+    )
 
 
 # --- generate ------------------------------------------------------------------------------------
 
 
 def _add_generate_parser(sub: Any) -> None:
-    p = sub.add_parser("generate", help="sample completions for a prompts file",
-                       description="Read prompts (JSONL/Parquet/dataset dir; columns `messages`, or "
-                       "`prompt` as text or messages, or `question`), write one JSON line per sample.")
-    p.add_argument("--model", required=True, help=f"model directory, GGUF file, alias ({TINY_WORLD}, gemma-3-270m)")
+    p = sub.add_parser(
+        "generate",
+        help="sample completions for a prompts file",
+        description="Read prompts (JSONL/Parquet/dataset dir; columns `messages`, or "
+        "`prompt` as text or messages, or `question`), write one JSON line per sample.",
+    )
+    p.add_argument(
+        "--model", required=True, help=f"model directory, GGUF file, alias ({TINY_WORLD}, gemma-3-270m)"
+    )
     p.add_argument("--prompts", required=True, help="prompts file")
     p.add_argument("--out", required=True, help="output JSONL of completions")
     p.add_argument("--limit", type=int, default=None, help="only the first N prompts")
@@ -177,7 +194,9 @@ def prompts_from_records(records: list[dict], source: str) -> list[Any]:
         elif isinstance(record.get("prompt"), str):
             prompts.append(Prompt(id=pid, messages=[], text=record["prompt"], meta=meta))
         elif isinstance(record.get("question"), str):
-            prompts.append(Prompt(id=pid, messages=[{"role": "user", "content": record["question"]}], meta=meta))
+            prompts.append(
+                Prompt(id=pid, messages=[{"role": "user", "content": record["question"]}], meta=meta)
+            )
         else:
             raise ValueError(f"{source}: record {i} has no `messages`, `prompt` or `question` column")
     return prompts
@@ -196,8 +215,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     write_jsonl(args.out, rows)
     num_tokens = sum(len(r["token_ids"]) for r in rows)
     seconds = time.perf_counter() - start
-    print(f"wrote {len(rows)} completions to {args.out} ({num_tokens} tokens, {seconds:.1f}s, "
-          f"{num_tokens / max(seconds, 1e-9):.0f} tok/s)")
+    print(
+        f"wrote {len(rows)} completions to {args.out} ({num_tokens} tokens, {seconds:.1f}s, "
+        f"{num_tokens / max(seconds, 1e-9):.0f} tok/s)"
+    )
     return 0
 
 
@@ -205,12 +226,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _add_eval_parser(sub: Any) -> None:
-    p = sub.add_parser("eval", help="accuracy on a tiny-world split or a GSM8K-format JSONL",
-                       description="Accuracy (mean over problems of the per-problem mean over --n samples) "
-                       "with its standard error, and a per-level table for the tiny world.")
-    p.add_argument("--model", required=True, help=f"model directory, GGUF file, alias ({TINY_WORLD}, gemma-3-270m)")
-    p.add_argument("--data", default="world:test",
-                   help="world:<split> (train/valid/test) or a GSM8K-format file (question, answer with ####)")
+    p = sub.add_parser(
+        "eval",
+        help="accuracy on a tiny-world split or a GSM8K-format JSONL",
+        description="Accuracy (mean over problems of the per-problem mean over --n samples) "
+        "with its standard error, and a per-level table for the tiny world.",
+    )
+    p.add_argument(
+        "--model", required=True, help=f"model directory, GGUF file, alias ({TINY_WORLD}, gemma-3-270m)"
+    )
+    p.add_argument(
+        "--data",
+        default="world:test",
+        help="world:<split> (train/valid/test) or a GSM8K-format file (question, answer with ####)",
+    )
     p.add_argument("--limit", type=int, default=None, help="GSM8K: only the first N problems")
     p.add_argument("--per-level", type=int, default=200, help="world: problems per level (default: 200)")
     p.add_argument("--levels", default="1,2,3", help="world: comma-separated levels (default: 1,2,3)")
@@ -226,15 +255,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from selftaught.evals.sets import load_eval_set
 
     levels = [int(x) for x in args.levels.split(",")]
-    eval_set = load_eval_set(args.data, per_level=args.per_level, levels=levels, limit=args.limit,
-                             num_shots=args.num_shots, seed=args.seed)
+    eval_set = load_eval_set(
+        args.data,
+        per_level=args.per_level,
+        levels=levels,
+        limit=args.limit,
+        num_shots=args.num_shots,
+        seed=args.seed,
+    )
     prompts = eval_set.prompts
     model, tokenizer = load_model_spec(args.model)
     engine = HFEngine(model, tokenizer, batch_size=args.batch_size, show_progress=True)
     sampling = _sampling(args, eval_set.stop, eval_set.max_new_tokens)
     result = evaluate_accuracy(engine, prompts, eval_set.is_correct, sampling)
-    print(f"model {args.model} on {args.data}: {result.num_problems} problems x {args.n} samples, "
-          f"{result.seconds:.1f}s, mean completion {result.mean_completion_tokens:.1f} tokens")
+    print(
+        f"model {args.model} on {args.data}: {result.num_problems} problems x {args.n} samples, "
+        f"{result.seconds:.1f}s, mean completion {result.mean_completion_tokens:.1f} tokens"
+    )
     print(result.table())
     if args.out:
         _write_eval(args, prompts, result)
@@ -244,11 +281,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _write_eval(args: argparse.Namespace, prompts: list[Any], result: Any) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    summary = {"model": args.model, "data": args.data, "accuracy": result.accuracy, "stderr": result.stderr,
-               "num_problems": result.num_problems, "n": args.n, "seconds": result.seconds,
-               "groups": {k: vars(v) for k, v in result.groups.items()},
-               "samples": [{"prompt_id": p.id, "answer": p.answer, "completions": [c.text for c in cs]}
-                           for p, cs in zip(prompts, result.completions)]}
+    summary = {
+        "model": args.model,
+        "data": args.data,
+        "accuracy": result.accuracy,
+        "stderr": result.stderr,
+        "num_problems": result.num_problems,
+        "n": args.n,
+        "seconds": result.seconds,
+        "groups": {k: vars(v) for k, v in result.groups.items()},
+        "samples": [
+            {"prompt_id": p.id, "answer": p.answer, "completions": [c.text for c in cs]}
+            for p, cs in zip(prompts, result.completions, strict=True)
+        ],
+    }
     out.write_text(json.dumps(summary, indent=2))
 
 

@@ -34,7 +34,9 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 def from_dict(cls: type[C], data: dict[str, Any], *, where: str = "") -> C:
     """Build `cls` from a (possibly partial) nested dict; missing fields keep their defaults."""
     if not isinstance(data, dict):
-        raise ValueError(f"config{_at(where)}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
+        raise ValueError(
+            f"config{_at(where)}: expected a mapping for {cls.__name__}, got {type(data).__name__}"
+        )
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     kwargs: dict[str, Any] = {}
@@ -80,9 +82,13 @@ def field_docs(cls: type) -> dict[str, str]:
         return {}
     docs: dict[str, str] = {}
     body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-    for node, nxt in zip(body, body[1:]):
+    for node, nxt in zip(body, body[1:], strict=False):  # pairs of neighbours
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+            if (
+                isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
                 docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs
 
@@ -147,7 +153,10 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         item_types = args[:1] * len(value) if origin is list or args[-1:] == (Ellipsis,) else args
         if origin is tuple and args and args[-1] is not Ellipsis and len(value) != len(args):
             raise ValueError(f"config key {path!r}: expected {len(args)} items, got {len(value)}")
-        items = [_coerce(t, v, f"{path}[{i}]") for i, (t, v) in enumerate(zip(item_types or [Any] * len(value), value))]
+        items = [
+            _coerce(t, v, f"{path}[{i}]")
+            for i, (t, v) in enumerate(zip(item_types or [Any] * len(value), value, strict=True))
+        ]
         return items if origin is list else tuple(items)
     if origin is dict:
         if not isinstance(value, dict):
@@ -168,10 +177,14 @@ def _coerce_scalar(tp: Any, value: Any, path: str) -> Any:
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)  # e.g. model=123 names a directory "123"
     if isinstance(value, bool) != (tp is bool):  # bool is an int subclass: never mix them
-        raise ValueError(f"config key {path!r}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+        raise ValueError(
+            f"config key {path!r}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})"
+        )
     if isinstance(tp, type) and isinstance(value, tp):
         return value
-    raise ValueError(f"config key {path!r}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    raise ValueError(
+        f"config key {path!r}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})"
+    )
 
 
 def _unknown_key_message(path: str, key: str, valid: list[str]) -> str:

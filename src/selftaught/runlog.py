@@ -29,7 +29,9 @@ T = TypeVar("T")
 class RunLog:
     """Writes one run directory. Use as a context manager or call `close()`."""
 
-    def __init__(self, run_dir: str | Path, config: Any | None = None, *, enabled: bool = True, quiet: bool = False):
+    def __init__(
+        self, run_dir: str | Path, config: Any | None = None, *, enabled: bool = True, quiet: bool = False
+    ):
         self.dir = Path(run_dir)
         self.enabled = enabled
         self.quiet = quiet
@@ -65,7 +67,9 @@ class RunLog:
 
     def progress(self, iterable: Iterable[T], *, total: int | None = None, desc: str = "") -> Iterator[T]:
         """A progress bar over `iterable` (silent on non-writing ranks or when quiet)."""
-        return iter(tqdm(iterable, total=total, desc=desc, disable=not self.enabled or self.quiet, leave=False))
+        return iter(
+            tqdm(iterable, total=total, desc=desc, disable=not self.enabled or self.quiet, leave=False)
+        )
 
     def close(self) -> None:
         for handle in (self._metrics, self._log):

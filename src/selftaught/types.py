@@ -25,6 +25,7 @@ else:  # Python 3.10
         def __str__(self) -> str:
             return str(self.value)
 
+
 Message = dict[str, str]
 """One chat turn: `{"role": "system" | "user" | "assistant", "content": str}`."""
 
@@ -53,7 +54,9 @@ class Record:
             if nested is not None and kwargs.get(f.name) is not None:
                 value = kwargs[f.name]
                 kwargs[f.name] = (
-                    [nested.from_dict(v) for v in value] if isinstance(value, list) else nested.from_dict(value)
+                    [nested.from_dict(v) for v in value]
+                    if isinstance(value, list)
+                    else nested.from_dict(value)
                 )
         return cls(**kwargs)
 

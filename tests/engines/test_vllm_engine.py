@@ -35,8 +35,12 @@ def test_vllm_engine_generates_with_exact_logprobs():
     start = ids.shape[1] - len(greedy.token_ids)
     expected = logps[start - 1 :].gather(-1, ids[0, start:, None]).squeeze(-1)
     torch.testing.assert_close(torch.tensor(greedy.logprobs), expected, atol=2e-2, rtol=0)
-    samples = engine.generate([prompt, prompt], SamplingParams(temperature=1.0, n=3, max_new_tokens=6, seed=5))
-    assert [len(s) for s in samples] == [3, 3] and [c.text for c in samples[0]] == [c.text for c in samples[1]]
+    samples = engine.generate(
+        [prompt, prompt], SamplingParams(temperature=1.0, n=3, max_new_tokens=6, seed=5)
+    )
+    assert [len(s) for s in samples] == [3, 3] and [c.text for c in samples[0]] == [
+        c.text for c in samples[1]
+    ]
 
 
 def test_vllm_engine_in_its_virtualenv():
@@ -52,9 +56,22 @@ def test_vllm_engine_in_its_virtualenv():
 
     env = {**os.environ, "SELFTAUGHT_GEMMA_DIR": str(resolve_model_source("gemma-3-270m"))}  # converted here
     result = subprocess.run(
-        [str(VLLM_PYTHON), "-m", "pytest", "-q", "-m", "slow", "-p", "no:cacheprovider",
-         f"{__file__}::test_vllm_engine_generates_with_exact_logprobs"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
+        [
+            str(VLLM_PYTHON),
+            "-m",
+            "pytest",
+            "-q",
+            "-m",
+            "slow",
+            "-p",
+            "no:cacheprovider",
+            f"{__file__}::test_vllm_engine_generates_with_exact_logprobs",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert "1 passed" in result.stdout, result.stdout[-3000:]

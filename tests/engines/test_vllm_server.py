@@ -37,10 +37,25 @@ def vllm_server(tmp_path_factory):
     model_dir = resolve_model_source("gemma-3-270m")  # converts the GGUF once, then cached
     port = _free_port()
     log = tmp_path_factory.mktemp("vllm") / "server.log"
-    cmd = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-           "--served-model-name", "gemma-3-270m", "--dtype", "bfloat16", "--max-model-len", "1024",
-           "--gpu-memory-utilization", "0.25",  # on CPU: the share of RAM reserved for the KV cache
-           "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [
+        str(VLLM_PYTHON),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        "gemma-3-270m",
+        "--dtype",
+        "bfloat16",
+        "--max-model-len",
+        "1024",
+        "--gpu-memory-utilization",
+        "0.25",  # on CPU: the share of RAM reserved for the KV cache
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     start = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -66,8 +81,13 @@ def vllm_server(tmp_path_factory):
 
 
 def _engine(base_url: str, tmp_path: Path, **kwargs) -> OpenAIEngine:
-    config = OpenAIConfig(model="gemma-3-270m", base_url=base_url, api_key_env="SELFTAUGHT_NO_KEY",
-                          cache_path=str(tmp_path / "cache.sqlite"), **kwargs)
+    config = OpenAIConfig(
+        model="gemma-3-270m",
+        base_url=base_url,
+        api_key_env="SELFTAUGHT_NO_KEY",
+        cache_path=str(tmp_path / "cache.sqlite"),
+        **kwargs,
+    )
     return OpenAIEngine(config)
 
 
@@ -86,8 +106,12 @@ def test_openai_engine_against_real_vllm(vllm_server, tmp_path):
 
 def test_judge_against_real_vllm(vllm_server, tmp_path):
     engine = _engine(vllm_server, tmp_path)
-    judge = PairwiseJudge(engine, "world-pairwise-fewshot@1",
-                          SamplingParams(temperature=0.0, max_new_tokens=8, stop=["\n"]), prompt_style="text")
+    judge = PairwiseJudge(
+        engine,
+        "world-pairwise-fewshot@1",
+        SamplingParams(temperature=0.0, max_new_tokens=8, stop=["\n"]),
+        prompt_style="text",
+    )
     result = evaluate_judge(judge, load_judge_pairs("world:test", limit=8, seed=0))
     metrics = result.metrics
     print(metrics)

@@ -8,7 +8,9 @@ from selftaught.types import Prompt
 
 
 def _prompt(i: int, level: int) -> Prompt:
-    return Prompt(id=f"p{i}", messages=[{"role": "user", "content": f"q{i}"}], answer="yes", meta={"level": level})
+    return Prompt(
+        id=f"p{i}", messages=[{"role": "user", "content": f"q{i}"}], answer="yes", meta={"level": level}
+    )
 
 
 def test_accuracy_is_mean_over_problems_of_per_problem_means():

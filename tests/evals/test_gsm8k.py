@@ -57,6 +57,6 @@ def test_every_real_gsm8k_reference_parses_and_matches_itself():
     records = read_records(str(GSM8K_TEST))
     assert len(records) == 1319
     prompts = gsm8k_prompts(records, num_shots=0)
-    for prompt, record in zip(prompts, records):
+    for prompt, record in zip(prompts, records, strict=True):
         solution = record["answer"].rsplit("####", 1)[0] + f" The answer is {prompt.answer}."
         assert is_correct(prompt, Completion(prompt.id, solution)), record["answer"]

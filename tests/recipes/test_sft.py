@@ -25,8 +25,14 @@ def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
 def test_smoke_run_writes_a_loadable_model_and_learns(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     assert main(["sft", "--preset", "tiny-smoke", f"out_dir={out}", f"model={tiny_model_dir}"]) == 0
-    for name in ("config.yaml", "metrics.jsonl", "log.txt", "checkpoints/step-0000004/model.safetensors",
-                 "model/model.safetensors", "model/tokenizer.json"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "log.txt",
+        "checkpoints/step-0000004/model.safetensors",
+        "model/model.safetensors",
+        "model/tokenizer.json",
+    ):
         assert (out / name).exists(), name
     before, after = _weights(Path(tiny_model_dir)), _weights(out / "model")
     assert any(not torch.equal(before[k], after[k]) for k in before)
@@ -38,8 +44,16 @@ def test_smoke_run_writes_a_loadable_model_and_learns(tiny_model_dir, tmp_path):
 
 
 def test_gradient_accumulation_equals_one_big_batch(tiny_model_dir, tmp_path):
-    common = ["sft", "--preset", "tiny-smoke", f"model={tiny_model_dir}", "eval.every=-1", "checkpoint_every=0",
-              "num_steps=2", "batch_size=16"]
+    common = [
+        "sft",
+        "--preset",
+        "tiny-smoke",
+        f"model={tiny_model_dir}",
+        "eval.every=-1",
+        "checkpoint_every=0",
+        "num_steps=2",
+        "batch_size=16",
+    ]
     assert main([*common, f"out_dir={tmp_path / 'one'}", "micro_batch_tokens=0"]) == 0
     assert main([*common, f"out_dir={tmp_path / 'many'}", "micro_batch_tokens=60"]) == 0
     one, many = _weights(tmp_path / "one" / "model"), _weights(tmp_path / "many" / "model")
@@ -57,8 +71,20 @@ def test_batch_order_is_a_pure_function_of_position():
 
 
 def _sft_cmd(model_dir: str, out: Path) -> list[str]:
-    return [sys.executable, "-m", "selftaught.cli", "sft", "--preset", "tiny-smoke", f"model={model_dir}",
-            f"out_dir={out}", "num_steps=12", "checkpoint_every=2", "keep_last=20", "eval.every=-1"]
+    return [
+        sys.executable,
+        "-m",
+        "selftaught.cli",
+        "sft",
+        "--preset",
+        "tiny-smoke",
+        f"model={model_dir}",
+        f"out_dir={out}",
+        "num_steps=12",
+        "checkpoint_every=2",
+        "keep_last=20",
+        "eval.every=-1",
+    ]
 
 
 def test_killed_run_resumes_exactly(tiny_model_dir, tmp_path):
@@ -66,8 +92,9 @@ def test_killed_run_resumes_exactly(tiny_model_dir, tmp_path):
     subprocess.run(_sft_cmd(tiny_model_dir, tmp_path / "straight"), env=env, check=True, capture_output=True)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_sft_cmd(tiny_model_dir, killed), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _sft_cmd(tiny_model_dir, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while not (killed / "checkpoints" / "step-0000004").exists():
         assert proc.poll() is None and time.time() < deadline, "run ended before its 4th step checkpoint"
@@ -94,8 +121,21 @@ def test_killed_run_resumes_exactly(tiny_model_dir, tmp_path):
 def test_gemma_lora_preset_runs_and_saves_a_merged_model(tmp_path):
     gsm8k = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k"
     out = tmp_path / "gemma"
-    assert main(["sft", "--preset", "gemma3-270m", f"out_dir={out}", f"data.source={gsm8k / 'train.jsonl'}",
-                 "num_steps=2", "data.limit=16", "eval.every=-1"]) == 0
+    assert (
+        main(
+            [
+                "sft",
+                "--preset",
+                "gemma3-270m",
+                f"out_dir={out}",
+                f"data.source={gsm8k / 'train.jsonl'}",
+                "num_steps=2",
+                "data.limit=16",
+                "eval.every=-1",
+            ]
+        )
+        == 0
+    )
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(torch.isfinite(torch.tensor(m["loss"])) for m in metrics if "loss" in m)
     weights = _weights(out / "model")

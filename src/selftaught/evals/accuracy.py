@@ -75,11 +75,13 @@ def evaluate_accuracy(
         raise ValueError("evaluate_accuracy got no prompts")
     start = time.perf_counter()
     completions = engine.generate(prompts, sampling)
-    per_problem = [sum(is_correct(p, c) for c in cs) / len(cs) for p, cs in zip(prompts, completions)]
+    per_problem = [
+        sum(is_correct(p, c) for c in cs) / len(cs) for p, cs in zip(prompts, completions, strict=True)
+    ]
     accuracy, stderr = mean_and_stderr(per_problem)
     groups: dict[str, list[float]] = defaultdict(list)
     if group_by is not None:
-        for prompt, acc in zip(prompts, per_problem):
+        for prompt, acc in zip(prompts, per_problem, strict=True):
             if group_by in prompt.meta:
                 groups[f"{group_by} {prompt.meta[group_by]}"].append(acc)
     all_completions = [c for cs in completions for c in cs]

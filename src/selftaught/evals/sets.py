@@ -42,4 +42,6 @@ def load_eval_set(
         problems = sample_eval_set(data.split(":", 1)[1], per_level, levels or [1, 2, 3], seed)
         return EvalSet([to_prompt(p) for p in problems], world_is_correct, [], 64)
     records = read_records(data, limit=limit)
-    return EvalSet(gsm8k.gsm8k_prompts(records, num_shots=num_shots, source=data), gsm8k.is_correct, gsm8k.STOP, 256)
+    return EvalSet(
+        gsm8k.gsm8k_prompts(records, num_shots=num_shots, source=data), gsm8k.is_correct, gsm8k.STOP, 256
+    )

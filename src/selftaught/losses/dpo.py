@@ -7,11 +7,10 @@ averages take the response lengths separately.
 
 from __future__ import annotations
 
-
 import torch
+import torch.nn.functional as F
 
 from selftaught.types import StrEnum
-import torch.nn.functional as F
 
 
 class DPOLossType(StrEnum):

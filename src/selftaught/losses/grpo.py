@@ -7,7 +7,6 @@ unnormalised variant (papers_B §1.5, as realised in fairseq2).
 
 from __future__ import annotations
 
-
 import torch
 
 from selftaught.types import StrEnum

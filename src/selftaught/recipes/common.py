@@ -35,8 +35,9 @@ class LoraConfig:
     """Adapter rank; 0 disables LoRA."""
     alpha: int = 16
     dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
-                                                               "gate_proj", "up_proj", "down_proj"])
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
     """Linear layers that get adapters (names of the Llama/Gemma projections)."""
 
 
@@ -73,8 +74,13 @@ def load_policy(spec: str, lora: LoraConfig, *, device: str = "cpu") -> tuple[An
             import peft
         except ImportError as err:
             raise ValueError("lora.r > 0 needs the `peft` package: pip install peft") from err
-        config = peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                 target_modules=lora.target_modules, task_type="CAUSAL_LM")
+        config = peft.LoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            task_type="CAUSAL_LM",
+        )
         model = peft.get_peft_model(model, config)
     model.train()
     return model, tokenizer
@@ -96,18 +102,32 @@ def batch_indices(position: int, batch_size: int, num_examples: int, seed: int) 
 
 def evaluate_policy(model: Any, tokenizer: Any, cfg: EvalConfig, *, seed: int = 0) -> EvalResult:
     """Accuracy of the current policy on `cfg.data`; restores train mode afterwards."""
-    eval_set = load_eval_set(cfg.data, per_level=cfg.per_level, levels=cfg.levels, limit=cfg.limit,
-                             num_shots=cfg.num_shots, seed=seed)
+    eval_set = load_eval_set(
+        cfg.data,
+        per_level=cfg.per_level,
+        levels=cfg.levels,
+        limit=cfg.limit,
+        num_shots=cfg.num_shots,
+        seed=seed,
+    )
     engine = HFEngine(unwrap(model), tokenizer, batch_size=cfg.batch_size)
-    sampling = SamplingParams(temperature=cfg.temperature, n=cfg.n, max_new_tokens=eval_set.max_new_tokens,
-                              stop=eval_set.stop, seed=seed)
+    sampling = SamplingParams(
+        temperature=cfg.temperature,
+        n=cfg.n,
+        max_new_tokens=eval_set.max_new_tokens,
+        stop=eval_set.stop,
+        seed=seed,
+    )
     return evaluate_accuracy(engine, eval_set.prompts, eval_set.is_correct, sampling)
 
 
 def eval_metrics(result: EvalResult, prefix: str = "val") -> dict[str, float]:
     """Flat metrics for `metrics.jsonl`: accuracy, stderr, and accuracy per group."""
-    metrics = {f"{prefix}_accuracy": result.accuracy, f"{prefix}_stderr": result.stderr,
-               f"{prefix}_mean_tokens": result.mean_completion_tokens}
+    metrics = {
+        f"{prefix}_accuracy": result.accuracy,
+        f"{prefix}_stderr": result.stderr,
+        f"{prefix}_mean_tokens": result.mean_completion_tokens,
+    }
     metrics.update({f"{prefix}_{name.replace(' ', '')}": g.accuracy for name, g in result.groups.items()})
     return metrics
 

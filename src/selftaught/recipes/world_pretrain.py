@@ -70,7 +70,12 @@ class WorldPretrainConfig:
     """Length of the warmup + cosine schedule; after it the lr stays at its floor."""
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(
-            lr=3e-3, betas=(0.9, 0.98), schedule="cosine", warmup_steps=50, min_lr_ratio=0.1, max_grad_norm=1.0
+            lr=3e-3,
+            betas=(0.9, 0.98),
+            schedule="cosine",
+            warmup_steps=50,
+            min_lr_ratio=0.1,
+            max_grad_norm=1.0,
         )
     )
     eval_every: int = 250
@@ -103,33 +108,48 @@ def run(cfg: WorldPretrainConfig) -> dict[str, Any]:
     batches = _epochs(len(examples), cfg.batch_size, random.Random(cfg.seed))
     start = time.perf_counter()
     with RunLog(cfg.out_dir, cfg) as run_log:
-        run_log.info(f"world-pretrain: {sum(p.numel() for p in model.parameters()):,} params, {len(examples)} examples")
+        run_log.info(
+            f"world-pretrain: {sum(p.numel() for p in model.parameters()):,} params, {len(examples)} examples"
+        )
         for step in run_log.progress(range(1, cfg.max_steps + 1), total=cfg.max_steps, desc="pretrain"):
             batch = collate([examples[i] for i in next(batches)], tokenizer.pad_token_id)
-            metrics = train_step(model, [batch], _sft_step_loss, optimizer, scheduler, max_grad_norm=cfg.optim.max_grad_norm)
+            metrics = train_step(
+                model, [batch], _sft_step_loss, optimizer, scheduler, max_grad_norm=cfg.optim.max_grad_norm
+            )
             if step % cfg.log_every == 0:
                 run_log.log(step, **metrics)
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 result = greedy_accuracy(model, tokenizer, valid)
                 run_log.log(step, val_accuracy=result.accuracy, **_level_metrics(result, "val"))
-                run_log.info(f"step {step}: valid accuracy {result.accuracy:.3f} ({time.perf_counter() - start:.0f}s)")
+                run_log.info(
+                    f"step {step}: valid accuracy {result.accuracy:.3f} ({time.perf_counter() - start:.0f}s)"
+                )
                 if result.accuracy >= cfg.stop_accuracy:
                     break
         train_seconds = time.perf_counter() - start
         save_model(model, tokenizer, Path(cfg.out_dir) / "model")
         test = [to_prompt(p) for p in sample_eval_set("test", cfg.test_per_level, cfg.levels, cfg.seed)]
         result = greedy_accuracy(model, tokenizer, test)
-        summary = {"steps": step, "train_seconds": round(train_seconds, 1), "test_accuracy": result.accuracy,
-                   "test_stderr": result.stderr, "levels": _level_metrics(result, "test")}
+        summary = {
+            "steps": step,
+            "train_seconds": round(train_seconds, 1),
+            "test_accuracy": result.accuracy,
+            "test_stderr": result.stderr,
+            "levels": _level_metrics(result, "test"),
+        }
         (Path(cfg.out_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
-        run_log.info(f"test accuracy {result.accuracy:.3f} +- {result.stderr:.3f} after {step} steps\n{result.table()}")
+        run_log.info(
+            f"test accuracy {result.accuracy:.3f} +- {result.stderr:.3f} after {step} steps\n{result.table()}"
+        )
     return summary
 
 
 def greedy_accuracy(model: Any, tokenizer: Any, prompts: list, max_new_tokens: int = 64) -> EvalResult:
     """Greedy accuracy of `model` on world prompts (one sample each)."""
     engine = HFEngine(model, tokenizer, batch_size=512)
-    return evaluate_accuracy(engine, prompts, world_is_correct, SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens))
+    return evaluate_accuracy(
+        engine, prompts, world_is_correct, SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens)
+    )
 
 
 def pretrained_student(cfg: WorldPretrainConfig | None = None, *, log: bool = True) -> Path:
