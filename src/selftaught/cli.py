@@ -8,6 +8,8 @@ selftaught eval --model M --data D                accuracy on a world split or a
 selftaught eval-judge --model M --data D          judge accuracy and position bias on preference pairs
 selftaught serve --model M [--port P]             an OpenAI-compatible server on 127.0.0.1
 selftaught demo                                   the flywheel on the embedded tiny world
+selftaught repro online-rl                        the offline/semi-online/online table over seeds
+selftaught report RUN_DIR [RUN_DIR ...]           plots and an HTML/markdown page of runs' metrics
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from selftaught import repro
 from selftaught.recipes import RECIPES
+from selftaught.report import add_report_parser
 
 TINY_WORLD = "tiny-world"
 """Model alias: the cached tiny-world student (trained on first use by `world-pretrain`)."""
@@ -53,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_parser(sub)
     _add_eval_judge_parser(sub)
     _add_serve_parser(sub)
+    repro.add_parser(sub)
+    add_report_parser(sub)
     demo = sub.add_parser("demo", help="run the demo on the embedded tiny world")
     demo.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
     demo.set_defaults(func=cmd_demo)
@@ -109,7 +115,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name, (_, _, summary) in RECIPES.items():
         print(f"  {name:22s} {summary}")
         print(f"  {'':22s} presets: {', '.join(PRESETS.get(name, {})) or '-'}")
-    print("\ncommands: list, generate, eval, eval-judge, serve, demo, world pretrain")
+    print("\ncommands: list, generate, eval, eval-judge, serve, report, repro, demo, world pretrain")
     print(f"model aliases: {TINY_WORLD} (the cached tiny-world student), gemma-3-270m (GGUF from PyPI)")
     return 0
 
