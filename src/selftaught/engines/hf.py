@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,6 +28,7 @@ from transformers import DynamicCache
 
 from selftaught.data.chat import encode_text, render_prompt
 from selftaught.engines.base import SamplingParams
+from selftaught.models.io import DTYPES, load_model
 from selftaught.types import Completion, Prompt
 
 
@@ -117,6 +119,28 @@ class HFEngine:
         if source_model is not self.model:
             self.model.load_state_dict(source_model.state_dict())
         self.policy_version = policy_version
+
+    def load_checkpoint(self, directory: str | Path) -> Any:
+        """The model saved in `directory` (by `save_model`), checked to fit this engine: pass it to
+        `sync_weights` to serve its weights (`selftaught serve`'s reload endpoint does).
+
+        ValueError when the directory is missing or not a loadable model, or when its architecture
+        or any parameter name or shape differs from the engine's model. Only weights move: the
+        engine keeps its config and tokenizer. Loaded on the CPU in the engine's dtype, so the
+        check costs one extra copy of the weights in host memory until the caller drops it.
+        """
+        if not Path(directory).is_dir():
+            raise ValueError(
+                f"model directory {str(directory)!r} does not exist; pass a directory written by save_model"
+            )
+        # Another dtype loads as float32: `load_state_dict` converts it in `sync_weights` anyway.
+        dtype = {dt: name for name, dt in DTYPES.items()}.get(self.model.dtype, "float32")
+        try:
+            source, _ = load_model(str(directory), dtype=dtype)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"model directory {str(directory)!r} could not be loaded: {err}") from err
+        check_same_parameters(self.model, source, str(directory))
+        return source
 
     def _check_prompt_lengths(self, prompt_ids: list[list[int]]) -> None:
         for i, ids in enumerate(prompt_ids):
@@ -336,6 +360,27 @@ def left_pad(
         input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
         attention_mask[row, width - len(ids) :] = 1
     return input_ids.to(device), attention_mask.to(device)
+
+
+def check_same_parameters(model: Any, source: Any, source_name: str) -> None:
+    """ValueError unless `source` has `model`'s class and the same parameter names and shapes."""
+    if type(source) is not type(model):
+        raise ValueError(
+            f"{source_name} holds a {type(source).__name__}, but the engine runs a {type(model).__name__}; "
+            "save the same architecture"
+        )
+    shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    source_shapes = {name: tuple(t.shape) for name, t in source.state_dict().items()}
+    differences = [
+        f"{name}: {source_shapes.get(name, 'missing')} vs {shapes.get(name, 'missing')}"
+        for name in sorted(shapes.keys() | source_shapes.keys())
+        if shapes.get(name) != source_shapes.get(name)
+    ]
+    if differences:
+        raise ValueError(
+            f"{source_name}: {len(differences)} tensor(s) differ in name or shape from the engine's model "
+            f"(saved vs served: {'; '.join(differences[:3])}); save a model with the served config"
+        )
 
 
 def cache_argument(model: Any) -> str:

@@ -16,6 +16,16 @@ are exact whatever they are batched with. Sampled requests with a `seed` only sh
 requests of the same seed, and then one random stream: a seeded sample is reproducible when it
 is batched the same way (e.g. sent alone). Requests without a seed get a fresh random one per call.
 
+Weight reload (online RL with a remote generator, `engines/remote.py`): `POST /v1/admin/reload`
+with `{"model": "<dir>", "policy_version": k}` loads a model directory written by `save_model` and
+serves its weights from the next batch on, answering `{"policy_version": k, "model": "<dir>"}`;
+`GET /v1/models` reports the served version in the model card's `metadata`. The directory is
+loaded and checked (architecture, parameter names and shapes; 400 otherwise, and the old weights
+keep serving) while requests are still served; then the swap waits for the running batch to
+finish and holds back the next one, so every request runs on one set of weights, old or new.
+Only an `HFEngine` can reload (others: 501). The server reads any directory its process can read
+that a client names: keep the API key on when it listens beyond loopback.
+
 Only stdlib HTTP (`ThreadingHTTPServer`): binds 127.0.0.1 unless told otherwise; with `api_key` set,
 every request must carry `Authorization: Bearer <key>`. `FaultInjector` lets tests answer chosen
 requests with a 429, a 500 or a stall.
@@ -33,6 +43,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -40,12 +51,14 @@ from typing import Any
 from selftaught.data.chat import encode_text, render_prompt, validate_messages
 from selftaught.engines.base import Engine, SamplingParams
 from selftaught.engines.batcher import BatcherClosed, DynamicBatcher
+from selftaught.engines.hf import HFEngine
 from selftaught.engines.openai import TOKEN_ID_PREFIX
 from selftaught.types import Completion, Prompt, StrEnum
 
 logger = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+RELOAD_ROUTE = "/v1/admin/reload"
 
 
 class Fault(StrEnum):
@@ -90,7 +103,9 @@ class ApiError(Exception):
         self.param = param
 
     def body(self) -> dict[str, Any]:
-        kind = {401: "authentication_error", 404: "not_found_error"}.get(self.status, "invalid_request_error")
+        kind = {401: "authentication_error", 404: "not_found_error", 501: "not_implemented_error"}.get(
+            self.status, "invalid_request_error"
+        )
         return {"error": {"message": str(self), "type": kind, "param": self.param, "code": self.status}}
 
 
@@ -227,6 +242,34 @@ def _logprobs_body(completion: Completion, call: _ApiCall, tokenizer: Any) -> di
     return {"tokens": tokens, "token_logprobs": logprobs, "top_logprobs": None, "text_offset": None}
 
 
+class _BatchGate:
+    """The engine as the batcher sees it: `generate` calls (batches) and weight swaps run one at a time.
+
+    A swap waits for the running batch to finish and holds back the next one until it is done, so
+    each batch, hence each request, runs on one set of weights.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._no_swap_waiting = threading.Event()
+        self._no_swap_waiting.set()
+
+    def generate(self, prompts: list[Prompt], sampling: SamplingParams) -> list[list[Completion]]:
+        self._no_swap_waiting.wait()  # a lock alone may hand itself back to the batcher thread
+        with self._lock:
+            return self.engine.generate(prompts, sampling)
+
+    def swap(self, swap_weights: Callable[[], None]) -> None:
+        """Run `swap_weights` between two batches."""
+        self._no_swap_waiting.clear()
+        try:
+            with self._lock:
+                swap_weights()
+        finally:
+            self._no_swap_waiting.set()
+
+
 # --- HTTP ----------------------------------------------------------------------------------------
 
 
@@ -242,13 +285,22 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.rstrip("/") != "/v1/models":
             self._send_json(404, ApiError(404, f"no route GET {self.path}").body())
             return
-        model = {"id": app.model_name, "object": "model", "created": app.created, "owned_by": "selftaught"}
+        model = {
+            "id": app.model_name,
+            "object": "model",
+            "created": app.created,
+            "owned_by": "selftaught",
+            "metadata": {"policy_version": app.policy_version},
+        }
         self._send_json(200, {"object": "list", "data": [model]})
 
     def do_POST(self) -> None:  # noqa: N802
         app = self.server.app
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self._refuse_unauthorized():
+            return
+        if self.path.rstrip("/") == RELOAD_ROUTE:
+            self._send_answer(lambda: app.reload(raw))
             return
         chat = {"/v1/chat/completions": True, "/v1/completions": False}.get(self.path.rstrip("/"))
         if chat is None:
@@ -262,13 +314,17 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:
             self._send_json(int(fault), ApiError(int(fault), f"injected fault {fault}").body())
             return
+        self._send_answer(lambda: app.complete(raw, chat))
+
+    def _send_answer(self, answer: Callable[[], dict[str, Any]]) -> None:
+        """`answer()` with status 200, or the error it raised as an OpenAI-style error body."""
         try:
-            status, response = 200, app.complete(raw, chat)
+            status, response = 200, answer()
         except ApiError as err:
             status, response = err.status, err.body()
         except Exception as err:
-            logger.exception("generation failed")
-            status, response = 500, ApiError(500, f"generation failed: {type(err).__name__}: {err}").body()
+            logger.exception("%s failed", self.path)
+            status, response = 500, ApiError(500, f"{self.path} failed: {type(err).__name__}: {err}").body()
         self._send_json(status, response)
 
     def _refuse_unauthorized(self) -> bool:
@@ -354,6 +410,7 @@ class EngineServer:
             logger.warning(
                 "serving on %s without an API key: anyone who can reach it can use the model", host
             )
+        self.engine = engine
         self.tokenizer = tokenizer
         self.model_name = model_name
         self.api_key = api_key
@@ -362,7 +419,9 @@ class EngineServer:
         self.created = int(time.time())
         self.stopping = threading.Event()
         self._httpd = _HTTPServer((host, port), self)  # first: a port in use fails before any thread starts
-        self.batcher = DynamicBatcher(engine, max_wait_s, max_batch_requests)
+        self._gate = _BatchGate(engine)
+        self._reload_lock = threading.Lock()  # one reload at a time: the answered version is the served one
+        self.batcher = DynamicBatcher(self._gate, max_wait_s, max_batch_requests)
         bound_host, bound_port = self._httpd.socket.getsockname()[:2]
         self.url = f"http://{bound_host}:{bound_port}/v1"
         """Base URL for clients, e.g. `http://127.0.0.1:8000/v1`."""
@@ -373,13 +432,14 @@ class EngineServer:
         """Client connections open now (idle keep-alive ones included)."""
         return len(self._httpd.connections)
 
+    @property
+    def policy_version(self) -> int | None:
+        """Version of the served weights (None: the engine does not track one)."""
+        return getattr(self.engine, "policy_version", None)
+
     def complete(self, raw: bytes, chat: bool) -> dict[str, Any]:
         """Answer one generation request body (raises ApiError for a bad one)."""
-        try:
-            body = json.loads(raw)
-        except ValueError as err:
-            raise ApiError(400, f"the request body is not valid JSON: {err}") from err
-        call = parse_request(body, chat, self.model_name, self.default_max_tokens)
+        call = parse_request(_json_body(raw), chat, self.model_name, self.default_max_tokens)
         try:
             completions = self.batcher.submit(call.prompt, call.sampling, call.seeded).result()
         except ValueError as err:  # the engine refused the prompt (e.g. longer than the context)
@@ -387,6 +447,28 @@ class EngineServer:
         except BatcherClosed as err:
             raise ApiError(503, str(err)) from err
         return build_response(call, completions, self.model_name, self.tokenizer)
+
+    def reload(self, raw: bytes) -> dict[str, Any]:
+        """Answer a reload request body: serve the weights of a model directory (see the module doc)."""
+        engine = self.engine
+        if not isinstance(engine, HFEngine):
+            raise ApiError(
+                501,
+                f"this server's engine ({type(engine).__name__}) cannot reload weights; only HFEngine can",
+            )
+        body = _json_body(raw)
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        directory = _field(body, "model", str, required=True)
+        policy_version = _field(body, "policy_version", int, required=True)
+        with self._reload_lock:
+            try:
+                source = engine.load_checkpoint(directory)
+            except ValueError as err:
+                raise ApiError(400, str(err), "model") from err
+            self._gate.swap(lambda: engine.sync_weights(source, policy_version))
+        logger.info("serving policy version %d from %s", policy_version, directory)
+        return {"policy_version": policy_version, "model": directory}
 
     def serve_forever(self) -> None:
         """Serve in this thread until interrupted (Ctrl+C raises KeyboardInterrupt here)."""
@@ -422,6 +504,13 @@ class EngineServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _json_body(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError as err:
+        raise ApiError(400, f"the request body is not valid JSON: {err}") from err
 
 
 def read_api_key(env_name: str | None) -> str | None:
