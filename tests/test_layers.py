@@ -26,6 +26,7 @@ LAYERS = {
     "cli": 7,
     "presets": 7,
     "report": 7,
+    "repro": 7,
 }
 
 

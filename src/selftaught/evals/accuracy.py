@@ -41,6 +41,8 @@ class EvalResult:
     mean_completion_tokens: float = 0.0
     seconds: float = 0.0
     completions: list[list[Completion]] = field(default_factory=list, repr=False)
+    prompts: list[Prompt] = field(default_factory=list, repr=False)
+    """The evaluated prompts, aligned with `completions` (to score them further, e.g. with a rubric)."""
 
     def table(self) -> str:
         """A small markdown table: one row per group, then the overall row."""
@@ -94,4 +96,5 @@ def evaluate_accuracy(
         mean_completion_tokens=sum(c.num_tokens for c in all_completions) / len(all_completions),
         seconds=time.perf_counter() - start,
         completions=completions,
+        prompts=prompts,
     )

@@ -60,6 +60,9 @@ class EvalConfig:
     """Samples per problem."""
     temperature: float = 0.0
     batch_size: int = 256
+    seed: int | None = None
+    """Seed of the evaluated problem sample and of sampling (None: the run's seed). Fix it to compare
+    runs with different seeds on the same problems."""
 
 
 def load_policy(spec: str, lora: LoraConfig, *, device: str = "cpu") -> tuple[Any, Any]:
@@ -101,7 +104,9 @@ def batch_indices(position: int, batch_size: int, num_examples: int, seed: int) 
 
 
 def evaluate_policy(model: Any, tokenizer: Any, cfg: EvalConfig, *, seed: int = 0) -> EvalResult:
-    """Accuracy of the current policy on `cfg.data`; restores train mode afterwards."""
+    """Accuracy of the current policy on `cfg.data` (seeded by `cfg.seed`, else `seed`); restores train
+    mode afterwards."""
+    seed = seed if cfg.seed is None else cfg.seed
     eval_set = load_eval_set(
         cfg.data,
         per_level=cfg.per_level,

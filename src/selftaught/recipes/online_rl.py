@@ -62,7 +62,7 @@ from selftaught.recipes.common import (
     resume,
     save_final_model,
 )
-from selftaught.rewards import RewardModel, Rubric, world_answer_reward
+from selftaught.rewards import RewardModel, Rubric, num_tokens_reward, world_answer_reward
 from selftaught.runlog import RunLog
 from selftaught.selection.pairs import compute_pair_stats
 from selftaught.selection.rollouts import PairRule, RolloutGroup, rollout_metrics, scored_groups, select_pairs
@@ -101,6 +101,10 @@ class TaskConfig:
     """DPO pair builder for this task (scalar rewards need `best_vs_worst`)."""
     weight: float = 1.0
     """Share of each step's prompts (normalised over the tasks)."""
+    length_bonus: float = 0.0
+    """Added to the reward per completion token: a deliberately length-biased reward (papers_B
+    §1.12's non-verifiable analogue). Validation then logs the reward per token, the paper's
+    criterion for checkpoint selection."""
 
 
 @dataclass
@@ -143,7 +147,8 @@ class OnlineRLConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint_every: int = 50
-    keep_last: int = 2
+    keep_last: int | None = 2
+    """Checkpoints kept (None: all, e.g. to select one after the run)."""
     log_every: int = 1
     seed: int = 5
     """Seed of the prompt order, the sampling and the pair choice (TINYWORLD: RL prompts 5000+)."""
@@ -185,10 +190,10 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
             normalization=LossNormalization(cfg.grpo_normalization),
         )
     )
-    validate = partial(evaluate_policy, model, tokenizer, cfg.eval, seed=cfg.seed)
+    validate = partial(validation_metrics, model, tokenizer, cfg, rubric)
     with RunLog(cfg.out_dir, cfg) as run_log:
         if state["step"] == 0 and cfg.eval.every >= 0:
-            run_log.log(0, **eval_metrics(validate()))
+            run_log.log(0, **validate())
         for step in run_log.progress(range(state["step"] + 1, cfg.num_steps + 1), total=cfg.num_steps):
             metrics: dict[str, float] = {}
             if cfg.sync_every and is_sync_step(step, cfg.sync_every):
@@ -205,7 +210,7 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
             if step % cfg.log_every == 0 or step == cfg.num_steps:
                 run_log.log(step, **metrics)
             if cfg.eval.every > 0 and step % cfg.eval.every == 0 and step != cfg.num_steps:
-                run_log.log(step, **eval_metrics(validate()))
+                run_log.log(step, **validate())
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and optimizer.state:
                 save_online_checkpoint(
                     checkpoints,
@@ -218,7 +223,7 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
                     generator_version=generator.policy_version,
                     keep_last=cfg.keep_last,
                 )
-        final = eval_metrics(validate()) if cfg.eval.every >= 0 else {}
+        final = validate() if cfg.eval.every >= 0 else {}
         if final:
             run_log.log(cfg.num_steps, **final)
         save_final_model(model, tokenizer, Path(cfg.out_dir) / "model")
@@ -229,19 +234,41 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
 
 
 def build_rubric(tasks: list[TaskConfig]) -> Rubric:
-    """One reward function per task, routed by `Prompt.task`."""
+    """One reward function per task (plus the length bonus where set), routed by `Prompt.task`."""
     functions: dict[str, list[Any]] = {}
     for task in tasks:
+        bonus = [(num_tokens_reward, task.length_bonus)] if task.length_bonus else []
         if task.reward == "reward_model":
             if not task.reward_model:
                 raise ValueError(
                     f"task {task.name!r} has reward=reward_model but no reward_model path; train one with "
                     "`selftaught reward-model` and set its `model` directory as the task's reward_model"
                 )
-            functions[task.name] = [RewardModel.from_pretrained(task.reward_model)]
+            functions[task.name] = [RewardModel.from_pretrained(task.reward_model), *bonus]
         else:
-            functions[task.name] = [world_answer_reward]
+            functions[task.name] = [world_answer_reward, *bonus]
     return Rubric(functions)
+
+
+def validation_metrics(model: Any, tokenizer: Any, cfg: OnlineRLConfig, rubric: Rubric) -> dict[str, float]:
+    """Validation accuracy (`eval_metrics`) and, for each task whose reward is not the answer check,
+    the mean reward of the same validation samples and that reward per token (papers_B §1.4.6)."""
+    result = evaluate_policy(model, tokenizer, cfg.eval, seed=cfg.seed)
+    metrics = eval_metrics(result)
+    completions = [c for cs in result.completions for c in cs]
+    prompts = [p for p, cs in zip(result.prompts, result.completions, strict=True) for _ in cs]
+    mean_tokens = sum(c.num_tokens for c in completions) / len(completions)
+    for task in cfg.tasks:
+        if task.reward == "world_answer" and not task.length_bonus:
+            continue
+        scores = rubric.score([replace(p, task=task.name) for p in prompts], completions).values
+        values = [v for v in scores if v is not None]
+        if values:
+            metrics[f"val_reward_{task.name}"] = sum(values) / len(values)
+            metrics[f"val_reward_per_token_{task.name}"] = metrics[f"val_reward_{task.name}"] / max(
+                mean_tokens, 1
+            )
+    return metrics
 
 
 def step_prompts(cfg: OnlineRLConfig, step: int) -> list[Prompt]:

@@ -12,7 +12,13 @@ from selftaught.rewards.base import RewardFn, completion_text, prompt_text, rewa
 from selftaught.rewards.choice import choice_reward, extract_choice
 from selftaught.rewards.math import math_answer_reward, parse_reference, score_math_answer
 from selftaught.rewards.rubric import OnTruncated, Rubric, RubricResult
-from selftaught.rewards.text import exact_match_reward, length_reward, regex_reward, tags_reward
+from selftaught.rewards.text import (
+    exact_match_reward,
+    length_reward,
+    num_tokens_reward,
+    regex_reward,
+    tags_reward,
+)
 from selftaught.rewards.world import world_answer_reward
 
 __all__ = [
@@ -27,6 +33,7 @@ __all__ = [
     "exact_match_reward",
     "extract_choice",
     "length_reward",
+    "num_tokens_reward",
     "math_answer_reward",
     "parse_reference",
     "prompt_text",

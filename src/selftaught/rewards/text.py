@@ -117,3 +117,16 @@ def length_reward(
 
     reward.__name__ = name
     return reward
+
+
+def num_tokens_reward(
+    prompts: list[TextOrChat], completions: list[TextOrChat], completion_ids: list[list[int]], **columns: Any
+) -> list[float | None]:
+    """The completion's length in tokens: weighted into a rubric, a deliberate length bonus (the
+    length bias of a reward model, papers_B §1.10 finding 3 and §1.12's non-verifiable analogue).
+
+    >>> num_tokens_reward(["q"] * 2, ["a b", "a"], completion_ids=[[5, 6], [5]])
+    [2.0, 1.0]
+    """
+    check_column("completion_ids", completion_ids, len(completions), "num_tokens_reward")
+    return [float(len(ids)) for ids in completion_ids]

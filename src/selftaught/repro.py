@@ -1,0 +1,271 @@
+"""`selftaught repro online-rl`: the offline / semi-online / online comparison of papers_B §1.12.
+
+Every arm starts from the same seed model (the tiny-world student) and uses the same optimizer
+steps, batch (prompts x samples), learning rate and run seed; only the sync schedule and the loss
+differ:
+
+    offline-dpo             s = 0: every rollout sampled from the seed before training
+    semi-online-dpo-s10     s = 10
+    semi-online-dpo-s100    s = 100
+    online-dpo              s = 1, reference re-synced every step (papers_B §1.10, fix 1)
+    online-dpo-frozen-ref   s = 1, reference frozen at the seed
+    grpo                    s = 1, group-mean advantages, KL 0.001
+
+Each arm runs once per seed into `<out>/<arm>/seed-<k>/` (an ordinary online-rl run directory, so
+`selftaught report` plots it); every arm is validated greedily on the same held-out test problems
+(`world:test`, `eval.seed = 0`). `<out>/table.md` gives accuracy mean +- standard error over the
+seeds, the per-seed numbers and the wall time split into generation and training. A finished run
+is not rerun (its `result.json` is reused), so an interrupted reproduction resumes where it stopped.
+
+`repro online-rl-length` is the non-verifiable arm: online DPO (best vs worst) against a tiny
+reward model plus a length bonus; it keeps a checkpoint at every validation and reports the held-out
+accuracy of the checkpoint each selection rule picks (last, highest validation reward, highest
+validation reward per token).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_model as load_weights
+
+from selftaught.evals.accuracy import mean_and_stderr
+from selftaught.presets import tiny
+from selftaught.recipes import online_rl, reward_model
+from selftaught.recipes.common import EvalConfig, evaluate_policy, load_policy
+from selftaught.recipes.online_rl import OnlineRLConfig, TaskConfig
+from selftaught.runlog import read_metrics
+from selftaught.train.checkpoint import checkpoint_dirs
+
+ARMS: dict[str, dict[str, Any]] = {
+    "offline-dpo": {"sync_every": 0},
+    "semi-online-dpo-s10": {"sync_every": 10},
+    "semi-online-dpo-s100": {"sync_every": 100},
+    "online-dpo": {"sync_every": 1, "ref_sync_every": 1},
+    "online-dpo-frozen-ref": {"sync_every": 1, "ref_sync_every": 0},
+    "grpo": {"loss": "grpo", "sync_every": 1},
+}
+"""Arm name -> the fields that differ from the shared base config."""
+
+
+def base_config(num_steps: int, per_level: int, eval_every: int) -> OnlineRLConfig:
+    """The shared settings: the `tiny` online-rl preset (32 prompts x 8 samples, lr 3e-5, beta 0.1,
+    KL 0.001), validated on `per_level` test problems of levels 1-3 with a fixed problem sample."""
+    evaluation = EvalConfig(data="world:test", per_level=per_level, every=eval_every, seed=0)
+    return replace(tiny.online_rl(), num_steps=num_steps, eval=evaluation, checkpoint_every=0)
+
+
+def run_arm(cfg: OnlineRLConfig) -> dict[str, Any]:
+    """Run (or reuse) one online-rl run; its final accuracy, wall time and time split."""
+    result_path = Path(cfg.out_dir) / "result.json"
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    start = time.perf_counter()
+    final = online_rl.run(cfg)
+    wall = time.perf_counter() - start
+    rows = read_metrics(cfg.out_dir)
+    result = {
+        "accuracy": final["val_accuracy"],
+        "stderr": final["val_stderr"],
+        "initial_accuracy": rows[0]["val_accuracy"],
+        "wall_seconds": wall,
+        "generation_seconds": sum(r.get("generation_seconds", 0.0) for r in rows),
+        "train_seconds": sum(r.get("train_seconds", 0.0) for r in rows),
+        "final_rollout_length": [r["rollout_length"] for r in rows if "rollout_length" in r][-1],
+    }
+    result_path.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def online_rl_table(
+    out_dir: str,
+    *,
+    seeds: list[int],
+    arms: list[str],
+    num_steps: int,
+    per_level: int,
+    eval_every: int,
+    overrides: dict[str, Any] | None = None,
+) -> str:
+    """Run every arm for every seed and write `<out_dir>/table.md`; returns the table."""
+    unknown = sorted(set(arms) - set(ARMS))
+    if unknown:
+        raise ValueError(f"unknown arms {unknown}; choose from {sorted(ARMS)}")
+    base = replace(base_config(num_steps, per_level, eval_every), **(overrides or {}))
+    results: dict[str, list[dict[str, Any]]] = {}
+    for arm in arms:
+        for seed in seeds:
+            cfg = replace(base, out_dir=f"{out_dir}/{arm}/seed-{seed}", seed=seed, **ARMS[arm])
+            print(f"== {arm}, seed {seed}", flush=True)
+            results.setdefault(arm, []).append(run_arm(cfg))
+    table = format_table(results, seeds, base)
+    Path(out_dir, "table.md").write_text(table)
+    return table
+
+
+def format_table(results: dict[str, list[dict[str, Any]]], seeds: list[int], base: OnlineRLConfig) -> str:
+    """Markdown: one row per arm, accuracy mean +- se over seeds, per-seed values, times."""
+    first = next(iter(results.values()))[0]
+    lines = [
+        f"Seed model greedy test accuracy: {first['initial_accuracy']:.3f}; {base.num_steps} steps of "
+        f"{base.rollouts.num_prompts} prompts x {base.rollouts.samples_per_prompt} samples, lr "
+        f"{base.optim.lr:g}, seeds {seeds}, {3 * base.eval.per_level} test problems (levels 1-3).",
+        "",
+        "| arm | test accuracy (mean +- se) | per seed | wall s | generation s | training s | final rollout length |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for arm, runs in results.items():
+        mean, se = mean_and_stderr([r["accuracy"] for r in runs])
+        per_seed = " ".join(f"{r['accuracy']:.3f}" for r in runs)
+
+        def avg(key: str, runs: list[dict[str, Any]] = runs) -> float:
+            return sum(r[key] for r in runs) / len(runs)
+
+        lines.append(
+            f"| {arm} | {mean:.3f} +- {se:.3f} | {per_seed} | {avg('wall_seconds'):.0f} | "
+            f"{avg('generation_seconds'):.0f} | {avg('train_seconds'):.0f} | {avg('final_rollout_length'):.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# --- the non-verifiable arm ------------------------------------------------------------------------
+
+
+def length_arm(
+    out_dir: str,
+    *,
+    seed: int,
+    num_steps: int,
+    per_level: int,
+    eval_every: int,
+    length_bonus: float,
+    overrides: dict[str, Any] | None = None,
+) -> str:
+    """Online DPO against a tiny reward model with a length bonus; checkpoint selection table."""
+    rm_cfg = replace(tiny.reward_model(), out_dir=f"{out_dir}/reward-model")
+    rm_dir = Path(rm_cfg.out_dir) / "model"
+    if not rm_dir.is_dir():
+        reward_model.run(rm_cfg)
+    task = TaskConfig(
+        name="arith_rm",
+        reward="reward_model",
+        reward_model=str(rm_dir),
+        pair_rule="best_vs_worst",
+        length_bonus=length_bonus,
+    )
+    cfg = replace(
+        tiny.online_rl_online_dpo(),
+        out_dir=f"{out_dir}/online-dpo-rm-length",
+        tasks=[task],
+        num_steps=num_steps,
+        seed=seed,
+        eval=EvalConfig(data="world:valid", per_level=per_level, every=eval_every, seed=0),
+        checkpoint_every=eval_every,
+        keep_last=None,
+        **(overrides or {}),
+    )
+    if not (Path(cfg.out_dir) / "model").is_dir():
+        online_rl.run(cfg)
+    table = selection_table(cfg, per_level)
+    Path(out_dir, "length-table.md").write_text(table)
+    return table
+
+
+def selection_table(cfg: OnlineRLConfig, per_level: int) -> str:
+    """Held-out test accuracy at every validated checkpoint, and the checkpoint each rule picks."""
+    task = cfg.tasks[0].name
+    rows = [r for r in read_metrics(cfg.out_dir) if f"val_reward_{task}" in r]
+    checkpoints = {int(p.name.split("-")[1]): p for p in checkpoint_dirs(Path(cfg.out_dir) / "checkpoints")}
+    policy, tokenizer = load_policy(cfg.model, cfg.lora)
+    seed_state = {k: v.clone() for k, v in policy.state_dict().items()}
+    test = EvalConfig(data="world:test", per_level=per_level, seed=0)
+    lines = [
+        "| step | val reward | val reward / token | val mean tokens | val accuracy | test accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
+    scored: list[dict[str, float]] = []
+    for row in rows:
+        step = int(row["step"])
+        if step == 0:
+            policy.load_state_dict(seed_state)
+        elif step in checkpoints:
+            load_weights(policy, checkpoints[step] / "model.safetensors")
+        else:
+            continue
+        scored.append({**row, "test_accuracy": evaluate_policy(policy, tokenizer, test).accuracy})
+        lines.append(
+            f"| {step} | {row[f'val_reward_{task}']:.3f} | {row[f'val_reward_per_token_{task}']:.4f} | "
+            f"{row['val_mean_tokens']:.1f} | {row['val_accuracy']:.3f} | {scored[-1]['test_accuracy']:.3f} |"
+        )
+    picks = {
+        "last": scored[-1],
+        "highest val reward": max(scored, key=lambda r: r[f"val_reward_{task}"]),
+        "highest val reward per token": max(scored, key=lambda r: r[f"val_reward_per_token_{task}"]),
+    }
+    lines += ["", "| selection rule | step | test accuracy |", "|---|---|---|"]
+    lines += [f"| {rule} | {int(r['step'])} | {r['test_accuracy']:.3f} |" for rule, r in picks.items()]
+    return "\n".join(lines) + "\n"
+
+
+# --- command line ----------------------------------------------------------------------------------
+
+
+def add_parser(sub: Any) -> None:
+    """`selftaught repro online-rl` and `selftaught repro online-rl-length`."""
+    repro = sub.add_parser("repro", help="reproduce a paper's claim in the tiny world")
+    commands = repro.add_subparsers(metavar="COMMAND")
+    table = commands.add_parser("online-rl", help="offline vs semi-online vs online DPO vs GRPO, over seeds")
+    table.add_argument("--out", default="runs/repro-online-rl", help="output directory")
+    table.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    table.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    _add_common(table, steps=200)
+    table.set_defaults(func=_cmd_table)
+    length = commands.add_parser("online-rl-length", help="length-biased reward model, checkpoint selection")
+    length.add_argument("--out", default="runs/repro-online-rl-length", help="output directory")
+    length.add_argument("--seed", type=int, default=0)
+    length.add_argument("--length-bonus", type=float, default=0.05, help="reward per completion token")
+    _add_common(length, steps=200)
+    length.set_defaults(func=_cmd_length)
+
+
+def _add_common(parser: Any, steps: int) -> None:
+    parser.add_argument("--steps", type=int, default=steps, help=f"optimizer steps per run (default {steps})")
+    parser.add_argument("--per-level", type=int, default=200, help="test problems per level (levels 1-3)")
+    parser.add_argument("--eval-every", type=int, default=50, help="validation interval in steps")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's)")
+
+
+def _overrides(args: Any) -> dict[str, Any]:
+    return {} if args.lr is None else {"optim": replace(tiny.online_rl().optim, lr=args.lr)}
+
+
+def _cmd_table(args: Any) -> None:
+    table = online_rl_table(
+        args.out,
+        seeds=args.seeds,
+        arms=args.arms,
+        num_steps=args.steps,
+        per_level=args.per_level,
+        eval_every=args.eval_every,
+        overrides=_overrides(args),
+    )
+    print(table)
+    print(f"table written to {Path(args.out) / 'table.md'}")
+
+
+def _cmd_length(args: Any) -> None:
+    table = length_arm(
+        args.out,
+        seed=args.seed,
+        num_steps=args.steps,
+        per_level=args.per_level,
+        eval_every=args.eval_every,
+        length_bonus=args.length_bonus,
+        overrides=_overrides(args),
+    )
+    print(table)
+    print(f"table written to {Path(args.out) / 'length-table.md'}")
