@@ -137,3 +137,31 @@ def test_a_mixed_batch_routes_the_answer_check_and_a_reward_model_by_task(tiny_m
         assert not float(m["reward_arith_rm"]).is_integer()
         # a random reward model never ties: every arith_rm prompt gives a best-vs-worst pair
         assert m["num_prompts"] == 4 and m["num_pairs"] >= 2 and math.isfinite(m["loss"])
+
+
+@pytest.mark.parametrize("sync_every", [0, 2])
+def test_a_remote_generator_is_synced_through_the_servers_reload(tiny_model_dir, tmp_path, sync_every):
+    """`generator.kind=remote` against `selftaught serve`'s server: each sync point saves the policy
+    and reloads it there, and the rollouts carry the version the server was serving."""
+    from selftaught.engines.hf import HFEngine
+    from selftaught.engines.server import EngineServer
+    from selftaught.models.io import load_model
+
+    model, tokenizer = load_model(tiny_model_dir)
+    with EngineServer(HFEngine(model, tokenizer), tokenizer, "seed", port=0).start() as server:
+        overrides = [
+            f"sync_every={sync_every}",
+            "generator.kind=remote",
+            f"generator.base_url={server.url}",
+            "generator.served_model=seed",
+        ]
+        steps = _train_steps(_run(tiny_model_dir, tmp_path / "run", *overrides))
+        served_version = server.policy_version
+    synced = [1] if sync_every == 0 else [1, 3]  # 4 steps
+    assert served_version == synced[-1] - 1
+    for step, metrics in steps.items():
+        version = max(s for s in synced if s <= step) - 1
+        assert metrics["staleness"] == step - 1 - version
+        assert math.isfinite(metrics["loss"])
+    saved = sorted(p.name for p in (tmp_path / "run" / "generator").iterdir())
+    assert saved == [f"policy-{v - 1}" for v in synced][-2:]

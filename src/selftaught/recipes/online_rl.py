@@ -51,6 +51,8 @@ from selftaught import dist
 from selftaught.data.shards import compute_fingerprint, run_stage
 from selftaught.engines.base import SamplingParams
 from selftaught.engines.hf import HFEngine
+from selftaught.engines.openai import OpenAIConfig
+from selftaught.engines.remote import RemoteSyncEngine
 from selftaught.losses.grpo import AdvantageType, LossNormalization
 from selftaught.recipes.common import (
     EvalConfig,
@@ -122,6 +124,27 @@ class RolloutConfig:
 
 
 @dataclass
+class GeneratorConfig:
+    """Where rollouts are sampled.
+
+    `hf`: an in-process copy of the policy; a sync copies the weights (cheap; any s).
+    `remote`: an OpenAI-compatible server started on the seed model (`selftaught serve --model
+    <seed dir>`); a sync saves the policy to `<out_dir>/generator/policy-<version>` and asks the
+    server to reload it, so it suits s = 0 and s > 1 (one save + reload per window).
+    """
+
+    kind: Literal["hf", "remote"] = "hf"
+    base_url: str = "http://127.0.0.1:8000/v1"
+    """remote: the server's API root."""
+    served_model: str = "policy"
+    """remote: the model name the server serves (`selftaught serve --served-model-name`)."""
+    api_key_env: str = "SELFTAUGHT_GENERATOR_KEY"
+    """remote: environment variable holding the server's API key (unset: no key)."""
+    keep_last: int = 2
+    """remote: saved generator checkpoints kept on disk."""
+
+
+@dataclass
 class OnlineRLConfig:
     out_dir: str = "runs/online-rl"
     model: str = "tiny-world"
@@ -132,6 +155,7 @@ class OnlineRLConfig:
     """Refresh the reference from the policy every this many steps (0: the frozen seed)."""
     num_steps: int = 100
     rollouts: RolloutConfig = field(default_factory=RolloutConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     tasks: list[TaskConfig] = field(default_factory=lambda: [TaskConfig()])
     beta: float = 0.1
     """DPO inverse temperature."""
@@ -168,14 +192,14 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
         raise ValueError("online-rl runs in one process for now; launch it without torchrun")
     torch.manual_seed(cfg.seed)
     model, tokenizer = load_policy(cfg.model, cfg.lora)
-    generator = HFEngine(copy.deepcopy(model), tokenizer, batch_size=cfg.rollouts.generation_batch_size)
+    generator = build_generator(cfg, model, tokenizer)
     reference = frozen_copy(model) if cfg.loss == "dpo" or cfg.kl_coef else None
     synced_reference = reference if cfg.ref_sync_every else None  # re-synced: saved with checkpoints
     rubric = build_rubric(cfg.tasks)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.num_steps)
     checkpoints = Path(cfg.out_dir) / "checkpoints"
-    buffer: RolloutBuffer = offline_rollouts(cfg, generator, rubric) if cfg.sync_every == 0 else {}
+    buffer: RolloutBuffer = offline_rollouts(cfg, generator, model, rubric) if cfg.sync_every == 0 else {}
     state = resume(checkpoints, model, optimizer, scheduler)
     if state["step"]:
         restore_online_state(state, checkpoints, buffer, synced_reference)  # pending rollouts, reference
@@ -231,6 +255,21 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
 
 
 # --- rollouts --------------------------------------------------------------------------------------
+
+
+def build_generator(cfg: OnlineRLConfig, model: Any, tokenizer: Any) -> SyncableEngine:
+    """The rollout engine of `cfg.generator`, holding the seed weights (policy version 0)."""
+    if cfg.generator.kind == "hf":
+        return HFEngine(copy.deepcopy(model), tokenizer, batch_size=cfg.rollouts.generation_batch_size)
+    remote = cfg.generator
+    api = OpenAIConfig(
+        model=remote.served_model,
+        base_url=remote.base_url,
+        api_key_env=remote.api_key_env,
+        logprobs=True,
+        token_ids=True,
+    )
+    return RemoteSyncEngine(api, tokenizer, Path(cfg.out_dir) / "generator", keep_last=remote.keep_last)
 
 
 def build_rubric(tasks: list[TaskConfig]) -> Rubric:
@@ -325,19 +364,20 @@ def generate_burst(
     }
 
 
-def offline_rollouts(cfg: OnlineRLConfig, engine: HFEngine, rubric: Rubric) -> RolloutBuffer:
-    """s = 0: the rollouts of every step, sampled from the seed model once, as a data stage."""
+def offline_rollouts(cfg: OnlineRLConfig, engine: SyncableEngine, seed: Any, rubric: Rubric) -> RolloutBuffer:
+    """s = 0: the rollouts of every step, sampled from the `seed` model once, as a data stage."""
     data = cfg.rollouts
     fingerprint = compute_fingerprint(
         {
             "template": ROLLOUTS_TEMPLATE,
-            "weights": weights_fingerprint(engine.model),
+            "weights": weights_fingerprint(seed),
             "seed": cfg.seed,
             "rollouts": vars(data),
             "tasks": [vars(t) for t in cfg.tasks],
             "num_steps": cfg.num_steps,
         }
     )
+    engine.sync_weights(seed, 0)  # a remote server then surely serves the seed
     records = run_stage(
         Path(cfg.out_dir) / "rollouts",
         list(range(1, cfg.num_steps + 1)),
