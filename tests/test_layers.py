@@ -27,6 +27,7 @@ LAYERS = {
     "presets": 7,
     "report": 7,
     "repro": 7,
+    "demo": 7,
 }
 
 

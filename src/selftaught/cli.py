@@ -417,7 +417,7 @@ def cmd_eval_judge(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from selftaught.recipes.demo import run_demo
+    from selftaught.demo import run_demo
 
     run_demo(args.out)
     return 0
