@@ -1,4 +1,6 @@
+import copy
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -129,3 +131,21 @@ def test_config_overrides_from_the_command_line():
 def test_single_step_after_warmup_uses_the_peak():
     cfg = OptimConfig(lr=1.0, schedule="linear", warmup_steps=2, min_lr_ratio=0.5)
     assert lr_curve(cfg, total_steps=3, num_steps=5) == pytest.approx([0.5, 1.0, 1.0, 0.5, 0.5])
+
+
+def test_the_fused_default_takes_the_same_steps_as_the_for_each_implementation():
+    torch.manual_seed(0)
+    models = [torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.Linear(16, 1))]
+    models.append(copy.deepcopy(models[0]))
+    cfg = OptimConfig(lr=1e-2, weight_decay=0.1)
+    optimizers = [build_optimizer(models[0], cfg), build_optimizer(models[1], replace(cfg, fused=False))]
+    assert optimizers[0].defaults["fused"] and not optimizers[1].defaults["fused"]
+    for step in range(5):
+        x = torch.randn(4, 8, generator=torch.Generator().manual_seed(step))
+        for model, optimizer in zip(models, optimizers, strict=True):
+            model(x).square().mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    for fused, for_each in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(fused, for_each, rtol=1e-6, atol=1e-6)
+        assert not torch.equal(fused, torch.zeros_like(fused))
