@@ -182,6 +182,11 @@ class OnlineRLConfig:
         check_interval("ref_sync_every", self.ref_sync_every)
         if not self.tasks:
             raise ValueError("tasks must name at least one task, e.g. tasks=[{name: arith}]")
+        for task in self.tasks:
+            if task.length_bonus and task.pair_rule == "correct_vs_incorrect" and self.loss == "dpo":
+                raise ValueError(
+                    f"task {task.name!r}: length_bonus makes rewards scalar; set its pair_rule to best_vs_worst"
+                )
         if self.rollouts.samples_per_prompt < 2:
             raise ValueError("rollouts.samples_per_prompt must be >= 2 (pairs and group baselines need two)")
 
