@@ -1,77 +1,136 @@
-"""VLLMEngine (offline `vllm.LLM`) on the converted Gemma 3 270M. It runs where vLLM imports: in
-`.venv-vllm` (CPU build), launched from the main suite by `test_vllm_engine_in_its_virtualenv`."""
+"""VLLMEngine (offline `vllm.LLM`) on the converted Gemma 3 270M. Its tests run where vLLM imports: in
+`.venv-vllm` (CPU build), launched from the main suite by `test_vllm_engine_in_its_virtualenv`, with
+one `LLM` shared by the module (start-up takes minutes on CPU). `checkpoint_tensors`, the file half
+of the weight sync, is tested here without vLLM."""
 
+import copy
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import LlamaForCausalLM
 
 from selftaught.engines.base import SamplingParams
+from selftaught.engines.vllm import checkpoint_tensors
 from selftaught.types import Prompt
 
-pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 VLLM_PYTHON = Path(os.environ.get("SELFTAUGHT_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
+VLLM_TESTS = [
+    "test_vllm_engine_generates_with_exact_logprobs",
+    "test_vllm_engine_sync_weights_reaches_the_running_model",
+]
+PROMPT = Prompt(id="q", messages=[], text="Question: What is 12 plus 7?\nAnswer:")
+GREEDY = SamplingParams(temperature=0.0, max_new_tokens=12)
 
 
-def test_vllm_engine_generates_with_exact_logprobs():
-    pytest.importorskip("vllm", reason="vllm is not importable here; see test_vllm_engine_in_its_virtualenv")
-    import torch
-    from transformers import AutoModelForCausalLM
+def test_checkpoint_tensors_keeps_a_tied_tensor_once_under_its_first_name(model, tmp_path):
+    state = model.state_dict()
+    assert state["lm_head.weight"].data_ptr() == state["model.embed_tokens.weight"].data_ptr()
+    tensors = checkpoint_tensors(model)
+    assert set(tensors) == set(state) - {"lm_head.weight"}
+    save_file(tensors, tmp_path / "model.safetensors")  # refuses shared storage
+    loaded = load_file(tmp_path / "model.safetensors")
+    for name, tensor in loaded.items():
+        torch.testing.assert_close(tensor, state[name], rtol=0, atol=0)
 
-    from selftaught.engines.vllm import VLLMEngine
+
+def test_checkpoint_tensors_keeps_an_untied_lm_head(model):
+    config = copy.deepcopy(model.config)
+    config.tie_word_embeddings = False
+    untied = LlamaForCausalLM(config)
+    assert set(checkpoint_tensors(untied)) == set(untied.state_dict())
+
+
+def teacher_forced_logps(model, prompt_ids: list[int], completion_ids: list[int]) -> torch.Tensor:
+    """[N] logprob of each completion token under `model`, given the prompt and the tokens before it."""
+    ids = torch.tensor([prompt_ids + completion_ids])  # [1, P + N]
+    with torch.no_grad():
+        logps = torch.log_softmax(model(ids).logits[0, :-1].float(), -1)  # [P + N - 1, V]
+    return logps[len(prompt_ids) - 1 :].gather(-1, ids[0, len(prompt_ids) :, None]).squeeze(-1)
+
+
+@pytest.fixture(scope="module")
+def model_dir() -> str:
     from selftaught.models.io import resolve_model_source
 
-    model_dir = os.environ.get("SELFTAUGHT_GEMMA_DIR") or str(resolve_model_source("gemma-3-270m"))
-    engine = VLLMEngine(model_dir, dtype="float32", max_model_len=512, gpu_memory_utilization=0.5)
-    prompt = Prompt(id="q", messages=[], text="Question: What is 12 plus 7?\nAnswer:")
-    [[greedy]] = engine.generate([prompt], SamplingParams(temperature=0.0, max_new_tokens=12))
+    return os.environ.get("SELFTAUGHT_GEMMA_DIR") or str(resolve_model_source("gemma-3-270m"))
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir):
+    pytest.importorskip("vllm", reason="vllm is not importable here; see test_vllm_engine_in_its_virtualenv")
+    from selftaught.engines.vllm import VLLMEngine
+
+    return VLLMEngine(model_dir, dtype="float32", max_model_len=512, gpu_memory_utilization=0.5)
+
+
+@pytest.mark.slow
+def test_vllm_engine_generates_with_exact_logprobs(engine, model_dir):
+    from transformers import AutoModelForCausalLM
+
+    [[greedy]] = engine.generate([PROMPT], GREEDY)
     assert "19" in greedy.text and len(greedy.logprobs) == len(greedy.token_ids)
     # the returned logprobs are the model's own: teacher-forced HF logprobs agree
     hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    ids = torch.tensor([engine.encode_prompt(prompt) + greedy.token_ids])
-    logps = torch.log_softmax(hf(ids).logits[0, :-1].float(), -1)
-    start = ids.shape[1] - len(greedy.token_ids)
-    expected = logps[start - 1 :].gather(-1, ids[0, start:, None]).squeeze(-1)
+    expected = teacher_forced_logps(hf, engine.encode_prompt(PROMPT), greedy.token_ids)
     torch.testing.assert_close(torch.tensor(greedy.logprobs), expected, atol=2e-2, rtol=0)
     samples = engine.generate(
-        [prompt, prompt], SamplingParams(temperature=1.0, n=3, max_new_tokens=6, seed=5)
+        [PROMPT, PROMPT], SamplingParams(temperature=1.0, n=3, max_new_tokens=6, seed=5)
     )
     assert [len(s) for s in samples] == [3, 3] and [c.text for c in samples[0]] == [
         c.text for c in samples[1]
     ]
 
 
-def test_vllm_engine_in_its_virtualenv():
+@pytest.mark.slow
+def test_vllm_engine_sync_weights_reaches_the_running_model(engine, model_dir):
+    """Perturb every weight of an HF copy (the tied embedding included), sync it: vLLM's greedy
+    tokens and logprobs become the perturbed model's; syncing the original back restores them."""
+    from transformers import AutoModelForCausalLM
+
+    [[before]] = engine.generate([PROMPT], GREEDY)
+    policy = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    original = {name: tensor.clone() for name, tensor in policy.state_dict().items()}
+    noise = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in policy.parameters():
+            param.add_(torch.randn(param.shape, generator=noise) * 0.03 * param.std())
+
+    engine.sync_weights(policy, policy_version=1)
+    [[after]] = engine.generate([PROMPT], GREEDY)
+    assert after.policy_version == 1 and after.token_ids != before.token_ids
+    expected = teacher_forced_logps(policy, engine.encode_prompt(PROMPT), after.token_ids)
+    torch.testing.assert_close(torch.tensor(after.logprobs), expected, atol=2e-2, rtol=0)
+
+    policy.load_state_dict(original)
+    engine.sync_weights(policy, policy_version=2)
+    [[restored]] = engine.generate([PROMPT], GREEDY)
+    assert restored.policy_version == 2 and restored.token_ids == before.token_ids
+    torch.testing.assert_close(restored.logprobs, before.logprobs, atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+def test_vllm_engine_in_its_virtualenv(model_dir):
     try:
         import vllm  # noqa: F401
     except ImportError:
         pass
     else:
-        pytest.skip("vllm imports here: the test above ran in this interpreter")
+        pytest.skip("vllm imports here: the tests above ran in this interpreter")
     if not VLLM_PYTHON.exists():
         pytest.fail(f"{VLLM_PYTHON} is missing: run `make vllm-venv` (CI does)")
-    from selftaught.models.io import resolve_model_source
-
-    env = {**os.environ, "SELFTAUGHT_GEMMA_DIR": str(resolve_model_source("gemma-3-270m"))}  # converted here
     result = subprocess.run(
-        [
-            str(VLLM_PYTHON),
-            "-m",
-            "pytest",
-            "-q",
-            "-m",
-            "slow",
-            "-p",
-            "no:cacheprovider",
-            f"{__file__}::test_vllm_engine_generates_with_exact_logprobs",
-        ],
+        [str(VLLM_PYTHON), "-m", "pytest", "-q", "-m", "slow", "-p", "no:cacheprovider"]
+        + [f"{__file__}::{name}" for name in VLLM_TESTS],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "SELFTAUGHT_GEMMA_DIR": model_dir},  # converted here
         capture_output=True,
         text=True,
         timeout=1800,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    assert "1 passed" in result.stdout, result.stdout[-3000:]
+    assert f"{len(VLLM_TESTS)} passed" in result.stdout, result.stdout[-3000:]
