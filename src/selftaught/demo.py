@@ -2,9 +2,12 @@
 
     1. student   reuse the cached tiny-world student, or pretrain it (~3 minutes, first use only):
                  an xs Llama trained on a buggy teacher that forgets carries (~55% greedy accuracy)
-    2. sft       continued SFT on a clean teacher's chain-of-thought solutions
+    2. sft       continued SFT on more demonstrations of the same buggy teacher: imitation cannot
+                 fix the teacher's bug, so this stage stays flat or loses a few points (the control
+                 of TINYWORLD §3b)
     3. rl        semi-online DPO (s = 10) with the verifiable answer reward: 32 problems x 8 samples
-                 per step, a random correct vs a random incorrect sample as the pair
+                 per step, a random correct vs a random incorrect sample as the pair; the answer
+                 check exposes the forgotten carries that the demonstrations teach
     4. evaluate  greedy accuracy of every stage on the same held-out test problems, per level
                  (level 4 is longer than anything trained on: length generalisation)
 
@@ -25,7 +28,7 @@ from selftaught.models.io import load_model
 from selftaught.presets import tiny
 from selftaught.recipes import online_rl, sft
 from selftaught.recipes.common import EvalConfig
-from selftaught.recipes.world_pretrain import greedy_accuracy, pretrained_student
+from selftaught.recipes.world_pretrain import WorldPretrainConfig, greedy_accuracy, pretrained_student
 from selftaught.report import render_report
 from selftaught.world.arith import sample_eval_set, to_prompt
 
@@ -49,6 +52,7 @@ def run_demo(
         out_dir=str(out / "sft"),
         model=str(stages["student"]),
         num_steps=sft_steps,
+        data=replace(sft_cfg.data, bug=WorldPretrainConfig().bug),  # the student's own teacher
         optim=replace(sft_cfg.optim, warmup_steps=min(sft_cfg.optim.warmup_steps, sft_steps // 10)),
     )
     stages["sft"] = _stage(sft.run, sft_cfg)
@@ -94,7 +98,7 @@ def _report(results: dict[str, EvalResult], prompts: list, per_level: int, secon
         for p, c in list(zip(prompts, results["rl"].completions, strict=True))[::per_level]
     )
     return (
-        "# selftaught demo: student -> SFT -> semi-online DPO on the tiny world\n\n"
+        "# selftaught demo: student -> SFT (buggy teacher) -> semi-online DPO on the tiny world\n\n"
         f"Greedy accuracy on held-out test problems ({per_level} per level; level 4 is longer than any "
         "training problem):\n\n" + "\n".join(lines) + "\n\n"
         f"Examples after RL (one per level):\n\n{examples}\n\n"

@@ -143,23 +143,27 @@ def length_arm(
     per_level: int,
     eval_every: int,
     length_bonus: float,
+    reward: str = "reward_model",
     overrides: dict[str, Any] | None = None,
 ) -> str:
-    """Online DPO against a tiny reward model with a length bonus; checkpoint selection table."""
-    rm_cfg = replace(tiny.reward_model(), out_dir=f"{out_dir}/reward-model")
-    rm_dir = Path(rm_cfg.out_dir) / "model"
-    if not rm_dir.is_dir():
-        reward_model.run(rm_cfg)
+    """Online DPO against a length-biased reward (a tiny reward model, or the answer check, plus
+    `length_bonus` per token); the checkpoint selection table."""
+    rm_dir = None
+    if reward == "reward_model":
+        rm_cfg = replace(tiny.reward_model(), out_dir=f"{out_dir}/reward-model")
+        rm_dir = Path(rm_cfg.out_dir) / "model"
+        if not rm_dir.is_dir():
+            reward_model.run(rm_cfg)
     task = TaskConfig(
-        name="arith_rm",
-        reward="reward_model",
-        reward_model=str(rm_dir),
+        name="arith_rm" if rm_dir else "arith",
+        reward=reward,
+        reward_model=str(rm_dir) if rm_dir else None,
         pair_rule="best_vs_worst",
         length_bonus=length_bonus,
     )
     cfg = replace(
         tiny.online_rl_online_dpo(),
-        out_dir=f"{out_dir}/online-dpo-rm-length",
+        out_dir=f"{out_dir}/online-dpo-{task.name}-length",
         tasks=[task],
         num_steps=num_steps,
         seed=seed,
@@ -228,6 +232,12 @@ def add_parser(sub: Any) -> None:
     length.add_argument("--out", default="runs/repro-online-rl-length", help="output directory")
     length.add_argument("--seed", type=int, default=0)
     length.add_argument("--length-bonus", type=float, default=0.05, help="reward per completion token")
+    length.add_argument(
+        "--reward",
+        choices=["reward_model", "world_answer"],
+        default="reward_model",
+        help="reward_model: a tiny Bradley-Terry RM trained first; world_answer: the answer check",
+    )
     _add_common(length, steps=200)
     length.set_defaults(func=_cmd_length)
 
@@ -265,6 +275,7 @@ def _cmd_length(args: Any) -> None:
         per_level=args.per_level,
         eval_every=args.eval_every,
         length_bonus=args.length_bonus,
+        reward=args.reward,
         overrides=_overrides(args),
     )
     print(table)
