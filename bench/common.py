@@ -11,14 +11,21 @@ rejected rows of its pairs.
 Throughput is counted the same way for every contender: real (non-pad) tokens of the sequences a
 step trains on, over the wall time of steps 2..N (step 1 pays one-off allocations and is excluded).
 Achieved FLOP/s is `6 * params * tokens / s`: no attention-score term, no reference forward.
+
+The online RL benchmarks (`grpo_vs_trl.py`, `online_dpo_vs_trl.py`) time whole steps instead:
+sampling + scoring + one update, ours through `selftaught.recipes.online_rl` at s = 1
+(`train_online`), TRL through its trainer, with each side's sampling call wrapped in a timer
+(`timed_calls`) for the split between generation and the rest.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import random
 import statistics
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -29,9 +36,20 @@ from typing import Any
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
-from selftaught.data.chat import render_conversation
+from selftaught.data.chat import render_conversation, render_prompt
+from selftaught.engines.hf import HFEngine
 from selftaught.losses import dpo_loss, sft_loss, token_logps
+from selftaught.losses.grpo import LossNormalization
+from selftaught.models.io import load_model, save_model
 from selftaught.models.tiny import TINY_SIZES, TinySize, build_tiny_llama
+from selftaught.recipes.online_rl import (
+    OnlineRLConfig,
+    _train,
+    build_micro_batches,
+    generate_rollouts,
+    step_prompts,
+)
+from selftaught.rewards import Rubric, world_answer_reward
 from selftaught.train import (
     Batch,
     Example,
@@ -42,7 +60,11 @@ from selftaught.train import (
     token_budget_batches,
     train_step,
 )
+from selftaught.train.online import frozen_copy
+from selftaught.train.policy_gradient import rollout_loss
+from selftaught.train.preference import pair_loss
 from selftaught.world import sample_problems, sample_sft_examples, solve, to_sft_example
+from selftaught.world.tokenizer import build_tokenizer
 
 LEVELS = (1, 2, 3)
 MAX_LENGTH = 128
@@ -606,3 +628,313 @@ def profile_breakdown(prof: torch.profiler.profile, wall_seconds: float, top: in
     for name, seconds in sorted(totals.items(), key=lambda item: -item[1]):
         print(f"    {name:<34}{seconds:>8.3f} s {seconds / wall_seconds:>7.1%}")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top, max_name_column_width=44))
+
+
+# ----------------------------------------------------------------------------------------------
+# Online RL: a step is sampling + scoring + one update (grpo_vs_trl.py, online_dpo_vs_trl.py)
+
+BuildBatches = Callable[[OnlineRLConfig, list[Any], Any, Any], tuple[list[Any], dict[str, float]]]
+"""`(cfg, groups, reference, tokenizer) -> (micro_batches, metrics)`, as `online_rl.build_micro_batches`."""
+
+
+def online_arg_parser(doc: str, batch_size: int, lr: float, contenders: list[str]) -> argparse.ArgumentParser:
+    """The options both online RL benchmarks share; all `contenders` run by default."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--init",
+        default="student",
+        choices=("student", "random"),
+        help="initial weights: the cached tiny-world student (xs, trained on first use), or --shape at random",
+    )
+    parser.add_argument("--shape", default="xs", choices=SHAPES, help="with --init random")
+    parser.add_argument("--steps", type=at_least(2), default=10, help="the first step is not timed")
+    parser.add_argument("--batch-size", type=at_least(1), default=batch_size, help="prompts per step")
+    parser.add_argument("--max-new-tokens", type=at_least(1), default=48, help="TRL: max completion length")
+    parser.add_argument("--repeats", type=at_least(1), default=3)
+    parser.add_argument("--lr", type=float, default=lr, help="constant learning rate (both sides)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0, help="model init (--init random), prompts, sampling")
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="ours: padded-token budget of a micro-batch (default: one)",
+    )
+    parser.add_argument(
+        "--contenders", default=",".join(contenders), help="comma-separated, in run order (default: all)"
+    )
+    return parser
+
+
+class OnlineBench:
+    """What the contenders of an online RL benchmark share: our config, the initial weights, the
+    tokenizer, and each step's prompts (`online_rl.step_prompts`) with their token ids.
+
+    The initial weights live in a temporary model directory that every run loads afresh: TRL's
+    `GRPOTrainer` builds its reference model from the policy's `config._name_or_path`.
+    """
+
+    def __init__(self, args: argparse.Namespace, cfg: OnlineRLConfig) -> None:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()  # every run loads the model
+        self.cfg = cfg
+        if args.init == "student":
+            from selftaught.recipes.world_pretrain import pretrained_student
+
+            model, tokenizer = load_model(str(pretrained_student()))
+            self.model_name = "tiny-world student (xs)"
+        else:
+            tokenizer = build_tokenizer()
+            model = build_model(args.shape, tokenizer, args.seed)
+            self.model_name = f"random {args.shape}"
+        self.num_params = num_params(model)
+        self._init_dir = tempfile.TemporaryDirectory(prefix="online-bench-")
+        save_model(model, tokenizer, self._init_dir.name)
+        _, self.tokenizer = load_model(self._init_dir.name)
+        self.prompts = [step_prompts(cfg, step) for step in range(1, cfg.num_steps + 1)]
+        self.prompt_ids = [[render_prompt(self.tokenizer, p.messages) for p in step] for step in self.prompts]
+
+    def load_model(self) -> torch.nn.Module:
+        """A fresh copy of the initial weights, in train mode."""
+        return load_model(self._init_dir.name)[0].train()
+
+    def run_ours(
+        self, name: str = "ours", build_batches: BuildBatches = build_micro_batches
+    ) -> OnlineRunResult:
+        """`train_online` from a fresh copy of the initial weights (its loading is `setup_seconds`)."""
+        start = time.perf_counter()
+        model = self.load_model()
+        setup_seconds = time.perf_counter() - start
+        result = train_online(name, self.cfg, model, self.tokenizer, build_batches)
+        result.setup_seconds = setup_seconds
+        return result
+
+    def trl_dataset(self) -> Any:
+        """Every step's prompts in order, as TRL's conversational `prompt` + the `answer` column."""
+        from datasets import Dataset
+
+        return Dataset.from_list(
+            [{"prompt": p.messages, "answer": p.answer} for step in self.prompts for p in step]
+        )
+
+
+class RewardLog:
+    """`world_answer_reward` (TRL's reward-function signature) that keeps the mean reward of each
+    call. Every contender scores a step's samples in one call, so `means[k]` belongs to step k + 1."""
+
+    def __init__(self) -> None:
+        self.__name__ = "world_answer_reward"  # the name TRL and `Rubric` report it under
+        self.means: list[float] = []
+
+    def __call__(self, prompts: list[Any], completions: list[Any], answer: list[Any], **_: Any) -> list[Any]:
+        rewards = world_answer_reward(prompts, completions, answer)
+        scored = [r for r in rewards if r is not None]
+        self.means.append(sum(scored) / len(scored) if scored else float("nan"))
+        return rewards
+
+
+class timed_calls:
+    """Context manager: while open, each call of `owner.<name>` (a method of a class, or of one
+    object) appends its wall time to the yielded list, then passes `(args, kwargs, result)` to
+    `check` (untimed) when one is given."""
+
+    def __init__(
+        self, owner: Any, name: str, check: Callable[[tuple, dict, Any], None] | None = None
+    ) -> None:
+        self.owner, self.name, self.check = owner, name, check
+        self.own = vars(owner).get(name)  # None: inherited, or a plain method of an object
+        self.seconds: list[float] = []
+
+    def __enter__(self) -> list[float]:
+        original, seconds, check = getattr(self.owner, self.name), self.seconds, self.check
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            result = original(*args, **kwargs)
+            seconds.append(time.perf_counter() - start)
+            if check is not None:
+                check(args, kwargs, result)
+            return result
+
+        setattr(self.owner, self.name, timed)
+        return seconds
+
+    def __exit__(self, *_: Any) -> None:
+        if self.own is None:
+            delattr(self.owner, self.name)
+        else:
+            setattr(self.owner, self.name, self.own)
+
+
+def check_prompt_ids(
+    expected: Sequence[list[list[int]]], prompt_ids_of: Callable[[tuple, Any], list[list[int]]]
+) -> Callable[[tuple, dict, Any], None]:
+    """A `timed_calls` check: TRL's k-th generation call must sample from exactly our prompt token
+    ids of step k + 1, `expected[k]`, read from its arguments and result by `prompt_ids_of`."""
+    calls = iter(expected)
+
+    def check(args: tuple, _: dict, result: Any) -> None:
+        got, want = prompt_ids_of(args, result), next(calls)
+        if got != want:
+            raise AssertionError(f"TRL sampled from other prompt ids than ours: {got[:2]} != {want[:2]}")
+
+    return check
+
+
+@dataclass
+class OnlineRunResult:
+    """One timed online RL run of one contender; means are over steps 2..N (step 1 pays one-off
+    allocations)."""
+
+    name: str
+    step_seconds: list[float]
+    """Wall time of each step: sampling, scoring, reference and policy passes, the update."""
+    generation_seconds: list[float]
+    """The sampling part of each step (ours: `HFEngine.generate`; TRL: its wrapped generate call)."""
+    rewards: list[float]
+    """Mean reward of each step's samples."""
+    num_trained: list[int]
+    """Sequences (GRPO) or pairs (DPO) in each step's update."""
+    setup_seconds: float
+    """Untimed: model loading, TRL's trainer construction (its reference model, dataset)."""
+    load: float
+    """One-minute load average, the larger of before and after the run."""
+
+    @property
+    def seconds_per_step(self) -> float:
+        return statistics.mean(self.step_seconds[1:])
+
+    @property
+    def generation_per_step(self) -> float:
+        return statistics.mean(self.generation_seconds[1:])
+
+    @property
+    def rest_per_step(self) -> float:
+        """Everything but sampling: scoring, batching, reference and policy passes, optimizer."""
+        return self.seconds_per_step - self.generation_per_step
+
+
+def trl_online_result(
+    clock: StepClock,
+    generation_seconds: list[float],
+    reward_log: RewardLog,
+    num_trained: int,
+    setup_seconds: float,
+) -> OnlineRunResult:
+    """TRL's run as an `OnlineRunResult`: step times from `clock` (`trl_callbacks`), one sampling
+    time and one reward call per step, `num_trained` units in every update."""
+    step_seconds = [end - begin for begin, end in zip(clock.ends[:-1], clock.ends[1:], strict=True)]
+    assert len(step_seconds) == len(generation_seconds) == len(reward_log.means), "one generate per step"
+    num_steps = len(step_seconds)
+    return OnlineRunResult(
+        "trl",
+        step_seconds,
+        generation_seconds,
+        reward_log.means,
+        [num_trained] * num_steps,
+        setup_seconds,
+        load_average(),
+    )
+
+
+def online_loss_fn(cfg: OnlineRLConfig, reference: torch.nn.Module | None) -> Callable[..., Any]:
+    """The `train_step` loss of `cfg`, built as `online_rl.run` builds it (DPO pairs or GRPO rollouts)."""
+    if cfg.loss == "dpo":
+        return partial(pair_loss, beta=cfg.beta)
+    normalization = LossNormalization(cfg.grpo_normalization)
+    return partial(
+        rollout_loss, reference=reference, kl_coef=cfg.kl_coef, clip=cfg.clip, normalization=normalization
+    )
+
+
+def train_online(
+    name: str,
+    cfg: OnlineRLConfig,
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    build_batches: BuildBatches = build_micro_batches,
+) -> OnlineRunResult:
+    """Our online RL at s = 1: `online_rl.run` without eval, logging and checkpoints. Per step: sync
+    the generator copy, sample and score (`generate_rollouts`), build micro-batches (`build_batches`),
+    one update (`_train`); a step without a pair or a scored group makes no update, as in the recipe."""
+    generator = HFEngine(copy.deepcopy(model), tokenizer, batch_size=cfg.rollouts.generation_batch_size)
+    reference = frozen_copy(model) if cfg.loss == "dpo" or cfg.kl_coef else None
+    optimizer = build_optimizer(model, cfg.optim)
+    scheduler = build_scheduler(optimizer, cfg.optim, cfg.num_steps)
+    loss_fn = online_loss_fn(cfg, reference)
+    reward_log = RewardLog()
+    rubric = Rubric({"arith": [reward_log]})
+    count_key = "num_pairs" if cfg.loss == "dpo" else "num_sequences"
+    step_seconds, num_trained = [], []
+    with timed_calls(generator, "generate") as generation_seconds:
+        for step in range(1, cfg.num_steps + 1):
+            start = time.perf_counter()
+            generator.sync_weights(model, step - 1)
+            groups = generate_rollouts(cfg, generator, rubric, [step])
+            micro_batches, metrics = build_batches(cfg, groups, reference, tokenizer)
+            if micro_batches:
+                _train(model, micro_batches, loss_fn, optimizer, scheduler, cfg)
+            step_seconds.append(time.perf_counter() - start)
+            num_trained.append(int(metrics[count_key]))
+    return OnlineRunResult(
+        name, step_seconds, generation_seconds, reward_log.means, num_trained, 0.0, load_average()
+    )
+
+
+def run_online_alternating(
+    runners: dict[str, Callable[[], OnlineRunResult]], order: list[str], repeats: int
+) -> list[OnlineRunResult]:
+    """Run the contenders in `order`, `repeats` times over (ours, TRL, ours, TRL, ...)."""
+    unknown = [name for name in order if name not in runners]
+    if unknown:
+        raise ValueError(f"--contenders: unknown {unknown}; choose from {list(runners)}")
+    results = []
+    for repeat in range(repeats):
+        for name in order:
+            load_before = load_average()
+            result = runners[name]()
+            result.load = max(result.load, load_before)
+            results.append(result)
+            print(
+                f"  repeat {repeat} {name}: {result.seconds_per_step:.3f} s/step, generation "
+                f"{result.generation_per_step:.3f} s (load {result.load:.1f})",
+                flush=True,
+            )
+    return results
+
+
+def print_online_table(results: Sequence[OnlineRunResult], baseline: str) -> None:
+    """Per contender, medians over repeats: s/step, its sampling and non-sampling parts, trained
+    units per step, the reward of the last step (and of the first); then each ratio to `baseline`."""
+    names = list(dict.fromkeys(r.name for r in results))
+    runs = {n: [r for r in results if r.name == n] for n in names}
+
+    def median(name: str, metric: str) -> float:
+        return statistics.median(getattr(r, metric) for r in runs[name])
+
+    print(
+        f"{'contender':<16}{'s/step':>8}{'gen s':>8}{'rest s':>8}{'gen %':>7}{'trained':>9}{'setup s':>9}"
+        f"{'reward 1st':>11}{'last':>6}{'load':>6}   s/step of each run"
+    )
+    for name in names:
+        step, gen, rest = (
+            median(name, m) for m in ("seconds_per_step", "generation_per_step", "rest_per_step")
+        )
+        last = runs[name][-1]
+        print(
+            f"{name:<16}{step:>8.3f}{gen:>8.3f}{rest:>8.3f}{gen / step:>7.0%}"
+            f"{statistics.mean(last.num_trained):>9.1f}{last.setup_seconds:>9.2f}"
+            f"{last.rewards[0]:>11.3f}{last.rewards[-1]:>6.3f}{max(r.load for r in runs[name]):>6.1f}   "
+            + " ".join(f"{r.seconds_per_step:.3f}" for r in runs[name])
+        )
+    for name in names:
+        if baseline in names and name != baseline:
+            ratios = [
+                median(name, m) / median(baseline, m)
+                for m in ("seconds_per_step", "generation_per_step", "rest_per_step")
+            ]
+            print(
+                f"ratio {name} / {baseline}: {ratios[0]:.2f}x time per step "
+                f"(generation {ratios[1]:.2f}x, rest {ratios[2]:.2f}x)"
+            )
