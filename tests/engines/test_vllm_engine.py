@@ -78,12 +78,15 @@ def test_vllm_engine_generates_with_exact_logprobs(engine, model_dir):
     hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     expected = teacher_forced_logps(hf, engine.encode_prompt(PROMPT), greedy.token_ids)
     torch.testing.assert_close(torch.tensor(greedy.logprobs), expected, atol=2e-2, rtol=0)
-    samples = engine.generate(
-        [PROMPT, PROMPT], SamplingParams(temperature=1.0, n=3, max_new_tokens=6, seed=5)
-    )
-    assert [len(s) for s in samples] == [3, 3] and [c.text for c in samples[0]] == [
-        c.text for c in samples[1]
+    sampling = SamplingParams(temperature=1.0, n=3, max_new_tokens=6, seed=5)
+    samples = engine.generate([PROMPT, PROMPT], sampling)
+    assert [len(s) for s in samples] == [3, 3]
+    # seeded: the same call gives the same samples; no two samples share a stream (prompt i, sample j)
+    assert [[c.text for c in s] for s in engine.generate([PROMPT, PROMPT], sampling)] == [
+        [c.text for c in s] for s in samples
     ]
+    assert [c.meta["seed"] for s in samples for c in s] == list(range(5, 11))
+    assert [c.text for c in samples[0]] != [c.text for c in samples[1]]
 
 
 @pytest.mark.slow

