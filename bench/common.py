@@ -39,15 +39,15 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 from selftaught.data.chat import render_conversation, render_prompt
 from selftaught.engines.hf import HFEngine
 from selftaught.losses import dpo_loss, sft_loss, token_logps
-from selftaught.losses.grpo import LossNormalization
 from selftaught.models.io import load_model, save_model
 from selftaught.models.tiny import TINY_SIZES, TinySize, build_tiny_llama
 from selftaught.recipes.online_rl import (
     OnlineRLConfig,
-    _train,
+    build_loss_fn,
     build_micro_batches,
     generate_rollouts,
     step_prompts,
+    update_policy,
 )
 from selftaught.rewards import Rubric, world_answer_reward
 from selftaught.train import (
@@ -61,8 +61,6 @@ from selftaught.train import (
     train_step,
 )
 from selftaught.train.online import frozen_copy
-from selftaught.train.policy_gradient import rollout_loss
-from selftaught.train.preference import pair_loss
 from selftaught.world import sample_problems, sample_sft_examples, solve, to_sft_example
 from selftaught.world.tokenizer import build_tokenizer
 
@@ -141,9 +139,9 @@ def arg_parser(
         help="ours: padded-token budget of a micro-batch (default: one)",
     )
     parser.add_argument(
-        "--fused-adamw",
+        "--foreach-adamw",
         action="store_true",
-        help="ours: fused AdamW (TRL's default; not yet build_optimizer's)",
+        help="ours: the for-each AdamW instead of build_optimizer's fused default (TRL: fused)",
     )
     parser.add_argument(
         "--contenders", default="ours,trl", help=f"comma-separated, in run order: {contenders}"
@@ -243,18 +241,8 @@ class LoopConfig:
     """AdamW, clipping and schedule; the benchmarks use a constant lr (TRL's `constant`)."""
     max_tokens: int | None = None
     """Padded-token budget of one of our micro-batches; None = the whole step in one batch."""
-    fused_adamw: bool = False
-    """Our optimizer with `fused=True`: a proposed `build_optimizer` change, measured here."""
     beta: float = 0.1
     """DPO inverse temperature."""
-
-
-def build_loop_optimizer(model: torch.nn.Module, cfg: LoopConfig) -> torch.optim.Optimizer:
-    """`build_optimizer`, switched to the fused AdamW kernel when `cfg.fused_adamw` (same math)."""
-    optimizer = build_optimizer(model, cfg.optim)
-    for group in optimizer.param_groups:
-        group["fused"] = cfg.fused_adamw or None
-    return optimizer
 
 
 def sft_micro_batches(examples: Sequence[Example], pad_id: int, max_tokens: int | None) -> list[Batch]:
@@ -281,7 +269,7 @@ def train_sft(
 ) -> list[float]:
     """`cfg.steps` SFT steps, step i on the i-th block of `cfg.batch_size` examples; `on_step()` after
     each. Returns the per-step losses."""
-    optimizer = build_loop_optimizer(model, cfg)
+    optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.steps)
     losses = []
     for step in range(cfg.steps):
@@ -384,7 +372,7 @@ def train_dpo(
 ) -> list[float]:
     """`cfg.steps` DPO steps over `pairs` in order against cached reference log-probs `([N], [N])`
     (`compute_ref_logps`); `on_step()` after each. Returns the per-step losses."""
-    optimizer = build_loop_optimizer(model, cfg)
+    optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.steps)
     loss_fn = partial(dpo_micro_loss, beta=cfg.beta)
     losses = []
@@ -838,16 +826,6 @@ def trl_online_result(
     )
 
 
-def online_loss_fn(cfg: OnlineRLConfig, reference: torch.nn.Module | None) -> Callable[..., Any]:
-    """The `train_step` loss of `cfg`, built as `online_rl.run` builds it (DPO pairs or GRPO rollouts)."""
-    if cfg.loss == "dpo":
-        return partial(pair_loss, beta=cfg.beta)
-    normalization = LossNormalization(cfg.grpo_normalization)
-    return partial(
-        rollout_loss, reference=reference, kl_coef=cfg.kl_coef, clip=cfg.clip, normalization=normalization
-    )
-
-
 def train_online(
     name: str,
     cfg: OnlineRLConfig,
@@ -857,12 +835,12 @@ def train_online(
 ) -> OnlineRunResult:
     """Our online RL at s = 1: `online_rl.run` without eval, logging and checkpoints. Per step: sync
     the generator copy, sample and score (`generate_rollouts`), build micro-batches (`build_batches`),
-    one update (`_train`); a step without a pair or a scored group makes no update, as in the recipe."""
+    one update (`update_policy`); a step without a pair or a scored group makes no update, as in the recipe."""
     generator = HFEngine(copy.deepcopy(model), tokenizer, batch_size=cfg.rollouts.generation_batch_size)
     reference = frozen_copy(model) if cfg.loss == "dpo" or cfg.kl_coef else None
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.num_steps)
-    loss_fn = online_loss_fn(cfg, reference)
+    loss_fn = build_loss_fn(cfg, reference)
     reward_log = RewardLog()
     rubric = Rubric({"arith": [reward_log]})
     count_key = "num_pairs" if cfg.loss == "dpo" else "num_sequences"
@@ -874,7 +852,7 @@ def train_online(
             groups = generate_rollouts(cfg, generator, rubric, [step])
             micro_batches, metrics = build_batches(cfg, groups, reference, tokenizer)
             if micro_batches:
-                _train(model, micro_batches, loss_fn, optimizer, scheduler, cfg)
+                update_policy(model, micro_batches, loss_fn, optimizer, scheduler, cfg)
             step_seconds.append(time.perf_counter() - start)
             num_trained.append(int(metrics[count_key]))
     return OnlineRunResult(

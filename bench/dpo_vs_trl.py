@@ -47,9 +47,10 @@ class DPOBench:
         self.cfg = common.LoopConfig(
             steps=args.steps,
             batch_size=args.batch_size,
-            optim=common.OptimConfig(lr=args.lr, max_grad_norm=1.0),
+            optim=common.OptimConfig(
+                lr=args.lr, max_grad_norm=1.0, fused=False if args.foreach_adamw else None
+            ),
             max_tokens=args.max_tokens,
-            fused_adamw=args.fused_adamw,
         )
         num_train = args.steps * args.batch_size
         records = common.dpo_records(num_train + NUM_HELD_OUT, args.seed)

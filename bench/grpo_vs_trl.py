@@ -49,6 +49,7 @@ from selftaught.losses.grpo import AdvantageType  # noqa: E402
 from selftaught.recipes.online_rl import (  # noqa: E402
     OnlineRLConfig,
     RolloutConfig,
+    build_loss_fn,
     build_micro_batches,
     generate_rollouts,
 )
@@ -126,7 +127,7 @@ def check_same_loss(bench: common.OnlineBench) -> float:
             param.add_(0.01 * torch.randn(param.shape, generator=noise))
     groups = generate_rollouts(cfg, HFEngine(model, tokenizer), Rubric({"arith": [common.RewardLog()]}), [1])
     (batch,), _ = build_micro_batches(replace(cfg, micro_batch_tokens=0), groups, reference, tokenizer)
-    loss_fn = common.online_loss_fn(cfg, reference)
+    loss_fn = build_loss_fn(cfg, reference)
     ours = gradients(model, lambda: loss_fn(model, batch, len(batch.advantages))[0])
     inputs = trl_loss_inputs(groups, bench.prompt_ids[0], reference, tokenizer.pad_token_id, cfg.advantage)
     with tempfile.TemporaryDirectory() as out_dir:

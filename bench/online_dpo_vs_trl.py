@@ -38,7 +38,7 @@ import common  # noqa: E402
 
 from selftaught.recipes.online_rl import OnlineRLConfig, RolloutConfig  # noqa: E402
 from selftaught.selection.rollouts import RolloutGroup  # noqa: E402
-from selftaught.train.online import rollout_example  # noqa: E402
+from selftaught.train.online import rollout_examples  # noqa: E402
 from selftaught.train.preference import PairBatch, build_pair_batches  # noqa: E402
 from selftaught.train.reference import compute_sequence_logps  # noqa: E402
 
@@ -91,12 +91,7 @@ def tie_pair_batches(
         (first, second), (first_reward, second_reward) = group.completions, group.rewards
         assert first_reward is not None and second_reward is not None, "world rewards are never None"
         chosen, rejected = (first, second) if first_reward >= second_reward else (second, first)
-        pairs.append(
-            (
-                rollout_example(tokenizer, group.prompt, chosen),
-                rollout_example(tokenizer, group.prompt, rejected),
-            )
-        )
+        pairs.append(tuple(rollout_examples(tokenizer, group.prompt, [chosen, rejected])))
     sequences = [chosen for chosen, _ in pairs] + [rejected for _, rejected in pairs]
     pad_id, budget = tokenizer.pad_token_id, cfg.micro_batch_tokens
     ref_logps = compute_sequence_logps(reference, sequences, pad_id=pad_id, micro_batch_tokens=budget)

@@ -78,7 +78,7 @@ from selftaught.train.online import (
     add_rollouts,
     frozen_copy,
     restore_online_state,
-    rollout_example,
+    rollout_examples,
     sample_rollouts,
     save_online_checkpoint,
 )
@@ -228,17 +228,7 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
     state = resume(checkpoints, model, optimizer, scheduler)
     if state["step"]:
         restore_online_state(state, checkpoints, buffer, synced_reference)  # pending rollouts, reference
-    loss_fn = (
-        partial(pair_loss, beta=cfg.beta)
-        if cfg.loss == "dpo"
-        else partial(
-            rollout_loss,
-            reference=reference,
-            kl_coef=cfg.kl_coef,
-            clip=cfg.clip,
-            normalization=LossNormalization(cfg.grpo_normalization),
-        )
-    )
+    loss_fn = build_loss_fn(cfg, reference)
     validate = partial(validation_metrics, model, tokenizer, cfg, rubric)
     with RunLog(cfg.out_dir, cfg) as run_log:
         if state["step"] == 0 and cfg.eval.every >= 0:
@@ -255,7 +245,7 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
             micro_batches, data_metrics = build_micro_batches(cfg, groups, reference, tokenizer)
             metrics.update(data_metrics)
             if micro_batches:  # else no pair / no scored group: no update (counted in the metrics)
-                metrics.update(_train(model, micro_batches, loss_fn, optimizer, scheduler, cfg))
+                metrics.update(update_policy(model, micro_batches, loss_fn, optimizer, scheduler, cfg))
             if step % cfg.log_every == 0 or step == cfg.num_steps:
                 run_log.log(step, **metrics)
             if cfg.eval.every > 0 and step % cfg.eval.every == 0 and step != cfg.num_steps:
@@ -456,7 +446,7 @@ def build_micro_batches(
         return [], metrics
     advantage_type = AdvantageType(cfg.advantage)
     advantages = [a for g in kept for a in group_advantages(g, advantage_type)]
-    examples = [rollout_example(tokenizer, g.prompt, c) for g in kept for c in g.completions]
+    examples = [e for g in kept for e in rollout_examples(tokenizer, g.prompt, g.completions)]
     old_logprobs = [c.logprobs for c in completions] if cfg.sync_every != 1 else None  # s = 1: on-policy
     pad_id, budget = tokenizer.pad_token_id, cfg.micro_batch_tokens
     batches = build_rollout_batches(
@@ -473,15 +463,24 @@ def _pair_batches(
     metrics = compute_pair_stats(results)
     if not pairs:
         return [], metrics
-    chosen = [rollout_example(tokenizer, p.prompt, p.chosen) for p in pairs]
-    rejected = [rollout_example(tokenizer, p.prompt, p.rejected) for p in pairs]
+    pair_examples = [tuple(rollout_examples(tokenizer, p.prompt, [p.chosen, p.rejected])) for p in pairs]
+    sequences = [chosen for chosen, _ in pair_examples] + [rejected for _, rejected in pair_examples]
     pad_id, budget = tokenizer.pad_token_id, cfg.micro_batch_tokens
-    ref_logps = compute_sequence_logps(reference, chosen + rejected, pad_id=pad_id, micro_batch_tokens=budget)
-    pair_examples = list(zip(chosen, rejected, strict=True))
+    ref_logps = compute_sequence_logps(reference, sequences, pad_id=pad_id, micro_batch_tokens=budget)
     return build_pair_batches(pair_examples, ref_logps, pad_id=pad_id, micro_batch_tokens=budget), metrics
 
 
-def _train(
+def build_loss_fn(cfg: OnlineRLConfig, reference: Any) -> Any:
+    """The `train_step` loss of `cfg`: DPO on pair batches, or GRPO on rollout batches."""
+    if cfg.loss == "dpo":
+        return partial(pair_loss, beta=cfg.beta)
+    normalization = LossNormalization(cfg.grpo_normalization)
+    return partial(
+        rollout_loss, reference=reference, kl_coef=cfg.kl_coef, clip=cfg.clip, normalization=normalization
+    )
+
+
+def update_policy(
     model: Any,
     micro_batches: list[Any],
     loss_fn: Any,
