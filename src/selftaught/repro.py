@@ -247,10 +247,13 @@ def _add_common(parser: Any, steps: int) -> None:
     parser.add_argument("--per-level", type=int, default=200, help="test problems per level (levels 1-3)")
     parser.add_argument("--eval-every", type=int, default=50, help="validation interval in steps")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's)")
+    parser.add_argument("--adam-eps", type=float, default=None, help="AdamW epsilon (default: the preset's)")
 
 
 def _overrides(args: Any) -> dict[str, Any]:
-    return {} if args.lr is None else {"optim": replace(tiny.online_rl().optim, lr=args.lr)}
+    optim = tiny.online_rl().optim
+    optim = replace(optim, lr=args.lr or optim.lr, eps=args.adam_eps or optim.eps)
+    return {} if optim == tiny.online_rl().optim else {"optim": optim}
 
 
 def _cmd_table(args: Any) -> None:
