@@ -147,6 +147,8 @@ class GeneratorConfig:
     """
 
     kind: Literal["hf", "vllm", "remote"] = "hf"
+    """`hf`: in-process copy (any s); `vllm`: in-process vLLM, weights reloaded in place at each sync;
+    `remote`: an OpenAI-compatible server reloading saved checkpoints (s = 0 or s > 1)."""
     vllm_dtype: str = "auto"
     """vllm: the engine's dtype. `auto` is vLLM's choice, which runs a float32 checkpoint in bf16 (or
     fp16); `float32` makes the generator's logprobs match the fp32 policy's, which GRPO at s != 1
