@@ -5,8 +5,6 @@ of the weight sync, is tested here without vLLM."""
 
 import copy
 import os
-import subprocess
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,9 +14,8 @@ from transformers import LlamaForCausalLM
 from selftaught.engines.base import SamplingParams
 from selftaught.engines.vllm import checkpoint_tensors
 from selftaught.types import Prompt
+from tests.vllm_utils import run_in_vllm_venv
 
-ROOT = Path(__file__).resolve().parents[2]
-VLLM_PYTHON = Path(os.environ.get("SELFTAUGHT_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
 VLLM_TESTS = [
     "test_vllm_engine_generates_with_exact_logprobs",
     "test_vllm_engine_sync_weights_reaches_the_running_model",
@@ -118,22 +115,4 @@ def test_vllm_engine_sync_weights_reaches_the_running_model(engine, model_dir):
 
 @pytest.mark.slow
 def test_vllm_engine_in_its_virtualenv(model_dir):
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("vllm imports here: the tests above ran in this interpreter")
-    if not VLLM_PYTHON.exists():
-        pytest.fail(f"{VLLM_PYTHON} is missing: run `make vllm-venv` (CI does)")
-    result = subprocess.run(
-        [str(VLLM_PYTHON), "-m", "pytest", "-q", "-m", "slow", "-p", "no:cacheprovider"]
-        + [f"{__file__}::{name}" for name in VLLM_TESTS],
-        cwd=ROOT,
-        env={**os.environ, "SELFTAUGHT_GEMMA_DIR": model_dir},  # converted here
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    assert f"{len(VLLM_TESTS)} passed" in result.stdout, result.stdout[-3000:]
+    run_in_vllm_venv(__file__, VLLM_TESTS, env={"SELFTAUGHT_GEMMA_DIR": model_dir})  # converted here

@@ -8,8 +8,6 @@ random-init model's groups are mixed and give non-zero advantages.
 
 import importlib.util
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,9 +22,8 @@ from selftaught.models.io import save_model
 from selftaught.recipes import online_rl
 from selftaught.world.arith import sample_problems, to_prompt
 from selftaught.world.tokenizer import build_tokenizer
+from tests.vllm_utils import run_in_vllm_venv
 
-ROOT = Path(__file__).resolve().parents[2]
-VLLM_PYTHON = Path(os.environ.get("SELFTAUGHT_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
 VLLM_TESTS = ["test_semi_online_grpo_samples_from_a_vllm_generator_synced_every_two_steps"]
 
 
@@ -151,17 +148,4 @@ def test_semi_online_grpo_samples_from_a_vllm_generator_synced_every_two_steps(
 
 @pytest.mark.slow
 def test_online_rl_vllm_in_its_virtualenv():
-    if importlib.util.find_spec("vllm") is not None:
-        pytest.skip("vllm imports here: the tests above ran in this interpreter")
-    if not VLLM_PYTHON.exists():
-        pytest.fail(f"{VLLM_PYTHON} is missing: run `make vllm-venv` (CI does)")
-    result = subprocess.run(
-        [str(VLLM_PYTHON), "-m", "pytest", "-q", "-m", "slow", "-p", "no:cacheprovider"]
-        + [f"{__file__}::{name}" for name in VLLM_TESTS],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    assert f"{len(VLLM_TESTS)} passed" in result.stdout, result.stdout[-3000:]
+    run_in_vllm_venv(__file__, VLLM_TESTS, timeout=600)
