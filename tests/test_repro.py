@@ -46,6 +46,8 @@ def test_the_table_reports_each_arm_over_seeds_and_a_rerun_reuses_the_runs(tiny_
     assert (out / "table.md").read_text() == table
     (out / "grpo" / "seed-1" / "metrics.jsonl").unlink()  # a rerun must not need (or touch) the run
     assert repro.online_rl_table(str(out), overrides=_smoke_overrides(tiny_model_dir), **kwargs) == table
+    with pytest.raises(ValueError, match="holds a finished run of another config"):
+        repro.online_rl_table(str(out), overrides={**_smoke_overrides(tiny_model_dir), "beta": 0.5}, **kwargs)
 
 
 def test_a_length_bonus_with_verifier_pairs_is_refused_at_config_time():

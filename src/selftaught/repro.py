@@ -33,6 +33,7 @@ from typing import Any
 
 from safetensors.torch import load_model as load_weights
 
+from selftaught.config import load_yaml
 from selftaught.evals.accuracy import mean_and_stderr
 from selftaught.presets import tiny
 from selftaught.recipes import online_rl, reward_model
@@ -63,6 +64,10 @@ def run_arm(cfg: OnlineRLConfig) -> dict[str, Any]:
     """Run (or reuse) one online-rl run; its final accuracy, wall time and time split."""
     result_path = Path(cfg.out_dir) / "result.json"
     if result_path.is_file():
+        if load_yaml(OnlineRLConfig, Path(cfg.out_dir) / "config.yaml") != cfg:
+            raise ValueError(
+                f"{cfg.out_dir} holds a finished run of another config; pass a new --out for these settings"
+            )
         return json.loads(result_path.read_text())
     start = time.perf_counter()
     final = online_rl.run(cfg)
@@ -113,7 +118,8 @@ def format_table(results: dict[str, list[dict[str, Any]]], seeds: list[int], bas
     lines = [
         f"Seed model greedy test accuracy: {first['initial_accuracy']:.3f}; {base.num_steps} steps of "
         f"{base.rollouts.num_prompts} prompts x {base.rollouts.samples_per_prompt} samples, lr "
-        f"{base.optim.lr:g}, seeds {seeds}, {3 * base.eval.per_level} test problems (levels 1-3).",
+        f"{base.optim.lr:g}, Adam eps {base.optim.eps:g}, seeds {seeds}, {3 * base.eval.per_level} test "
+        "problems (levels 1-3).",
         "",
         "| arm | test accuracy (mean +- se) | per seed | wall s | generation s | training s | final rollout length |",
         "|---|---|---|---|---|---|---|",
