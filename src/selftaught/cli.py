@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -342,7 +343,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = EngineServer(
         engine, tokenizer, name, host=args.host, port=args.port, api_key=api_key, max_wait_s=max_wait_s
     )
-    print(f"serving {name!r} at {server.url} (Ctrl+C stops)", flush=True)
+    # Ctrl+C and SIGTERM stop it, also when started as a shell's background job (SIGINT ignored)
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.default_int_handler)
+    print(f"serving {name!r} at {server.url} (Ctrl+C or SIGTERM stops)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
