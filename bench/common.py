@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
@@ -521,10 +521,17 @@ class RunResult:
         return self.clock.tokens / (self.clock.seconds + share)
 
 
+R = TypeVar("R")
+
+
 def run_alternating(
-    runners: dict[str, Callable[[], RunResult]], order: list[str], repeats: int
-) -> list[RunResult]:
-    """Run the contenders in `order`, `repeats` times over (ours, TRL, ours, TRL, ...)."""
+    runners: dict[str, Callable[[], R]],
+    order: list[str],
+    repeats: int,
+    describe: Callable[[Any], str] = lambda r: f"{r.tokens_per_s:,.0f} tok/s",
+) -> list[R]:
+    """Run the contenders in `order`, `repeats` times over (ours, TRL, ours, TRL, ...); print each
+    run's `describe(result)` and the load average."""
     unknown = [name for name in order if name not in runners]
     if unknown:
         raise ValueError(f"--contenders: unknown {unknown}; choose from {list(runners)}")
@@ -535,10 +542,7 @@ def run_alternating(
             result = runners[name]()
             result.load = max(result.load, load_before)
             results.append(result)
-            print(
-                f"  repeat {repeat} {name}: {result.tokens_per_s:,.0f} tok/s (load {result.load:.1f})",
-                flush=True,
-            )
+            print(f"  repeat {repeat} {name}: {describe(result)} (load {result.load:.1f})", flush=True)
     return results
 
 
@@ -860,26 +864,9 @@ def train_online(
     )
 
 
-def run_online_alternating(
-    runners: dict[str, Callable[[], OnlineRunResult]], order: list[str], repeats: int
-) -> list[OnlineRunResult]:
-    """Run the contenders in `order`, `repeats` times over (ours, TRL, ours, TRL, ...)."""
-    unknown = [name for name in order if name not in runners]
-    if unknown:
-        raise ValueError(f"--contenders: unknown {unknown}; choose from {list(runners)}")
-    results = []
-    for repeat in range(repeats):
-        for name in order:
-            load_before = load_average()
-            result = runners[name]()
-            result.load = max(result.load, load_before)
-            results.append(result)
-            print(
-                f"  repeat {repeat} {name}: {result.seconds_per_step:.3f} s/step, generation "
-                f"{result.generation_per_step:.3f} s (load {result.load:.1f})",
-                flush=True,
-            )
-    return results
+def describe_online(result: OnlineRunResult) -> str:
+    """`run_alternating`'s line for an online RL run: time per step and its sampling part."""
+    return f"{result.seconds_per_step:.3f} s/step, generation {result.generation_per_step:.3f} s"
 
 
 def print_online_table(results: Sequence[OnlineRunResult], baseline: str) -> None:

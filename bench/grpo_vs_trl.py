@@ -235,7 +235,9 @@ def main() -> None:
         f"load {common.load_average():.1f}; gradient of our loss = TRL's to {difference:.0e} (relative)"
     )
     runners = {"ours": bench.run_ours, "trl": lambda: run_trl(bench, args.trl_micro_batch)}
-    results = common.run_online_alternating(runners, args.contenders.split(","), args.repeats)
+    results = common.run_alternating(
+        runners, args.contenders.split(","), args.repeats, describe=common.describe_online
+    )
     common.print_online_table(results, baseline="trl")
 
 

@@ -150,7 +150,9 @@ def main() -> None:
         "ours-ties": lambda: bench.run_ours("ours-ties", tie_pair_batches),
         "trl": lambda: run_trl(bench),
     }
-    results = common.run_online_alternating(runners, args.contenders.split(","), args.repeats)
+    results = common.run_alternating(
+        runners, args.contenders.split(","), args.repeats, describe=common.describe_online
+    )
     common.print_online_table(results, baseline="trl")
 
 

@@ -256,36 +256,25 @@ def _add_common(parser: Any, steps: int) -> None:
     parser.add_argument("--adam-eps", type=float, default=None, help="AdamW epsilon (default: the preset's)")
 
 
-def _overrides(args: Any) -> dict[str, Any]:
+def _shared(args: Any) -> dict[str, Any]:
+    """The arguments both commands take: run length, evaluation, and the optimizer overrides."""
     optim = tiny.online_rl().optim
     optim = replace(optim, lr=args.lr or optim.lr, eps=args.adam_eps or optim.eps)
-    return {} if optim == tiny.online_rl().optim else {"optim": optim}
+    return {
+        "num_steps": args.steps,
+        "per_level": args.per_level,
+        "eval_every": args.eval_every,
+        "overrides": {"optim": optim},
+    }
 
 
 def _cmd_table(args: Any) -> None:
-    table = online_rl_table(
-        args.out,
-        seeds=args.seeds,
-        arms=args.arms,
-        num_steps=args.steps,
-        per_level=args.per_level,
-        eval_every=args.eval_every,
-        overrides=_overrides(args),
-    )
-    print(table)
-    print(f"table written to {Path(args.out) / 'table.md'}")
+    table = online_rl_table(args.out, seeds=args.seeds, arms=args.arms, **_shared(args))
+    print(f"{table}\ntable written to {Path(args.out) / 'table.md'}")
 
 
 def _cmd_length(args: Any) -> None:
     table = length_arm(
-        args.out,
-        seed=args.seed,
-        num_steps=args.steps,
-        per_level=args.per_level,
-        eval_every=args.eval_every,
-        length_bonus=args.length_bonus,
-        reward=args.reward,
-        overrides=_overrides(args),
+        args.out, seed=args.seed, length_bonus=args.length_bonus, reward=args.reward, **_shared(args)
     )
-    print(table)
-    print(f"table written to {Path(args.out) / 'length-table.md'}")
+    print(f"{table}\ntable written to {Path(args.out) / 'length-table.md'}")
