@@ -4,7 +4,15 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from selftaught.data.chat import DEFAULT_CHAT_TEMPLATE, apply_template, render_conversation, render_prompt
+from selftaught.data.chat import (
+    DEFAULT_CHAT_TEMPLATE,
+    apply_template,
+    encode_prompt,
+    encode_text,
+    render_conversation,
+    render_prompt,
+)
+from selftaught.types import Prompt
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
@@ -121,6 +129,17 @@ ASSISTANT = {"role": "assistant", "content": "hello"}
 def test_bad_messages_are_named(tokenizer, messages, expected):
     with pytest.raises(ValueError, match=expected):
         render_conversation(tokenizer, messages)
+
+
+def test_encode_prompt_uses_raw_text_with_bos_else_the_chat_template(tokenizer):
+    raw = Prompt(id="raw", messages=[USER], text="Q: 2+3?\nA:")
+    chat = Prompt(id="chat", messages=[USER])
+    raw_ids = encode_prompt(tokenizer, raw)
+    assert raw_ids == encode_text(tokenizer, "Q: 2+3?\nA:", add_bos=True)
+    assert raw_ids[0] == tokenizer.bos_token_id and raw_ids.count(tokenizer.bos_token_id) == 1
+    assert encode_prompt(tokenizer, chat) == render_prompt(tokenizer, [USER])
+    with_bos = Prompt(id="bos", messages=[], text="<s>Q: 2+3?\nA:")
+    assert encode_prompt(tokenizer, with_bos) == raw_ids  # a BOS already there is not doubled
 
 
 def test_render_prompt_validates_messages(tokenizer):

@@ -1,6 +1,6 @@
 """Data: chat rendering to ids and loss masks, dataset sources, resumable sharded stages."""
 
-from selftaught.data.chat import encode_text, render_conversation, render_prompt
+from selftaught.data.chat import encode_prompt, encode_text, render_conversation, render_prompt
 from selftaught.data.shards import compute_fingerprint, read_stage, run_stage, stage_is_complete
 from selftaught.data.sources import (
     ReadReport,
@@ -14,6 +14,7 @@ from selftaught.data.sources import (
 __all__ = [
     "ReadReport",
     "compute_fingerprint",
+    "encode_prompt",
     "encode_text",
     "read_jsonl",
     "read_jsonl_report",

