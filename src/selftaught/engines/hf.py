@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from selftaught.data.chat import encode_prompt
+from selftaught.data.padding import pad_sequences, position_ids
 from selftaught.engines.base import SamplingParams
 from selftaught.models.io import DTYPES, load_model
 from selftaught.types import Completion, Prompt
@@ -161,14 +162,14 @@ class HFEngine:
         unique: dict[tuple[int, ...], int] = {}
         row_to_unique = torch.tensor([unique.setdefault(tuple(ids), len(unique)) for ids in prompt_ids])
         row_to_unique = row_to_unique.to(device)  # [B]
-        input_ids, prompt_mask = left_pad([list(ids) for ids in unique], pad_id=0, device=device)  # [U, L]
+        input_ids, prompt_mask = pad_sequences(list(unique), pad_id=0, side="left", device=device)  # [U, L]
         attention_mask = torch.nn.functional.pad(prompt_mask, (0, max_new_tokens), value=1)  # [U, L + N]
-        position_ids = (prompt_mask.cumsum(-1) - 1).clamp(min=0)  # [U, L]
+        prompt_positions = position_ids(prompt_mask)  # [U, L]
         cache = DynamicCache(config=self.model.config)
         logits = self.model(
             input_ids=input_ids,
             attention_mask=prompt_mask,
-            position_ids=position_ids,
+            position_ids=prompt_positions,
             **{self._cache_kwarg: cache},
             use_cache=True,
             logits_to_keep=1,
@@ -177,7 +178,7 @@ class HFEngine:
         state = _DecodeState(
             active=torch.arange(len(prompt_ids), device=device),
             attention_mask=attention_mask[row_to_unique],  # [B, L + N]
-            positions=position_ids[row_to_unique, -1],  # [B]
+            positions=prompt_positions[row_to_unique, -1],  # [B]
             budgets=torch.tensor(budgets, device=device),
             tokens=torch.zeros(len(prompt_ids), max_new_tokens, dtype=torch.long, device=device),
             token_logps=torch.zeros(len(prompt_ids), max_new_tokens, device=device),
@@ -345,19 +346,6 @@ def nucleus_probs(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     mass_before = sorted_probs.cumsum(-1) - sorted_probs
     sorted_probs = sorted_probs.masked_fill(mass_before >= top_p, 0.0)
     return torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
-
-
-def left_pad(
-    sequences: list[list[int]], pad_id: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids [B, L], attention_mask [B, L]) with every sequence right-aligned."""
-    width = max(len(ids) for ids in sequences)
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, ids in enumerate(sequences):
-        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[row, width - len(ids) :] = 1
-    return input_ids.to(device), attention_mask.to(device)
 
 
 def check_same_parameters(model: Any, source: Any, source_name: str) -> None:

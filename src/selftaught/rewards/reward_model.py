@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
 from selftaught.data.chat import encode_text, render_conversation
+from selftaught.data.padding import pad_sequences
 from selftaught.rewards.base import TextOrChat, completion_text
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -45,13 +46,9 @@ def render_for_reward(tokenizer: Any, prompt: TextOrChat, completion: TextOrChat
 
 
 def pad_right(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(input_ids, attention_mask)`, both [B, T] long, with the pads after each sequence."""
-    input_ids = torch.full((len(sequences), max(map(len, sequences))), pad_id, dtype=torch.long)  # [B, T]
-    attention_mask = torch.zeros_like(input_ids)  # [B, T]
-    for i, ids in enumerate(sequences):
-        input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[i, : len(ids)] = 1
-    return input_ids, attention_mask
+    """`(input_ids, attention_mask)`, both [B, T] long, with the pads after each sequence (the
+    padding this module's docstring explains; `selftaught.data.padding.pad_sequences`)."""
+    return pad_sequences(sequences, pad_id, side="right")
 
 
 def sequence_rewards(

@@ -23,6 +23,8 @@ from typing import Literal
 
 import torch
 
+from selftaught.data.padding import pad_rows, pad_sequences, position_ids
+
 Example = tuple[list[int], list[bool]]
 """`(input_ids, loss_mask)` of one sequence; the two lists have the same length."""
 
@@ -70,17 +72,9 @@ def collate(examples: Sequence[Example], pad_id: int, *, side: Literal["right", 
                 f"collate: examples[{i}] has {len(ids)} input_ids and {len(mask)} loss_mask entries; "
                 "they must be equal and non-zero (render with selftaught.data.chat.render_conversation)"
             )
-    num_seqs, max_len = len(examples), max(len(ids) for ids, _ in examples)
-    input_ids = torch.full((num_seqs, max_len), pad_id, dtype=torch.long)  # [B, T]
-    attention_mask = torch.zeros(num_seqs, max_len, dtype=torch.long)  # [B, T]
-    loss_mask = torch.zeros(num_seqs, max_len, dtype=torch.bool)  # [B, T]
-    for i, (ids, mask) in enumerate(examples):
-        span = slice(0, len(ids)) if side == "right" else slice(max_len - len(ids), max_len)
-        input_ids[i, span] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[i, span] = 1
-        loss_mask[i, span] = torch.tensor(mask, dtype=torch.bool)
-    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # [B, T]
-    return Batch(input_ids, attention_mask, loss_mask, position_ids)
+    input_ids, attention_mask = pad_sequences([ids for ids, _ in examples], pad_id, side=side)  # [B, T]
+    loss_mask = pad_rows([mask for _, mask in examples], False, side=side, dtype=torch.bool)  # [B, T]
+    return Batch(input_ids, attention_mask, loss_mask, position_ids(attention_mask))
 
 
 def token_budget_batches(
