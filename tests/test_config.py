@@ -3,7 +3,20 @@ from typing import Literal
 
 import pytest
 
-from selftaught.config import apply_overrides, describe, dump_yaml, from_dict, load_yaml, to_dict
+from selftaught.config import apply_overrides, describe, dump_yaml, field_docs, from_dict, load_yaml, to_dict
+from selftaught.types import StrEnum
+
+
+class Loss(StrEnum):
+    SIGMOID = "sigmoid"
+    IPO = "ipo"
+
+
+@dataclass
+class Task:
+    name: str = "chain"
+    weight: float = 1.0
+    reward_model: str | None = None
 
 
 @dataclass
@@ -23,6 +36,10 @@ class Cfg:
     levels: list[int] = field(default_factory=lambda: [1, 2])
     flag: bool = False
     weights: dict[str, float] = field(default_factory=lambda: {"chain": 1.0})
+    loss: Loss = Loss.SIGMOID
+    tasks: list[Task] = field(default_factory=lambda: [Task(), Task("direct")])
+    maybe_levels: list[int] | None = None
+    grid: list[list[int]] = field(default_factory=lambda: [[1, 2]])
 
 
 def test_overrides_parse_and_check_types():
@@ -83,3 +100,88 @@ def test_partial_dict_keeps_defaults_and_describe_lists_docs():
     assert rows["optim.lr"] == (3.0, "Peak learning rate.")
     assert rows["steps"] == (10, "Optimizer steps.")
     assert to_dict(cfg)["optim"]["betas"] == [0.9, 0.999]
+
+
+def test_str_enum_fields_take_value_strings_and_write_them_back(tmp_path):
+    cfg = apply_overrides(Cfg(), ["loss=ipo"])
+    assert cfg.loss is Loss.IPO
+    assert from_dict(Cfg, {"loss": Loss.IPO}).loss is Loss.IPO  # a member is accepted as is
+    assert to_dict(cfg)["loss"] == "ipo" and type(to_dict(cfg)["loss"]) is str
+    assert "loss: ipo\n" in dump_yaml(cfg, tmp_path / "c.yaml")
+    assert load_yaml(Cfg, tmp_path / "c.yaml").loss is Loss.IPO
+    assert dict((key, value) for key, value, _ in describe(cfg))["loss"] == "ipo"
+    with pytest.raises(ValueError, match=r"config key 'loss': 'hinge' is not one of \['sigmoid', 'ipo'\]"):
+        apply_overrides(Cfg(), ["loss=hinge"])
+
+
+def test_overrides_index_into_lists():
+    cfg = apply_overrides(
+        Cfg(), ["tasks[1].reward_model=rm/path", "tasks[0].weight=2", "levels[0]=4", "optim.betas[1]=0.9"]
+    )
+    assert cfg.tasks == [Task(weight=2.0), Task("direct", reward_model="rm/path")]
+    assert isinstance(cfg.tasks[0].weight, float) and cfg.levels == [4, 2] and cfg.optim.betas == (0.9, 0.9)
+    assert apply_overrides(Cfg(), ["grid[0][1]=5"]).grid == [[1, 5]]
+    assert Cfg().tasks[0].weight == 1.0  # the input is not mutated
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("tasks[2].weight=1", "config key 'tasks[2]': index 2 is out of range, 'tasks' has 2 items"),
+        ("levels[5]=1", "'levels' has 2 items"),
+        ("maybe_levels[0]=1", "'maybe_levels' has 0 items"),
+        ("steps[0]=1", "config key 'steps[0]': 'steps' has type int, it is not a list"),
+        ("optim.lr[0]=1", "'optim.lr' has type float, it is not a list"),
+        ("tasks[0].weigth=1", "unknown config key 'tasks[0].weigth' (did you mean 'tasks[0].weight'?)"),
+        ("taskz[0].weight=1", "did you mean 'tasks'"),
+        ("tasks[0].weight=abc", "config key 'tasks[0].weight': expected float"),
+        ("levels[0]=a", "config key 'levels[0]': expected int"),
+        ("tasks[0]=3", "config at 'tasks[0]': expected a mapping for Task"),
+        ("tasks[x].weight=1", "is not a field name with optional [index]"),
+        ("tasks[-1].weight=1", "is not a field name with optional [index]"),
+    ],
+)
+def test_bad_list_overrides_name_the_key(override, message):
+    with pytest.raises(ValueError) as err:
+        apply_overrides(Cfg(), [override])
+    assert message in str(err.value)
+
+
+@dataclass
+class RunCfg:
+    out_dir: str = "runs/x"
+    """Where the run writes."""
+    seed: int = 0
+    """Random seed."""
+    loss: Loss = Loss.SIGMOID
+    """The loss variant."""
+
+
+@dataclass
+class ChildCfg(RunCfg):
+    seed: int = 7
+    """Seed of the child recipe."""
+    beta: float = 0.1
+    """KL weight."""
+
+
+def test_inherited_fields_and_docs(tmp_path):
+    assert field_docs(ChildCfg) == {
+        "out_dir": "Where the run writes.",
+        "seed": "Seed of the child recipe.",
+        "loss": "The loss variant.",
+        "beta": "KL weight.",
+    }
+    cfg = apply_overrides(ChildCfg(), ["out_dir=runs/y", "loss=ipo", "beta=1"])
+    assert cfg == ChildCfg(out_dir="runs/y", seed=7, loss=Loss.IPO, beta=1.0)
+    assert list(to_dict(cfg)) == ["out_dir", "seed", "loss", "beta"]
+    dump_yaml(cfg, tmp_path / "c.yaml")
+    assert load_yaml(ChildCfg, tmp_path / "c.yaml") == cfg
+    assert from_dict(ChildCfg, {"out_dir": "z"}).seed == 7  # the redeclared default
+    rows = {key: (value, doc) for key, value, doc in describe(cfg)}
+    assert rows["out_dir"] == ("runs/y", "Where the run writes.") and rows["seed"] == (
+        7,
+        "Seed of the child recipe.",
+    )
+    with pytest.raises(ValueError, match="did you mean 'out_dir'"):
+        apply_overrides(ChildCfg(), ["outdir=x"])

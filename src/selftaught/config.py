@@ -7,6 +7,10 @@ field's type, and a wrong key or type is an error that names the key:
 
     cfg = apply_overrides(SFTConfig(), ["optim.lr=3e-4", "steps=500"])
     apply_overrides(cfg, ["optim.lrr=1"])  # ValueError: unknown config key 'optim.lrr' (did you mean 'optim.lr'?)
+
+A list item is addressed by its index (`tasks[1].weight=2`, `levels[0]=4`). A field typed with a
+`StrEnum` takes the member's value string (`loss_type=ipo`) and holds the member; YAML holds the
+string. Configs may inherit from one another: inherited fields and their docstrings work the same.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import ast
 import dataclasses
 import difflib
 import inspect
+import re
 import textwrap
 import types
 import typing
@@ -22,6 +27,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
 import yaml
+
+from selftaught.types import StrEnum
 
 C = TypeVar("C")
 
@@ -75,21 +82,12 @@ def dump_yaml(cfg: Any, path: str | Path | None = None) -> str:
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """Attribute docstrings of a dataclass (the string literal right after each field)."""
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError):
-        return {}
+    """Attribute docstrings of a dataclass (the string literal right after each field), inherited
+    ones included: every class of the MRO contributes, and a subclass's docstring wins over its base's."""
     docs: dict[str, str] = {}
-    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-    for node, nxt in zip(body, body[1:], strict=False):  # pairs of neighbours
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            if (
-                isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant)
-                and isinstance(nxt.value.value, str)
-            ):
-                docs[node.target.id] = " ".join(nxt.value.value.split())
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            docs.update(_own_field_docs(klass))
     return docs
 
 
@@ -110,21 +108,94 @@ def describe(cfg: Any, prefix: str = "") -> list[tuple[str, Any, str]]:
 # --- internals ---------------------------------------------------------------------------------
 
 
+def _own_field_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings written in `cls`'s own class body (none when its source is unavailable)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
+    docs: dict[str, str] = {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    for node, nxt in zip(body, body[1:], strict=False):  # pairs of neighbours
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if (
+                isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+_KEY_PART = re.compile(r"([A-Za-z_]\w*)((?:\[\d+\])*)")
+"""One dotted part of an override key: a field name, then zero or more `[index]`."""
+
+
+def _key_steps(key: str) -> list[str | int]:
+    """`"tasks[1].weight"` -> `["tasks", 1, "weight"]`: field names and list indices, in order."""
+    steps: list[str | int] = []
+    for part in key.split("."):
+        match = _KEY_PART.fullmatch(part)
+        if match is None:
+            raise ValueError(
+                f"override key {key!r}: {part!r} is not a field name with optional [index] "
+                "(e.g. optim.lr, tasks[0].weight, levels[1])"
+            )
+        steps.append(match.group(1))
+        steps.extend(int(index) for index in re.findall(r"\d+", match.group(2)))
+    return steps
+
+
 def _set_dotted(data: dict[str, Any], cls: type, key: str, value: Any) -> None:
-    parts = key.split(".")
-    node, node_cls = data, cls
-    for depth, part in enumerate(parts):
-        fields = {f.name: f for f in dataclasses.fields(node_cls)}  # type: ignore[arg-type]
-        path = ".".join(parts[: depth + 1])
-        if part not in fields:
-            raise ValueError(_unknown_key_message(path, part, list(fields)))
-        if depth == len(parts) - 1:
-            node[part] = value
+    """Put `value` at `key` in `data` (the dict of a `cls`), checking every field name and index on the
+    way; the value itself is type-checked later, by `from_dict`."""
+    steps = _key_steps(key)
+    node: Any = data
+    node_type: Any = cls
+    path = ""
+    for depth, step in enumerate(steps):
+        if isinstance(step, int):
+            child_type = _check_index(node, node_type, step, path)
+            path = f"{path}[{step}]"
+        else:
+            child_type = _check_field(node_type, step, path)
+            path = f"{path}.{step}" if path else step
+        if depth == len(steps) - 1:
+            node[step] = value
             return
-        field_type = typing.get_type_hints(node_cls)[part]
-        if not (isinstance(field_type, type) and dataclasses.is_dataclass(field_type)):
-            raise ValueError(f"config key {path!r} has type {_type_name(field_type)}, it has no sub-keys")
-        node, node_cls = node[part], field_type
+        node, node_type = node[step], child_type
+
+
+def _check_field(node_type: Any, name: str, path: str) -> Any:
+    """The type of field `name` of the dataclass `node_type` found at `path` ("" = the root)."""
+    if not (isinstance(node_type, type) and dataclasses.is_dataclass(node_type)):
+        raise ValueError(f"config key {path!r} has type {_type_name(node_type)}, it has no sub-keys")
+    fields = [f.name for f in dataclasses.fields(node_type)]
+    if name not in fields:
+        full = f"{path}.{name}" if path else name
+        raise ValueError(_unknown_key_message(full, name, fields))
+    return typing.get_type_hints(node_type)[name]
+
+
+def _check_index(items: Any, list_type: Any, index: int, path: str) -> Any:
+    """The type of item `index` of the list `items` (annotated `list_type`) found at `path`."""
+    if typing.get_origin(list_type) in (Union, types.UnionType):  # `list[X] | None`: its list part
+        lists = (a for a in typing.get_args(list_type) if (typing.get_origin(a) or a) in (list, tuple))
+        list_type = next(lists, list_type)
+    origin = typing.get_origin(list_type) or list_type  # a bare `list` is its own origin
+    if origin not in (list, tuple):
+        raise ValueError(
+            f"config key '{path}[{index}]': {path!r} has type {_type_name(list_type)}, it is not a list"
+        )
+    length = len(items) if isinstance(items, list) else 0
+    if index >= length:
+        raise ValueError(
+            f"config key '{path}[{index}]': index {index} is out of range, {path!r} has {length} items"
+        )
+    args = typing.get_args(list_type)
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        return args[index]
+    return args[0] if args else Any
 
 
 def _coerce(tp: Any, value: Any, path: str) -> Any:
@@ -143,6 +214,8 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
             except ValueError:
                 pass
         raise ValueError(f"config key {path!r}: {value!r} is not a {_type_name(tp)}")
+    if isinstance(tp, type) and issubclass(tp, StrEnum):
+        return _coerce_enum(tp, value, path)
     if origin is Literal:
         if value not in args:
             raise ValueError(f"config key {path!r}: {value!r} is not one of {list(args)}")
@@ -164,6 +237,15 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         key_type, value_type = args or (Any, Any)
         return {_coerce(key_type, k, path): _coerce(value_type, v, f"{path}.{k}") for k, v in value.items()}
     return _coerce_scalar(tp, value, path)
+
+
+def _coerce_enum(tp: type[StrEnum], value: Any, path: str) -> StrEnum:
+    """The member of `tp` whose value is `value` (a member or its value string)."""
+    try:
+        return tp(value)
+    except ValueError:
+        valid = [member.value for member in tp]
+        raise ValueError(f"config key {path!r}: {value!r} is not one of {valid}") from None
 
 
 def _coerce_scalar(tp: Any, value: Any, path: str) -> Any:
@@ -203,6 +285,9 @@ def _at(where: str) -> str:
 
 
 def _plain(value: Any) -> Any:
+    """`value` with tuples as lists and enum members as their value strings: what YAML and JSON hold."""
+    if isinstance(value, StrEnum):
+        return value.value
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
