@@ -24,8 +24,9 @@ pattern but not instructions; sample it with a newline stop string, or it goes o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from selftaught.data.templates import PromptTemplate, escape_braces, lookup_template, split_versioned_name
 from selftaught.judges.parsers import (
     Parser,
     parse_answer_verdict,
@@ -47,7 +48,11 @@ class JudgeKind(StrEnum):
 
 @dataclass(frozen=True)
 class JudgeTemplate:
-    """A judge prompt and the parser for the answer it asks for."""
+    """A judge prompt and the parser for the answer it asks for.
+
+    Rendering goes through `prompt_template`, the equivalent generic `PromptTemplate` (built from
+    these fields), so judge and generation prompts share one slot check and one raw-text rule.
+    """
 
     name: str
     """Versioned name, `<family>@<version>`."""
@@ -60,16 +65,27 @@ class JudgeTemplate:
     text_suffix: str = ""
     """Appended to the raw-text prompt (`render_text`): for base models, a break and the start of
     the judge's answer, e.g. a blank line and `<think>`."""
+    prompt_template: PromptTemplate = field(init=False, repr=False, compare=False)
+    """The same prompt as a generic `PromptTemplate` (slots `question` and `response`, or
+    `response_a` and `response_b`), e.g. for sampling judgments in a generation stage."""
+
+    def __post_init__(self) -> None:
+        family, version = split_versioned_name(self.name)
+        system = None if self.system is None else escape_braces(self.system)
+        text = "\n\n".join(form for form in (system, self.user) if form is not None)
+        slots = _POINTWISE_SLOTS if self.kind == JudgeKind.POINTWISE else _PAIRWISE_SLOTS
+        template = PromptTemplate(
+            family, version, self.user, slots, system=system, text=text + escape_braces(self.text_suffix)
+        )
+        object.__setattr__(self, "prompt_template", template)
 
     def render(self, question: str, *responses: str) -> list[Message]:
         """Chat messages for one judgment: one response (pointwise) or two, in the order shown (A, B)."""
-        messages = [] if self.system is None else [{"role": "system", "content": self.system}]
-        return [*messages, {"role": "user", "content": self.user.format(**self._slots(question, responses))}]
+        return self.prompt_template.render_messages(self._slots(question, responses))
 
     def render_text(self, question: str, *responses: str) -> str:
         """The same prompt as raw text (system, user, then `text_suffix`) for models without a chat template."""
-        parts = [message["content"] for message in self.render(question, *responses)]
-        return "\n\n".join(parts) + self.text_suffix
+        return self.prompt_template.render_text(self._slots(question, responses))
 
     def _slots(self, question: str, responses: tuple[str, ...]) -> dict[str, str]:
         if self.kind == JudgeKind.POINTWISE:
@@ -82,6 +98,9 @@ class JudgeTemplate:
             )
         return {"question": question, "response_a": responses[0], "response_b": responses[1]}
 
+
+_POINTWISE_SLOTS = ("question", "response")
+_PAIRWISE_SLOTS = ("question", "response_a", "response_b")
 
 _PAIR_SLOTS = """[User Question]
 {question}
@@ -244,8 +263,4 @@ TEMPLATES: dict[str, JudgeTemplate] = {
 
 def get_template(name: str) -> JudgeTemplate:
     """The template called `name` (with its version); a ValueError listing the known names otherwise."""
-    if name not in TEMPLATES:
-        hint = [known for known in TEMPLATES if known.split("@")[0] == name]
-        did_you_mean = f" (did you mean {hint[-1]!r}?)" if hint else ""
-        raise ValueError(f"unknown judge template {name!r}{did_you_mean}; known: {', '.join(TEMPLATES)}")
-    return TEMPLATES[name]
+    return lookup_template(TEMPLATES, name, "judge template")
