@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
@@ -42,10 +42,18 @@ class Batch:
     position_ids: torch.Tensor
     """[B, T] long; 0 at each sequence's first real token, whichever side the padding is on."""
 
+    unit: ClassVar[str] = "tokens"
+    """What `train_step` counts in a `Batch` (`train.step.MicroBatch`): trained tokens."""
+
     @property
     def num_tokens(self) -> int:
         """Trained tokens in this micro-batch (`loss_mask.sum()`)."""
         return int(self.loss_mask.sum())
+
+    @property
+    def num_units(self) -> int:
+        """The units `train_step` normalises the loss by: the trained tokens (`num_tokens`)."""
+        return self.num_tokens
 
     def to(self, device: torch.device | str) -> Batch:
         """The same batch on `device`."""
