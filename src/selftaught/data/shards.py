@@ -11,6 +11,9 @@ Every file is written to `<name>.tmp` and renamed when complete, so a killed pro
 a `.tmp` file. On a rerun a stage with a manifest is skipped (its records are read back), and an
 incomplete one computes only its missing shards. A directory computed with another fingerprint is
 an error, never reused: one stage directory never mixes data of two configurations.
+
+`run_once` is the same contract for a stage that produces one result rather than records (a trained
+model, an evaluation): `started.json` first, `done.json` (fingerprint and result) last.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ T = TypeVar("T")
 
 STAGE_FILE = "stage.json"
 MANIFEST_FILE = "manifest.json"
+STARTED_FILE = "started.json"
+DONE_FILE = "done.json"
 
 
 def compute_fingerprint(config: Any) -> str:
@@ -117,6 +122,47 @@ def read_stage(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
             )
         records.extend(shard)
     return records
+
+
+def run_once(
+    out_dir: str | os.PathLike[str], fingerprint: str, fn: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """The result of `fn()` for the configuration `fingerprint`, computed at most once in `out_dir`.
+
+    For stages that produce a model or an evaluation rather than records. `out_dir/done.json`,
+    written atomically and last, holds the fingerprint and the result: when it exists with this
+    fingerprint, its result is returned and `fn` is not called. Otherwise `fn` runs (it writes its
+    outputs into `out_dir` and may resume from its own checkpoints there), then `done.json` is
+    written. `started.json` (the fingerprint, written before `fn` runs) makes an interrupted run of
+    another configuration an error too, so `fn` never resumes another configuration's checkpoints.
+    `fn` returns a JSON-serialisable dict; what is returned is read back from `done.json`, so a
+    fresh run and a skipped one return equal dicts.
+    """
+    out_dir = Path(out_dir)
+    done = out_dir / DONE_FILE
+    if done.is_file():
+        record = _read_json(done)
+        _check_run_fingerprint(out_dir, "a finished", record.get("fingerprint"), fingerprint)
+        return record["result"]
+    started = out_dir / STARTED_FILE
+    if started.is_file():
+        _check_run_fingerprint(out_dir, "an interrupted", _read_json(started).get("fingerprint"), fingerprint)
+    else:
+        _write_json(started, {"fingerprint": fingerprint})
+    result = fn()
+    if not isinstance(result, dict):
+        raise TypeError(f"run_once's fn must return a dict (the stage's result), it returned {result!r:.200}")
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    _write_json(done, {"fingerprint": fingerprint, "result": result, "created": created})
+    return _read_json(done)["result"]
+
+
+def _check_run_fingerprint(out_dir: Path, what: str, found: Any, fingerprint: str) -> None:
+    if found != fingerprint:
+        raise ValueError(
+            f"{out_dir} holds {what} run of another config (fingerprint {found}, this run's is "
+            f"{fingerprint}); pass a new out_dir for this config, or delete that directory"
+        )
 
 
 def _start_stage(out_dir: Path, plan: dict[str, Any]) -> None:
