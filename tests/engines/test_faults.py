@@ -15,9 +15,10 @@ import pytest
 from selftaught.engines.base import SamplingParams
 from selftaught.engines.hf import HFEngine
 from selftaught.engines.openai import OpenAIConfig, OpenAIEngine
-from selftaught.engines.server import EngineServer, Fault, FaultInjector
+from selftaught.engines.server import EngineServer
 from selftaught.models.io import load_model
 from selftaught.types import Completion, Prompt
+from tests.engines.faults import Fault, FaultInjector
 
 MODEL = "tiny"
 SAMPLING = SamplingParams(temperature=0, max_new_tokens=8, n=2)
@@ -109,7 +110,7 @@ def test_batch_survives_faults_stalls_and_a_restart_then_reruns_from_cache(engin
     faults = FaultInjector(fault_plan(2000), stall_s=3.0)
 
     def make(port: int) -> EngineServer:
-        return EngineServer(engine, engine.tokenizer, MODEL, port=port, faults=faults)
+        return EngineServer(engine, engine.tokenizer, MODEL, port=port, request_hook=faults)
 
     first_server = make(0).start()
     restart = restart_when(lambda: faults.num_requests >= 120, first_server, make)
@@ -148,7 +149,7 @@ def test_an_interrupted_job_resumes_without_repeating_requests(engine, tmp_path)
     cache_path = str(tmp_path / "cache.sqlite")
     # The server fails every request from the 30th on, so the job gives up part way.
     failing = FaultInjector({number: Fault.SERVER_ERROR for number in range(30, 10_000)})
-    with EngineServer(engine, engine.tokenizer, MODEL, port=0, faults=failing).start() as server:
+    with EngineServer(engine, engine.tokenizer, MODEL, port=0, request_hook=failing).start() as server:
         interrupted = OpenAIEngine(remote_config(server, cache_path, max_retries=1, max_concurrency=4))
         with pytest.raises(RuntimeError, match="last with HTTP 500"):
             interrupted.generate(prompts, SAMPLING)

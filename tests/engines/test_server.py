@@ -18,9 +18,10 @@ import pytest
 
 from selftaught.engines.base import SamplingParams
 from selftaught.engines.hf import HFEngine
-from selftaught.engines.server import EngineServer, Fault, FaultInjector
+from selftaught.engines.server import EngineServer
 from selftaught.models.io import load_model
 from selftaught.types import Prompt
+from tests.engines.faults import Fault, FaultInjector
 
 MODEL = "tiny"
 
@@ -182,7 +183,7 @@ def test_concurrent_requests_are_batched_and_answered_exactly(engine):
 
 def test_the_openai_client_retries_through_injected_faults(engine):
     faults = FaultInjector({0: Fault.RATE_LIMIT, 1: Fault.SERVER_ERROR})
-    with EngineServer(engine, engine.tokenizer, MODEL, port=0, faults=faults).start() as server:
+    with EngineServer(engine, engine.tokenizer, MODEL, port=0, request_hook=faults).start() as server:
         client = client_for(server, max_retries=2)
         assert client.completions.create(model=MODEL, prompt="1", max_tokens=2).choices
     assert faults.injected == {Fault.RATE_LIMIT: 1, Fault.SERVER_ERROR: 1} and faults.num_requests == 3

@@ -8,7 +8,7 @@ recipe only sees `Engine.generate`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from selftaught.types import Completion, Prompt
 
@@ -48,3 +48,19 @@ class Engine(Protocol):
     """Generates completions. `result[i][j]` is the j-th of `sampling.n` samples for `prompts[i]`."""
 
     def generate(self, prompts: list[Prompt], sampling: SamplingParams) -> list[list[Completion]]: ...
+
+
+@runtime_checkable
+class ReloadableEngine(Protocol):
+    """An engine that can serve the weights of a saved model directory (`selftaught serve`'s reload).
+
+    Two steps, so that the slow one does not pause generation: `load_checkpoint` loads and checks
+    the directory while the engine keeps serving, then `sync_weights` swaps the weights in between
+    two `generate` calls. `HFEngine` is one.
+    """
+
+    def load_checkpoint(self, directory: str) -> Any:
+        """The model saved in `directory`, checked to fit this engine; ValueError when it does not."""
+
+    def sync_weights(self, source_model: Any, policy_version: int) -> None:
+        """Serve `source_model`'s weights from now on, stamping samples `policy_version`."""

@@ -1,0 +1,54 @@
+"""The OpenAI protocol without HTTP: request bodies -> prompt + sampling, refusals named, and which
+engines can reload weights."""
+
+import pytest
+
+from selftaught.engines.base import ReloadableEngine, SamplingParams
+from selftaught.engines.hf import HFEngine
+from selftaught.engines.openai_protocol import ApiError, parse_reload_request, parse_request
+from selftaught.engines.scripted import ScriptedEngine
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_a_chat_request_maps_to_prompt_and_sampling():
+    body = CHAT | {"n": 2, "temperature": 0, "max_completion_tokens": 7, "stop": "\n", "seed": 3}
+    call = parse_request(body, chat=True, model_name="m", default_max_tokens=256)
+    assert call.chat and call.seeded and call.prompt.messages == CHAT["messages"]
+    assert call.prompt.id.startswith("chatcmpl-") and call.prompt.text is None
+    assert call.sampling == SamplingParams(temperature=0, max_new_tokens=7, n=2, stop=["\n"], seed=3)
+
+
+def test_a_completion_request_is_raw_text_with_default_max_tokens():
+    call = parse_request({"model": "m", "prompt": "1 + 1 =", "logprobs": 1}, False, "m", default_max_tokens=9)
+    assert (call.prompt.text, call.logprobs, call.seeded) == ("1 + 1 =", True, False)
+    assert call.sampling.max_new_tokens == 9
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ([], 400, "must be a JSON object"),
+        (CHAT | {"model": "other"}, 404, "'other' is not served here"),
+        (CHAT | {"stream": True}, 400, "streaming is not supported"),
+        (CHAT | {"n": True}, 400, "`n` must be int, got true"),
+        (CHAT | {"max_tokens": 0}, 400, "max_tokens must be >= 1"),
+        ({"model": "m", "messages": [{"role": "bot", "content": "x"}]}, 400, "must be one of"),
+        ({"model": "m"}, 400, "`messages` is required"),
+    ],
+)
+def test_bad_requests_are_refused_with_the_field_named(body, status, message):
+    with pytest.raises(ApiError, match=message) as raised:
+        parse_request(body, chat=True, model_name="m", default_max_tokens=256)
+    assert raised.value.status == status and raised.value.body()["error"]["code"] == status
+
+
+def test_a_reload_request_needs_a_directory_and_a_version():
+    assert parse_reload_request({"model": "/ckpt", "policy_version": 4}) == ("/ckpt", 4)
+    with pytest.raises(ApiError, match="`policy_version` is required"):
+        parse_reload_request({"model": "/ckpt"})
+
+
+def test_hf_engines_are_reloadable_and_scripted_ones_are_not(model, tokenizer):
+    assert isinstance(HFEngine(model, tokenizer), ReloadableEngine)
+    assert not isinstance(ScriptedEngine({"p": ["x"]}), ReloadableEngine)
