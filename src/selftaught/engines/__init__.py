@@ -5,7 +5,7 @@ server (vLLM, SGLang, llama.cpp, `selftaught serve`, hosted APIs); `RemoteSyncEn
 whose server reloads the trainer's checkpoints; `ScriptedEngine` is a fake for tests.
 """
 
-from selftaught.engines.base import Engine, SamplingParams
+from selftaught.engines.base import Engine, ReloadableEngine, SamplingParams
 from selftaught.engines.hf import HFEngine
 from selftaught.engines.openai import OpenAIConfig, OpenAIEngine
 from selftaught.engines.remote import RemoteSyncEngine
@@ -16,6 +16,7 @@ __all__ = [
     "HFEngine",
     "OpenAIConfig",
     "OpenAIEngine",
+    "ReloadableEngine",
     "RemoteSyncEngine",
     "SamplingParams",
     "ScriptedEngine",
