@@ -198,7 +198,7 @@ GLOBAL_BATCHES = [make_examples([5, 11, 7, 3], seed=s) for s in (1, 2)]
 def parallel_step(trainer: Trainer, examples: list) -> None:
     micro_batches = [collate([e], PAD_ID) for e in examples[2 * dist.rank() : 2 * dist.rank() + 2]]
     num_tokens = global_num_tokens(sum(mb.num_tokens for mb in micro_batches))
-    trainer.step(micro_batches, num_tokens=num_tokens, no_sync=no_sync_context(trainer.model))
+    trainer.step(micro_batches, num_units=num_tokens, no_sync=no_sync_context(trainer.model))
 
 
 def full_params(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -104,7 +104,7 @@ def distributed_step(out_dir: Path, strategy: str) -> None:
     model = wrap_model(tied_llama(seed=rank), ParallelConfig(strategy))  # wrapping broadcasts rank 0's
     micro_batches = [collate([e], PAD_ID) for e in make_examples(LENGTHS)[2 * rank : 2 * rank + 2]]
     num_tokens = global_num_tokens(sum(mb.num_tokens for mb in micro_batches))
-    metrics = step_once(model, micro_batches, num_tokens=num_tokens, no_sync=no_sync_context(model))
+    metrics = step_once(model, micro_batches, num_units=num_tokens, no_sync=no_sync_context(model))
     global_loss = dist.all_reduce_sum(metrics["loss"]) / dist.world_size()
     with RunLog(out_dir / f"run-rank{rank}", enabled=dist.is_main(), quiet=True) as log:
         log.log(1, loss=global_loss, grad_norm=metrics["grad_norm"])

@@ -1,4 +1,6 @@
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
 import torch
@@ -66,11 +68,11 @@ def loss_and_grads(
     return total, [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
 
-def run_step(model, micro_batches, cfg: OptimConfig, **kwargs) -> dict[str, float]:
+def run_step(model, micro_batches, cfg: OptimConfig, loss_fn=nll_loss, **kwargs) -> dict[str, float]:
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, total_steps=10)
     return train_step(
-        model, micro_batches, nll_loss, optimizer, scheduler, max_grad_norm=cfg.max_grad_norm, **kwargs
+        model, micro_batches, loss_fn, optimizer, scheduler, max_grad_norm=cfg.max_grad_norm, **kwargs
     )
 
 
@@ -143,15 +145,21 @@ def test_step_updates_params_and_reports_metrics():
     assert metrics["seconds"] > 0 and metrics["tokens_per_s"] == pytest.approx(
         num_tokens / metrics["seconds"]
     )
+    assert "num_units" not in metrics and "units_per_s" not in metrics
 
 
 def test_global_token_count_scales_the_loss():
     batches = [collate(make_examples(LENGTHS, seed=4), PAD_ID)]
     cfg = OptimConfig(lr=1e-3, max_grad_norm=None)
     local = run_step(tiny_llama(), batches, cfg)
-    doubled = run_step(tiny_llama(), batches, cfg, num_tokens=2 * batches[0].num_tokens)
+    doubled = run_step(tiny_llama(), batches, cfg, num_units=2 * batches[0].num_units)
     assert doubled["loss"] == pytest.approx(local["loss"] / 2, rel=1e-6)
     assert doubled["grad_norm"] == pytest.approx(local["grad_norm"] / 2, rel=1e-5)
+    assert doubled["num_tokens"] == local["num_tokens"] == batches[0].num_tokens  # this process's tokens
+    old_name = run_step(tiny_llama(), batches, cfg, num_tokens=2 * batches[0].num_units)
+    assert old_name["loss"] == doubled["loss"]
+    with pytest.raises(ValueError, match="not both"):
+        run_step(tiny_llama(), batches, cfg, num_units=1, num_tokens=1)
 
 
 @pytest.mark.parametrize("max_grad_norm", [1e-3, None, 0.0])
@@ -199,3 +207,37 @@ def test_step_errors():
     untrained = collate([([1, 2, 3], [False, False, False])], PAD_ID)
     with pytest.raises(ValueError, match="no trained tokens"):
         run_step(model, [untrained], OptimConfig())
+
+
+@dataclass
+class Rows:
+    """A micro-batch that counts sequences: the unit names `train_step`'s counts."""
+
+    batch: Batch
+    unit: ClassVar[str] = "sequences"
+
+    @property
+    def num_units(self) -> int:
+        return self.batch.input_ids.shape[0]
+
+
+def row_loss(model: torch.nn.Module, rows: Rows, num_units: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """The micro-batch's summed token NLL divided by the step's sequence count."""
+    batch = rows.batch
+    nll, _ = nll_loss(model, batch, 1.0)  # summed token NLL of the micro-batch
+    return nll / num_units, {"rows": float(rows.num_units)}
+
+
+def test_counts_are_named_after_the_micro_batch_unit():
+    examples = make_examples(LENGTHS, seed=6)
+    micro_batches = [Rows(collate(examples[:1], PAD_ID)), Rows(collate(examples[1:], PAD_ID))]
+    metrics = run_step(tiny_llama(), micro_batches, OptimConfig(lr=1e-3), loss_fn=row_loss)
+    assert metrics["num_sequences"] == 4 and "num_tokens" not in metrics and "tokens_per_s" not in metrics
+    assert metrics["sequences_per_s"] == pytest.approx(4 / metrics["seconds"])
+    assert metrics["rows"] == pytest.approx(1 * 1 / 4 + 3 * 3 / 4)  # weighted by each micro-batch's units
+
+
+def test_micro_batches_of_different_units_are_an_error():
+    batches = [collate(make_examples([5]), PAD_ID)]
+    with pytest.raises(ValueError, match=r"different units \['sequences', 'tokens'\]"):
+        run_step(tiny_llama(), [*batches, Rows(batches[0])], OptimConfig())

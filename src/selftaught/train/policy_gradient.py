@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -31,9 +31,13 @@ class RolloutBatch:
     old_logps: torch.Tensor | None
     """[B, T] generator logprobs at the completion tokens; None = strictly on-policy (s = 1)."""
 
+    unit: ClassVar[str] = "tokens"
+    """What `train_step` counts in a `RolloutBatch`: completion tokens (`num_tokens`, `tokens_per_s`)."""
+
     @property
-    def loss_mask(self) -> torch.Tensor:
-        return self.sequences.loss_mask
+    def num_units(self) -> int:
+        """The completion tokens of this micro-batch (`sequences.loss_mask` summed)."""
+        return self.sequences.num_tokens
 
 
 def group_advantages(group: RolloutGroup, advantage_type: AdvantageType) -> list[float]:
@@ -111,7 +115,7 @@ def rollout_loss(
         policy_logps,
         batch.old_logps,
         batch.advantages,
-        batch.loss_mask,
+        sequences.loss_mask,
         ref_logps=ref_logps,
         kl_coef=kl_coef,
         clip_low=clip,
