@@ -153,7 +153,7 @@ def parse(
         desc=desc,
     )
     outputs = [record[output_field] for record in parsed]
-    counts = {
+    counts: dict[str, float] = {
         "num_records": len(parsed),
         "num_outputs": sum(len(values) for values in outputs),
         "num_unparsed": sum(value is None for values in outputs for value in values),
