@@ -5,10 +5,11 @@ import random
 
 import pytest
 
+from selftaught.selection.pairs import GroupPairs
 from selftaught.selection.rollouts import (
-    PairRule,
+    PAIR_RULES,
     RolloutGroup,
-    build_pairs,
+    pair_rule,
     rollout_metrics,
     scored_groups,
     select_pairs,
@@ -46,7 +47,7 @@ def test_mixed_batch_uses_each_tasks_rule_and_counts_prompts_without_pairs():
         _group("chat", [0.3, 2.5, -1.0, 0.7], pid="c"),
         _group("chat", [0.5, 0.5], pid="d"),  # tied: dropped
     ]
-    rules = {"arith": PairRule.CORRECT_VS_INCORRECT, "chat": PairRule.BEST_VS_WORST}
+    rules = {"arith": pair_rule("correct_vs_incorrect"), "chat": pair_rule("best_vs_worst")}
     pairs, results = select_pairs(groups, rules, seed=0)
     assert [p.prompt.id for p in pairs] == ["arith-a", "chat-c"]
     arith, chat = pairs
@@ -62,12 +63,27 @@ def test_mixed_batch_uses_each_tasks_rule_and_counts_prompts_without_pairs():
 
 
 def test_all_pairs_rule_and_a_task_without_a_rule():
-    assert (
-        len(build_pairs(_group("arith", [1.0, 0.0, 1.0, 0.0]), PairRule.ALL_PAIRS, random.Random(0)).pairs)
-        == 4
-    )
+    assert len(PAIR_RULES["all_pairs"](_group("arith", [1.0, 0.0, 1.0, 0.0]), random.Random(0)).pairs) == 4
     with pytest.raises(ValueError, match="no pair rule for task 'chat'"):
-        select_pairs([_group("chat", [1.0, 0.0])], {"arith": "correct_vs_incorrect"}, seed=0)
+        select_pairs([_group("chat", [1.0, 0.0])], {"arith": PAIR_RULES["correct_vs_incorrect"]}, seed=0)
+
+
+def first_vs_last(group: RolloutGroup, rng: random.Random) -> GroupPairs:
+    """A user's pair rule: the first sample against the last (for the test below)."""
+    from selftaught.types import Pair
+
+    pair = Pair(group.prompt, group.completions[0], group.completions[-1], {"rule": "first_vs_last"})
+    return GroupPairs([pair])
+
+
+def test_a_user_pair_rule_by_module_path_and_unknown_names():
+    rule = pair_rule("tests.selection.test_rollouts:first_vs_last")
+    pairs, _ = select_pairs([_group("arith", [0.0, 1.0, 0.5])], {"arith": rule}, seed=0)
+    assert [(p.chosen.text, p.rejected.text) for p in pairs] == [("c0", "c2")]
+    with pytest.raises(ValueError, match="unknown pair rule 'divpo'"):
+        pair_rule("divpo")
+    with pytest.raises(ValueError, match="has no function 'nope'"):
+        pair_rule("tests.selection.test_rollouts:nope")
 
 
 def test_grpo_groups_leave_out_unscored_samples_and_drop_groups_without_a_baseline():

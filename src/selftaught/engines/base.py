@@ -7,6 +7,7 @@ recipe only sees `Engine.generate`.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -29,6 +30,10 @@ class SamplingParams:
     """Stop strings: generation of a sequence ends at the first one, which is cut from the text."""
     seed: int = 0
     """Seed of the sampling randomness; same seed, prompts and weights give the same samples."""
+    per_prompt_seeds: bool = False
+    """Sample j of prompt p draws its randomness from its own stream, keyed by `(seed, p.id, j)`
+    (`sample_key`): a prompt's samples then do not depend on the other prompts of the call or on
+    batching, so data-parallel ranks that split the prompts sample what one process does."""
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -64,3 +69,9 @@ class ReloadableEngine(Protocol):
 
     def sync_weights(self, source_model: Any, policy_version: int) -> None:
         """Serve `source_model`'s weights from now on, stamping samples `policy_version`."""
+
+
+def sample_key(seed: int, prompt_id: str, sample_index: int) -> int:
+    """The 32-bit key of sample `sample_index` of prompt `prompt_id` (`SamplingParams.per_prompt_seeds`)."""
+    digest = hashlib.sha256(f"{seed}|{prompt_id}|{sample_index}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")

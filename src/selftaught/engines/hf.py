@@ -28,7 +28,7 @@ from transformers import DynamicCache
 
 from selftaught.data.chat import encode_prompt
 from selftaught.data.padding import pad_sequences, position_ids
-from selftaught.engines.base import SamplingParams
+from selftaught.engines.base import SamplingParams, sample_key
 from selftaught.models.io import DTYPES, load_model
 from selftaught.types import Completion, Prompt
 
@@ -71,7 +71,10 @@ class HFEngine:
 
     def generate(self, prompts: list[Prompt], sampling: SamplingParams) -> list[list[Completion]]:
         """`result[i][j]` is the j-th of `sampling.n` samples for `prompts[i]` (Engine Protocol)."""
-        results = self.generate_ids([self.encode_prompt(prompt) for prompt in prompts], sampling)
+        keys = None
+        if sampling.per_prompt_seeds:
+            keys = [[sample_key(sampling.seed, p.id, j) for j in range(sampling.n)] for p in prompts]
+        results = self.generate_ids([self.encode_prompt(prompt) for prompt in prompts], sampling, keys)
         for prompt, completions in zip(prompts, results, strict=True):
             for completion in completions:
                 completion.prompt_id = prompt.id
@@ -81,7 +84,12 @@ class HFEngine:
         """The token ids this engine prompts with (`selftaught.data.chat.encode_prompt`)."""
         return encode_prompt(self.tokenizer, prompt)
 
-    def generate_ids(self, prompt_ids: list[list[int]], sampling: SamplingParams) -> list[list[Completion]]:
+    def generate_ids(
+        self,
+        prompt_ids: list[list[int]],
+        sampling: SamplingParams,
+        sample_keys: list[list[int]] | None = None,
+    ) -> list[list[Completion]]:
         """Like `generate` for tokenised prompts; the completions' `prompt_id` is left empty.
 
         Rows (prompt, sample) are sorted by prompt length, longest first, into micro-batches of
@@ -101,7 +109,10 @@ class HFEngine:
         try:
             with torch.inference_mode():
                 for batch in tqdm(batches, desc="generate", disable=not self.show_progress):
-                    completions = self._generate_batch([prompt_ids[i] for i, _ in batch], sampling, generator)
+                    keys = None if sample_keys is None else [sample_keys[i][j] for i, j in batch]
+                    completions = self._generate_batch(
+                        [prompt_ids[i] for i, _ in batch], sampling, generator, keys
+                    )
                     for (i, j), completion in zip(batch, completions, strict=True):
                         completion.meta = {"sample_index": j, "seed": sampling.seed}
                         results[i].append(completion)
@@ -152,7 +163,11 @@ class HFEngine:
                 )
 
     def _generate_batch(
-        self, prompt_ids: list[list[int]], sampling: SamplingParams, generator: torch.Generator
+        self,
+        prompt_ids: list[list[int]],
+        sampling: SamplingParams,
+        generator: torch.Generator,
+        keys: list[int] | None = None,
     ) -> list[Completion]:
         """Decode one micro-batch: one row per (prompt, sample), prompts possibly repeated."""
         device = self.model.device
@@ -184,6 +199,7 @@ class HFEngine:
             token_logps=torch.zeros(len(prompt_ids), max_new_tokens, device=device),
             lengths=torch.zeros(len(prompt_ids), dtype=torch.long, device=device),
             stopped=torch.zeros(len(prompt_ids), dtype=torch.bool, device=device),
+            keys=None if keys is None else torch.tensor(keys, dtype=torch.long, device=device),
         )
         self._decode(state, logits[row_to_unique], cache, sampling, generator)
         return self._completions(state, sampling.stop)
@@ -200,7 +216,8 @@ class HFEngine:
         prompt_width = state.attention_mask.shape[1] - state.tokens.shape[1]
         eos_ids = torch.tensor(self.eos_token_ids, dtype=torch.long, device=logits.device)
         for step in range(state.tokens.shape[1]):
-            next_tokens, next_logps = sample_next_tokens(logits, sampling, generator)  # [A], [A]
+            keys = None if state.keys is None else state.keys[state.active]
+            next_tokens, next_logps = sample_next_tokens(logits, sampling, generator, keys, step)  # [A], [A]
             state.tokens[state.active, step] = next_tokens
             state.token_logps[state.active, step] = next_logps
             stopped = torch.isin(next_tokens, eos_ids)
@@ -292,6 +309,7 @@ class _DecodeState:
     token_logps: torch.Tensor  # [B, N]
     lengths: torch.Tensor  # [B] tokens kept, the EOS or stop-string token included
     stopped: torch.Tensor  # [B] ended by EOS or a stop string (else by its token budget)
+    keys: torch.Tensor | None = None  # [B] per-sample random-stream keys (per_prompt_seeds), else None
 
     def keep_rows(self, keep: torch.Tensor) -> None:
         """Keep only the active rows at indices `keep` [A']."""
@@ -301,25 +319,34 @@ class _DecodeState:
 
 
 def sample_next_tokens(
-    logits: torch.Tensor, sampling: SamplingParams, generator: torch.Generator
+    logits: torch.Tensor,
+    sampling: SamplingParams,
+    generator: torch.Generator,
+    keys: torch.Tensor | None = None,
+    step: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pick the next token of each row and its logprob under the unprocessed distribution.
 
     logits [A, V] -> (next_tokens [A], next_logps [A]). Greedy at temperature 0, else sampled from
     softmax(logits / temperature) restricted to the top-p nucleus. The logprob is always taken from
     log_softmax(logits) in fp32 (temperature 1, no top-p), the distribution a trainer recomputes.
+    With `keys` [A] (per-sample stream keys), row r draws `counter_uniform(keys[r], step)` instead
+    of the next number of `generator`.
     """
     logits = logits.float()
     if sampling.temperature == 0:
         next_tokens = logits.argmax(-1)
     else:
         probs = nucleus_probs(logits / sampling.temperature, sampling.top_p)
-        next_tokens = sample_from_probs(probs, generator)
+        uniform = None if keys is None else counter_uniform(keys, step).to(probs.dtype)[:, None]  # [A, 1]
+        next_tokens = sample_from_probs(probs, generator, uniform)
     next_logps = logits.log_softmax(-1).gather(-1, next_tokens[:, None]).squeeze(-1)
     return next_tokens, next_logps
 
 
-def sample_from_probs(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def sample_from_probs(
+    probs: torch.Tensor, generator: torch.Generator, uniform: torch.Tensor | None = None
+) -> torch.Tensor:
     """One draw per row of unnormalised probabilities `probs` [A, V] -> token ids [A].
 
     Inverts the CDF with one uniform per row. `torch.multinomial` gives the same distribution but
@@ -328,9 +355,33 @@ def sample_from_probs(probs: torch.Tensor, generator: torch.Generator) -> torch.
     """
     cdf = probs.cumsum(-1)  # [A, V]
     total = cdf[:, -1:]  # [A, 1]
-    uniform = torch.rand(total.shape, generator=generator, device=probs.device, dtype=probs.dtype)
+    if uniform is None:
+        uniform = torch.rand(total.shape, generator=generator, device=probs.device, dtype=probs.dtype)
     target = (uniform * total).minimum(total.nextafter(torch.zeros_like(total)))  # [A, 1], < total
     return torch.searchsorted(cdf, target, right=True).squeeze(-1)
+
+
+_MASK32 = 0xFFFFFFFF
+
+
+def counter_uniform(keys: torch.Tensor, counter: int) -> torch.Tensor:
+    """[A] uniforms in [0, 1) (float64, 32-bit resolution), a pure function of each (key, counter).
+
+    A counter-based generator: the `lowbias32` integer hash (Chris Wellons' hash-prospector) of the
+    key mixed with the hashed counter. Products wrap in int64, but only their low 32 bits are kept,
+    which wrapping leaves exact.
+    """
+    mixed = keys & _MASK32 ^ _lowbias32(torch.tensor(counter + 0x9E3779B9, dtype=torch.long))
+    return _lowbias32(mixed).double() / 2.0**32
+
+
+def _lowbias32(x: torch.Tensor) -> torch.Tensor:
+    x = x & _MASK32
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & _MASK32
+    return x ^ (x >> 16)
 
 
 def nucleus_probs(logits: torch.Tensor, top_p: float) -> torch.Tensor:

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from selftaught.data.chat import encode_prompt
-from selftaught.engines.base import SamplingParams
+from selftaught.engines.base import SamplingParams, sample_key
 from selftaught.types import Completion, Prompt
 
 WORKER_EXTENSION = "selftaught.engines.vllm.WeightSyncWorker"
@@ -89,7 +89,7 @@ class VLLMEngine:
                 top_p=sampling.top_p,
                 max_tokens=sampling.max_new_tokens,
                 stop=sampling.stop or None,
-                seed=sampling.seed + k,
+                seed=_request_seed(sampling, prompts[k // sampling.n].id, k),
                 logprobs=0,
             )
             for k in range(len(prompts) * sampling.n)
@@ -135,7 +135,7 @@ class VLLMEngine:
             logprobs=logprobs,
             finish_reason="length" if sample.finish_reason == "length" else "stop",
             policy_version=self.policy_version,
-            meta={"sample_index": request % sampling.n, "seed": sampling.seed + request},
+            meta={"sample_index": request % sampling.n, "seed": _request_seed(sampling, prompt.id, request)},
         )
 
 
@@ -182,3 +182,11 @@ class WeightSyncWorker:
             method = getattr(module, "quant_method", None)
             if isinstance(method, UnquantizedEmbeddingMethod):
                 method.process_weights_after_loading(module)
+
+
+def _request_seed(sampling: SamplingParams, prompt_id: str, request: int) -> int:
+    """Request k's seed: `seed + k`, or the prompt's own key with `per_prompt_seeds` (vLLM seeds each
+    request's stream, so keying it by the prompt makes samples independent of the call's other prompts)."""
+    if sampling.per_prompt_seeds:
+        return sample_key(sampling.seed, prompt_id, request % sampling.n)
+    return sampling.seed + request

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -30,6 +31,19 @@ MODEL_ALIASES: dict[str, str] = {
     ),
 }
 """Model names `load_model` resolves without a path or the hub, with what each one is."""
+
+_ALIAS_BUILDERS: dict[str, Callable[[], Path]] = {}
+"""Aliases registered by higher layers (`register_model_alias`): name -> builder of the directory."""
+
+
+def register_model_alias(name: str, description: str, build: Callable[[], Path]) -> None:
+    """Make `name` a model spec everywhere: `build()` returns (building it on first use) its directory.
+
+    Higher layers register what they own, e.g. the recipes register `tiny-world`, the student that
+    the world-pretrain recipe trains and caches; this module stays below them.
+    """
+    MODEL_ALIASES[name] = description
+    _ALIAS_BUILDERS[name] = build
 
 HUB_ID = re.compile(r"\w[\w.-]*(/\w[\w.-]*)?")
 """`name` or `owner/name`: a spec of this shape that is not on disk goes to the hub."""
@@ -85,6 +99,8 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_d
 
 def resolve_model_source(spec: str) -> Path | str:
     """The HF directory `spec` names (converting a GGUF or building an alias first), or the hub id."""
+    if spec in _ALIAS_BUILDERS:
+        return _ALIAS_BUILDERS[spec]()
     if spec in MODEL_ALIASES:
         return _gemma_3_270m_dir()
     path = Path(os.path.expanduser(spec))  # Path.expanduser raises on an unknown "~user"

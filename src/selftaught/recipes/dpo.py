@@ -4,12 +4,14 @@ Algorithm (papers_A.md §0.1, fairseq2 `DpoFinetuneUnit`; papers_B.md §1.4-1.6 
     l = -log sigmoid(beta [(L_theta(y_c) - L_ref(y_c)) - (L_theta(y_r) - L_ref(y_r))]) + nll_scale * NLL(y_c)
   where L(y) = sum_t log pi(y_t | x, y_<t) is summed over the response tokens (no length
   normalisation unless `loss_type` asks for it); the batch loss is the sum over pairs / num pairs.
-  1. Pairs. `world`: sample `samples_per_prompt` completions at temperature 1 from the starting
-     policy for `num_prompts` train-split problems, check every answer, and pair a random correct
-     sample (chosen) with a random incorrect one (rejected); prompts whose samples are all right or
-     all wrong give no pair (the pair yield is logged). They are written as a data stage in
-     `<out_dir>/pairs` (TRL preference format) that a rerun reads back. Files: any TRL preference
-     file, or GSM8K, whose pairs `gsm8k_preference_records` builds.
+  1. Pairs. A prompt source (`world:prompts`, or any prompt-only file): sample
+     `samples_per_prompt` completions at temperature 1 from the starting policy for `num_prompts`
+     prompts, score them with `data.reward` (the answer check by default), and pair them by
+     `data.pair_rule` (a random correct sample against a random incorrect one); prompts whose
+     samples are all right or all wrong give no pair (the pair yield is logged). They are written
+     as a data stage in `<out_dir>/pairs` (TRL preference format, `pipelines.sample_pairs`) that a
+     rerun reads back. Preference files: any TRL preference file, or GSM8K, whose pairs
+     `data.formats.gsm8k_preference_records` builds.
   2. Reference: the starting policy scores every chosen and rejected sequence once, before training
      (`<out_dir>/ref_logps.safetensors`, reused while weights and tokens match), so no second model
      is held in memory. With LoRA the reference is the base model (adapters disabled).
@@ -29,6 +31,7 @@ points; 512 prompts -> 353 pairs, so 100 steps x 32 pairs reuse each about 9 tim
     lr 3e-5 + NLL 1:    .607 -> .647 -> .677 -> .697 -> .703
 
 CPU:    selftaught dpo                                  (tiny world: pairs from the student, 100 steps)
+        selftaught dpo data.source=prompts.jsonl data.reward=mypkg.rewards:score   (your prompts and reward)
         selftaught dpo nll_scale=1 optim.lr=3e-5        (+ NLL anchor on the chosen response)
         selftaught dpo --preset gemma3-270m             (a few LoRA steps on GSM8K pairs)
 N GPUs: torchrun --nproc-per-node 8 -m selftaught.cli dpo --preset ... parallel.strategy=fsdp2
@@ -36,109 +39,87 @@ N GPUs: torchrun --nproc-per-node 8 -m selftaught.cli dpo --preset ... parallel.
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from selftaught import dist
-from selftaught.data.preferences import PairExample, build_pair_examples, preference_record
-from selftaught.data.shards import compute_fingerprint, run_stage
-from selftaught.data.sources import read_records, require_columns
+from selftaught.data.catalog import load_records
+from selftaught.data.formats import is_preference_records, preference_records, prompts_from_records
+from selftaught.data.order import batch_indices
+from selftaught.data.preferences import PairExample, build_pair_examples
 from selftaught.engines.base import SamplingParams
 from selftaught.engines.hf import HFEngine
-from selftaught.evals.gsm8k import reference_answer
 from selftaught.losses.dpo import DPOLossType, NLLNormalization
-from selftaught.recipes.common import (
-    EvalConfig,
-    LoraConfig,
-    batch_indices,
-    eval_metrics,
-    evaluate_policy,
-    load_policy,
-    resume,
-    save_final_model,
-)
+from selftaught.models.policy import LoraConfig, load_policy
+from selftaught.pipelines import sample_pairs
+from selftaught.rewards.registry import build_reward
 from selftaught.runlog import RunLog
-from selftaught.selection.pairs import correct_vs_incorrect
-from selftaught.train.checkpoint import save_checkpoint
+from selftaught.train import loop
+from selftaught.train.evaluation import validate_policy
+from selftaught.train.loop import RunConfig
 from selftaught.train.optim import OptimConfig, build_optimizer, build_scheduler
-from selftaught.train.parallel import ParallelConfig, global_num_tokens, no_sync_context, wrap_model
-from selftaught.train.preference import PairBatch, build_pair_batches, pair_loss, pair_units
+from selftaught.train.parallel import global_num_tokens, no_sync_context, wrap_model
+from selftaught.train.preference import PairBatch, build_pair_batches, pair_loss
 from selftaught.train.reference import load_or_compute_ref_logps, weights_fingerprint
 from selftaught.train.step import train_step
-from selftaught.world.arith import Problem, is_correct, sample_problems, to_prompt
 
 PAIRS_TEMPLATE = "dpo-world-pairs@1"
-"""Version of the world pair stage's record format and rule; part of its fingerprint."""
+"""Version of the sampled pair stage's record format and rule; part of its fingerprint."""
 PROMPTS_PER_SHARD = 256
-"""World pairs: prompts per stage shard (an interrupted build redoes at most one shard)."""
+"""Sampled pairs: prompts per stage shard (an interrupted build redoes at most one shard)."""
 
 
 @dataclass
 class DPODataConfig:
-    source: str = "world"
-    """`world` (pairs sampled from the starting policy), a TRL preference file (`prompt`, `chosen`,
-    `rejected`; conversational or plain text), or a GSM8K-format file (`question`, `answer`)."""
+    source: str = "world:prompts"
+    """A prompt source (`world:prompts`, a prompt-only file): pairs sampled from the starting policy;
+    or a TRL preference file (`prompt`, `chosen`, `rejected`; conversational or plain text); or a
+    GSM8K-format file (`question`, `answer`)."""
     max_length: int = 512
     """Each sequence (prompt + response) is truncated to this many tokens."""
     limit: int | None = None
     """Files: use only the first N records."""
+    reward: str = "world_answer"
+    """Sampled pairs: the reward of each sample (a name, `reward_model:<dir>`, or `package.module:function`)."""
+    pair_rule: str = "correct_vs_incorrect"
+    """Sampled pairs: how a prompt's scored samples become pairs (`best_vs_worst` for scalar rewards)."""
     num_prompts: int = 512
-    """World: train-split problems to sample from."""
+    """Sampled pairs: world problems to sample from."""
     samples_per_prompt: int = 8
     levels: list[int] = field(default_factory=lambda: [1, 2, 3])
     temperature: float = 1.0
-    """World: sampling temperature of the pair pool (the paper samples at 1.0)."""
+    """Sampled pairs: sampling temperature of the pair pool (the paper samples at 1.0)."""
     max_new_tokens: int = 64
     generation_batch_size: int = 256
-    """World: sequences decoded together."""
+    """Sampled pairs: sequences decoded together."""
     seed: int = 2
-    """World: seed of the problems, the samples and the pair choice; GSM8K: of the wrong answers."""
+    """Seed of the problems, the samples and the pair choice; GSM8K: of the wrong answers."""
 
 
 @dataclass
-class DPOConfig:
+class DPOConfig(RunConfig):
     out_dir: str = "runs/dpo"
-    model: str = "tiny-world"
-    """Policy and reference: `tiny-world`, `gemma-3-270m`, a directory, a GGUF file or a hub id."""
+    log_every: int = 5
+    checkpoint_every: int = 50
     data: DPODataConfig = field(default_factory=DPODataConfig)
-    num_steps: int = 100
     batch_size: int = 32
     """Pairs per optimizer step (global, over all processes)."""
     micro_batch_tokens: int = 8192
     """Padded tokens per micro-batch, chosen and rejected rows together; 0 = one micro-batch."""
     beta: float = 0.1
     """Inverse temperature of the implicit reward (tau for IPO)."""
-    loss_type: Literal["sigmoid", "length_normalized", "ipo"] = "sigmoid"
+    loss_type: DPOLossType = DPOLossType.SIGMOID
     """See `selftaught.losses.dpo.DPOLossType`."""
     nll_scale: float = 0.0
     """Weight of the NLL term on the chosen response (fairseq2 `nll_scale`; 0 = plain DPO)."""
-    nll_normalization: Literal["sum", "token_mean"] = "sum"
+    nll_normalization: NLLNormalization = NLLNormalization.SUM
     """NLL per pair summed over tokens (fairseq2 2024) or averaged per token (RPO)."""
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-5, eps=1e-8, schedule="constant"))
     lora: LoraConfig = field(default_factory=LoraConfig)
-    parallel: ParallelConfig = field(default_factory=ParallelConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    checkpoint_every: int = 50
-    """Save a resumable checkpoint every this many steps (0: never)."""
-    keep_last: int = 2
-    log_every: int = 5
-    seed: int = 0
-    """Seed of the pair order and of the LoRA initialisation."""
-
-    def __post_init__(self) -> None:
-        if self.loss_type not in tuple(DPOLossType):
-            raise ValueError(
-                f"loss_type must be one of {[t.value for t in DPOLossType]}, got {self.loss_type!r}"
-            )
-        if self.nll_normalization not in tuple(NLLNormalization):
-            raise ValueError(
-                f"nll_normalization must be 'sum' or 'token_mean', got {self.nll_normalization!r}"
-            )
 
 
 def run(cfg: DPOConfig) -> dict[str, Any]:
@@ -149,28 +130,21 @@ def run(cfg: DPOConfig) -> dict[str, Any]:
     model = wrap_model(model, cfg.parallel)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.num_steps)
-    checkpoints = Path(cfg.out_dir) / "checkpoints"
-    state = resume(checkpoints, model, optimizer, scheduler)
     loss_fn = partial(
         pair_loss,
         beta=cfg.beta,
-        loss_type=DPOLossType(cfg.loss_type),
+        loss_type=cfg.loss_type,
         nll_scale=cfg.nll_scale,
-        nll_normalization=NLLNormalization(cfg.nll_normalization),
+        nll_normalization=cfg.nll_normalization,
     )
-    validate = partial(evaluate_policy, model, tokenizer, cfg.eval, seed=cfg.seed)
+    validate = partial(validate_policy, model, tokenizer, cfg.eval, seed=cfg.seed)
+    save = partial(loop.checkpoint, cfg, model, optimizer, scheduler)
     with RunLog(cfg.out_dir, cfg, enabled=dist.is_main()) as run_log:
         run_log.info("dpo: " + ", ".join(f"{key}={value}" for key, value in data_metrics.items()))
-        if state["step"]:
-            run_log.info(f"resuming at step {state['step']} of {cfg.num_steps}")
-        if state["step"] == 0:
-            run_log.log(0, **data_metrics)
-            if cfg.eval.every >= 0:
-                run_log.log(0, **eval_metrics(validate()))
-        steps = range(state["step"] + 1, cfg.num_steps + 1)
-        for step in run_log.progress(steps, total=cfg.num_steps, desc="dpo"):
+        run_log.log(0, **data_metrics)
+        state = loop.start(cfg, run_log, model, optimizer, scheduler, validate)
+        for step in run_log.progress(loop.remaining_steps(cfg, state), total=cfg.num_steps, desc="dpo"):
             micro_batches = step_micro_batches(pairs, ref_logps, step, cfg, tokenizer.pad_token_id)
-            local_pairs = sum(mb.num_pairs for mb in micro_batches)
             metrics = train_step(
                 model,
                 micro_batches,
@@ -178,26 +152,11 @@ def run(cfg: DPOConfig) -> dict[str, Any]:
                 optimizer,
                 scheduler,
                 max_grad_norm=cfg.optim.max_grad_norm,
-                num_tokens=global_num_tokens(local_pairs),
+                num_units=global_num_tokens(sum(mb.num_units for mb in micro_batches)),
                 no_sync=no_sync_context(model),
             )
-            if step % cfg.log_every == 0 or step == cfg.num_steps:
-                run_log.log(step, **pair_units(metrics))
-            if cfg.eval.every > 0 and step % cfg.eval.every == 0 and step != cfg.num_steps:
-                run_log.log(step, **eval_metrics(validate()))
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                train_state = {"step": step}
-                save_checkpoint(
-                    checkpoints, step, model, optimizer, scheduler, train_state, keep_last=cfg.keep_last
-                )
-        final: dict[str, Any] = {}
-        if cfg.eval.every >= 0:
-            final = eval_metrics(validate())
-            run_log.log(cfg.num_steps, **final)
-            run_log.info(
-                f"final {cfg.eval.data} accuracy {final['val_accuracy']:.3f} +- {final['val_stderr']:.3f}"
-            )
-        save_final_model(model, tokenizer, Path(cfg.out_dir) / "model")
+            loop.end_of_step(cfg, run_log, step, metrics, validate, save)
+        final = loop.finish(cfg, run_log, model, tokenizer, validate)
     return {"out_dir": cfg.out_dir, **data_metrics, **final}
 
 
@@ -222,9 +181,6 @@ def prepare_pairs(
     return pairs, ref_logps, metrics
 
 
-# --- training --------------------------------------------------------------------------------------
-
-
 def step_micro_batches(
     pairs: list[PairExample], ref_logps: torch.Tensor, step: int, cfg: DPOConfig, pad_id: int
 ) -> list[PairBatch]:
@@ -241,101 +197,38 @@ def step_micro_batches(
     )
 
 
-# --- data ------------------------------------------------------------------------------------------
+def pairs_template(data: DPODataConfig) -> str:
+    """The sampled stage's versioned name: `PAIRS_TEMPLATE`, plus the reward and rule when not the defaults."""
+    if (data.reward, data.pair_rule) == ("world_answer", "correct_vs_incorrect"):
+        return PAIRS_TEMPLATE
+    return f"{PAIRS_TEMPLATE}|{data.reward}|{data.pair_rule}"
 
 
 def load_preference_records(
     cfg: DPOConfig, model: Any, tokenizer: Any
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """TRL preference records (`prompt`, `chosen`, `rejected`) and data metrics (world: pair yield)."""
+    """TRL preference records (`prompt`, `chosen`, `rejected`) and data metrics (sampled: pair yield)."""
     data = cfg.data
-    if data.source == "world":
-        return build_world_pairs(data, model, tokenizer, Path(cfg.out_dir) / "pairs", generator=cfg.model)
-    records = read_records(data.source, limit=data.limit)
-    if records and {"question", "answer"} <= records[0].keys() and "prompt" not in records[0]:
-        return gsm8k_preference_records(records, data.seed), {}
-    require_columns(records, ["prompt", "chosen", "rejected"], data.source)
-    return records, {}
-
-
-def build_world_pairs(
-    data: DPODataConfig, model: Any, tokenizer: Any, stage_dir: Path, *, generator: str
-) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """Correct-vs-incorrect pairs sampled from `model` on train-split problems, as a data stage.
-
-    Shard k samples its prompts with seed `data.seed * 1_000_003 + k * PROMPTS_PER_SHARD`, and
-    each prompt's pair is drawn with `random.Random(f"{data.seed}|{prompt.id}")`: the stage is a
-    function of the model, the config and the seed, however it is interrupted and resumed.
-    """
-    problems = sample_problems("train", data.num_prompts, data.levels, data.seed)
+    records = load_records(
+        data.source, limit=data.limit, num=data.num_prompts, levels=data.levels, seed=data.seed
+    )
+    if is_preference_records(records):
+        return preference_records(records, data.source, data.seed), {}
     engine = HFEngine(model, tokenizer, batch_size=data.generation_batch_size)
     sampling = SamplingParams(
         temperature=data.temperature, n=data.samples_per_prompt, max_new_tokens=data.max_new_tokens
     )
-    provenance = {"generator": generator, "seed": data.seed, "template": PAIRS_TEMPLATE}
-
-    def make_pairs(chunk: list[tuple[int, Problem]]) -> list[dict[str, Any]]:
-        prompts = [to_prompt(problem) for _, problem in chunk]
-        samples = engine.generate(prompts, replace(sampling, seed=data.seed * 1_000_003 + chunk[0][0]))
-        records: list[dict[str, Any]] = []
-        for (_, problem), prompt, completions in zip(chunk, prompts, samples, strict=True):
-            scored = [(c, float(is_correct(c.text, problem.answer))) for c in completions]
-            group = correct_vs_incorrect(prompt, scored, random.Random(f"{data.seed}|{prompt.id}"))
-            records.extend(preference_record(pair, provenance) for pair in group.pairs)
-        return records
-
-    fingerprint = compute_fingerprint(
-        {
-            **provenance,
-            "weights": weights_fingerprint(model),
-            "problems": [p.id for p in problems],
-            "sampling": vars(sampling),
-        }
-    )
-    records = run_stage(
-        stage_dir,
-        list(enumerate(problems)),
-        make_pairs,
+    return sample_pairs(
+        Path(cfg.out_dir) / "pairs",
+        prompts_from_records(records, data.source),
+        engine,
+        sampling,
+        build_reward(data.reward),
+        data.pair_rule,
+        seed=data.seed,
+        generator=cfg.model,
+        template=pairs_template(data),
+        weights_fingerprint=weights_fingerprint(model),
         shard_size=PROMPTS_PER_SHARD,
-        fingerprint=fingerprint,
-        meta=provenance,
         desc="dpo pairs",
     )
-    return records, {
-        "num_prompts": len(problems),
-        "num_pairs": len(records),
-        "pair_yield": len(records) / max(len(problems), 1),
-    }
-
-
-def gsm8k_preference_records(records: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
-    """Pairs from GSM8K (`question`, `answer`): the same worked solution with the right final number
-    (chosen) and with a wrong one (rejected).
-
-    Both responses are the reference reasoning followed by "The answer is N." (the SFT recipe's
-    rendering); the rejected N is the true one plus a seeded nonzero offset in [-10, 10]. Only the
-    final number differs, so the preference is unambiguous and verifiable: a small, cheap set for
-    checking DPO on a real model, not a training set of interest.
-    """
-    rng = random.Random(seed)
-    pairs = []
-    for index, record in enumerate(records):
-        reasoning = record["answer"].rsplit("####", 1)[0].strip()
-        answer = reference_answer(record["answer"])
-        if not answer.lstrip("-").isdigit():
-            raise ValueError(f"GSM8K record {index}: final answer {answer!r} is not an integer")
-        wrong = int(answer) + rng.choice([d for d in range(-10, 11) if d])
-        pairs.append(
-            {
-                "prompt": [{"role": "user", "content": record["question"]}],
-                "chosen": [{"role": "assistant", "content": f"{reasoning}\nThe answer is {answer}."}],
-                "rejected": [{"role": "assistant", "content": f"{reasoning}\nThe answer is {wrong}."}],
-                "meta": {
-                    "source_index": index,
-                    "answer": answer,
-                    "rule": "gsm8k_wrong_final_number",
-                    "seed": seed,
-                },
-            }
-        )
-    return pairs

@@ -8,12 +8,13 @@ Algorithm (papers_B §1.4; Lanchantin et al. 2025, "Bridging offline and online 
        s = 1: online; s > 1: semi-online; s = 0: offline, all rollouts sampled from the seed
        before training, as a data stage (`<out_dir>/rollouts`) that a rerun reuses.
     2. if k is a sync point of `ref_sync_every` (0 = never): reference <- policy.
-    3. rollouts of step k: `num_prompts` train problems (a task mix) x N samples at temperature 1,
-       top-p 1; each completion records the policy version that sampled it (staleness = k-1-version).
-       Rewards come from a `Rubric` that routes each prompt by its task (verifiable answer check or
-       a reward model), so one batch mixes both reward kinds.
+    3. rollouts of step k: `num_prompts` prompts of `rollouts.prompts` (a task mix) x N samples at
+       temperature 1, top-p 1; each completion records the policy version that sampled it
+       (staleness = k-1-version). Rewards come from a `Rubric` that routes each prompt by its task
+       (any named reward: an answer check, a reward model, an LLM judge, a user's function), so one
+       batch mixes reward kinds; an optional `group_scorer` then sees every group of the burst.
     4. DPO: per task, `pair_rule` builds pairs (random correct vs random incorrect, best vs worst,
-       or all pairs); prompts with no valid pair are dropped and counted (pair yield). Loss
+       all pairs, or a user's rule); prompts with no valid pair are dropped and counted. Loss
        -log sigmoid(beta [(l_c - ref_c) - (l_r - ref_r)]) summed over pairs / pairs of the step.
        GRPO: all N samples with advantages r - mean(r) (no std, no length normalisation), clipped
        ratio, k3 KL to the reference (kl_coef 0.001). At s = 1 old logps = policy logps detached
@@ -30,63 +31,62 @@ suits s = 0 and s > 1). Resume is exact: a checkpoint stores the pending rollout
 current window (and the reference weights when it is re-synced); prompts and sampling seeds are
 functions of the step. A step whose rollouts give no pair (or no scored GRPO group) makes no update.
 
-Deviations: one process only; Adam eps and lr are the tiny model's (TINYWORLD §3b); GRPO's NONE
-normalisation divides by the sequences of the step (fairseq2: by the group size, i.e. an lr scale).
+Under torchrun (DDP) each rank samples, scores and trains on its share of every step's prompts,
+and the loss is divided by the units (pairs, tokens or sequences) of all ranks, so 2 processes
+take the step of 1 (with `rollouts.per_prompt_seeds`, set automatically, each prompt's samples come
+from its own random stream and do not depend on the split).
+
+Deviations: Adam eps and lr are the tiny model's (TINYWORLD §3b); GRPO's NONE normalisation divides
+by the sequences of the step (fairseq2: by the group size, i.e. an lr scale).
 
 CPU:  selftaught online-rl                       (tiny: semi-online DPO, s = 10)
       selftaught online-rl --preset tiny-grpo    (GRPO, s = 1)
+      selftaught online-rl --preset gemma3-270m-grpo   (GRPO on GSM8K prompts, LoRA, math reward)
+      selftaught online-rl rollouts.prompts=my.jsonl tasks[0].reward=mypkg.rewards:score
+DDP:  torchrun --nproc-per-node 2 -m selftaught.cli online-rl
 vLLM: selftaught online-rl model=<dir> generator.kind=vllm   (pip install 'selftaught[vllm]')
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from selftaught import dist
+from selftaught.data.prompt_source import PromptSource, load_prompt_source
 from selftaught.data.shards import compute_fingerprint, run_stage
 from selftaught.engines.base import SamplingParams
 from selftaught.losses.grpo import AdvantageType, LossNormalization
-from selftaught.recipes.common import (
-    EvalConfig,
-    LoraConfig,
-    batch_indices,
-    eval_metrics,
-    evaluate_policy,
-    load_policy,
-    policy_source,
-    resume,
-    save_final_model,
-)
-from selftaught.rewards import RewardModel, Rubric, num_tokens_reward, world_answer_reward
+from selftaught.models.policy import LoraConfig, load_policy, policy_source
+from selftaught.rewards import Rubric, num_tokens_reward
+from selftaught.rewards.registry import build_reward, load_callable
 from selftaught.runlog import RunLog
-from selftaught.selection.pairs import compute_pair_stats
-from selftaught.selection.rollouts import PairRule, RolloutGroup, rollout_metrics, scored_groups, select_pairs
-from selftaught.train import generators
+from selftaught.selection.rollouts import RolloutGroup, pair_rule, rollout_metrics
+from selftaught.train import generators, loop
+from selftaught.train.evaluation import eval_metrics, evaluate_policy
 from selftaught.train.generators import GeneratorConfig
+from selftaught.train.loop import RunConfig
+from selftaught.train.objectives import Objective, OnlineObjective, PairObjective, PolicyGradientObjective
 from selftaught.train.online import (
+    GroupScorer,
     RolloutBuffer,
     add_rollouts,
     frozen_copy,
     restore_online_state,
-    rollout_examples,
     sample_rollouts,
     save_online_checkpoint,
+    update_policy,
 )
 from selftaught.train.optim import OptimConfig, build_optimizer, build_scheduler
-from selftaught.train.policy_gradient import build_rollout_batches, group_advantages, rollout_loss
-from selftaught.train.preference import build_pair_batches, pair_loss
-from selftaught.train.reference import compute_sequence_logps, weights_fingerprint
-from selftaught.train.step import train_step
+from selftaught.train.parallel import wrap_model
+from selftaught.train.reference import weights_fingerprint
 from selftaught.train.sync import SyncableEngine, burst_steps, check_interval, copy_weights, is_sync_step
 from selftaught.types import Prompt
-from selftaught.world.arith import Problem, sample_problems, to_prompt
 
 ROLLOUTS_TEMPLATE = "online-rl-rollouts@1"
 """Version of the offline rollout stage's record format; part of its fingerprint."""
@@ -94,15 +94,20 @@ ROLLOUTS_TEMPLATE = "online-rl-rollouts@1"
 
 @dataclass
 class TaskConfig:
-    """One task of the prompt mix: tiny-world problems whose `Prompt.task` routes their reward."""
+    """One task of the prompt mix: a share of each step's prompts, and the reward that scores them."""
 
     name: str = "arith"
-    reward: Literal["world_answer", "reward_model"] = "world_answer"
-    """`world_answer`: 1 for the exact final answer, else 0; `reward_model`: the scalar score of
-    the sequence-classification model at `reward_model` (e.g. the reward-model recipe's output)."""
+    reward: str = "world_answer"
+    """A named reward (`world_answer`, `math_answer`, `choice`, `exact_match`), `reward_model:<dir>`,
+    `judge:<template>@<n>` (with `judge_model`), or a user's `package.module:function` with TRL's
+    signature `f(prompts, completions, **columns)`; `reward_model` alone reads the `reward_model`
+    field (e.g. the reward-model recipe's output). See `selftaught.rewards.registry`."""
     reward_model: str | None = None
-    pair_rule: Literal["correct_vs_incorrect", "best_vs_worst", "all_pairs"] = "correct_vs_incorrect"
-    """DPO pair builder for this task (scalar rewards need `best_vs_worst`)."""
+    judge_model: str | None = None
+    """`judge:` rewards: the judge's model spec."""
+    pair_rule: str = "correct_vs_incorrect"
+    """DPO pair builder for this task (`correct_vs_incorrect`, `best_vs_worst` for scalar rewards,
+    `all_pairs`, or `package.module:function`)."""
     weight: float = 1.0
     """Share of each step's prompts (normalised over the tasks)."""
     length_bonus: float = 0.0
@@ -113,50 +118,61 @@ class TaskConfig:
 
 @dataclass
 class RolloutConfig:
+    prompts: str = "world:prompts"
+    """Prompt source: `world:prompts`, or a TRL prompt-only file (`prompt` as text or messages; extra
+    columns such as `answer` reach the reward functions as keyword arguments), or a GSM8K file."""
     num_prompts: int = 32
-    """Prompts per optimizer step."""
+    """Prompts per optimizer step (global, over all processes)."""
     samples_per_prompt: int = 8
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 48
+    stop: list[str] = field(default_factory=list)
+    """Stop strings (few-shot prompts: the next "Question:")."""
     levels: list[int] = field(default_factory=lambda: [1, 2, 3])
+    """World prompts: difficulty levels."""
     pool_size: int = 4096
-    """Distinct train-split problems the step batches are drawn from (reshuffled every epoch)."""
+    """World prompts: distinct train-split problems the step batches are drawn from (files: all records,
+    or the first `limit`)."""
+    limit: int | None = None
+    num_shots: int = 0
+    """GSM8K prompt files: few-shot exemplars in a raw-text prompt (for base models); 0 = a chat turn."""
     generation_batch_size: int = 256
+    per_prompt_seeds: bool = False
+    """Each prompt's samples from their own random stream (seed, prompt id, sample), independent of
+    the other prompts of the call; forced on under torchrun, so N processes sample what 1 does."""
 
 
 @dataclass
-class OnlineRLConfig:
+class OnlineRLConfig(RunConfig):
     out_dir: str = "runs/online-rl"
-    model: str = "tiny-world"
-    loss: Literal["dpo", "grpo"] = "dpo"
+    seed: int = 5
+    """Seed of the prompt order, the sampling and the pair choice (TINYWORLD: RL prompts 5000+)."""
+    log_every: int = 1
+    checkpoint_every: int = 50
+    loss: Objective = Objective.DPO
     sync_every: int = 10
     """s: refresh the generator from the policy every s steps (1 online, > 1 semi-online, 0 offline)."""
     ref_sync_every: int = 0
     """Refresh the reference from the policy every this many steps (0: the frozen seed)."""
-    num_steps: int = 100
     rollouts: RolloutConfig = field(default_factory=RolloutConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     tasks: list[TaskConfig] = field(default_factory=lambda: [TaskConfig()])
+    group_scorer: str | None = None
+    """`package.module:function` called with every scored rollout group of a burst (sibling groups
+    included) and returning their rewards (J1's both-order consistency reward)."""
     beta: float = 0.1
     """DPO inverse temperature."""
     kl_coef: float = 0.001
     """GRPO: weight of the k3 KL to the reference (0: no reference model)."""
-    advantage: Literal["group_mean", "group_mean_std"] = "group_mean"
-    grpo_normalization: Literal["token", "sequence", "none"] = "none"
+    advantage: AdvantageType = AdvantageType.GROUP_MEAN
+    grpo_normalization: LossNormalization = LossNormalization.NONE
     clip: float = 0.2
     """GRPO ratio clip (both sides); inactive at s = 1."""
     micro_batch_tokens: int = 8192
     """Padded tokens per micro-batch; 0 = one micro-batch."""
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-5, eps=1e-8, schedule="constant"))
     lora: LoraConfig = field(default_factory=LoraConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    checkpoint_every: int = 50
-    keep_last: int | None = 2
-    """Checkpoints kept (None: all, e.g. to select one after the run)."""
-    log_every: int = 1
-    seed: int = 5
-    """Seed of the prompt order, the sampling and the pair choice (TINYWORLD: RL prompts 5000+)."""
 
     def __post_init__(self) -> None:
         check_interval("sync_every", self.sync_every)
@@ -164,7 +180,7 @@ class OnlineRLConfig:
         if not self.tasks:
             raise ValueError("tasks must name at least one task, e.g. tasks=[{name: arith}]")
         for task in self.tasks:
-            if task.length_bonus and task.pair_rule == "correct_vs_incorrect" and self.loss == "dpo":
+            if task.length_bonus and task.pair_rule == "correct_vs_incorrect" and self.loss == Objective.DPO:
                 raise ValueError(
                     f"task {task.name!r}: length_bonus makes rewards scalar; set its pair_rule to best_vs_worst"
                 )
@@ -174,63 +190,74 @@ class OnlineRLConfig:
 
 def run(cfg: OnlineRLConfig) -> dict[str, Any]:
     dist.init_distributed()
-    if dist.world_size() > 1:
-        raise ValueError("online-rl runs in one process for now; launch it without torchrun")
     torch.manual_seed(cfg.seed)
-    model, tokenizer = load_policy(cfg.model, cfg.lora)
-    generator = build_generator(cfg, model, tokenizer)
-    reference = frozen_copy(model) if cfg.loss == "dpo" or cfg.kl_coef else None
+    policy, tokenizer = load_policy(cfg.model, cfg.lora)
+    generator = build_generator(cfg, policy, tokenizer)
+    reference = frozen_copy(policy) if cfg.loss == Objective.DPO or cfg.kl_coef else None
     synced_reference = reference if cfg.ref_sync_every else None  # re-synced: saved with checkpoints
+    model = wrap_model(policy, cfg.parallel)
     rubric = build_rubric(cfg.tasks)
+    scorer = load_callable(cfg.group_scorer, "group_scorer") if cfg.group_scorer else None
+    prompts = build_prompt_source(cfg)
+    objective = build_objective(cfg, reference)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.num_steps)
-    checkpoints = Path(cfg.out_dir) / "checkpoints"
-    buffer: RolloutBuffer = offline_rollouts(cfg, generator, model, rubric) if cfg.sync_every == 0 else {}
-    state = resume(checkpoints, model, optimizer, scheduler)
-    if state["step"]:
-        restore_online_state(state, checkpoints, buffer, synced_reference)  # pending rollouts, reference
-    loss_fn = build_loss_fn(cfg, reference)
-    validate = partial(validation_metrics, model, tokenizer, cfg, rubric)
-    with RunLog(cfg.out_dir, cfg) as run_log:
-        if state["step"] == 0 and cfg.eval.every >= 0:
-            run_log.log(0, **validate())
-        for step in run_log.progress(range(state["step"] + 1, cfg.num_steps + 1), total=cfg.num_steps):
+    buffer: RolloutBuffer = {}
+    if cfg.sync_every == 0:
+        buffer = offline_rollouts(cfg, prompts, generator, policy, rubric, scorer)
+    validate = partial(validation_metrics, policy, tokenizer, cfg, rubric)
+    with RunLog(cfg.out_dir, cfg, enabled=dist.is_main()) as run_log:
+        state = loop.start(cfg, run_log, model, optimizer, scheduler, validate)
+        if state["step"]:
+            restore_online_state(state, loop.checkpoint_dir(cfg), buffer, synced_reference)
+        for step in run_log.progress(loop.remaining_steps(cfg, state), total=cfg.num_steps):
             metrics: dict[str, float] = {}
             if cfg.sync_every and is_sync_step(step, cfg.sync_every):
-                generator.sync_weights(model, step - 1)
-                metrics.update(generate_burst(cfg, generator, rubric, step, buffer))
+                generator.sync_weights(policy, step - 1)
+                metrics.update(generate_burst(cfg, prompts, generator, rubric, scorer, step, buffer))
             if synced_reference is not None and step > 1 and is_sync_step(step, cfg.ref_sync_every):
-                copy_weights(model, synced_reference)
+                copy_weights(policy, synced_reference)
             groups = buffer.pop(step)
             metrics.update(rollout_metrics(groups, step))
-            micro_batches, data_metrics = build_micro_batches(cfg, groups, reference, tokenizer)
-            metrics.update(data_metrics)
-            if micro_batches:  # else no pair / no scored group: no update (counted in the metrics)
-                metrics.update(update_policy(model, micro_batches, loss_fn, optimizer, scheduler, cfg))
-            if step % cfg.log_every == 0 or step == cfg.num_steps:
-                run_log.log(step, **metrics)
-            if cfg.eval.every > 0 and step % cfg.eval.every == 0 and step != cfg.num_steps:
-                run_log.log(step, **validate())
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and optimizer.state:
-                save_online_checkpoint(
-                    checkpoints,
-                    step,
-                    model,
-                    optimizer,
-                    scheduler,
-                    buffer=buffer if cfg.sync_every else {},  # offline: the rollouts are a data stage
-                    reference=synced_reference,
-                    generator_version=generator.policy_version,
-                    keep_last=cfg.keep_last,
-                )
-        final = validate() if cfg.eval.every >= 0 else {}
-        if final:
-            run_log.log(cfg.num_steps, **final)
-        save_final_model(model, tokenizer, Path(cfg.out_dir) / "model")
+            micro_batches, data_metrics = objective.micro_batches(groups, tokenizer)
+            metrics.update(data_metrics)  # no pair / no scored group on every rank: no update (counted)
+            metrics.update(update_policy(model, micro_batches, objective, optimizer, scheduler, cfg.optim))
+            checkpoint = partial(
+                save_online_checkpoint,
+                loop.checkpoint_dir(cfg),
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                buffer=buffer if cfg.sync_every else {},  # offline: the rollouts are a data stage
+                reference=synced_reference,
+                generator_version=generator.policy_version,
+                keep_last=cfg.keep_last,
+            )
+            loop.end_of_step(cfg, run_log, step, metrics, validate, checkpoint)
+        final = loop.finish(cfg, run_log, model, tokenizer, validate)
     return {"out_dir": cfg.out_dir, **final}
 
 
-# --- rollouts --------------------------------------------------------------------------------------
+# --- plug points -----------------------------------------------------------------------------------
+
+
+def build_objective(cfg: OnlineRLConfig, reference: Any) -> OnlineObjective:
+    """The one dispatch on `cfg.loss`."""
+    match cfg.loss:
+        case Objective.DPO:
+            rules = {task.name: pair_rule(task.pair_rule) for task in cfg.tasks}
+            return PairObjective(reference, rules, cfg.beta, cfg.seed, cfg.micro_batch_tokens)
+        case Objective.GRPO:
+            return PolicyGradientObjective(
+                reference,
+                cfg.advantage,
+                cfg.grpo_normalization,
+                cfg.clip,
+                cfg.kl_coef,
+                on_policy=cfg.sync_every == 1,
+                micro_batch_tokens=cfg.micro_batch_tokens,
+            )
+    raise AssertionError(f"unhandled objective {cfg.loss}")
 
 
 def build_generator(cfg: OnlineRLConfig, model: Any, tokenizer: Any) -> SyncableEngine:
@@ -255,16 +282,33 @@ def build_rubric(tasks: list[TaskConfig]) -> Rubric:
     functions: dict[str, list[Any]] = {}
     for task in tasks:
         bonus = [(num_tokens_reward, task.length_bonus)] if task.length_bonus else []
-        if task.reward == "reward_model":
-            if not task.reward_model:
-                raise ValueError(
-                    f"task {task.name!r} has reward=reward_model but no reward_model path; train one with "
-                    "`selftaught reward-model` and set its `model` directory as the task's reward_model"
-                )
-            functions[task.name] = [RewardModel.from_pretrained(task.reward_model), *bonus]
-        else:
-            functions[task.name] = [world_answer_reward, *bonus]
+        functions[task.name] = [build_reward(reward_spec(task), judge_model=task.judge_model), *bonus]
     return Rubric(functions)
+
+
+def reward_spec(task: TaskConfig) -> str:
+    """`task.reward`, with the bare `reward_model` pointing at the task's `reward_model` directory."""
+    if task.reward != "reward_model":
+        return task.reward
+    if not task.reward_model:
+        raise ValueError(
+            f"task {task.name!r} has reward=reward_model but no reward_model path; train one with "
+            "`selftaught reward-model` and set its `model` directory as the task's reward_model"
+        )
+    return f"reward_model:{task.reward_model}"
+
+
+def build_prompt_source(cfg: OnlineRLConfig) -> PromptSource:
+    data = cfg.rollouts
+    return load_prompt_source(
+        data.prompts,
+        per_step=data.num_prompts,
+        seed=cfg.seed,
+        pool_size=data.pool_size,
+        levels=data.levels,
+        num_shots=data.num_shots,
+        limit=data.limit,
+    )
 
 
 def validation_metrics(model: Any, tokenizer: Any, cfg: OnlineRLConfig, rubric: Rubric) -> dict[str, float]:
@@ -288,50 +332,56 @@ def validation_metrics(model: Any, tokenizer: Any, cfg: OnlineRLConfig, rubric: 
     return metrics
 
 
-def step_prompts(cfg: OnlineRLConfig, step: int) -> list[Prompt]:
-    """The prompts of optimizer step `step`: a pure function of the config and the step."""
-    data = cfg.rollouts
-    pool = _problem_pool(data.pool_size, tuple(data.levels), cfg.seed)
-    indices = batch_indices((step - 1) * data.num_prompts, data.num_prompts, len(pool), cfg.seed)
+# --- rollouts --------------------------------------------------------------------------------------
+
+
+def step_prompts(cfg: OnlineRLConfig, prompts: PromptSource, step: int) -> list[Prompt]:
+    """This rank's prompts of optimizer step `step`, each with its task (the mix of `cfg.tasks`)."""
+    batch = prompts.at(step)
     total = sum(task.weight for task in cfg.tasks)
-    counts = [int(data.num_prompts * task.weight / total) for task in cfg.tasks]
-    counts[0] += data.num_prompts - sum(counts)
+    counts = [int(len(batch) * task.weight / total) for task in cfg.tasks]
+    counts[0] += len(batch) - sum(counts)
     names = [task.name for task, count in zip(cfg.tasks, counts, strict=True) for _ in range(count)]
-    return [replace(to_prompt(pool[i]), task=name) for i, name in zip(indices, names, strict=True)]
-
-
-@functools.lru_cache(maxsize=4)
-def _problem_pool(size: int, levels: tuple[int, ...], seed: int) -> list[Problem]:
-    return sample_problems("train", size, list(levels), seed)
+    tasked = [replace(prompt, task=name) for prompt, name in zip(batch, names, strict=True)]
+    return tasked[dist.rank() :: dist.world_size()]
 
 
 def generate_rollouts(
-    cfg: OnlineRLConfig, engine: SyncableEngine, rubric: Rubric, steps: list[int]
+    cfg: OnlineRLConfig,
+    prompts: PromptSource,
+    engine: SyncableEngine,
+    rubric: Rubric,
+    scorer: GroupScorer | None,
+    steps: list[int],
 ) -> list[RolloutGroup]:
     """Sample and score the rollouts of `steps` in one `generate` call (one burst)."""
-    prompts = [(step, prompt) for step in steps for prompt in step_prompts(cfg, step)]
+    batch = [(step, prompt) for step in steps for prompt in step_prompts(cfg, prompts, step)]
     data = cfg.rollouts
     sampling = SamplingParams(
         temperature=data.temperature,
         top_p=data.top_p,
         n=data.samples_per_prompt,
         max_new_tokens=data.max_new_tokens,
+        stop=data.stop,
         seed=cfg.seed * 1_000_003 + steps[0],
+        per_prompt_seeds=data.per_prompt_seeds or dist.world_size() > 1,
     )
-    return sample_rollouts(engine, rubric, prompts, sampling)
+    return sample_rollouts(engine, rubric, batch, sampling, group_scorer=scorer)
 
 
 def generate_burst(
     cfg: OnlineRLConfig,
+    prompts: PromptSource,
     engine: SyncableEngine,
     rubric: Rubric,
+    scorer: GroupScorer | None,
     step: int,
     buffer: RolloutBuffer,
 ) -> dict[str, float]:
     """Fill `buffer` with the rollouts of the window starting at sync step `step`; timing metrics."""
     start = time.perf_counter()
     steps = burst_steps(step, cfg.sync_every, cfg.num_steps)
-    groups = generate_rollouts(cfg, engine, rubric, steps)
+    groups = generate_rollouts(cfg, prompts, engine, rubric, scorer, steps)
     add_rollouts(buffer, groups)
     seconds = time.perf_counter() - start
     num_tokens = sum(c.num_tokens for g in groups for c in g.completions)
@@ -342,24 +392,33 @@ def generate_burst(
     }
 
 
-def offline_rollouts(cfg: OnlineRLConfig, engine: SyncableEngine, seed: Any, rubric: Rubric) -> RolloutBuffer:
-    """s = 0: the rollouts of every step, sampled from the `seed` model once, as a data stage."""
+def offline_rollouts(
+    cfg: OnlineRLConfig,
+    prompts: PromptSource,
+    engine: SyncableEngine,
+    seed_model: Any,
+    rubric: Rubric,
+    scorer: GroupScorer | None,
+) -> RolloutBuffer:
+    """s = 0: the rollouts of every step, sampled from the seed model once, as a data stage (one
+    stage per rank under torchrun: each rank samples its own share)."""
     data = cfg.rollouts
     fingerprint = compute_fingerprint(
         {
             "template": ROLLOUTS_TEMPLATE,
-            "weights": weights_fingerprint(seed),
+            "weights": weights_fingerprint(seed_model),
             "seed": cfg.seed,
-            "rollouts": vars(data),
+            "rollouts": _fingerprint_settings(data),
             "tasks": [vars(t) for t in cfg.tasks],
             "num_steps": cfg.num_steps,
         }
     )
-    engine.sync_weights(seed, 0)  # a remote server then surely serves the seed
+    engine.sync_weights(seed_model, 0)  # a remote server then surely serves the seed
+    stage = "rollouts" if dist.world_size() == 1 else f"rollouts-rank{dist.rank()}"
     records = run_stage(
-        Path(cfg.out_dir) / "rollouts",
+        Path(cfg.out_dir) / stage,
         list(range(1, cfg.num_steps + 1)),
-        lambda steps: [g.to_record() for g in generate_rollouts(cfg, engine, rubric, steps)],
+        lambda steps: [g.to_record() for g in generate_rollouts(cfg, prompts, engine, rubric, scorer, steps)],
         shard_size=max(1, 4096 // (data.num_prompts * data.samples_per_prompt)),
         fingerprint=fingerprint,
         meta={"generator": cfg.model, "seed": cfg.seed, "template": ROLLOUTS_TEMPLATE},
@@ -370,80 +429,12 @@ def offline_rollouts(cfg: OnlineRLConfig, engine: SyncableEngine, seed: Any, rub
     return buffer
 
 
-# --- training batches ------------------------------------------------------------------------------
-
-
-def build_micro_batches(
-    cfg: OnlineRLConfig, groups: list[RolloutGroup], reference: Any, tokenizer: Any
-) -> tuple[list[Any], dict[str, float]]:
-    """This step's micro-batches (empty when no pair or group survives) and data metrics."""
-    if cfg.loss == "dpo":
-        return _pair_batches(cfg, groups, reference, tokenizer)
-    kept, metrics = scored_groups(groups)
-    completions = [c for g in kept for c in g.completions]
-    metrics["num_sequences"] = len(completions)
-    if not completions:
-        return [], metrics
-    advantage_type = AdvantageType(cfg.advantage)
-    advantages = [a for g in kept for a in group_advantages(g, advantage_type)]
-    examples = [e for g in kept for e in rollout_examples(tokenizer, g.prompt, g.completions)]
-    old_logprobs = [c.logprobs for c in completions] if cfg.sync_every != 1 else None  # s = 1: on-policy
-    pad_id, budget = tokenizer.pad_token_id, cfg.micro_batch_tokens
-    batches = build_rollout_batches(
-        examples, advantages, old_logprobs, pad_id=pad_id, micro_batch_tokens=budget
-    )
-    return batches, metrics
-
-
-def _pair_batches(
-    cfg: OnlineRLConfig, groups: list[RolloutGroup], reference: Any, tokenizer: Any
-) -> tuple[list[Any], dict[str, float]]:
-    """DPO: each task's pairs, scored by `reference` (log-probs [2P], chosen then rejected)."""
-    pairs, results = select_pairs(groups, {t.name: PairRule(t.pair_rule) for t in cfg.tasks}, cfg.seed)
-    metrics = compute_pair_stats(results)
-    if not pairs:
-        return [], metrics
-    pair_examples = [tuple(rollout_examples(tokenizer, p.prompt, [p.chosen, p.rejected])) for p in pairs]
-    sequences = [chosen for chosen, _ in pair_examples] + [rejected for _, rejected in pair_examples]
-    pad_id, budget = tokenizer.pad_token_id, cfg.micro_batch_tokens
-    ref_logps = compute_sequence_logps(reference, sequences, pad_id=pad_id, micro_batch_tokens=budget)
-    return build_pair_batches(pair_examples, ref_logps, pad_id=pad_id, micro_batch_tokens=budget), metrics
-
-
-def build_loss_fn(cfg: OnlineRLConfig, reference: Any) -> Any:
-    """The `train_step` loss of `cfg`: DPO on pair batches, or GRPO on rollout batches."""
-    if cfg.loss == "dpo":
-        return partial(pair_loss, beta=cfg.beta)
-    normalization = LossNormalization(cfg.grpo_normalization)
-    return partial(
-        rollout_loss, reference=reference, kl_coef=cfg.kl_coef, clip=cfg.clip, normalization=normalization
-    )
-
-
-def update_policy(
-    model: Any,
-    micro_batches: list[Any],
-    loss_fn: Any,
-    optimizer: Any,
-    scheduler: Any,
-    cfg: OnlineRLConfig,
-) -> dict[str, float]:
-    """`train_step` with the loss denominator of `cfg`'s loss (DPO: pairs; GRPO: tokens or
-    sequences), and its throughput in trained (completion) tokens per second."""
-    num_units = None  # train_step counts `loss_mask`: pairs (DPO) or completion tokens (GRPO)
-    if cfg.loss == "grpo" and cfg.grpo_normalization != "token":
-        num_units = sum(len(mb.advantages) for mb in micro_batches)
-    metrics = train_step(
-        model,
-        micro_batches,
-        loss_fn,
-        optimizer,
-        scheduler,
-        max_grad_norm=cfg.optim.max_grad_norm,
-        num_tokens=num_units,
-    )
-    num_tokens = sum(int(mb.sequences.loss_mask.sum()) for mb in micro_batches)
-    del metrics["tokens_per_s"]  # counts loss units (pairs for DPO)
-    metrics["train_tokens_per_s"] = num_tokens / metrics["seconds"]
-    metrics["train_seconds"] = metrics.pop("seconds")
-    return metrics
+def _fingerprint_settings(data: RolloutConfig) -> dict[str, Any]:
+    """The rollout settings that change the offline stage; fields added after v1 enter only when set,
+    so a stage written before them is still reused."""
+    settings = dict(vars(data))
+    new = {"prompts": "world:prompts", "stop": [], "limit": None, "num_shots": 0, "per_prompt_seeds": False}
+    for key, default in new.items():
+        if settings[key] == default:
+            del settings[key]
+    return settings

@@ -5,19 +5,20 @@ Algorithm (Bradley & Terry 1952; InstructGPT, Ouyang et al. 2022, Eq. 1):
   1. Model: `AutoModelForSequenceClassification` with one label, built from a causal LM (the
      tiny-world student, a directory, a GGUF file): the backbone weights are loaded, the head
      `score` is new (seeded). Its pad token id is set, so the last non-pad token is scored.
-  2. Pairs. `world`: one pair per distinct problem. Chosen is the correct chain solution, rejected
+  2. Pairs. `world:pairs` (`selftaught.world.sources.pair_records`): one pair per distinct problem. Chosen is the correct chain solution, rejected
      the buggy teacher's (every units carry of an addition forgotten, TINYWORLD §1), so only
      problems with a carry give a pair. `off_by_one` also pairs the others, against the chain
      solution with its last result off by 1 or 10. With `length_bias` p, a share p of the pairs
      instead prefers the longer correct solution (grouped strategy) over the chain one: a reward
      model that likes length, for reward-hacking demos. Train pairs use train-split problems,
-     held-out pairs valid-split ones. Files: any `prompt`/`chosen`/`rejected` records (TRL
-     preference format, text or conversational); a hash of the prompt holds out `valid_fraction`
-     of the prompts with all their pairs.
+     held-out pairs valid-split ones (`world:pairs:valid`). Files: any `prompt`/`chosen`/`rejected`
+     records (TRL preference format, text or conversational); held out: `data.valid_source`, or,
+     when it is empty, a hash of the prompt holds out `valid_fraction` of the prompts with all
+     their pairs.
   3. Each optimizer step takes the next `batch_size` pairs of a seeded stream reshuffled every
      epoch; a pair's two sequences share a forward pass, and the loss is divided by the pairs of
      the whole step (accumulation = one big batch). Held-out pairwise accuracy (r_c > r_r) before
-     training, every `eval_every` steps and at the end; checkpoints for exact resume.
+     training, every `eval.every` steps and at the end; checkpoints for exact resume.
   4. Write `<out_dir>/model`, a plain transformers directory that `RewardModel.from_pretrained`
      (and TRL, as a reward model) loads.
 
@@ -39,37 +40,41 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from selftaught.data.sources import read_records, require_columns
+from selftaught.data.catalog import load_records
+from selftaught.data.order import batch_indices
+from selftaught.data.sources import require_columns
 from selftaught.models.io import resolve_model_source, save_model
-from selftaught.recipes.common import TINY_WORLD, batch_indices, resume
 from selftaught.rewards.reward_model import (
     RewardModel,
     bradley_terry_loss,
     ensure_pad_token_id,
-    pad_right,
     render_for_reward,
     sequence_rewards,
 )
 from selftaught.runlog import RunLog
-from selftaught.train.checkpoint import save_checkpoint
+from selftaught.train import loop
+from selftaught.train.batching import collate
+from selftaught.train.loop import EvalConfig, RunConfig
 from selftaught.train.optim import OptimConfig, build_optimizer, build_scheduler
+from selftaught.train.preference import PairBatch
 from selftaught.train.step import train_step
-from selftaught.world.arith import Problem, sample_problems, solve
 
 
 @dataclass
 class RewardModelDataConfig:
-    source: str = "world"
-    """`world` (generated tiny-world pairs) or a JSONL/Parquet/dataset path with `prompt`/`chosen`/`rejected`."""
+    source: str = "world:pairs"
+    """`world:pairs` (generated tiny-world pairs) or a JSONL/Parquet/dataset path with `prompt`/`chosen`/`rejected`."""
+    valid_source: str | None = "world:pairs:valid"
+    """Held-out pairs; None: hold out `valid_fraction` of the prompts of `source` (by a hash of the prompt)."""
     num_pairs: int = 4000
     """World: training pairs, one per distinct train-split problem (with a carry, unless `off_by_one`)."""
     num_valid_pairs: int = 300
@@ -82,7 +87,7 @@ class RewardModelDataConfig:
     """World: also pair problems without a units carry, against their chain solution with the last
     result off by 1 or 10. Off: only carry problems, against the buggy teacher's solution."""
     valid_fraction: float = 0.1
-    """Files: share of prompts held out (by a hash of the prompt: all pairs of a prompt on one side)."""
+    """Share of prompts held out when `valid_source` is None (all pairs of a prompt on one side)."""
     limit: int | None = None
     """Files: use only the first N records."""
     max_length: int = 512
@@ -98,12 +103,10 @@ class RewardModelDataConfig:
 
 
 @dataclass
-class RewardModelConfig:
+class RewardModelConfig(RunConfig):
     out_dir: str = "runs/reward-model"
-    model: str = "tiny-world"
-    """Causal LM (or reward model) to start from: `tiny-world`, a directory, a GGUF file or a hub id."""
-    data: RewardModelDataConfig = field(default_factory=RewardModelDataConfig)
     num_steps: int = 300
+    data: RewardModelDataConfig = field(default_factory=RewardModelDataConfig)
     batch_size: int = 32
     """Pairs per optimizer step."""
     micro_batch_size: int = 0
@@ -111,15 +114,9 @@ class RewardModelConfig:
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=1e-3, schedule="cosine", warmup_steps=10, min_lr_ratio=0.1)
     )
-    eval_every: int = 50
-    """Held-out pairwise accuracy every this many steps (0: before training and at the end only)."""
-    eval_batch_size: int = 128
-    checkpoint_every: int = 100
-    """Save a resumable checkpoint every this many steps (0: never)."""
-    keep_last: int = 2
-    log_every: int = 10
-    seed: int = 0
-    """Seed of the new head's initialisation and of the pair order."""
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(every=50, batch_size=128))
+    """Held-out pairwise accuracy every `eval.every` steps, scored `eval.batch_size` sequences at a time
+    (the held-out pairs are `data.valid_source`; `eval.data` is not used)."""
 
 
 @dataclass
@@ -144,40 +141,22 @@ def run(cfg: RewardModelConfig) -> dict[str, Any]:
         )
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.num_steps)
-    checkpoints = Path(cfg.out_dir) / "checkpoints"
-    state = resume(checkpoints, model, optimizer, scheduler)
-    scorer = RewardModel(model, tokenizer, batch_size=cfg.eval_batch_size, max_length=cfg.data.max_length)
+    scorer = RewardModel(model, tokenizer, batch_size=cfg.eval.batch_size, max_length=cfg.data.max_length)
+    validate = partial(pairwise_metrics, scorer, valid)
+    save = partial(loop.checkpoint, cfg, model, optimizer, scheduler)
     with RunLog(cfg.out_dir, cfg) as run_log:
         run_log.info(
             f"reward-model: {len(train)} train and {len(valid)} held-out pairs, "
             f"{num_dropped + num_valid_dropped} dropped as longer than {cfg.data.max_length} tokens"
         )
-        if state["step"]:
-            run_log.info(f"resuming at step {state['step']} of {cfg.num_steps}")
-        else:
-            run_log.log(
-                0, num_train_pairs=len(train), num_valid_pairs=len(valid), **pairwise_metrics(scorer, valid)
-            )
-        for step in run_log.progress(
-            range(state["step"] + 1, cfg.num_steps + 1), total=cfg.num_steps, desc="rm"
-        ):
+        state = loop.start(cfg, run_log, model, optimizer, scheduler, validate)
+        for step in run_log.progress(loop.remaining_steps(cfg, state), total=cfg.num_steps, desc="rm"):
+            micro_batches = step_micro_batches(train, step, cfg, scorer.pad_id)
             metrics = train_step(
-                model,
-                step_micro_batches(train, step, cfg, scorer.pad_id),
-                _loss,
-                optimizer,
-                scheduler,
-                max_grad_norm=cfg.optim.max_grad_norm,
+                model, micro_batches, _loss, optimizer, scheduler, max_grad_norm=cfg.optim.max_grad_norm
             )
-            if step % cfg.log_every == 0 or step == cfg.num_steps:
-                run_log.log(step, **_pair_units(metrics))
-            if cfg.eval_every > 0 and step % cfg.eval_every == 0 and step != cfg.num_steps:
-                run_log.log(step, **pairwise_metrics(scorer, valid))
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                save_checkpoint(
-                    checkpoints, step, model, optimizer, scheduler, {"step": step}, keep_last=cfg.keep_last
-                )
-        final = pairwise_metrics(scorer, valid)
+            loop.end_of_step(cfg, run_log, step, metrics, validate, save)
+        final = validate()
         run_log.log(cfg.num_steps, **final)
         run_log.info(f"held-out pairwise accuracy {final['val_pairwise_accuracy']:.3f} on {len(valid)} pairs")
         save_model(model, tokenizer, Path(cfg.out_dir) / "model")
@@ -190,10 +169,6 @@ def build_reward_model(spec: str, seed: int) -> tuple[Any, Any]:
     The backbone weights come from `spec`; a new head is initialised under `seed` without touching
     the caller's random state. The pad token id is set (tokenizer pad, else EOS).
     """
-    if spec == TINY_WORLD:
-        from selftaught.recipes.world_pretrain import pretrained_student
-
-        spec = str(pretrained_student())
     source = resolve_model_source(spec)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -206,19 +181,6 @@ def build_reward_model(spec: str, seed: int) -> tuple[Any, Any]:
 # --- training --------------------------------------------------------------------------------------
 
 
-@dataclass
-class PairBatch:
-    """One micro-batch of P pairs: rows 0..P-1 are the chosen sequences, rows P..2P-1 the rejected."""
-
-    input_ids: torch.Tensor
-    """[2P, T] right-padded."""
-    attention_mask: torch.Tensor
-    """[2P, T]."""
-    loss_mask: torch.Tensor
-    """[P] all True. `train_step` counts the units the loss is summed over with `loss_mask`; the
-    Bradley-Terry loss sums over pairs, so its normaliser and metric weights count pairs."""
-
-
 def step_micro_batches(
     pairs: list[TokenPair], step: int, cfg: RewardModelConfig, pad_id: int
 ) -> list[PairBatch]:
@@ -229,23 +191,15 @@ def step_micro_batches(
     for start in range(0, len(indices), size):
         chunk = [pairs[i] for i in indices[start : start + size]]
         rows = [p.chosen_ids for p in chunk] + [p.rejected_ids for p in chunk]
-        batches.append(
-            PairBatch(*pad_right(rows, pad_id), loss_mask=torch.ones(len(chunk), dtype=torch.bool))
-        )
+        batches.append(PairBatch(collate([(ids, [True] * len(ids)) for ids in rows], pad_id)))
     return batches
 
 
 def _loss(model: Any, batch: PairBatch, num_pairs: float) -> tuple[torch.Tensor, dict[str, Any]]:
-    device = next(model.parameters()).device
-    rewards = sequence_rewards(model, batch.input_ids.to(device), batch.attention_mask.to(device))  # [2P]
+    sequences = batch.sequences.to(next(model.parameters()).device)
+    rewards = sequence_rewards(model, sequences.input_ids, sequences.attention_mask)  # [2P]
     chosen_rewards, rejected_rewards = rewards.chunk(2)  # [P], [P]
     return bradley_terry_loss(chosen_rewards, rejected_rewards, num_pairs=int(num_pairs))
-
-
-def _pair_units(metrics: dict[str, float]) -> dict[str, float]:
-    """`train_step`'s metrics with its unit counts named for what they count here: pairs."""
-    renamed = {"num_tokens": "num_pairs", "tokens_per_s": "pairs_per_s"}
-    return {renamed.get(key, key): value for key, value in metrics.items()}
 
 
 def pairwise_metrics(scorer: RewardModel, pairs: list[TokenPair], prefix: str = "val") -> dict[str, float]:
@@ -278,83 +232,28 @@ def _scores(scorer: RewardModel, sequences: list[list[int]]) -> torch.Tensor:
 
 def load_pair_records(cfg: RewardModelDataConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """`(train, held_out)` preference records: `prompt`, `chosen`, `rejected` (world pairs add `kind`, `answer`)."""
-    if cfg.source == "world":
-        return world_pairs("train", cfg.num_pairs, cfg), world_pairs("valid", cfg.num_valid_pairs, cfg)
-    records = read_records(cfg.source, limit=cfg.limit)
+    world = {
+        "levels": cfg.levels,
+        "seed": cfg.seed,
+        "length_bias": cfg.length_bias,
+        "off_by_one": cfg.off_by_one,
+    }
+    records = load_records(cfg.source, limit=cfg.limit, num=cfg.num_pairs, **world)
     require_columns(records, ["prompt", "chosen", "rejected"], cfg.source)
-    held_out = [_held_out(record["prompt"], cfg.valid_fraction) for record in records]
+    if cfg.valid_source:
+        held_out = load_records(cfg.valid_source, limit=cfg.limit, num=cfg.num_valid_pairs, **world)
+        require_columns(held_out, ["prompt", "chosen", "rejected"], cfg.valid_source)
+        return records, held_out
+    is_held_out = [_held_out(record["prompt"], cfg.valid_fraction) for record in records]
     return (
-        [r for r, h in zip(records, held_out, strict=True) if not h],
-        [r for r, h in zip(records, held_out, strict=True) if h],
+        [r for r, h in zip(records, is_held_out, strict=True) if not h],
+        [r for r, h in zip(records, is_held_out, strict=True) if h],
     )
 
 
 def _held_out(prompt: Any, fraction: float) -> bool:
     digest = hashlib.sha1(json.dumps(prompt, sort_keys=True).encode()).hexdigest()
     return int(digest[:8], 16) % 10_000 < fraction * 10_000
-
-
-_PROBLEMS_PER_PAIR = 5
-"""World pairs: problems drawn per pair asked for (problems without a carry may give no pair)."""
-
-
-def world_pairs(split: str, num: int, cfg: RewardModelDataConfig) -> list[dict[str, Any]]:
-    """`num` conversational preference records on distinct `split` problems (pair kinds: module doc).
-
-    The kind of each pair is drawn first (length with probability `cfg.length_bias`), then the next
-    problem that can give it is used: any problem for length and off-by-one pairs, a problem with a
-    units carry for carry pairs (so these lean to the higher levels).
-    """
-    rng = random.Random(f"{cfg.seed}|{split}")
-    problems = sample_problems(split, _PROBLEMS_PER_PAIR * num, cfg.levels, cfg.seed)
-    records: list[dict[str, Any]] = []
-    length_pair = rng.random() < cfg.length_bias
-    for problem in problems:
-        record = world_pair(problem, length_pair, cfg.off_by_one, rng)
-        if record is None:
-            continue
-        records.append(record)
-        if len(records) == num:
-            return records
-        length_pair = rng.random() < cfg.length_bias
-    raise ValueError(
-        f"only {len(records)} of {num} {split} pairs from {len(problems)} problems; ask for fewer"
-    )
-
-
-def world_pair(
-    problem: Problem, length_pair: bool, off_by_one: bool, rng: random.Random
-) -> dict[str, Any] | None:
-    """One preference record for `problem`, or None when it cannot give the kind asked for."""
-    correct = solve(problem, "chain")
-    if length_pair:
-        kind, chosen, rejected = "length", solve(problem, "grouped"), correct
-    else:
-        chosen = correct
-        kind, rejected = wrong_solution(problem, rng)
-        if kind == "off_by_one" and not off_by_one:
-            return None
-    return {
-        "prompt": [{"role": "user", "content": problem.text}],
-        "chosen": [{"role": "assistant", "content": chosen}],
-        "rejected": [{"role": "assistant", "content": rejected}],
-        "kind": kind,
-        "answer": str(problem.answer),
-    }
-
-
-def wrong_solution(problem: Problem, rng: random.Random) -> tuple[str, str]:
-    """`(kind, solution)`: the buggy teacher's chain solution when it differs from the correct one
-    (the problem has a units carry), else the correct one with its last result off by 1 or 10."""
-    correct = solve(problem, "chain")
-    buggy = solve(problem, "chain", bug=1.0, rng=rng)
-    if buggy != correct:
-        return "carry", buggy
-    offset = rng.choice((-10, -1, 1, 10))
-    wrong = problem.answer + offset if problem.answer + offset >= 0 else problem.answer - offset
-    ending = f"={problem.answer} Answer: {problem.answer}"
-    assert correct.endswith(ending), correct
-    return "off_by_one", f"{correct.removesuffix(ending)}={wrong} Answer: {wrong}"
 
 
 def render_pairs(

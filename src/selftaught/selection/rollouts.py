@@ -4,8 +4,9 @@ A `RolloutGroup` is one prompt with its N sampled completions (each stamped with
 version that produced it) and their rewards (`None` = could not score). It is JSON-serialisable,
 so a stage of offline rollouts and the pending rollout buffer of a checkpoint are plain JSON.
 
-DPO (papers_B §1.4 step 4): each task names its pair rule (`PairRule`); prompts with no valid pair
-are dropped and counted (`compute_pair_stats`). GRPO: all scored samples of a group, with
+DPO (papers_B §1.4 step 4): each task names its pair rule, a function `(group, rng) -> GroupPairs`
+(`PAIR_RULES`, or a user's `module:function`: DivPO's rule is one more function); prompts with no
+valid pair are dropped and counted (`compute_pair_stats`). GRPO: all scored samples of a group, with
 group-relative advantages (the recipe computes them); unscored samples are left out of their group (never read as 0), and a
 group with fewer than 2 scored samples is dropped and counted.
 """
@@ -13,22 +14,12 @@ group with fewer than 2 scored samples is dropped and counted.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from selftaught.rewards.registry import load_callable
 from selftaught.selection.pairs import GroupPairs, all_pairs, best_vs_worst, correct_vs_incorrect
-from selftaught.types import Completion, Pair, Prompt, StrEnum
-
-
-class PairRule(StrEnum):
-    """How one prompt's scored samples become DPO pairs (see `selftaught.selection.pairs`)."""
-
-    CORRECT_VS_INCORRECT = "correct_vs_incorrect"
-    """Verifiable 0/1 rewards: a random correct sample against a random incorrect one."""
-    BEST_VS_WORST = "best_vs_worst"
-    """Scalar rewards (a reward model): the highest against the lowest."""
-    ALL_PAIRS = "all_pairs"
-    """GroupDPO: every correct x incorrect pair."""
+from selftaught.types import Completion, Pair, Prompt
 
 
 @dataclass
@@ -61,21 +52,48 @@ class RolloutGroup:
         )
 
 
-def build_pairs(group: RolloutGroup, rule: PairRule, rng: random.Random) -> GroupPairs:
-    """The pairs of one group under `rule`; `rng` is used by the random rule only."""
-    scored = list(zip(group.completions, group.rewards, strict=True))
-    match PairRule(rule):
-        case PairRule.CORRECT_VS_INCORRECT:
-            return correct_vs_incorrect(group.prompt, scored, rng)
-        case PairRule.BEST_VS_WORST:
-            return best_vs_worst(group.prompt, scored)
-        case PairRule.ALL_PAIRS:
-            return all_pairs(group.prompt, scored)
-    raise AssertionError(f"unhandled PairRule {rule}")
+PairRuleFn = Callable[["RolloutGroup", random.Random], GroupPairs]
+"""`rule(group, rng) -> GroupPairs`: one prompt's pairs, or none with the reason (counted)."""
+
+
+def correct_vs_incorrect_rule(group: RolloutGroup, rng: random.Random) -> GroupPairs:
+    """Verifiable 0/1 rewards: a random correct sample against a random incorrect one."""
+    return correct_vs_incorrect(group.prompt, _scored(group), rng)
+
+
+def best_vs_worst_rule(group: RolloutGroup, rng: random.Random) -> GroupPairs:
+    """Scalar rewards (a reward model): the highest against the lowest."""
+    return best_vs_worst(group.prompt, _scored(group))
+
+
+def all_pairs_rule(group: RolloutGroup, rng: random.Random) -> GroupPairs:
+    """GroupDPO: every correct x incorrect pair."""
+    return all_pairs(group.prompt, _scored(group))
+
+
+PAIR_RULES: dict[str, PairRuleFn] = {
+    "correct_vs_incorrect": correct_vs_incorrect_rule,
+    "best_vs_worst": best_vs_worst_rule,
+    "all_pairs": all_pairs_rule,
+}
+"""Built-in pair rules by name."""
+
+
+def pair_rule(spec: str) -> PairRuleFn:
+    """The pair rule `spec` names: a key of `PAIR_RULES` or a user's `package.module:function`."""
+    if spec in PAIR_RULES:
+        return PAIR_RULES[spec]
+    if ":" in spec:
+        return load_callable(spec, "pair rule")
+    raise ValueError(f"unknown pair rule {spec!r}; use one of {sorted(PAIR_RULES)} or package.module:function")
+
+
+def _scored(group: RolloutGroup) -> list[tuple[Completion, float | None]]:
+    return list(zip(group.completions, group.rewards, strict=True))
 
 
 def select_pairs(
-    groups: Sequence[RolloutGroup], rules: Mapping[str, PairRule | str], seed: int
+    groups: Sequence[RolloutGroup], rules: Mapping[str, PairRuleFn], seed: int
 ) -> tuple[list[Pair], list[GroupPairs]]:
     """Pairs of every group, the rule chosen by the prompt's task; also each group's `GroupPairs`
     (for `compute_pair_stats`). The random choice of group g uses `Random(f"{seed}|{step}|{id}")`,
@@ -87,7 +105,7 @@ def select_pairs(
                 f"no pair rule for task {group.prompt.task!r}; set one for it (rules: {sorted(rules)})"
             )
         rng = random.Random(f"{seed}|{group.step}|{group.prompt.id}")
-        results.append(build_pairs(group, PairRule(rules[group.prompt.task]), rng))
+        results.append(rules[group.prompt.task](group, rng))
     return [pair for result in results for pair in result.pairs], results
 
 

@@ -1,0 +1,164 @@
+"""TRL dataset records <-> the library's records and training examples, in one place.
+
+Column vocabulary (TRL's, plus GSM8K's original release):
+- prompt-only (RL, generation): `prompt` as text or messages, or `messages` (the assistant turns
+  dropped), or GSM8K `question`; optional `id`, `answer` (the reference a verifier reads), `task`;
+  every other column goes to `Prompt.meta` and so reaches reward functions as a keyword argument.
+- SFT: `messages` (conversational), `prompt` + `completion`, or GSM8K `question` + `answer`.
+- preferences: `prompt` + `chosen` + `rejected`, or GSM8K records, which become pairs of the worked
+  solution against the same solution with a wrong final number (`gsm8k_preference_records`).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from selftaught.data import gsm8k
+from selftaught.data.chat import render_conversation, render_prompt_completion, validate_messages
+from selftaught.data.sources import require_columns
+from selftaught.types import Message, Prompt
+
+Example = tuple[list[int], list[bool]]
+"""`(input_ids, loss_mask)` of one training sequence."""
+PROMPT_COLUMNS = ("id", "prompt", "messages", "question", "answer", "task")
+"""Columns `prompt_from_record` reads itself; the others become `Prompt.meta`."""
+
+
+def prompt_from_record(record: dict[str, Any], index: int, source: str, *, num_shots: int = 0) -> Prompt:
+    """One prompt-only record as a `Prompt` (column vocabulary: module doc).
+
+    GSM8K records get the number after `####` as `answer` and, with `num_shots` > 0, the few-shot
+    raw-text prompt for base models (task `gsm8k`).
+    """
+    pid = str(record.get("id", index))
+    meta = {k: v for k, v in record.items() if k not in PROMPT_COLUMNS}
+    task = str(record.get("task", "default"))
+    if gsm8k.is_gsm8k_record(record):
+        question = record["question"]
+        text = gsm8k.few_shot_prompt(question, num_shots) if num_shots else None
+        answer = gsm8k.reference_answer(record["answer"])
+        messages = [{"role": "user", "content": question}]
+        return Prompt(pid, messages, text=text, answer=answer, task=record.get("task", "gsm8k"), meta=meta)
+    answer = None if record.get("answer") is None else str(record["answer"])
+    if isinstance(record.get("messages"), list):
+        messages = [m for m in record["messages"] if m.get("role") != "assistant"] or record["messages"]
+        return Prompt(pid, messages, answer=answer, task=task, meta=meta)
+    if isinstance(record.get("prompt"), list):
+        validate_messages(record["prompt"])
+        return Prompt(pid, record["prompt"], answer=answer, task=task, meta=meta)
+    if isinstance(record.get("prompt"), str):
+        return Prompt(pid, [], text=record["prompt"], answer=answer, task=task, meta=meta)
+    raise ValueError(
+        f"{source}: record {index} has no `prompt` (text or messages), `messages` or `question` column; "
+        f"it has {sorted(record)}"
+    )
+
+
+def prompts_from_records(records: list[dict[str, Any]], source: str, *, num_shots: int = 0) -> list[Prompt]:
+    """Every record as a `Prompt` (see `prompt_from_record`)."""
+    return [prompt_from_record(r, i, source, num_shots=num_shots) for i, r in enumerate(records)]
+
+
+def prompt_record(prompt: Prompt) -> dict[str, Any]:
+    """A `Prompt` as a TRL prompt-only record; `prompt_from_record` reads it back unchanged."""
+    record: dict[str, Any] = {
+        "id": prompt.id,
+        "prompt": prompt.text if prompt.text is not None else prompt.messages,
+    }
+    if prompt.answer is not None:
+        record["answer"] = prompt.answer
+    return {**record, "task": prompt.task, **prompt.meta}
+
+
+def trl_prompt(value: Any, index: int) -> Prompt:
+    """A TRL prompt value (a string: one user turn; or a message list) as a `Prompt` with id `index`."""
+    if isinstance(value, str):
+        return Prompt(id=str(index), messages=[{"role": "user", "content": value}])
+    if isinstance(value, list):
+        validate_messages(value)
+        return Prompt(id=str(index), messages=value)
+    raise ValueError(f"prompts[{index}] must be a string or a list of messages, got {type(value).__name__}")
+
+
+def sft_example(record: dict[str, Any], tokenizer: Any, where: str) -> Example:
+    """One training example from an SFT record (`messages`, `prompt` + `completion`, or GSM8K)."""
+    if "messages" in record:
+        return render_conversation(tokenizer, record["messages"])
+    if "prompt" in record and "completion" in record:
+        return render_prompt_completion(tokenizer, record["prompt"], record["completion"], where=where)
+    if gsm8k.is_gsm8k_record(record):
+        return render_conversation(tokenizer, gsm8k.conversation(record))
+    raise ValueError(
+        f"{where}: expected `messages`, `prompt` + `completion`, or `question` + `answer` columns, "
+        f"got {sorted(record)}"
+    )
+
+
+def sft_examples(
+    records: list[dict[str, Any]], tokenizer: Any, source: str, max_length: int
+) -> list[Example]:
+    """Tokenised examples truncated to `max_length`; those left with no trained token are dropped (and
+    the drop is printed); an error when none is left."""
+    examples = []
+    for i, record in enumerate(records):
+        ids, mask = sft_example(record, tokenizer, f"{source} record {i}")
+        if any(mask[:max_length]):
+            examples.append((ids[:max_length], mask[:max_length]))
+    if not examples:
+        raise ValueError(f"{source} gave no example with trained tokens within max_length {max_length}")
+    if len(examples) < len(records):
+        print(
+            f"{source}: {len(records) - len(examples)} of {len(records)} examples had no trained tokens "
+            f"within max_length {max_length} and were dropped"
+        )
+    return examples
+
+
+def is_preference_records(records: list[dict[str, Any]]) -> bool:
+    """Whether `records` are preference pairs (TRL's `chosen` column, or GSM8K records)."""
+    return bool(records) and ("chosen" in records[0] or gsm8k.is_gsm8k_record(records[0]))
+
+
+def preference_records(records: list[dict[str, Any]], source: str, seed: int) -> list[dict[str, Any]]:
+    """TRL preference records (checked), or GSM8K records turned into pairs (`gsm8k_preference_records`)."""
+    if records and gsm8k.is_gsm8k_record(records[0]):
+        return gsm8k_preference_records(records, seed)
+    require_columns(records, ["prompt", "chosen", "rejected"], source)
+    return records
+
+
+def gsm8k_preference_records(records: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """Pairs from GSM8K (`question`, `answer`): the same worked solution with the right final number
+    (chosen) and with a wrong one (rejected).
+
+    Both responses are the reference reasoning followed by "The answer is N." (the SFT rendering);
+    the rejected N is the true one plus a seeded nonzero offset in [-10, 10]. Only the final number
+    differs, so the preference is unambiguous and verifiable: a small, cheap set for checking DPO on
+    a real model, not a training set of interest.
+    """
+    rng = random.Random(seed)
+    pairs = []
+    for index, record in enumerate(records):
+        answer = gsm8k.reference_answer(record["answer"])
+        if not answer.lstrip("-").isdigit():
+            raise ValueError(f"GSM8K record {index}: final answer {answer!r} is not an integer")
+        wrong = int(answer) + rng.choice([d for d in range(-10, 11) if d])
+        pairs.append(
+            {
+                "prompt": [{"role": "user", "content": record["question"]}],
+                "chosen": [_assistant(gsm8k.solution(record["answer"]))],
+                "rejected": [_assistant(gsm8k.solution(record["answer"], str(wrong)))],
+                "meta": {
+                    "source_index": index,
+                    "answer": answer,
+                    "rule": "gsm8k_wrong_final_number",
+                    "seed": seed,
+                },
+            }
+        )
+    return pairs
+
+
+def _assistant(content: str) -> Message:
+    return {"role": "assistant", "content": content}

@@ -1,0 +1,56 @@
+"""The model a recipe trains: any model spec, optionally wrapped with LoRA adapters (peft).
+
+A spec is what `selftaught.models.io.load_model` takes: an alias (`gemma-3-270m`, or `tiny-world`
+once the recipes have registered it), a directory, a `.gguf` file, or a hub id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from selftaught.models.io import load_model, resolve_model_source
+
+
+@dataclass
+class LoraConfig:
+    """Low-rank adapters (peft). `r = 0` trains every weight (full fine-tuning)."""
+
+    r: int = 0
+    """Adapter rank; 0 disables LoRA."""
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    """Linear layers that get adapters (names of the Llama/Gemma projections)."""
+
+
+def policy_source(spec: str) -> str:
+    """The directory (or hub id) a model spec loads from, building an alias on first use."""
+    return str(resolve_model_source(spec))
+
+
+def load_policy(spec: str, lora: LoraConfig, *, device: str = "cpu") -> tuple[Any, Any]:
+    """Model (in train mode, with adapters when `lora.r > 0`) and tokenizer of a model spec."""
+    model, tokenizer = load_model(spec, device=device)
+    if lora.r > 0:
+        model = add_lora(model, lora)
+    model.train()
+    return model, tokenizer
+
+
+def add_lora(model: Any, lora: LoraConfig) -> Any:
+    """`model` with trainable LoRA adapters on `lora.target_modules` (the base weights frozen)."""
+    try:
+        import peft
+    except ImportError as err:
+        raise ValueError("lora.r > 0 needs the `peft` package: pip install peft") from err
+    config = peft.LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return peft.get_peft_model(model, config)

@@ -1,0 +1,207 @@
+"""What every training run shares: a `RunConfig`, and the cadence of its loop (not a Trainer).
+
+A recipe owns its loop and reads top to bottom; these helpers are the parts that were the same in
+every loop: resume from the latest checkpoint and log the first evaluation (`start`), log /
+evaluate / checkpoint every k steps (`end_of_step`), evaluate and save the final model (`finish`).
+
+    with RunLog(cfg.out_dir, cfg, enabled=dist.is_main()) as run_log:
+        state = loop.start(cfg, run_log, model, optimizer, scheduler, validate)
+        for step in run_log.progress(loop.remaining_steps(cfg, state), total=cfg.num_steps):
+            metrics = train_step(model, step_batches(step), loss_fn, optimizer, scheduler, ...)
+            loop.end_of_step(cfg, run_log, step, metrics, validate, partial(loop.checkpoint, cfg, ...))
+        final = loop.finish(cfg, run_log, model, tokenizer, validate)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch.distributed.fsdp import FSDPModule
+from transformers import AutoModelForCausalLM
+
+from selftaught import dist
+from selftaught.models.io import save_model
+from selftaught.runlog import RunLog
+from selftaught.train.checkpoint import (
+    gather_model_state,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from selftaught.train.parallel import ParallelConfig, unwrap
+
+Validate = Callable[[], dict[str, float]]
+"""Evaluates the model as it is now; flat metrics for `metrics.jsonl` (e.g. `val_accuracy`)."""
+
+
+@dataclass
+class EvalConfig:
+    """Periodic validation of the policy on a named evaluation set (`selftaught.train.evaluation`)."""
+
+    data: str = "world:valid"
+    """`world:<split>` or a GSM8K-format file (accuracy); a preference file (`prompt`/`chosen`/
+    `rejected`: preference accuracy of the policy's log-probs); a conversation file (`messages` or
+    `prompt` + `completion`: held-out loss per token)."""
+    every: int = 0
+    """Evaluate every this many optimizer steps (0: only before training and at the end; -1: never)."""
+    per_level: int = 100
+    """World sets: problems per level."""
+    levels: list[int] = field(default_factory=lambda: [1, 2, 3])
+    limit: int | None = None
+    """File sets: only the first N records."""
+    num_shots: int = 8
+    """File sets (GSM8K): few-shot exemplars in the prompt."""
+    n: int = 1
+    """Samples per problem."""
+    temperature: float = 0.0
+    batch_size: int = 256
+    seed: int | None = None
+    """Seed of the evaluated problem sample and of sampling (None: the run's seed). Fix it to compare
+    runs with different seeds on the same problems."""
+
+
+@dataclass
+class RunConfig:
+    """The fields every training recipe has; a recipe's config inherits them (and may change defaults)."""
+
+    out_dir: str = "runs/run"
+    """Run directory: config.yaml, metrics.jsonl, checkpoints/, and the final model in model/."""
+    model: str = "tiny-world"
+    """Model to start from: `tiny-world`, `gemma-3-270m`, a directory, a GGUF file or a hub id."""
+    num_steps: int = 100
+    """Optimizer steps."""
+    seed: int = 0
+    log_every: int = 10
+    """Log training metrics every this many steps (and at the last step)."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint_every: int = 100
+    """Save a resumable checkpoint every this many steps (0: never)."""
+    keep_last: int | None = 2
+    """Checkpoints kept (None: all, e.g. to select one after the run)."""
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    """Under torchrun: DDP or FSDP2 (recipes that run in one process say so)."""
+
+
+def checkpoint_dir(cfg: RunConfig) -> Path:
+    return Path(cfg.out_dir) / "checkpoints"
+
+
+def resume(checkpoints: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+    """Load the latest checkpoint when there is one; the train state (`{"step": 0}` when fresh)."""
+    latest = latest_checkpoint(checkpoints)
+    if latest is None:
+        return {"step": 0}
+    return load_checkpoint(latest, model, optimizer, scheduler)
+
+
+def start(
+    cfg: RunConfig, run_log: RunLog, model: Any, optimizer: Any, scheduler: Any, validate: Validate | None
+) -> dict[str, Any]:
+    """Resume from the latest checkpoint (its train state; `{"step": 0}` when fresh); on a fresh run,
+    log the evaluation of the starting model (step 0) unless `eval.every` is -1."""
+    state = resume(checkpoint_dir(cfg), model, optimizer, scheduler)
+    if state["step"]:
+        run_log.info(f"resuming at step {state['step']} of {cfg.num_steps}")
+    elif validate is not None and cfg.eval.every >= 0:
+        run_log.log(0, **validate())
+    return state
+
+
+def remaining_steps(cfg: RunConfig, state: dict[str, Any]) -> range:
+    """The steps still to run (1-based) after the resumed `state`."""
+    return range(state["step"] + 1, cfg.num_steps + 1)
+
+
+def should_log(cfg: RunConfig, step: int) -> bool:
+    return step % cfg.log_every == 0 or step == cfg.num_steps
+
+
+def should_eval(cfg: RunConfig, step: int) -> bool:
+    """Periodic evaluation; the last step is left to `finish`."""
+    return cfg.eval.every > 0 and step % cfg.eval.every == 0 and step != cfg.num_steps
+
+
+def should_checkpoint(cfg: RunConfig, step: int) -> bool:
+    return cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0
+
+
+def end_of_step(
+    cfg: RunConfig,
+    run_log: RunLog,
+    step: int,
+    metrics: dict[str, float],
+    validate: Validate | None,
+    checkpoint: Callable[[int], Any],
+) -> dict[str, float] | None:
+    """Log `metrics`, evaluate and checkpoint when the cadence of `cfg` says so; the validation
+    metrics when this step evaluated, else None."""
+    if should_log(cfg, step):
+        run_log.log(step, **metrics)
+    val = None
+    if validate is not None and should_eval(cfg, step):
+        val = validate()
+        run_log.log(step, **val)
+    if should_checkpoint(cfg, step):
+        checkpoint(step)
+    return val
+
+
+def checkpoint(
+    cfg: RunConfig, model: Any, optimizer: Any, scheduler: Any, step: int, **train_state: Any
+) -> Path:
+    """A resumable checkpoint of step `step` (train state: the step plus `train_state`)."""
+    return save_checkpoint(
+        checkpoint_dir(cfg),
+        step,
+        model,
+        optimizer,
+        scheduler,
+        {"step": step, **train_state},
+        keep_last=cfg.keep_last,
+    )
+
+
+def finish(
+    cfg: RunConfig,
+    run_log: RunLog,
+    model: Any,
+    tokenizer: Any,
+    validate: Validate | None,
+    *,
+    step: int | None = None,
+    final: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """Evaluate the final model (unless `eval.every` is -1; `final`: already evaluated at this step),
+    log it at `step` (default: the last step), and write `<out_dir>/model`."""
+    if final is None:
+        final = validate() if validate is not None and cfg.eval.every >= 0 else {}
+        if final:
+            run_log.log(cfg.num_steps if step is None else step, **final)
+        if "val_accuracy" in final:
+            run_log.info(
+                f"final {cfg.eval.data} accuracy {final['val_accuracy']:.3f} +- {final['val_stderr']:.3f}"
+            )
+    save_final_model(model, tokenizer, Path(cfg.out_dir) / "model")
+    return final
+
+
+def save_final_model(model: Any, tokenizer: Any, out_dir: Path) -> Path | None:
+    """Write a plain `transformers` directory (LoRA merged, FSDP gathered) on rank 0.
+
+    The result loads with `AutoModelForCausalLM.from_pretrained`, so it can be evaluated with
+    lm-eval-harness or served with vLLM as is.
+    """
+    state = gather_model_state(model)  # collective under FSDP2: every rank calls it
+    if not dist.is_main():
+        return None
+    inner = unwrap(model)
+    if hasattr(inner, "merge_and_unload"):  # peft: fold the adapters into the weights
+        inner = inner.merge_and_unload()
+    elif isinstance(inner, FSDPModule):  # parameters are shards: save a plain copy of the full state
+        plain = AutoModelForCausalLM.from_config(inner.config)
+        plain.load_state_dict(state)
+        inner = plain
+    return save_model(inner, tokenizer, out_dir)

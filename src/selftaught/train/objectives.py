@@ -1,0 +1,135 @@
+"""Objectives of the online loop: how a step's scored rollout groups become micro-batches and a loss.
+
+One `Objective` enum and one dispatch (`build_objective`): a new objective (LPO) is a new member
+and a new class with the three methods below, not an edit of the loop.
+
+    micro_batches(groups, tokenizer) -> (micro-batches, data metrics)   [] when nothing to train
+    loss_fn                                                              `train_step`'s loss
+    num_units(micro_batches) -> float                                    this rank's loss denominator
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
+
+import torch
+
+from selftaught.losses.grpo import AdvantageType, LossNormalization
+from selftaught.selection.pairs import compute_pair_stats
+from selftaught.selection.rollouts import PairRuleFn, RolloutGroup, scored_groups, select_pairs
+from selftaught.train.online import rollout_examples
+from selftaught.train.policy_gradient import build_rollout_batches, group_advantages, rollout_loss
+from selftaught.train.preference import build_pair_batches, pair_loss
+from selftaught.train.reference import compute_sequence_logps
+from selftaught.types import StrEnum
+
+
+class Objective(StrEnum):
+    """The loss of the online loop."""
+
+    DPO = "dpo"
+    """Pairs per task rule; -log sigmoid(beta * margin against the reference), summed over pairs."""
+    GRPO = "grpo"
+    """All scored samples with group-relative advantages; clipped ratio and k3 KL to the reference."""
+
+
+class OnlineObjective(Protocol):
+    def micro_batches(
+        self, groups: Sequence[RolloutGroup], tokenizer: Any
+    ) -> tuple[list[Any], dict[str, float]]: ...
+
+    @property
+    def loss_fn(self) -> Any: ...
+
+    def num_units(self, micro_batches: Sequence[Any]) -> float: ...
+
+
+@dataclass
+class PairObjective:
+    """DPO on each task's pairs, scored by `reference` once when the pairs are built."""
+
+    reference: torch.nn.Module
+    pair_rules: Mapping[str, PairRuleFn]
+    """Task name -> pair rule."""
+    beta: float
+    seed: int
+    """Seed of the random pair choices (per step and prompt)."""
+    micro_batch_tokens: int
+
+    def micro_batches(
+        self, groups: Sequence[RolloutGroup], tokenizer: Any
+    ) -> tuple[list[Any], dict[str, float]]:
+        """Each task's pairs as `PairBatch`es with their reference log-probs; pair statistics."""
+        pairs, results = select_pairs(groups, self.pair_rules, self.seed)
+        metrics = compute_pair_stats(results)
+        if not pairs:
+            return [], metrics
+        examples = [tuple(rollout_examples(tokenizer, p.prompt, [p.chosen, p.rejected])) for p in pairs]
+        sequences = [chosen for chosen, _ in examples] + [rejected for _, rejected in examples]
+        pad_id, budget = tokenizer.pad_token_id, self.micro_batch_tokens
+        ref_logps = compute_sequence_logps(
+            self.reference, sequences, pad_id=pad_id, micro_batch_tokens=budget
+        )
+        return build_pair_batches(examples, ref_logps, pad_id=pad_id, micro_batch_tokens=budget), metrics
+
+    @property
+    def loss_fn(self) -> Any:
+        return partial(pair_loss, beta=self.beta)
+
+    def num_units(self, micro_batches: Sequence[Any]) -> float:
+        return sum(mb.num_units for mb in micro_batches)  # pairs
+
+
+@dataclass
+class PolicyGradientObjective:
+    """GRPO: every scored sample with its group-relative advantage."""
+
+    reference: torch.nn.Module | None
+    """KL reference (None: no KL term)."""
+    advantage: AdvantageType
+    normalization: LossNormalization
+    clip: float
+    kl_coef: float
+    on_policy: bool
+    """True at s = 1: the ratio is 1 (old logps = the policy's, detached); else the generator's logprobs."""
+    micro_batch_tokens: int
+
+    def micro_batches(
+        self, groups: Sequence[RolloutGroup], tokenizer: Any
+    ) -> tuple[list[Any], dict[str, float]]:
+        """Scored groups as `RolloutBatch`es; counts of dropped groups and unscored samples."""
+        kept, metrics = scored_groups(groups)
+        completions = [c for g in kept for c in g.completions]
+        metrics["num_sequences"] = len(completions)
+        if not completions:
+            return [], metrics
+        advantages = [a for g in kept for a in group_advantages(g, self.advantage)]
+        examples = [e for g in kept for e in rollout_examples(tokenizer, g.prompt, g.completions)]
+        old_logprobs = None if self.on_policy else [c.logprobs for c in completions]
+        batches = build_rollout_batches(
+            examples,
+            advantages,
+            old_logprobs,
+            pad_id=tokenizer.pad_token_id,
+            micro_batch_tokens=self.micro_batch_tokens,
+        )
+        return batches, metrics
+
+    @property
+    def loss_fn(self) -> Any:
+        return partial(
+            rollout_loss,
+            reference=self.reference,
+            kl_coef=self.kl_coef,
+            clip=self.clip,
+            normalization=self.normalization,
+        )
+
+    def num_units(self, micro_batches: Sequence[Any]) -> float:
+        """Completion tokens (TOKEN normalisation), else sequences."""
+        if self.normalization is LossNormalization.TOKEN:
+            return sum(mb.num_units for mb in micro_batches)
+        return sum(len(mb.advantages) for mb in micro_batches)

@@ -1,0 +1,160 @@
+"""The tiny world as named data sources: `world:<name>[:<split>]` in any recipe's `source` field.
+
+    world:sft           SFT conversations (a clean or buggy teacher's solutions; train split)
+    world:prompts       prompt-only records with the exact `answer` (RL, sampled pairs, generation)
+    world:pairs         preference pairs: correct vs the buggy teacher's carry slip (reward models)
+    world:judge-pairs   judge pairs with a known winner (J1, Self-Taught Evaluator)
+
+`<split>` is `train` (default), `valid` or `test`. Each builder takes the keyword options it
+documents; `world_records` passes each builder the options it accepts, so a recipe hands over its
+data config's fields without knowing which source it reads. Records use the TRL vocabulary, so the
+same code path reads a world source and a user's file.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from selftaught.world.arith import Problem, sample_problems, sample_sft_examples, solve, to_prompt
+from selftaught.world.judge_pairs import sample_judge_pairs, to_preference_record
+
+PREFIX = "world:"
+
+
+def sft_records(
+    *,
+    split: str = "train",
+    num: int = 20_000,
+    levels: Sequence[int] = (1, 2, 3),
+    seed: int = 0,
+    strategy_weights: dict[str, float] | None = None,
+    bug: float = 0.0,
+) -> list[dict[str, Any]]:
+    """`num` conversations on train problems; a share `bug` of the teacher's additions forget a carry."""
+    _train_only("sft", split)
+    return sample_sft_examples(num, list(levels), seed, strategy_weights, bug=bug)
+
+
+def prompt_records(
+    *, split: str = "train", num: int = 512, levels: Sequence[int] = (1, 2, 3), seed: int = 0
+) -> list[dict[str, Any]]:
+    """`num` distinct problems of `split` as prompt-only records (`id`, `prompt`, `answer`, `task`
+    `arith`, and `level` / `split` / `expression` columns); they read back as `to_prompt(problem)`."""
+    records = []
+    for problem in sample_problems(split, num, list(levels), seed):
+        prompt = to_prompt(problem)
+        record = {"id": prompt.id, "prompt": prompt.messages, "answer": prompt.answer, "task": prompt.task}
+        records.append({**record, **prompt.meta})
+    return records
+
+
+def judge_pair_records(
+    *, split: str = "train", num: int = 300, levels: Sequence[int] = (1, 2, 3), seed: int = 0
+) -> list[dict[str, Any]]:
+    """`num` judge pairs (correct vs dropped-carry or off-by-one solution) on distinct `split` problems."""
+    return [to_preference_record(pair) for pair in sample_judge_pairs(split, num, levels, seed)]
+
+
+PROBLEMS_PER_PAIR = 5
+"""Preference pairs: problems drawn per pair asked for (problems without a carry may give no pair)."""
+
+
+def pair_records(
+    *,
+    split: str = "train",
+    num: int = 4000,
+    levels: Sequence[int] = (1, 2, 3),
+    seed: int = 0,
+    length_bias: float = 0.0,
+    off_by_one: bool = False,
+) -> list[dict[str, Any]]:
+    """`num` conversational preference records on distinct `split` problems.
+
+    Chosen is the correct chain solution, rejected the buggy teacher's (every units carry of an
+    addition forgotten), so only problems with a carry give a pair. `off_by_one` also pairs the
+    others, against the chain solution with its last result off by 1 or 10. With `length_bias` p, a
+    share p of the pairs instead prefers the longer correct solution (grouped strategy) over the
+    chain one (`kind` column: `carry`, `off_by_one` or `length`). The kind of each pair is drawn
+    first, then the next problem that can give it is used.
+    """
+    if not 0 <= length_bias <= 1:
+        raise ValueError(f"length_bias must be in [0, 1], got {length_bias}")
+    rng = random.Random(f"{seed}|{split}")
+    problems = sample_problems(split, PROBLEMS_PER_PAIR * num, list(levels), seed)
+    records: list[dict[str, Any]] = []
+    length_pair = rng.random() < length_bias
+    for problem in problems:
+        record = _pair_record(problem, length_pair, off_by_one, rng)
+        if record is None:
+            continue
+        records.append(record)
+        if len(records) == num:
+            return records
+        length_pair = rng.random() < length_bias
+    raise ValueError(
+        f"only {len(records)} of {num} {split} pairs from {len(problems)} problems; ask for fewer"
+    )
+
+
+def _pair_record(
+    problem: Problem, length_pair: bool, off_by_one: bool, rng: random.Random
+) -> dict[str, Any] | None:
+    """One preference record for `problem`, or None when it cannot give the kind asked for."""
+    correct = solve(problem, "chain")
+    if length_pair:
+        kind, chosen, rejected = "length", solve(problem, "grouped"), correct
+    else:
+        chosen = correct
+        kind, rejected = wrong_solution(problem, rng)
+        if kind == "off_by_one" and not off_by_one:
+            return None
+    return {
+        "prompt": [{"role": "user", "content": problem.text}],
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+        "kind": kind,
+        "answer": str(problem.answer),
+    }
+
+
+def wrong_solution(problem: Problem, rng: random.Random) -> tuple[str, str]:
+    """`(kind, solution)`: the buggy teacher's chain solution when it differs from the correct one
+    (the problem has a units carry), else the correct one with its last result off by 1 or 10."""
+    correct = solve(problem, "chain")
+    buggy = solve(problem, "chain", bug=1.0, rng=rng)
+    if buggy != correct:
+        return "carry", buggy
+    offset = rng.choice((-10, -1, 1, 10))
+    wrong = problem.answer + offset if problem.answer + offset >= 0 else problem.answer - offset
+    ending = f"={problem.answer} Answer: {problem.answer}"
+    assert correct.endswith(ending), correct
+    return "off_by_one", f"{correct.removesuffix(ending)}={wrong} Answer: {wrong}"
+
+
+WORLD_SOURCES: dict[str, Callable[..., list[dict[str, Any]]]] = {
+    "sft": sft_records,
+    "prompts": prompt_records,
+    "pairs": pair_records,
+    "judge-pairs": judge_pair_records,
+}
+
+
+def world_records(spec: str, **options: Any) -> list[dict[str, Any]]:
+    """The records of `world:<name>[:<split>]`; each builder gets the `options` it accepts."""
+    name, _, split = spec.removeprefix(PREFIX).partition(":")
+    if name not in WORLD_SOURCES:
+        raise ValueError(
+            f"unknown world source {spec!r}; valid: {', '.join(PREFIX + n for n in WORLD_SOURCES)}"
+        )
+    build = WORLD_SOURCES[name]
+    accepted = inspect.signature(build).parameters
+    kwargs = {key: value for key, value in options.items() if key in accepted}
+    return build(split=split or "train", **kwargs)
+
+
+def _train_only(name: str, split: str) -> None:
+    if split != "train":
+        raise ValueError(f"world:{name} has a train split only (evaluate on world:valid or world:test)")
