@@ -118,7 +118,9 @@ def test_per_prompt_seeds_make_a_prompts_samples_independent_of_the_others(tiny_
     alone = HFEngine(model, tokenizer, batch_size=2).generate(prompts[3:5], sampling)
     assert [c.token_ids for cs in alone for c in cs] == [c.token_ids for cs in together[3:5] for c in cs]
     assert len({tuple(c.token_ids) for cs in together for c in cs}) > 6  # samples differ
-    shared = HFEngine(model, tokenizer, batch_size=64).generate(prompts[3:5], replace(sampling, per_prompt_seeds=False))
+    shared = HFEngine(model, tokenizer, batch_size=64).generate(
+        prompts[3:5], replace(sampling, per_prompt_seeds=False)
+    )
     assert [c.token_ids for cs in shared for c in cs] != [c.token_ids for cs in alone for c in cs]
 
 

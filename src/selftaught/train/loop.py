@@ -181,9 +181,8 @@ def finish(
         if final:
             run_log.log(cfg.num_steps if step is None else step, **final)
         if "val_accuracy" in final:
-            run_log.info(
-                f"final {cfg.eval.data} accuracy {final['val_accuracy']:.3f} +- {final['val_stderr']:.3f}"
-            )
+            stderr = f" +- {final['val_stderr']:.3f}" if "val_stderr" in final else ""
+            run_log.info(f"final {cfg.eval.data} accuracy {final['val_accuracy']:.3f}{stderr}")
     save_final_model(model, tokenizer, Path(cfg.out_dir) / "model")
     return final
 
