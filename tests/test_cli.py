@@ -5,14 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from selftaught.cli import main, prompts_from_records
+from selftaught.cli import main
 
 GSM8K_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "test.jsonl"
 
 
 def test_list_and_print_config(capsys):
     assert main(["list"]) == 0
-    assert "world-pretrain" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "world-pretrain" in listed and "gemma3-270m-grpo" in listed and "semi-online-dpo-s10" in listed
     assert main(["world", "pretrain", "--print-config", "seed=3", "optim.lr=1e-3"]) == 0
     out = capsys.readouterr().out
     assert "seed: 3" in out and "lr: 0.001" in out
@@ -24,7 +25,8 @@ def test_list_and_print_config(capsys):
     ("argv", "message"),
     [
         (["world", "pretrain", "--print-config", "optim.lrr=1"], "did you mean 'optim.lr'"),
-        (["world", "pretrain", "--preset", "nope"], "has no preset 'nope'"),
+        (["world", "pretrain", "--preset", "nope"], "has no preset 'nope'; presets: tiny, tiny-smoke"),
+        (["online-rl", "--print-config", "loss=ppo"], "'ppo' is not one of ['dpo', 'grpo']"),
         (["eval", "--model", "/does/not/exist", "--data", "world:test"], "/does/not/exist"),
     ],
 )
@@ -61,21 +63,6 @@ def test_generate_writes_n_samples_per_prompt(tiny_model_dir, tmp_path):
     assert all(
         0 < len(c["token_ids"]) <= 5 and len(c["logprobs"]) == len(c["token_ids"]) for c in completions
     )
-
-
-def test_prompts_from_records_formats():
-    prompts = prompts_from_records(
-        [
-            {"messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]},
-            {"prompt": [{"role": "user", "content": "v"}], "answer": "1"},
-            {"question": "q"},
-        ],
-        "f",
-    )
-    assert prompts[0].messages == [{"role": "user", "content": "u"}]
-    assert prompts[1].meta == {"answer": "1"} and prompts[2].messages[0]["content"] == "q"
-    with pytest.raises(ValueError, match="record 0 has no"):
-        prompts_from_records([{"text": "x"}], "f")
 
 
 def test_eval_world_split_prints_level_table(tiny_model_dir, tmp_path, capsys):
@@ -137,8 +124,8 @@ def test_world_pretrain_smoke_preset_writes_a_complete_run(tmp_path, capsys):
                 "--preset",
                 "tiny-smoke",
                 f"out_dir={run_dir}",
-                "max_steps=6",
-                "eval_every=3",
+                "num_steps=6",
+                "eval.every=3",
                 "optim.warmup_steps=2",
             ]
         )
@@ -154,6 +141,6 @@ def test_world_pretrain_smoke_preset_writes_a_complete_run(tmp_path, capsys):
     ):
         assert (run_dir / name).exists(), name
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in metrics if "val_accuracy" in m] == [3, 6]
+    assert [m["step"] for m in metrics if "val_accuracy" in m] == [0, 3, 6]  # the start, every 3, the end
     losses = [m["loss"] for m in metrics if "loss" in m]
     assert losses and all(loss == loss for loss in losses)  # finite, logged

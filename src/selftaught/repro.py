@@ -2,7 +2,7 @@
 
 Every arm starts from the same seed model (the tiny-world student) and uses the same optimizer
 steps, batch (prompts x samples), learning rate and run seed; only the sync schedule and the loss
-differ:
+differ (the arms are data: `RECIPES["online-rl"].arms`, overrides of the `tiny` preset):
 
     offline-dpo             s = 0: every rollout sampled from the seed before training
     semi-online-dpo-s10     s = 10
@@ -15,65 +15,68 @@ Each arm runs once per seed into `<out>/<arm>/seed-<k>/` (an ordinary online-rl 
 `selftaught report` plots it); every arm is validated greedily on the same held-out test problems
 (`world:test`, `eval.seed = 0`). `<out>/table.md` gives accuracy mean +- standard error over the
 seeds, the per-seed numbers and the wall time split into generation and training. A finished run
-is not rerun (its `result.json` is reused), so an interrupted reproduction resumes where it stopped.
+of the same config is not rerun (`data.shards.run_once`: its `done.json` holds the config's
+fingerprint and the result), so an interrupted reproduction resumes where it stopped.
 
 `repro online-rl-length` is the non-verifiable arm: online DPO (best vs worst) against a tiny
 reward model plus a length bonus; it keeps a checkpoint at every validation and reports the held-out
 accuracy of the checkpoint each selection rule picks (last, highest validation reward, highest
 validation reward per token).
+
+`selftaught list` builds this module's parser, so recipes and torch are imported inside the
+functions that run them, not at the top.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from safetensors.torch import load_model as load_weights
-
-from selftaught.config import load_yaml
-from selftaught.evals.accuracy import mean_and_stderr
-from selftaught.presets import tiny
-from selftaught.recipes import online_rl, reward_model
-from selftaught.recipes.common import EvalConfig, evaluate_policy, load_policy
-from selftaught.recipes.online_rl import OnlineRLConfig, TaskConfig
+from selftaught.config import apply_overrides, to_dict
+from selftaught.data.shards import compute_fingerprint, run_once
+from selftaught.presets import RECIPES
 from selftaught.runlog import read_metrics
-from selftaught.train.checkpoint import checkpoint_dirs
 
-ARMS: dict[str, dict[str, Any]] = {
-    "offline-dpo": {"sync_every": 0},
-    "semi-online-dpo-s10": {"sync_every": 10},
-    "semi-online-dpo-s100": {"sync_every": 100},
-    "online-dpo": {"sync_every": 1, "ref_sync_every": 1},
-    "online-dpo-frozen-ref": {"sync_every": 1, "ref_sync_every": 0},
-    "grpo": {"loss": "grpo", "sync_every": 1},
-}
-"""Arm name -> the fields that differ from the shared base config."""
+if TYPE_CHECKING:
+    from selftaught.recipes.online_rl import OnlineRLConfig
+
+ONLINE_RL = RECIPES["online-rl"]
+ARMS: dict[str, tuple[str, ...]] = ONLINE_RL.arms
+"""Arm name -> the `key=value` overrides that differ from the shared base config."""
 
 
 def base_config(num_steps: int, per_level: int, eval_every: int) -> OnlineRLConfig:
     """The shared settings: the `tiny` online-rl preset (32 prompts x 8 samples, lr 3e-5, beta 0.1,
     KL 0.001), validated on `per_level` test problems of levels 1-3 with a fixed problem sample."""
+    from selftaught.train.loop import EvalConfig
+
     evaluation = EvalConfig(data="world:test", per_level=per_level, every=eval_every, seed=0)
-    return replace(tiny.online_rl(), num_steps=num_steps, eval=evaluation, checkpoint_every=0)
+    return replace(ONLINE_RL.preset("tiny"), num_steps=num_steps, eval=evaluation, checkpoint_every=0)
+
+
+def arm_config(base: OnlineRLConfig, out_dir: str, arm: str, seed: int) -> OnlineRLConfig:
+    """The config of `arm` for `seed`: the base with the arm's overrides, in `<out_dir>/<arm>/seed-<k>`."""
+    return apply_overrides(replace(base, out_dir=f"{out_dir}/{arm}/seed-{seed}", seed=seed), list(ARMS[arm]))
 
 
 def run_arm(cfg: OnlineRLConfig) -> dict[str, Any]:
-    """Run (or reuse) one online-rl run; its final accuracy, wall time and time split."""
-    result_path = Path(cfg.out_dir) / "result.json"
-    if result_path.is_file():
-        if load_yaml(OnlineRLConfig, Path(cfg.out_dir) / "config.yaml") != cfg:
-            raise ValueError(
-                f"{cfg.out_dir} holds a finished run of another config; pass a new --out for these settings"
-            )
-        return json.loads(result_path.read_text())
+    """Run one online-rl run, or reuse it: a directory that holds a finished run of the same config
+    (the fingerprint of everything but `out_dir`) returns its result; one of another config is an
+    error. The result: final accuracy, wall time and its split into generation and training."""
+    fingerprint = compute_fingerprint({k: v for k, v in to_dict(cfg).items() if k != "out_dir"})
+    return run_once(cfg.out_dir, fingerprint, partial(_run_and_summarize, cfg))
+
+
+def _run_and_summarize(cfg: OnlineRLConfig) -> dict[str, Any]:
+    """Run `cfg` and summarise its metrics for the table."""
     start = time.perf_counter()
-    final = online_rl.run(cfg)
+    final = ONLINE_RL.run(cfg)
     wall = time.perf_counter() - start
     rows = read_metrics(cfg.out_dir)
-    result = {
+    return {
         "accuracy": final["val_accuracy"],
         "stderr": final["val_stderr"],
         "initial_accuracy": rows[0]["val_accuracy"],
@@ -82,8 +85,6 @@ def run_arm(cfg: OnlineRLConfig) -> dict[str, Any]:
         "train_seconds": sum(r.get("train_seconds", 0.0) for r in rows),
         "final_rollout_length": [r["rollout_length"] for r in rows if "rollout_length" in r][-1],
     }
-    result_path.write_text(json.dumps(result, indent=2))
-    return result
 
 
 def online_rl_table(
@@ -104,7 +105,7 @@ def online_rl_table(
     results: dict[str, list[dict[str, Any]]] = {}
     for arm in arms:
         for seed in seeds:
-            cfg = replace(base, out_dir=f"{out_dir}/{arm}/seed-{seed}", seed=seed, **ARMS[arm])
+            cfg = arm_config(base, out_dir, arm, seed)
             print(f"== {arm}, seed {seed}", flush=True)
             results.setdefault(arm, []).append(run_arm(cfg))
     table = format_table(results, seeds, base)
@@ -114,6 +115,8 @@ def online_rl_table(
 
 def format_table(results: dict[str, list[dict[str, Any]]], seeds: list[int], base: OnlineRLConfig) -> str:
     """Markdown: one row per arm, accuracy mean +- se over seeds, per-seed values, times."""
+    from selftaught.evals.accuracy import mean_and_stderr
+
     first = next(iter(results.values()))[0]
     lines = [
         f"Seed model greedy test accuracy: {first['initial_accuracy']:.3f}; {base.num_steps} steps of "
@@ -154,12 +157,15 @@ def length_arm(
 ) -> str:
     """Online DPO against a length-biased reward (a tiny reward model, or the answer check, plus
     `length_bonus` per token); the checkpoint selection table."""
+    from selftaught.recipes.online_rl import TaskConfig
+    from selftaught.train.loop import EvalConfig
+
     rm_dir = None
     if reward == "reward_model":
-        rm_cfg = replace(tiny.reward_model(), out_dir=f"{out_dir}/reward-model")
+        rm_cfg = replace(RECIPES["reward-model"].preset("tiny"), out_dir=f"{out_dir}/reward-model")
         rm_dir = Path(rm_cfg.out_dir) / "model"
         if not rm_dir.is_dir():
-            reward_model.run(rm_cfg)
+            RECIPES["reward-model"].run(rm_cfg)
     task = TaskConfig(
         name="arith_rm" if rm_dir else "arith",
         reward=reward,
@@ -168,7 +174,7 @@ def length_arm(
         length_bonus=length_bonus,
     )
     cfg = replace(
-        tiny.online_rl_online_dpo(),
+        ONLINE_RL.preset("tiny-online-dpo"),
         out_dir=f"{out_dir}/online-dpo-{task.name}-length",
         tasks=[task],
         num_steps=num_steps,
@@ -179,7 +185,7 @@ def length_arm(
         **(overrides or {}),
     )
     if not (Path(cfg.out_dir) / "model").is_dir():
-        online_rl.run(cfg)
+        ONLINE_RL.run(cfg)
     table = selection_table(cfg, per_level)
     Path(out_dir, "length-table.md").write_text(table)
     return table
@@ -187,6 +193,13 @@ def length_arm(
 
 def selection_table(cfg: OnlineRLConfig, per_level: int) -> str:
     """Held-out test accuracy at every validated checkpoint, and the checkpoint each rule picks."""
+    from safetensors.torch import load_model as load_weights
+
+    from selftaught.models.policy import load_policy
+    from selftaught.train.checkpoint import checkpoint_dirs
+    from selftaught.train.evaluation import evaluate_policy
+    from selftaught.train.loop import EvalConfig
+
     task = cfg.tasks[0].name
     rows = [r for r in read_metrics(cfg.out_dir) if f"val_reward_{task}" in r]
     checkpoints = {int(p.name.split("-")[1]): p for p in checkpoint_dirs(Path(cfg.out_dir) / "checkpoints")}
@@ -258,7 +271,7 @@ def _add_common(parser: Any, steps: int) -> None:
 
 def _shared(args: Any) -> dict[str, Any]:
     """The arguments both commands take: run length, evaluation, and the optimizer overrides."""
-    optim = tiny.online_rl().optim
+    optim = ONLINE_RL.preset("tiny").optim
     optim = replace(optim, lr=args.lr or optim.lr, eps=args.adam_eps or optim.eps)
     return {
         "num_steps": args.steps,

@@ -1,33 +1,129 @@
-"""Presets (layer L7): Python functions returning a recipe config, by recipe and preset name.
+"""The recipe table (layer L7): every recipe the command line runs, its presets and its reproductions.
 
-`tiny` presets run on the embedded tiny world on a laptop CPU; `gemma3-270m` presets use the real
-Gemma 3 270M model from PyPI.
+One `Recipe` per CLI name says where the recipe lives (`module`, `config_name`), which presets it
+has, and the arms of its reproduction as override lists. Nothing here imports a recipe or a presets
+module until it is needed, so `selftaught list` stays fast and never imports torch.
+
+A preset is a function of the recipe's presets module, `selftaught.presets.<module>`, named after the
+preset with `-` as `_` (`tiny-smoke` -> `tiny_smoke()`): `tiny*` presets run on the embedded tiny
+world on a laptop CPU; `gemma3-270m*` presets use the real Gemma 3 270M model from PyPI.
 """
 
-from collections.abc import Callable
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
 from typing import Any
 
-from selftaught.presets import gemma3_270m, tiny
 
-PRESETS: dict[str, dict[str, Callable[[], Any]]] = {
-    "world-pretrain": {"tiny": tiny.world_pretrain, "tiny-smoke": tiny.world_pretrain_smoke},
-    "sft": {"tiny": tiny.sft, "tiny-smoke": tiny.sft_smoke, "gemma3-270m": gemma3_270m.sft},
-    "dpo": {"tiny": tiny.dpo, "tiny-smoke": tiny.dpo_smoke, "gemma3-270m": gemma3_270m.dpo},
-    "reward-model": {"tiny": tiny.reward_model, "tiny-smoke": tiny.reward_model_smoke},
-    "online-rl": {
-        "tiny": tiny.online_rl,
-        "tiny-online-dpo": tiny.online_rl_online_dpo,
-        "tiny-offline-dpo": tiny.online_rl_offline_dpo,
-        "tiny-grpo": tiny.online_rl_grpo,
-        "tiny-mixed": tiny.online_rl_mixed,
-        "tiny-smoke": tiny.online_rl_smoke,
-    },
+@dataclass(frozen=True)
+class Recipe:
+    """One recipe of the command line: `selftaught <name> --preset P key=value ...`."""
+
+    name: str
+    """The CLI name (`online-rl`)."""
+    summary: str
+    """One line for `selftaught list` and `--help`."""
+    module: str
+    """Import path of the recipe module (`selftaught.recipes.online_rl`), which defines `run(cfg)`."""
+    config_name: str
+    """Name of the recipe's config class in `module` (`OnlineRLConfig`)."""
+    presets: tuple[str, ...]
+    """Preset names; the first is the default of the command line."""
+    arms: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Reproduction arms: arm name -> the `key=value` overrides that set it apart from the shared base."""
+
+    @property
+    def presets_module(self) -> str:
+        """`selftaught.presets.<the recipe module's own name>`: where the preset functions live."""
+        return f"{__name__}.{self.module.rpartition('.')[2]}"
+
+    @property
+    def config_class(self) -> type:
+        """The config dataclass (imports the recipe module)."""
+        return getattr(importlib.import_module(self.module), self.config_name)
+
+    def preset(self, name: str) -> Any:
+        """A fresh config of preset `name`; a ValueError lists the valid names."""
+        if name not in self.presets:
+            raise ValueError(
+                f"recipe {self.name!r} has no preset {name!r}; presets: {', '.join(self.presets)}"
+            )
+        return getattr(importlib.import_module(self.presets_module), name.replace("-", "_"))()
+
+    def run(self, cfg: Any) -> Any:
+        """Run the recipe on `cfg` (imports the recipe module); what its `run` returns."""
+        return importlib.import_module(self.module).run(cfg)
+
+
+RECIPES: dict[str, Recipe] = {
+    recipe.name: recipe
+    for recipe in [
+        Recipe(
+            name="world-pretrain",
+            summary="train the tiny-world base student from scratch (buggy teacher, accuracy-based stop)",
+            module="selftaught.recipes.world_pretrain",
+            config_name="WorldPretrainConfig",
+            presets=("tiny", "tiny-smoke"),
+        ),
+        Recipe(
+            name="sft",
+            summary="supervised fine-tuning on conversations (loss on assistant tokens), LoRA optional",
+            module="selftaught.recipes.sft",
+            config_name="SFTConfig",
+            presets=("tiny", "tiny-smoke", "gemma3-270m"),
+        ),
+        Recipe(
+            name="dpo",
+            summary="offline DPO (+ NLL) on pairs sampled from the policy or a TRL preference file",
+            module="selftaught.recipes.dpo",
+            config_name="DPOConfig",
+            presets=("tiny", "tiny-smoke", "gemma3-270m"),
+        ),
+        Recipe(
+            name="reward-model",
+            summary="Bradley-Terry reward model on preference pairs (tiny-world or prompt/chosen/rejected); "
+            "held-out pairwise accuracy",
+            module="selftaught.recipes.reward_model",
+            config_name="RewardModelConfig",
+            presets=("tiny", "tiny-smoke"),
+        ),
+        Recipe(
+            name="online-rl",
+            summary="offline / semi-online / online DPO or GRPO with one generator sync interval s "
+            "(verifiable + reward-model rewards)",
+            module="selftaught.recipes.online_rl",
+            config_name="OnlineRLConfig",
+            presets=(
+                "tiny",
+                "tiny-online-dpo",
+                "tiny-offline-dpo",
+                "tiny-grpo",
+                "tiny-mixed",
+                "tiny-smoke",
+                "gemma3-270m-grpo",
+            ),
+            arms={  # papers_B §1.12: same seed model, steps, batch and lr; only s and the loss differ
+                "offline-dpo": ("sync_every=0",),
+                "semi-online-dpo-s10": ("sync_every=10",),
+                "semi-online-dpo-s100": ("sync_every=100",),
+                "online-dpo": ("sync_every=1", "ref_sync_every=1"),
+                "online-dpo-frozen-ref": ("sync_every=1", "ref_sync_every=0"),
+                "grpo": ("loss=grpo", "sync_every=1"),
+            },
+        ),
+    ]
 }
+"""Every recipe by CLI name."""
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called `name`; a ValueError lists the valid names."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; recipes: {', '.join(RECIPES)}")
+    return RECIPES[name]
 
 
 def get_preset(recipe: str, name: str) -> Any:
     """The config of preset `name` of `recipe`; a ValueError lists the valid names."""
-    presets = PRESETS.get(recipe, {})
-    if name not in presets:
-        raise ValueError(f"recipe {recipe!r} has no preset {name!r}; presets: {', '.join(presets) or 'none'}")
-    return presets[name]()
+    return get_recipe(recipe).preset(name)

@@ -1,0 +1,27 @@
+"""world-pretrain presets: the tiny-world base student."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from selftaught.recipes.world_pretrain import WorldPretrainConfig
+from selftaught.train.loop import EvalConfig
+
+
+def tiny() -> WorldPretrainConfig:
+    """The default base student: xs Llama, buggy teacher (bug 0.6), stop at 60% valid accuracy."""
+    return WorldPretrainConfig()
+
+
+def tiny_smoke() -> WorldPretrainConfig:
+    """A few steps of the same pipeline, for tests and a quick look (accuracy stays near 0)."""
+    return WorldPretrainConfig(
+        out_dir="runs/world-pretrain-smoke",
+        num_examples=512,
+        num_steps=20,
+        optim_steps=20,
+        optim=replace(WorldPretrainConfig().optim, warmup_steps=5),
+        eval=EvalConfig(every=10, per_level=10, batch_size=512),
+        test_per_level=10,
+        log_every=5,
+    )
