@@ -12,25 +12,31 @@
                  (level 4 is longer than anything trained on: length generalisation)
 
 Writes `<out>/report.md` (the table and examples) and `<out>/rl/report/report.html` (the RL run's
-curves: reward, accuracy, length, entropy, staleness). A stage whose model exists is reused, and an
-interrupted stage resumes from its last checkpoint, so rerunning the command is cheap.
+curves: reward, accuracy, length, entropy, staleness). Each training stage runs once per config
+(`data.shards.run_once`, keyed by the stage's config): a finished stage is reused, an interrupted
+one resumes from its last checkpoint, so rerunning the command is cheap.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from selftaught.config import to_dict
+from selftaught.data.shards import compute_fingerprint, run_once
 from selftaught.evals.accuracy import EvalResult
 from selftaught.models.io import load_model
-from selftaught.presets import tiny
-from selftaught.recipes import online_rl, sft
-from selftaught.recipes.common import EvalConfig
-from selftaught.recipes.world_pretrain import WorldPretrainConfig, greedy_accuracy, pretrained_student
+from selftaught.models.policy import policy_source
+from selftaught.presets import online_rl as online_rl_presets
+from selftaught.presets import sft as sft_presets
+from selftaught.recipes import TINY_WORLD, online_rl, sft
+from selftaught.recipes.world_pretrain import WorldPretrainConfig
 from selftaught.report import render_report
-from selftaught.world.arith import sample_eval_set, to_prompt
+from selftaught.train.evaluation import evaluate_policy
+from selftaught.train.loop import EvalConfig
 
 
 def run_demo(
@@ -45,8 +51,8 @@ def run_demo(
     """Run the flywheel (see the module doc); returns each stage's test accuracy and the paths."""
     start = time.perf_counter()
     out = Path(out_dir)
-    stages = {"student": Path(student) if student else pretrained_student()}
-    sft_cfg = tiny.sft()
+    stages = {"student": Path(policy_source(student or TINY_WORLD))}
+    sft_cfg = sft_presets.tiny()
     sft_cfg = replace(
         sft_cfg,
         out_dir=str(out / "sft"),
@@ -55,47 +61,49 @@ def run_demo(
         data=replace(sft_cfg.data, bug=WorldPretrainConfig().bug),  # the student's own teacher
         optim=replace(sft_cfg.optim, warmup_steps=min(sft_cfg.optim.warmup_steps, sft_steps // 10)),
     )
-    stages["sft"] = _stage(sft.run, sft_cfg)
+    stages["sft"] = stage(sft.run, sft_cfg)
     rl_eval = EvalConfig(data="world:valid", per_level=100, every=max(1, rl_steps // 4), seed=0)
-    stages["rl"] = _stage(
-        online_rl.run,
-        replace(
-            tiny.online_rl(),
-            out_dir=str(out / "rl"),
-            model=str(stages["sft"]),
-            num_steps=rl_steps,
-            eval=rl_eval,
-        ),
+    rl_cfg = replace(
+        online_rl_presets.tiny(),
+        out_dir=str(out / "rl"),
+        model=str(stages["sft"]),
+        num_steps=rl_steps,
+        eval=rl_eval,
     )
-    prompts = [to_prompt(p) for p in sample_eval_set("test", per_level, list(levels), seed=0)]
-    results = {name: greedy_accuracy(*load_model(str(path)), prompts) for name, path in stages.items()}
+    stages["rl"] = stage(online_rl.run, rl_cfg)
+    test = EvalConfig(data="world:test", per_level=per_level, levels=list(levels), seed=0, batch_size=512)
+    results = {name: evaluate_policy(*load_model(str(path)), test) for name, path in stages.items()}
     page = render_report(out / "rl")
-    report = _report(results, prompts, per_level, time.perf_counter() - start, page)
+    report = _report(results, per_level, time.perf_counter() - start, page)
     (out / "report.md").write_text(report)
     print(report)
     print(f"report written to {out / 'report.md'}; the RL run's curves: {page}")
     return {**{name: r.accuracy for name, r in results.items()}, "report": str(out / "report.md")}
 
 
-def _stage(run: Any, cfg: Any) -> Path:
-    """The stage's model directory, training it unless it exists (a rerun reuses or resumes)."""
-    model_dir = Path(cfg.out_dir) / "model"
-    if not (model_dir / "config.json").is_file():
-        print(f"== {Path(cfg.out_dir).name}: training into {cfg.out_dir}", flush=True)
-        run(cfg)
-    return model_dir
+def stage(run: Callable[[Any], Any], cfg: Any) -> Path:
+    """The stage's model directory, training it once per config (`run_once`; a rerun reuses or resumes)."""
+    fingerprint = compute_fingerprint({k: v for k, v in to_dict(cfg).items() if k != "out_dir"})
+    run_once(cfg.out_dir, fingerprint, lambda: _announce_and_run(run, cfg))
+    return Path(cfg.out_dir) / "model"
 
 
-def _report(results: dict[str, EvalResult], prompts: list, per_level: int, seconds: float, page: Path) -> str:
+def _announce_and_run(run: Callable[[Any], Any], cfg: Any) -> dict[str, Any]:
+    print(f"== {Path(cfg.out_dir).name}: training into {cfg.out_dir}", flush=True)
+    return run(cfg)
+
+
+def _report(results: dict[str, EvalResult], per_level: int, seconds: float, page: Path) -> str:
     groups = sorted(next(iter(results.values())).groups)
     header = "| stage | " + " | ".join(groups) + " | all (+- se) |"
     lines = [header, "|---" * (len(groups) + 2) + "|"]
     for name, result in results.items():
         cells = " | ".join(f"{result.groups[g].accuracy:.3f}" for g in groups)
         lines.append(f"| {name} | {cells} | **{result.accuracy:.3f}** +- {result.stderr:.3f} |")
+    rl = results["rl"]
     examples = "\n".join(
         f"    {p.messages[0]['content']}  ->  {c[0].text}"
-        for p, c in list(zip(prompts, results["rl"].completions, strict=True))[::per_level]
+        for p, c in list(zip(rl.prompts, rl.completions, strict=True))[::per_level]
     )
     return (
         "# selftaught demo: student -> SFT (buggy teacher) -> semi-online DPO on the tiny world\n\n"

@@ -1,15 +1,19 @@
-"""sample_pairs: the world case gives exactly the records of `recipes.dpo.build_world_pairs` (same seeds,
-same pair choice, same format, same fingerprint), and the stage takes any reward and pair rule.
+"""sample_pairs: the world case gives exactly the records of the DPO recipe's former world pair stage
+(`reference_world_pairs` below, the code it replaced, kept here as the reference: same seeds, same
+pair choice, same format, same fingerprint), and the stage takes any reward and pair rule.
 
 A random-init model never answers a world problem right, so the model test checks answers by the
 parity of the completion's length (as tests/recipes/test_dpo.py does): the pools are then mixed.
 """
 
 import json
+import random
 from dataclasses import replace
 
 import pytest
 
+from selftaught.data.preferences import preference_record
+from selftaught.data.shards import compute_fingerprint, run_stage
 from selftaught.engines.base import SamplingParams
 from selftaught.engines.hf import HFEngine
 from selftaught.engines.scripted import ScriptedEngine
@@ -18,10 +22,11 @@ from selftaught.pipelines import sample_pairs, score_samples
 from selftaught.recipes import dpo
 from selftaught.rewards.base import completion_text
 from selftaught.rewards.world import world_answer_reward
+from selftaught.selection.pairs import correct_vs_incorrect
 from selftaught.selection.rollouts import best_vs_worst_rule
 from selftaught.train.reference import weights_fingerprint
 from selftaught.types import Completion, Prompt
-from selftaught.world.arith import sample_problems, to_prompt
+from selftaught.world.arith import is_correct, sample_problems, to_prompt
 
 SHARD_SIZE = 4  # 10 prompts -> 3 shards, so the per-shard seeds matter
 
@@ -38,10 +43,53 @@ def world_inputs(data: dpo.DPODataConfig):
     return [to_prompt(problem) for problem in problems], sampling
 
 
-def run_both(tmp_path, monkeypatch, model, tokenizer, engine, reward_fn, data):
-    """`(build_world_pairs records and counts, sample_pairs records and counts)` on the same inputs."""
-    monkeypatch.setattr(dpo, "PROMPTS_PER_SHARD", SHARD_SIZE)
-    expected = dpo.build_world_pairs(data, model, tokenizer, tmp_path / "dpo", generator="tiny")
+def reference_world_pairs(data, engine, model, stage_dir, *, generator, is_correct=is_correct):
+    """The DPO recipe's world pair stage before `sample_pairs` replaced it: per shard one generate
+    call seeded `seed * 1_000_003 + first index`, the answer check, `correct_vs_incorrect` with
+    `Random(f"{seed}|{prompt.id}")`."""
+    problems = sample_problems("train", data.num_prompts, data.levels, data.seed)
+    _, sampling = world_inputs(data)
+    provenance = {"generator": generator, "seed": data.seed, "template": dpo.PAIRS_TEMPLATE}
+
+    def make_pairs(chunk):
+        prompts = [to_prompt(problem) for _, problem in chunk]
+        samples = engine.generate(prompts, replace(sampling, seed=data.seed * 1_000_003 + chunk[0][0]))
+        records = []
+        for (_, problem), prompt, completions in zip(chunk, prompts, samples, strict=True):
+            scored = [(c, float(is_correct(c.text, problem.answer))) for c in completions]
+            group = correct_vs_incorrect(prompt, scored, random.Random(f"{data.seed}|{prompt.id}"))
+            records.extend(preference_record(pair, provenance) for pair in group.pairs)
+        return records
+
+    fingerprint = compute_fingerprint(
+        {
+            **provenance,
+            "weights": weights_fingerprint(model),
+            "problems": [p.id for p in problems],
+            "sampling": vars(sampling),
+        }
+    )
+    records = run_stage(
+        stage_dir,
+        list(enumerate(problems)),
+        make_pairs,
+        shard_size=SHARD_SIZE,
+        fingerprint=fingerprint,
+        meta=provenance,
+    )
+    counts = {
+        "num_prompts": len(problems),
+        "num_pairs": len(records),
+        "pair_yield": len(records) / len(problems),
+    }
+    return records, counts
+
+
+def run_both(tmp_path, monkeypatch, model, tokenizer, engine, reward_fn, data, is_correct=is_correct):
+    """`(reference_world_pairs records and counts, sample_pairs records and counts)` on the same inputs."""
+    expected = reference_world_pairs(
+        data, engine, model, tmp_path / "dpo", generator="tiny", is_correct=is_correct
+    )
     prompts, sampling = world_inputs(data)
     actual = sample_pairs(
         tmp_path / "pipeline",
@@ -70,11 +118,17 @@ def tiny(tiny_model_dir):
 
 def test_world_case_equals_build_world_pairs_on_a_model(tiny, tmp_path, monkeypatch):
     model, tokenizer = tiny
-    monkeypatch.setattr(dpo, "is_correct", lambda text, answer: len(text) % 2 == 0)
     data = dpo.DPODataConfig(num_prompts=10, samples_per_prompt=4, max_new_tokens=12, seed=3)
     engine = HFEngine(model, tokenizer, batch_size=data.generation_batch_size)
     (expected, expected_counts), (actual, counts) = run_both(
-        tmp_path, monkeypatch, model, tokenizer, engine, parity_reward, data
+        tmp_path,
+        monkeypatch,
+        model,
+        tokenizer,
+        engine,
+        parity_reward,
+        data,
+        is_correct=lambda text, answer: len(text) % 2 == 0,
     )
     assert 0 < len(expected) <= 10 and actual == expected and counts == expected_counts
     assert stage_file(tmp_path / "pipeline") == stage_file(tmp_path / "dpo")  # same fingerprint
@@ -108,7 +162,6 @@ def test_world_reward_equals_the_recipe_answer_check(tiny, tmp_path, monkeypatch
         )
 
     engine = ScriptedEngine(answer)
-    monkeypatch.setattr(dpo, "HFEngine", lambda *args, **kwargs: engine)
     data = dpo.DPODataConfig(num_prompts=10, samples_per_prompt=4, seed=5)
     (expected, expected_counts), (actual, counts) = run_both(
         tmp_path, monkeypatch, model, tokenizer, engine, world_answer_reward, data

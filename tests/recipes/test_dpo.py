@@ -16,15 +16,22 @@ from safetensors.torch import load_file
 from selftaught.cli import main
 from selftaught.config import apply_overrides
 from selftaught.data.preferences import build_pair_examples
-from selftaught.presets.tiny import dpo_smoke
+from selftaught.pipelines import pairs as pipelines_pairs
+from selftaught.presets.dpo import tiny_smoke as dpo_smoke
 from selftaught.recipes import dpo
+from selftaught.rewards.registry import REWARDS
 from selftaught.train import reference
 from selftaught.world.tokenizer import build_tokenizer
 
 
+def parity_reward(prompts, completions, **columns):
+    """Answers "checked" by the parity of their length: a random-init model's pools are then mixed."""
+    return [float(len(c[0]["content"]) % 2 == 0) for c in completions]
+
+
 @pytest.fixture
 def parity_checker(monkeypatch):
-    monkeypatch.setattr(dpo, "is_correct", lambda text, answer: len(text) % 2 == 0)
+    monkeypatch.setitem(REWARDS, "world_answer", parity_reward)
 
 
 def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -79,7 +86,7 @@ def test_smoke_run_writes_pairs_and_reference_that_a_rerun_reuses(
     assert len(record["chosen"][0]["content"]) % 2 == 0 and len(record["rejected"][0]["content"]) % 2 == 1
 
     stamps = {p: p.stat().st_mtime_ns for p in [out / "ref_logps.safetensors", *(out / "pairs").iterdir()]}
-    pair_calls = _count_calls(monkeypatch, dpo, "correct_vs_incorrect")
+    pair_calls = _count_calls(monkeypatch, pipelines_pairs, "score_samples")
     ref_calls = _count_calls(monkeypatch, reference, "compute_sequence_logps")
     assert main(argv) == 0
     assert pair_calls == [] and ref_calls == []

@@ -18,6 +18,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from selftaught.cli import main
 from selftaught.recipes import online_rl
+from selftaught.rewards.registry import REWARDS
 
 
 def parity_reward(prompts, completions, answer, **columns):
@@ -26,7 +27,7 @@ def parity_reward(prompts, completions, answer, **columns):
 
 @pytest.fixture(autouse=True)
 def _parity(monkeypatch):
-    monkeypatch.setattr(online_rl, "world_answer_reward", parity_reward)
+    monkeypatch.setitem(REWARDS, "world_answer", parity_reward)
 
 
 def _run(tiny_model_dir, out: Path, *overrides: str) -> list[dict]:

@@ -16,10 +16,10 @@ from selftaught.recipes.reward_model import (
     RewardModelDataConfig,
     build_reward_model,
     load_pair_records,
-    wrong_solution,
 )
 from selftaught.rewards.reward_model import RewardModel
 from selftaught.world.arith import extract_answer, sample_problems
+from selftaught.world.sources import wrong_solution
 
 SMOKE = ["reward-model", "--preset", "tiny-smoke"]
 
@@ -64,7 +64,7 @@ def test_the_backbone_comes_from_the_causal_lm_and_the_head_from_the_seed(tiny_m
 
 
 def test_resume_after_an_interruption_gives_the_same_model(tiny_model_dir, tmp_path):
-    common = [*SMOKE, f"model={tiny_model_dir}", "eval_every=0"]
+    common = [*SMOKE, f"model={tiny_model_dir}", "eval.every=0"]
     assert main([*common, f"out_dir={tmp_path / 'straight'}"]) == 0
     interrupted = tmp_path / "interrupted"
     assert main([*common, f"out_dir={interrupted}"]) == 0
@@ -79,7 +79,7 @@ def test_resume_after_an_interruption_gives_the_same_model(tiny_model_dir, tmp_p
 
 
 def test_gradient_accumulation_equals_one_big_batch(tiny_model_dir, tmp_path):
-    common = [*SMOKE, f"model={tiny_model_dir}", "eval_every=0", "checkpoint_every=0", "num_steps=2"]
+    common = [*SMOKE, f"model={tiny_model_dir}", "eval.every=0", "checkpoint_every=0", "num_steps=2"]
     assert main([*common, f"out_dir={tmp_path / 'one'}", "micro_batch_size=0"]) == 0
     assert main([*common, f"out_dir={tmp_path / 'many'}", "micro_batch_size=3"]) == 0
     losses = {
@@ -132,7 +132,9 @@ def test_a_preference_file_is_split_by_prompt(tiny_model_dir, tmp_path):
     rows = [{"prompt": f"Question {i % 40}", "chosen": f" {i}", "rejected": f" {i + 1}"} for i in range(400)]
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    train, valid = load_pair_records(RewardModelDataConfig(source=str(path), valid_fraction=0.25))
+    train, valid = load_pair_records(
+        RewardModelDataConfig(source=str(path), valid_source=None, valid_fraction=0.25)
+    )
     assert len(train) + len(valid) == 400 and 0 < len(valid) < 200
     assert not {r["prompt"] for r in train} & {r["prompt"] for r in valid}
     out = tmp_path / "run"
@@ -167,7 +169,7 @@ def test_a_short_run_learns_a_length_preference(tiny_model_dir, tmp_path):
                 "data.length_bias=1.0",
                 "data.num_pairs=200",
                 "data.num_valid_pairs=64",
-                "eval_every=0",
+                "eval.every=0",
                 "checkpoint_every=0",
             ]
         )
@@ -186,6 +188,6 @@ def test_tiny_world_reward_model_separates_correct_from_buggy_solutions(tmp_path
     step 150 and .977 at step 300 from the current student; the first student (before fused AdamW
     changed its training) reached .97 by step 150."""
     out = tmp_path / "run"
-    assert main(["reward-model", f"out_dir={out}", "eval_every=0", "checkpoint_every=0"]) == 0
+    assert main(["reward-model", f"out_dir={out}", "eval.every=0", "checkpoint_every=0"]) == 0
     evals = [m for m in _metrics(out) if "val_pairwise_accuracy" in m]
     assert evals[0]["val_pairwise_accuracy"] < 0.7 and evals[-1]["val_pairwise_accuracy"] > 0.9

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from selftaught.cli import main
-from selftaught.recipes.common import batch_indices
+from selftaught.data.order import batch_indices
 
 
 def _weights(model_dir: Path) -> dict[str, torch.Tensor]:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from selftaught.presets.tiny import world_pretrain_smoke
+from selftaught.presets.world_pretrain import tiny_smoke as world_pretrain_smoke
 from selftaught.recipes import world_pretrain
 from selftaught.recipes.world_pretrain import WorldPretrainConfig, pretrained_student
 
@@ -13,7 +13,7 @@ def test_pretrained_student_trains_once_per_config(tmp_path, monkeypatch):
     real_run = world_pretrain.run
     monkeypatch.setattr(world_pretrain, "run", lambda cfg: calls.append(cfg.out_dir) or real_run(cfg))
     cfg = world_pretrain_smoke()
-    cfg.max_steps = cfg.optim_steps = 6
+    cfg.num_steps = cfg.optim_steps = 6
     cfg.optim.warmup_steps = 1
     first = pretrained_student(cfg, log=False)
     again = pretrained_student(cfg, log=False)
