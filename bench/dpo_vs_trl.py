@@ -1,15 +1,21 @@
-"""DPO throughput: our loop (`common.train_dpo`) against TRL's `DPOTrainer`, in one process.
+"""DPO throughput: the offline `dpo` recipe (`selftaught.recipes.dpo.run`) against TRL's `DPOTrainer`,
+in one process.
 
-Pairs come from the tiny world without sampling: chosen = the correct chain solution, rejected = the
-buggy teacher's (bug=1.0) on problems with a carry, so it is wrong. Same model init (the reference
-is the initial model), data (TRL's conversational prompt / chosen / rejected; its token ids are
-checked equal to ours), pairs per step, max length, AdamW settings, sigmoid loss with beta 0.1,
-number of steps; fp32, `--threads` torch threads. Runs alternate (ours, TRL, ours, TRL, ...).
+Ours is what `selftaught dpo` executes: `dpo.run(cfg)` on a JSONL file of tiny-world preference
+pairs (`world:pairs`: chosen = the correct chain solution, rejected = the buggy teacher's, bug=1.0,
+on problems with a carry), from a model directory holding the initial weights (the reference),
+with eval, checkpoints and per-step logging off. Before its first step it tokenises the pairs and
+scores the reference once (`dpo.prepare_pairs`); each step takes the next pairs of the recipe's
+seeded order (`dpo.step_micro_batches`) and runs `train_step` with `pair_loss`. TRL gets the same
+records in that order (its conversational prompt / chosen / rejected; its token ids are checked
+equal to ours), the same initial weights, pairs per step, max length, AdamW settings, sigmoid loss
+with beta 0.1, steps; fp32, `--threads` torch threads. Runs alternate (ours, TRL, ours, TRL, ...).
 
-Ours scores the reference once before training; that pass is `extra s` in the table and its
-pro-rata share counts in our tok/s (`loop tok/s` leaves it out). TRL by default runs a reference
-forward at every step. `--contenders ours,trl,trl-precomputed` adds TRL with
-`precompute_ref_log_probs=True`, whose pass is counted the same way.
+Our reference pass (`load_or_compute_ref_logps`, in a fresh run directory, so never a cache hit)
+is `extra s` in the table, and its pro-rata share counts in our tok/s (`loop tok/s` leaves it out).
+It uses the recipe's micro-batch budget, `--max-tokens`. TRL by default runs a reference forward at
+every step. `--contenders ours,trl,trl-precomputed` adds TRL with `precompute_ref_log_probs=True`,
+whose pass is counted the same way.
 
     python bench/dpo_vs_trl.py --shape xs --steps 50 --batch-size 32 --repeats 3
     python bench/dpo_vs_trl.py --shape 20m --steps 8 --batch-size 8 --repeats 2
@@ -17,105 +23,126 @@ forward at every step. `--contenders ours,trl,trl-precomputed` adds TRL with
 
 from __future__ import annotations
 
-import copy
-import sys
+import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import harness
+import peers
 import torch
+from timing import StepClock, label_forward, recipe_clock, timed_calls
+from workloads import MAX_LENGTH, InitialWeights, step_order, world_records, write_records
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-
-from selftaught.world.tokenizer import build_tokenizer  # noqa: E402
+from selftaught.data.preferences import build_pair_examples
+from selftaught.recipes import dpo
+from selftaught.train.loop import EvalConfig
+from selftaught.train.optim import OptimConfig
+from selftaught.train.preference import build_pair_batches, pair_loss
+from selftaught.train.reference import compute_sequence_logps
 
 NUM_HELD_OUT = 128
-REF_MAX_TOKENS = 8192
-"""Padded-token budget of one reference batch: no gradient, so larger than a training batch."""
+TRL_COLUMNS = ("prompt", "chosen", "rejected")
 
 
 class DPOBench:
-    """What all contenders share: settings, tokenizer, training pairs, held-out pairs and their
-    reference log-probs, token counts."""
+    """What all contenders share: the initial weights, our config and its data file, the records in
+    our training order, the held-out pairs and their reference log-probs, the tokens of each step."""
 
     def __init__(self, args: Any) -> None:
         self.args = args
-        self.tokenizer = build_tokenizer()
-        self.pad_id = self.tokenizer.pad_token_id
-        self.cfg = common.LoopConfig(
-            steps=args.steps,
-            batch_size=args.batch_size,
-            optim=common.OptimConfig(
-                lr=args.lr, max_grad_norm=1.0, fused=False if args.foreach_adamw else None
-            ),
-            max_tokens=args.max_tokens,
-        )
+        self.weights = InitialWeights.random(args.shape, args.seed)
+        self.tokenizer = self.weights.tokenizer
         num_train = args.steps * args.batch_size
-        records = common.dpo_records(num_train + NUM_HELD_OUT, args.seed)
-        self.train = records[:num_train]
-        self.held_out = common.tokenize_pairs(self.tokenizer, records[num_train:])
-        self.held_out_ref = common.compute_ref_logps(
-            self.build_model(), self.held_out, self.pad_id, REF_MAX_TOKENS
-        )
-        pairs = common.tokenize_pairs(self.tokenizer, self.train)
+        records = world_records("world:pairs", num_train + NUM_HELD_OUT, args.seed)
+        self._data_dir = tempfile.TemporaryDirectory(prefix="dpo-bench-")
+        self.cfg = build_config(args, self.weights.path, Path(self._data_dir.name), records[:num_train])
+        order = step_order(args.steps, args.batch_size, num_train, self.cfg.seed)
+        self.train = [{key: records[i][key] for key in TRL_COLUMNS} for i in order]
+        self.pairs, _ = build_pair_examples(self.train, self.tokenizer, MAX_LENGTH)
         self.tokens_per_step = [
-            sum(len(c[0]) + len(r[0]) for c, r in pairs[s * args.batch_size : (s + 1) * args.batch_size])
+            sum(len(c[0]) + len(r[0]) for c, r in self.pairs[s * args.batch_size : (s + 1) * args.batch_size])
             for s in range(args.steps)
         ]
-
-    def build_model(self) -> torch.nn.Module:
-        return common.build_model(self.args.shape, self.tokenizer, self.args.seed)
+        self.held_out, _ = build_pair_examples(records[num_train:], self.tokenizer, MAX_LENGTH)
+        sequences = [chosen for chosen, _ in self.held_out] + [rejected for _, rejected in self.held_out]
+        pad_id = self.tokenizer.pad_token_id
+        self.held_out_ref = compute_sequence_logps(
+            self.weights.load(), sequences, pad_id=pad_id, micro_batch_tokens=0
+        )
 
     def held_out_loss(self, model: torch.nn.Module) -> float:
         """Mean DPO loss of the held-out pairs (our function, for every contender)."""
-        (pair_batch,) = common.dpo_micro_batches(
-            self.held_out, *self.held_out_ref, self.pad_id, max_tokens=None
+        (batch,) = build_pair_batches(
+            self.held_out, self.held_out_ref, pad_id=self.tokenizer.pad_token_id, micro_batch_tokens=0
         )
         with torch.no_grad():
-            loss, _ = common.dpo_micro_loss(model, pair_batch, len(self.held_out), beta=self.cfg.beta)
+            loss, _ = pair_loss(model, batch, batch.num_pairs, beta=self.cfg.beta)
         return float(loss)
 
 
-def run_ours(bench: DPOBench) -> common.RunResult:
-    start = time.perf_counter()
-    pairs = common.tokenize_pairs(bench.tokenizer, bench.train)
-    setup_seconds = time.perf_counter() - start
-    model = bench.build_model()
-    start = time.perf_counter()
-    ref_logps = common.compute_ref_logps(model, pairs, bench.pad_id, REF_MAX_TOKENS)  # the initial model
-    ref_seconds = time.perf_counter() - start
-    if bench.args.profile:
-        common.label_forward(model.model, "forward: policy")
-    clock = common.StepClock(
-        bench.tokens_per_step, "ours (reference pass not included)" if bench.args.profile else None
+def build_config(args: Any, model_dir: str, data_dir: Path, records: list[dict[str, Any]]) -> dpo.DPOConfig:
+    """The `dpo` recipe's config for the command line: sigmoid loss, beta 0.1, constant lr, no eval,
+    checkpoints or per-step logging; the data is `records`, written to `data_dir`."""
+    return dpo.DPOConfig(
+        model=model_dir,
+        num_steps=args.steps,
+        seed=args.seed,
+        log_every=args.steps,
+        checkpoint_every=0,
+        eval=EvalConfig(every=-1),
+        data=dpo.DPODataConfig(
+            source=write_records(records, data_dir / "train.jsonl"), max_length=MAX_LENGTH
+        ),
+        batch_size=args.batch_size,
+        micro_batch_tokens=args.max_tokens or 0,
+        beta=0.1,
+        optim=OptimConfig(
+            lr=args.lr, max_grad_norm=1.0, schedule="constant", fused=False if args.foreach_adamw else None
+        ),
     )
-    clock.start()
-    losses = common.train_dpo(model, pairs, ref_logps, bench.pad_id, bench.cfg, clock.tick)
-    mean_loss = sum(losses) / len(losses)
-    return common.RunResult(
+
+
+def run_ours(bench: DPOBench) -> harness.RunResult:
+    """`dpo.run` in a fresh run directory, clocked at its steps; its reference pass timed apart."""
+    profile = bench.args.profile
+    title = "ours (reference pass not included)" if profile else None
+    clock = StepClock(bench.tokens_per_step, title)
+    with tempfile.TemporaryDirectory() as out_dir:
+        with (
+            recipe_clock(clock, "forward: policy" if profile else None) as recipe,
+            timed_calls(dpo, "load_or_compute_ref_logps") as ref_seconds,
+        ):
+            start = time.perf_counter()
+            dpo.run(replace(bench.cfg, out_dir=out_dir))
+    return harness.RunResult(
         "ours",
         clock,
-        setup_seconds,
-        ref_seconds,
-        mean_loss,
-        bench.held_out_loss(model),
-        common.load_average(),
+        recipe.started - start - sum(ref_seconds),
+        sum(ref_seconds),
+        statistics.mean(recipe.losses),
+        bench.held_out_loss(recipe.model),
+        harness.load_average(),
     )
 
 
-def run_trl(bench: DPOBench, precompute_ref: bool) -> common.RunResult:
+def run_trl(bench: DPOBench, precompute_ref: bool) -> harness.RunResult:
+    """TRL's `DPOTrainer` on the same records, in our order; a reference model (a second copy of the
+    initial weights) or, with `precompute_ref`, its reference log-probs computed before training."""
     from datasets import Dataset
-    from transformers.trainer_callback import PrinterCallback
     from trl import DPOConfig, DPOTrainer
 
     name = "trl-precomputed" if precompute_ref else "trl"
-    model = bench.build_model()
-    # TRL cannot rebuild an in-memory model as its reference, so it gets a copy of the initial one
-    ref_model = None if precompute_ref else copy.deepcopy(model)
-    clock = common.StepClock(bench.tokens_per_step, name if bench.args.profile else None)
-    with tempfile.TemporaryDirectory() as out_dir, timed_ref_precompute(DPOTrainer) as ref_seconds:
+    model = bench.weights.load()
+    ref_model = None if precompute_ref else bench.weights.load()
+    clock = StepClock(bench.tokens_per_step, name if bench.args.profile else None)
+    training_args = peers.trl_training_args(bench.args.steps, bench.args.batch_size, bench.cfg.optim)
+    with (
+        tempfile.TemporaryDirectory() as out_dir,
+        timed_calls(DPOTrainer, "_precompute_ref_logps") as ref_seconds,
+    ):
         start = time.perf_counter()
         trainer = DPOTrainer(
             model=model,
@@ -125,61 +152,34 @@ def run_trl(bench: DPOBench, precompute_ref: bool) -> common.RunResult:
                 beta=bench.cfg.beta,
                 loss_type=["sigmoid"],
                 precompute_ref_log_probs=precompute_ref,
-                **common.trl_training_args(bench.cfg),
+                max_length=MAX_LENGTH,
+                **training_args,
             ),
             train_dataset=Dataset.from_list(bench.train),
             processing_class=bench.tokenizer,
-            callbacks=common.trl_callbacks(clock),
+            callbacks=peers.trl_callbacks(clock),
         )
         setup_seconds = time.perf_counter() - start - sum(ref_seconds)
-        trainer.remove_callback(PrinterCallback)
-        check_same_tokens(trainer.train_dataset, bench)
+        check_same_tokens(peers.quiet(trainer).train_dataset, bench)
         if bench.args.profile:
-            common.label_forward(model.model, "forward: policy")
+            label_forward(model.model, "forward: policy")
             if ref_model is not None:
-                common.label_forward(ref_model.model, "forward: reference")
+                label_forward(ref_model.model, "forward: reference")
         output = trainer.train()
-    return common.RunResult(
+    return harness.RunResult(
         name,
         clock,
         setup_seconds,
         sum(ref_seconds),
         output.training_loss,
         bench.held_out_loss(model),
-        common.load_average(),
+        harness.load_average(),
     )
-
-
-class timed_ref_precompute:
-    """Context manager: wraps `DPOTrainer._precompute_ref_logps` to append its wall time to the yielded
-    list, so TRL's reference pass is counted like ours and not as dataset preprocessing."""
-
-    def __init__(self, trainer_class: Any) -> None:
-        self.trainer_class = trainer_class
-        self.original = trainer_class._precompute_ref_logps
-        self.seconds: list[float] = []
-
-    def __enter__(self) -> list[float]:
-        original, seconds = self.original, self.seconds
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            result = original(*args, **kwargs)
-            seconds.append(time.perf_counter() - start)
-            return result
-
-        self.trainer_class._precompute_ref_logps = timed
-        return seconds
-
-    def __exit__(self, *_: Any) -> None:
-        self.trainer_class._precompute_ref_logps = self.original
 
 
 def check_same_tokens(dataset: Any, bench: DPOBench) -> None:
     """TRL must train on exactly our token ids and response masks, or the comparison means nothing."""
-    for row, (chosen, rejected) in zip(
-        dataset, common.tokenize_pairs(bench.tokenizer, bench.train), strict=True
-    ):
+    for row, (chosen, rejected) in zip(dataset, bench.pairs, strict=True):
         prompt = row["prompt_ids"]
         for response, (ids, mask) in [(row["chosen_ids"], chosen), (row["rejected_ids"], rejected)]:
             if prompt + response != ids or [False] * len(prompt) + [True] * len(response) != mask:
@@ -188,18 +188,16 @@ def check_same_tokens(dataset: Any, bench: DPOBench) -> None:
 
 def main() -> None:
     contenders = "ours, trl, trl-precomputed"
-    parser = common.arg_parser(
+    parser = harness.arg_parser(
         __doc__, "pairs per step (2x sequences)", batch_size=32, lr=1e-4, contenders=contenders
     )
     args = parser.parse_args()
-    common.setup_torch(args.threads)
+    harness.setup_torch(args.threads)
+    peak = harness.print_machine(args.threads)
     bench = DPOBench(args)
-    params = common.num_params(bench.build_model())
-    peak = common.matmul_peak_gflops()
     print(
-        f"DPO {args.shape}: {params:,} params, {args.steps} steps x {args.batch_size} pairs, "
-        f"{sum(bench.tokens_per_step) / (2 * len(bench.train)):.1f} tokens/sequence, {args.threads} threads, "
-        f"fp32 matmul peak {peak:.1f} GFLOP/s, load {common.load_average():.1f}"
+        f"DPO {args.shape}: {bench.weights.num_params:,} params, {args.steps} steps x {args.batch_size} pairs, "
+        f"{sum(bench.tokens_per_step) / (2 * len(bench.train)):.1f} tokens/sequence"
     )
     runners = {
         "ours": lambda: run_ours(bench),
@@ -207,8 +205,8 @@ def main() -> None:
         "trl-precomputed": lambda: run_trl(bench, precompute_ref=True),
     }
     repeats = 1 if args.profile else args.repeats
-    results = common.run_alternating(runners, args.contenders.split(","), repeats)
-    common.print_table(results, params, peak, baseline="trl")
+    results = harness.run_alternating(runners, args.contenders.split(","), repeats)
+    harness.print_table(results, bench.weights.num_params, peak, baseline="trl")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
-"""GRPO, one online step (sampling + scoring + update): ours (`online_rl` at s = 1) against TRL's
-`GRPOTrainer`, in one process.
+"""GRPO, one online step (sampling + scoring + update): the `online-rl` recipe (`online_rl.run` at
+s = 1) against TRL's `GRPOTrainer`, in one process.
 
-Same initial weights (the cached tiny-world student by default: it answers about 55% of L1-L3
-problems, so groups have mixed rewards), prompts in the same order (`online_rl.step_prompts`; TRL's
-prompt token ids are checked equal to ours at every step), `--batch-size` prompts x `--samples`
-samples per step at temperature 1, top-p 1, top-k off, at most `--max-new-tokens` new tokens, the
-same reward function (`world_answer_reward`), AdamW settings (constant lr, clipping at 1.0), fp32,
-`--threads` torch threads, no vLLM (TRL samples with `model.generate`, ours with `HFEngine`).
+Ours is what `selftaught online-rl loss=grpo sync_every=1` executes, with eval, checkpoints and
+per-step logging off (`online.OnlineBench`). Same initial weights (the cached tiny-world student by
+default: it answers about 55% of L1-L3 problems, so groups have mixed rewards), the same prompt
+file in the same order (the recipe's seeded order; TRL's prompt token ids are checked equal to ours
+at every step), `--batch-size` prompts x `--samples` samples per step at temperature 1, top-p 1,
+top-k off, at most `--max-new-tokens` new tokens, the same reward function (`world_answer_reward`),
+AdamW settings (constant lr, clipping at 1.0), fp32, `--threads` torch threads, no vLLM (TRL
+samples with `model.generate`, ours with `HFEngine`).
 
 The loss is the same function on both sides: advantages r - mean(r) per group (TRL
 `scale_rewards="none"`), the ratio clipped at 0.2 (inactive: one update per batch, TRL
@@ -15,11 +17,13 @@ normalisation: summed over tokens and divided by the step's sequences. In TRL th
 `loss_type="luspo"` with `importance_sampling_level="token"`, `(per_token_loss * mask).sum(-1)
 .mean()` divided by the accumulation steps (TRL warns that LUSPO is meant for sequence-level
 ratios; at ratio 1 the level does not matter). TRL's `dr_grpo` divides by `max_completion_length`
-more, which changes the update through gradient clipping.
+more, which changes the update through gradient clipping. Before timing, both losses are computed
+on one batch of our rollouts from a perturbed policy, and their gradients must agree.
 
 Each side trains on a step's sequences in one batch by default. `--max-tokens` cuts ours into
-length-sorted micro-batches under a padded-token budget; `--trl-micro-batch` cuts TRL's into
-micro-batches of that many sequences with gradient accumulation (it still samples them in one call).
+length-sorted micro-batches under a padded-token budget (`micro_batch_tokens`); `--trl-micro-batch`
+cuts TRL's into micro-batches of that many sequences with gradient accumulation (it still samples
+them in one call).
 
 Runs alternate (ours, TRL, ours, TRL, ...). Time per step is the mean over steps 2..N; its split
 is sampling (ours: `HFEngine.generate`; TRL: `GRPOTrainer._generate_single_turn`, wrapped with a
@@ -31,38 +35,50 @@ timer) and the rest (scoring, reference and policy passes, optimizer).
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
+import harness
+import peers
 import torch
+from online import (
+    OnlineBench,
+    OnlineRunResult,
+    describe_online,
+    online_arg_parser,
+    print_online_table,
+    trl_online_result,
+)
+from timing import StepClock, timed_calls
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-
-from selftaught.engines.hf import HFEngine  # noqa: E402
-from selftaught.losses import token_logps  # noqa: E402
-from selftaught.losses.grpo import AdvantageType  # noqa: E402
-from selftaught.recipes.online_rl import (  # noqa: E402
+from selftaught.data.chat import encode_prompt
+from selftaught.engines.hf import HFEngine
+from selftaught.losses import token_logps
+from selftaught.losses.grpo import AdvantageType, LossNormalization
+from selftaught.recipes.online_rl import (
     OnlineRLConfig,
     RolloutConfig,
-    build_loss_fn,
-    build_micro_batches,
+    build_objective,
+    build_prompt_source,
+    build_rubric,
     generate_rollouts,
 )
-from selftaught.rewards import Rubric  # noqa: E402
-from selftaught.selection.rollouts import RolloutGroup  # noqa: E402
-from selftaught.train.online import frozen_copy  # noqa: E402
-from selftaught.train.policy_gradient import group_advantages  # noqa: E402
+from selftaught.selection.rollouts import RolloutGroup
+from selftaught.train.objectives import Objective
+from selftaught.train.online import frozen_copy
+from selftaught.train.optim import OptimConfig
+from selftaught.train.policy_gradient import group_advantages
+
+MAX_GRADIENT_DIFFERENCE = 1e-3
+"""Largest relative difference of a parameter's gradient between our loss and TRL's."""
 
 
 def build_config(args: Any) -> OnlineRLConfig:
     """Our GRPO settings at s = 1 (strictly on-policy), from the command line."""
     return OnlineRLConfig(
-        loss="grpo",
+        loss=Objective.GRPO,
         sync_every=1,
         num_steps=args.steps,
         rollouts=RolloutConfig(
@@ -73,11 +89,11 @@ def build_config(args: Any) -> OnlineRLConfig:
             max_new_tokens=args.max_new_tokens,
         ),
         kl_coef=args.kl,
-        advantage="group_mean",
-        grpo_normalization="none",
+        advantage=AdvantageType.GROUP_MEAN,
+        grpo_normalization=LossNormalization.NONE,
         clip=0.2,
         micro_batch_tokens=args.max_tokens or 0,
-        optim=common.OptimConfig(lr=args.lr, eps=1e-8, max_grad_norm=1.0, schedule="constant"),
+        optim=OptimConfig(lr=args.lr, eps=1e-8, max_grad_norm=1.0, schedule="constant"),
         seed=args.seed,
     )
 
@@ -90,11 +106,8 @@ def trl_grpo_args(cfg: OnlineRLConfig, micro_batch: int | None) -> dict[str, Any
     num_sequences = rollouts.num_prompts * rollouts.samples_per_prompt
     micro_batch = micro_batch or num_sequences
     assert num_sequences % micro_batch == 0, "main checks --trl-micro-batch"
-    loop = common.LoopConfig(steps=cfg.num_steps, batch_size=micro_batch, optim=cfg.optim)
-    training_args = common.trl_training_args(loop)
-    del training_args["max_length"]  # GRPO limits the completion instead
     return dict(
-        training_args,
+        peers.trl_training_args(cfg.num_steps, micro_batch, cfg.optim),
         gradient_accumulation_steps=num_sequences // micro_batch,
         num_generations=rollouts.samples_per_prompt,
         max_completion_length=rollouts.max_new_tokens,
@@ -112,28 +125,26 @@ def trl_grpo_args(cfg: OnlineRLConfig, micro_batch: int | None) -> dict[str, Any
     )
 
 
-def check_same_loss(bench: common.OnlineBench) -> float:
-    """Our GRPO loss and TRL's (`trl_grpo_args`) on one batch of our rollouts, from a perturbed policy
-    so that the KL term is not 0: their gradients must agree, or the timings compare two algorithms.
-    Returns the largest relative difference of a parameter's gradient."""
+def check_same_loss(bench: OnlineBench) -> float:
+    """Our GRPO loss (the recipe's objective) and TRL's (`trl_grpo_args`) on one batch of our rollouts,
+    from a perturbed policy so that the KL term is not 0: their gradients must agree, or the timings
+    compare two algorithms. Returns the largest relative difference of a parameter's gradient."""
     from trl import GRPOConfig, GRPOTrainer
 
-    cfg, tokenizer = bench.cfg, bench.tokenizer
-    model = bench.load_model()
+    cfg, tokenizer = replace(bench.cfg, micro_batch_tokens=0), bench.tokenizer
+    model = bench.weights.load()
     reference = frozen_copy(model)
-    noise = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.01 * torch.randn(param.shape, generator=noise))
-    groups = generate_rollouts(cfg, HFEngine(model, tokenizer), Rubric({"arith": [common.RewardLog()]}), [1])
-    (batch,), _ = build_micro_batches(replace(cfg, micro_batch_tokens=0), groups, reference, tokenizer)
-    loss_fn = build_loss_fn(cfg, reference)
-    ours = gradients(model, lambda: loss_fn(model, batch, len(batch.advantages))[0])
-    inputs = trl_loss_inputs(groups, bench.prompt_ids[0], reference, tokenizer.pad_token_id, cfg.advantage)
+    perturb(model)
+    engine = HFEngine(model, tokenizer)
+    groups = generate_rollouts(cfg, build_prompt_source(cfg), engine, build_rubric(cfg.tasks), None, [1])
+    objective = build_objective(cfg, reference)
+    (batch,), _ = objective.micro_batches(groups, tokenizer)
+    ours = gradients(model, lambda: objective.loss_fn(model, batch, objective.num_units([batch]))[0])
+    inputs = trl_loss_inputs(groups, tokenizer, reference, cfg)
     with tempfile.TemporaryDirectory() as out_dir:
         trainer = GRPOTrainer(
             model=model,
-            reward_funcs=[common.RewardLog()],
+            reward_funcs=[peers.RewardLog()],
             args=GRPOConfig(output_dir=out_dir, **trl_grpo_args(cfg, None)),
             train_dataset=bench.trl_dataset(),
             processing_class=tokenizer,
@@ -143,19 +154,28 @@ def check_same_loss(bench: common.OnlineBench) -> float:
     return max(float((a - b).norm() / b.norm()) for a, b in zip(ours, theirs, strict=True))
 
 
+def perturb(model: torch.nn.Module) -> None:
+    """Add seeded noise (std 0.01) to every parameter, so the policy is not its reference."""
+    noise = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.01 * torch.randn(param.shape, generator=noise))
+
+
 def trl_loss_inputs(
-    groups: list[RolloutGroup], prompt_ids: list[list[int]], reference: Any, pad_id: int, advantage: str
+    groups: list[RolloutGroup], tokenizer: Any, reference: Any, cfg: OnlineRLConfig
 ) -> dict[str, torch.Tensor]:
-    """The rollouts of `groups` (prompt i has ids `prompt_ids[i]`) as `GRPOTrainer._compute_loss` takes
-    them: prompts left-padded, completions right-padded, advantages, reference log-probs."""
+    """The rollouts of `groups` as `GRPOTrainer._compute_loss` takes them: prompts (as the engines
+    render them) left-padded, completions right-padded, advantages, reference log-probs."""
     from trl.trainer.utils import pad
 
     def padded(rows: list[list[int]], value: int, side: str) -> torch.Tensor:
         return pad([torch.tensor(row) for row in rows], padding_value=value, padding_side=side)
 
+    pad_id = tokenizer.pad_token_id
     completions = [c for g in groups for c in g.completions]
-    prompts = [ids for ids, g in zip(prompt_ids, groups, strict=True) for _ in g.completions]
-    advantages = [a for g in groups for a in group_advantages(g, AdvantageType(advantage))]
+    prompts = [encode_prompt(tokenizer, g.prompt) for g in groups for _ in g.completions]
+    advantages = [a for g in groups for a in group_advantages(g, cfg.advantage)]
     inputs = {
         "prompt_ids": padded(prompts, pad_id, "left"),  # [B, P]
         "prompt_mask": padded([[1] * len(ids) for ids in prompts], 0, "left"),  # [B, P]
@@ -175,19 +195,22 @@ def gradients(model: torch.nn.Module, loss_fn: Any) -> list[torch.Tensor]:
     """The gradient of `loss_fn()` for each parameter of `model`."""
     model.zero_grad()
     loss_fn().backward()
-    return [param.grad.clone() for param in model.parameters()]
+    grads = [param.grad for param in model.parameters()]
+    if any(grad is None for grad in grads):
+        raise AssertionError("a parameter got no gradient: the loss does not depend on every weight")
+    return [grad.clone() for grad in grads if grad is not None]
 
 
-def run_trl(bench: common.OnlineBench, micro_batch: int | None) -> common.OnlineRunResult:
-    from transformers.trainer_callback import PrinterCallback
+def run_trl(bench: OnlineBench, micro_batch: int | None) -> OnlineRunResult:
+    """TRL's `GRPOTrainer` on our prompts in our order, its sampling call timed and checked."""
     from trl import GRPOConfig, GRPOTrainer
 
-    model = bench.load_model()
-    reward_log = common.RewardLog()
-    clock = common.StepClock([0] * bench.cfg.num_steps)
+    model = bench.weights.load()
+    reward_log = peers.RewardLog()
+    clock = StepClock([0] * bench.cfg.num_steps)
     samples = bench.cfg.rollouts.samples_per_prompt
     expected = [[ids for ids in step for _ in range(samples)] for step in bench.prompt_ids]
-    check = common.check_prompt_ids(expected, lambda args, _: args[1])  # (self, prompt_ids, ...)
+    check = peers.check_prompt_ids(expected, lambda args, _: args[1])  # (self, prompt_ids, ...)
     with tempfile.TemporaryDirectory() as out_dir:
         start = time.perf_counter()
         trainer = GRPOTrainer(
@@ -196,23 +219,22 @@ def run_trl(bench: common.OnlineBench, micro_batch: int | None) -> common.Online
             args=GRPOConfig(output_dir=out_dir, **trl_grpo_args(bench.cfg, micro_batch)),
             train_dataset=bench.trl_dataset(),
             processing_class=bench.tokenizer,
-            callbacks=common.trl_callbacks(clock),
+            callbacks=peers.trl_callbacks(clock),
         )
         setup_seconds = time.perf_counter() - start
-        trainer.remove_callback(PrinterCallback)
-        with common.timed_calls(GRPOTrainer, "_generate_single_turn", check) as generation_seconds:
-            trainer.train()
-    return common.trl_online_result(clock, generation_seconds, reward_log, len(expected[0]), setup_seconds)
+        with timed_calls(GRPOTrainer, "_generate_single_turn", check) as generation_seconds:
+            peers.quiet(trainer).train()
+    return trl_online_result(clock, generation_seconds, reward_log, len(expected[0]), setup_seconds)
 
 
 def main() -> None:
-    parser = common.online_arg_parser(__doc__, batch_size=16, lr=3e-5, contenders=["ours", "trl"])
+    parser = online_arg_parser(__doc__, batch_size=16, lr=3e-5, contenders=["ours", "trl"])
     parser.add_argument(
-        "--samples", type=common.at_least(2), default=8, help="samples per prompt (group size)"
+        "--samples", type=harness.at_least(2), default=8, help="samples per prompt (group size)"
     )
     parser.add_argument(
         "--trl-micro-batch",
-        type=common.at_least(1),
+        type=harness.at_least(1),
         default=None,
         help="TRL: sequences per micro-batch, with gradient accumulation (default: one batch)",
     )
@@ -222,23 +244,24 @@ def main() -> None:
         parser.error(
             f"--trl-micro-batch must divide the {args.batch_size * args.samples} sequences of a step"
         )
-    common.setup_torch(args.threads)
-    bench = common.OnlineBench(args, build_config(args))
+    harness.setup_torch(args.threads)
+    harness.print_machine(args.threads)
+    bench = OnlineBench(args, build_config(args))
     difference = check_same_loss(bench)
-    if difference > 1e-3:
+    if difference > MAX_GRADIENT_DIFFERENCE:
         raise AssertionError(
             f"our GRPO gradient and TRL's differ by {difference:.1e} (relative): not the same loss"
         )
     print(
-        f"GRPO {bench.model_name}: {bench.num_params:,} params, {args.steps} steps x {args.batch_size} prompts x "
-        f"{args.samples} samples, max {args.max_new_tokens} new tokens, {args.threads} threads, "
-        f"load {common.load_average():.1f}; gradient of our loss = TRL's to {difference:.0e} (relative)"
+        f"GRPO {bench.weights.name}: {bench.weights.num_params:,} params, {args.steps} steps x "
+        f"{args.batch_size} prompts x {args.samples} samples, max {args.max_new_tokens} new tokens; "
+        f"gradient of our loss = TRL's to {difference:.0e} (relative)"
     )
     runners = {"ours": bench.run_ours, "trl": lambda: run_trl(bench, args.trl_micro_batch)}
-    results = common.run_alternating(
-        runners, args.contenders.split(","), args.repeats, describe=common.describe_online
+    results = harness.run_alternating(
+        runners, args.contenders.split(","), args.repeats, describe=describe_online
     )
-    common.print_online_table(results, baseline="trl")
+    print_online_table(results, baseline="trl")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,16 @@
-"""SFT throughput: our loop (`common.train_sft`) against TRL's `SFTTrainer`, in one process.
+"""SFT throughput: the `sft` recipe (`selftaught.recipes.sft.run`) against TRL's `SFTTrainer`, in one
+process.
 
-Same model init, data (tiny-world chain-of-thought conversations, L1-L3; TRL gets them in the
-conversational prompt-completion format, and its token ids and loss mask are checked equal to
-ours), batch size, max length, AdamW settings (constant lr, clipping at 1.0), number of steps; fp32,
-`--threads` torch threads, no packing. Runs alternate (ours, TRL, ours, TRL, ...). The table shows
-median tokens/s, achieved FLOP/s against a measured fp32 matmul peak, and both losses (training
-mean; held-out NLL of the trained model).
+Ours is what `selftaught sft` executes: `sft.run(cfg)` on a JSONL file of tiny-world
+chain-of-thought conversations (L1-L3), from a model directory holding the initial weights, with
+eval, checkpoints and per-step logging off. Its steps are `train_supervised`'s: the step's
+examples of the recipe's seeded order (`sft.step_micro_batches`), `train_step` with
+`sft_loss_fn`. TRL gets the same records in that order, in the conversational prompt-completion
+format (its token ids and loss mask are checked equal to ours), the same initial weights, batch
+size, max length, AdamW settings (constant lr, clipping at 1.0) and steps; fp32, `--threads` torch
+threads, no packing. Runs alternate (ours, TRL, ours, TRL, ...). The table shows median tokens/s,
+achieved FLOP/s against a measured fp32 matmul peak, and both losses (training mean; held-out NLL
+of the trained model).
 
     python bench/sft_vs_trl.py --shape xs --steps 50 --batch-size 64 --repeats 3
     python bench/sft_vs_trl.py --shape 20m --steps 8 --batch-size 16 --repeats 2
@@ -14,133 +19,160 @@ mean; held-out NLL of the trained model).
 
 from __future__ import annotations
 
-import sys
+import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import harness
+import peers
 import torch
+from timing import StepClock, label_forward, recipe_clock
+from workloads import MAX_LENGTH, InitialWeights, step_order, world_records, write_records
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-
-from selftaught.world.tokenizer import build_tokenizer  # noqa: E402
+from selftaught.data.formats import sft_examples
+from selftaught.recipes import sft
+from selftaught.train.batching import collate
+from selftaught.train.loop import EvalConfig
+from selftaught.train.optim import OptimConfig
+from selftaught.train.supervised import sft_loss_fn
 
 NUM_HELD_OUT = 256
 
 
 class SFTBench:
-    """What both contenders share: settings, tokenizer, training and held-out data, token counts."""
+    """What both contenders share: the initial weights, our config and its data file, the records
+    in our training order, the held-out examples, and the tokens of each step."""
 
     def __init__(self, args: Any) -> None:
         self.args = args
-        self.tokenizer = build_tokenizer()
-        self.pad_id = self.tokenizer.pad_token_id
-        self.cfg = common.LoopConfig(
-            steps=args.steps,
-            batch_size=args.batch_size,
-            optim=common.OptimConfig(
-                lr=args.lr, betas=(0.9, 0.98), max_grad_norm=1.0, fused=False if args.foreach_adamw else None
-            ),
-            max_tokens=args.max_tokens,
-        )
+        self.weights = InitialWeights.random(args.shape, args.seed)
+        self.tokenizer = self.weights.tokenizer
         num_train = args.steps * args.batch_size
-        records = common.sft_records(num_train + NUM_HELD_OUT, args.seed)
-        self.train = records[:num_train]
-        self.held_out = common.tokenize_sft(self.tokenizer, records[num_train:])
-        examples = common.tokenize_sft(self.tokenizer, self.train)
+        records = world_records("world:sft", num_train + NUM_HELD_OUT, args.seed)
+        self._data_dir = tempfile.TemporaryDirectory(prefix="sft-bench-")
+        self.cfg = build_config(args, self.weights.path, Path(self._data_dir.name), records[:num_train])
+        order = step_order(args.steps, args.batch_size, num_train, self.cfg.seed)
+        self.train = [records[i] for i in order]
+        examples = sft.build_examples(self.cfg.data, self.tokenizer)
         self.tokens_per_step = [
-            sum(len(ids) for ids, _ in examples[s * args.batch_size : (s + 1) * args.batch_size])
+            sum(len(examples[i][0]) for i in order[s * args.batch_size : (s + 1) * args.batch_size])
             for s in range(args.steps)
         ]
-
-    def build_model(self) -> torch.nn.Module:
-        return common.build_model(self.args.shape, self.tokenizer, self.args.seed)
+        self.held_out = sft_examples(records[num_train:], self.tokenizer, "held-out", MAX_LENGTH)
 
     def held_out_nll(self, model: torch.nn.Module) -> float:
         """Mean NLL per trained token of the held-out conversations (our function, for every contender)."""
-        batch = common.collate(self.held_out, self.pad_id)
+        batch = collate(self.held_out, self.tokenizer.pad_token_id)
         with torch.no_grad():
-            loss, _ = common.sft_micro_loss(model, batch, batch.num_tokens)
+            loss, _ = sft_loss_fn(model, batch, batch.num_tokens)
         return float(loss)
 
 
-def run_ours(bench: SFTBench) -> common.RunResult:
-    start = time.perf_counter()
-    examples = common.tokenize_sft(bench.tokenizer, bench.train)
-    setup_seconds = time.perf_counter() - start
-    model = bench.build_model()
-    if bench.args.profile:
-        common.label_forward(model.model, "forward: policy")
-    clock = common.StepClock(bench.tokens_per_step, "ours" if bench.args.profile else None)
-    clock.start()
-    losses = common.train_sft(model, examples, bench.pad_id, bench.cfg, clock.tick)
-    mean_loss = sum(losses) / len(losses)
-    return common.RunResult(
-        "ours", clock, setup_seconds, 0.0, mean_loss, bench.held_out_nll(model), common.load_average()
+def build_config(args: Any, model_dir: str, data_dir: Path, records: list[dict[str, Any]]) -> sft.SFTConfig:
+    """The `sft` recipe's config for the command line: constant lr, no eval, checkpoints or per-step
+    logging; the data is `records`, written to `data_dir`."""
+    return sft.SFTConfig(
+        model=model_dir,
+        num_steps=args.steps,
+        seed=args.seed,
+        log_every=args.steps,
+        checkpoint_every=0,
+        eval=EvalConfig(every=-1),
+        data=sft.SFTDataConfig(
+            source=write_records(records, data_dir / "train.jsonl"), max_length=MAX_LENGTH
+        ),
+        batch_size=args.batch_size,
+        micro_batch_tokens=args.max_tokens or 0,
+        optim=OptimConfig(
+            lr=args.lr,
+            betas=(0.9, 0.98),
+            max_grad_norm=1.0,
+            schedule="constant",
+            fused=False if args.foreach_adamw else None,
+        ),
     )
 
 
-def run_trl(bench: SFTBench) -> common.RunResult:
+def run_ours(bench: SFTBench) -> harness.RunResult:
+    """`sft.run` in a fresh run directory, clocked at its steps."""
+    profile = bench.args.profile
+    clock = StepClock(bench.tokens_per_step, "ours" if profile else None)
+    with tempfile.TemporaryDirectory() as out_dir:
+        with recipe_clock(clock, "forward: policy" if profile else None) as recipe:
+            start = time.perf_counter()
+            sft.run(replace(bench.cfg, out_dir=out_dir))
+    return harness.RunResult(
+        "ours",
+        clock,
+        recipe.started - start,
+        0.0,
+        statistics.mean(recipe.losses),
+        bench.held_out_nll(recipe.model),
+        harness.load_average(),
+    )
+
+
+def run_trl(bench: SFTBench) -> harness.RunResult:
+    """TRL's `SFTTrainer` on the same records, in our order."""
     from datasets import Dataset
-    from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    model = bench.build_model()
+    model = bench.weights.load()
     dataset = Dataset.from_list(
         [{"prompt": r["messages"][:1], "completion": r["messages"][1:]} for r in bench.train]
     )
-    clock = common.StepClock(bench.tokens_per_step, "trl" if bench.args.profile else None)
+    clock = StepClock(bench.tokens_per_step, "trl" if bench.args.profile else None)
+    training_args = peers.trl_training_args(bench.args.steps, bench.args.batch_size, bench.cfg.optim)
     with tempfile.TemporaryDirectory() as out_dir:
         start = time.perf_counter()
         trainer = SFTTrainer(
             model=model,
-            args=SFTConfig(output_dir=out_dir, packing=False, **common.trl_training_args(bench.cfg)),
+            args=SFTConfig(output_dir=out_dir, packing=False, max_length=MAX_LENGTH, **training_args),
             train_dataset=dataset,
             processing_class=bench.tokenizer,
-            callbacks=common.trl_callbacks(clock),
+            callbacks=peers.trl_callbacks(clock),
         )
         setup_seconds = time.perf_counter() - start
-        trainer.remove_callback(PrinterCallback)
-        check_same_tokens(trainer.train_dataset, bench)
+        check_same_tokens(peers.quiet(trainer).train_dataset, bench)
         if bench.args.profile:
-            common.label_forward(model.model, "forward: policy")
+            label_forward(model.model, "forward: policy")
         output = trainer.train()
-    return common.RunResult(
+    return harness.RunResult(
         "trl",
         clock,
         setup_seconds,
         0.0,
         output.training_loss,
         bench.held_out_nll(model),
-        common.load_average(),
+        harness.load_average(),
     )
 
 
 def check_same_tokens(dataset: Any, bench: SFTBench) -> None:
     """TRL must train on exactly our token ids and loss mask, or the comparison means nothing."""
-    for row, (ids, mask) in zip(dataset, common.tokenize_sft(bench.tokenizer, bench.train), strict=True):
+    ours = sft_examples(bench.train, bench.tokenizer, "train", MAX_LENGTH)
+    for row, (ids, mask) in zip(dataset, ours, strict=True):
         if row["input_ids"] != ids or [label != -100 for label in row["labels"]] != mask:
             raise AssertionError(f"TRL tokenised a conversation differently: {row} != {ids}, {mask}")
 
 
 def main() -> None:
-    parser = common.arg_parser(__doc__, "sequences per step", batch_size=64, lr=1e-3, contenders="ours, trl")
+    parser = harness.arg_parser(__doc__, "sequences per step", batch_size=64, lr=1e-3, contenders="ours, trl")
     args = parser.parse_args()
-    common.setup_torch(args.threads)
+    harness.setup_torch(args.threads)
+    peak = harness.print_machine(args.threads)
     bench = SFTBench(args)
-    params = common.num_params(bench.build_model())
-    peak = common.matmul_peak_gflops()
     print(
-        f"SFT {args.shape}: {params:,} params, {args.steps} steps x {args.batch_size} sequences, "
-        f"{sum(bench.tokens_per_step) / len(bench.train):.1f} tokens/sequence, {args.threads} threads, "
-        f"fp32 matmul peak {peak:.1f} GFLOP/s, load {common.load_average():.1f}"
+        f"SFT {args.shape}: {bench.weights.num_params:,} params, {args.steps} steps x {args.batch_size} "
+        f"sequences, {sum(bench.tokens_per_step) / len(bench.train):.1f} tokens/sequence"
     )
     runners = {"ours": lambda: run_ours(bench), "trl": lambda: run_trl(bench)}
     repeats = 1 if args.profile else args.repeats
-    results = common.run_alternating(runners, args.contenders.split(","), repeats)
-    common.print_table(results, params, peak, baseline="trl")
+    results = harness.run_alternating(runners, args.contenders.split(","), repeats)
+    harness.print_table(results, bench.weights.num_params, peak, baseline="trl")
 
 
 if __name__ == "__main__":

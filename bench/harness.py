@@ -1,0 +1,224 @@
+"""What every benchmark shares: the machine (threads, CPU, matmul peaks), the command line, the
+alternating runner, and the throughput table of the SFT and DPO benchmarks.
+
+Throughput is counted the same way for every contender: real (non-pad) tokens of the sequences a
+step trains on, over the wall time of steps 2..N (step 1 pays one-off allocations and is excluded).
+Achieved FLOP/s is `6 * params * tokens / s`: no attention-score term, no reference forward.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import torch
+from timing import StepClock
+from workloads import SHAPES
+
+
+class Timed(Protocol):
+    """A run result: `run_alternating` records the load average in it."""
+
+    load: float
+
+
+R = TypeVar("R", bound=Timed)
+
+# ----------------------------------------------------------------------------------------------
+# The machine
+
+
+def setup_torch(num_threads: int) -> None:
+    """Thread count for the process; silence the progress bars and warnings of datasets, transformers
+    and TRL (our recipes' progress bars are swallowed by `timing.recipe_clock`)."""
+    import datasets
+    import transformers
+
+    torch.set_num_threads(num_threads)
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+
+
+def load_average() -> float:
+    """One-minute load average; above the thread count, other processes share the cores."""
+    return os.getloadavg()[0]
+
+
+def cpu_model() -> str:
+    """The CPU's model name (`/proc/cpuinfo`), or what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def matmul_peak_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 5) -> float:
+    """Best GFLOP/s of a `size x size @ size x size` matmul (2 size^3 FLOPs) in `dtype` over `repeats` runs."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b  # warm up the BLAS thread pool
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def print_machine(threads: int) -> float:
+    """Print the CPU model, the thread count and the fp32 / bf16 matmul peaks; returns the fp32 peak
+    (the FLOP/s columns are fp32: both sides train in fp32)."""
+    fp32, bf16 = matmul_peak_gflops(torch.float32), matmul_peak_gflops(torch.bfloat16)
+    print(
+        f"{cpu_model()}, {threads} threads: matmul peak fp32 {fp32:.1f} GFLOP/s, bf16 {bf16:.1f} GFLOP/s, "
+        f"load {load_average():.1f}"
+    )
+    return fp32
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= `minimum`."""
+
+    def parse(text: str) -> int:
+        if int(text) < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        return int(text)
+
+    return parse
+
+
+def arg_parser(
+    doc: str, batch_help: str, batch_size: int, lr: float, contenders: str
+) -> argparse.ArgumentParser:
+    """The options of the SFT and DPO benchmarks."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", default="xs", choices=SHAPES)
+    parser.add_argument("--steps", type=at_least(3), default=50, help="the first step is not timed")
+    parser.add_argument("--batch-size", type=at_least(1), default=batch_size, help=batch_help)
+    parser.add_argument("--repeats", type=at_least(1), default=3)
+    parser.add_argument("--lr", type=float, default=lr, help="constant learning rate (both sides)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0, help="model init, data and its order")
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="ours: micro_batch_tokens, the padded-token budget of a micro-batch (default: one)",
+    )
+    parser.add_argument(
+        "--foreach-adamw",
+        action="store_true",
+        help="ours: the for-each AdamW instead of build_optimizer's fused default (TRL: fused)",
+    )
+    parser.add_argument(
+        "--contenders", default="ours,trl", help=f"comma-separated, in run order: {contenders}"
+    )
+    parser.add_argument("--profile", action="store_true", help="profile one run of each contender instead")
+    return parser
+
+
+# ----------------------------------------------------------------------------------------------
+# Runs and the throughput table
+
+
+def run_alternating(
+    runners: dict[str, Callable[[], R]],
+    order: list[str],
+    repeats: int,
+    describe: Callable[[Any], str] = lambda r: f"{r.tokens_per_s:,.0f} tok/s",
+) -> list[R]:
+    """Run the contenders in `order`, `repeats` times over (ours, TRL, ours, TRL, ...); print each
+    run's `describe(result)` and the load average (the larger of before and after the run)."""
+    unknown = [name for name in order if name not in runners]
+    if unknown:
+        raise ValueError(f"--contenders: unknown {unknown}; choose from {list(runners)}")
+    results = []
+    for repeat in range(repeats):
+        for name in order:
+            load_before = load_average()
+            result = runners[name]()
+            result.load = max(result.load, load_before)
+            results.append(result)
+            print(f"  repeat {repeat} {name}: {describe(result)} (load {result.load:.1f})", flush=True)
+    return results
+
+
+@dataclass
+class RunResult:
+    """One timed training run of one contender."""
+
+    name: str
+    clock: StepClock
+    setup_seconds: float
+    """Untimed preparation: ours, what `run` does before its first step (model loading, tokenisation,
+    optimizer); TRL, its trainer construction (dataset preprocessing)."""
+    extra_seconds: float
+    """Training work outside the step loop (a reference pass before training); a pro-rata share of it
+    (timed steps / all steps) counts in `tokens_per_s`."""
+    mean_loss: float
+    """Training loss averaged over all steps."""
+    final_loss: float
+    """Loss of the trained model on held-out data, computed by the same function for every contender."""
+    load: float
+    """One-minute load average, the larger of before and after the run."""
+
+    @property
+    def loop_tokens_per_s(self) -> float:
+        return self.clock.tokens / self.clock.seconds
+
+    @property
+    def tokens_per_s(self) -> float:
+        share = self.extra_seconds * (self.clock.num_steps - 1) / self.clock.num_steps
+        return self.clock.tokens / (self.clock.seconds + share)
+
+
+def print_table(results: Sequence[RunResult], params: int, peak_gflops: float, baseline: str) -> None:
+    """Per contender: the median over repeats of tokens/s (and of the loop alone), the upper quartile
+    of single-step tokens/s over all repeats (robust to other processes' bursts on a shared machine),
+    achieved FLOP/s, losses; then every contender's ratios to `baseline`."""
+    names = list(dict.fromkeys(r.name for r in results))
+    runs = {n: [r for r in results if r.name == n] for n in names}
+    median = {n: statistics.median(r.tokens_per_s for r in runs[n]) for n in names}
+    fast = {n: upper_quartile([x for r in runs[n] for x in r.clock.step_tokens_per_s]) for n in names}
+    print(
+        f"{'contender':<16}{'tok/s':>9}{'loop':>9}{'q3 step':>9}{'GFLOP/s':>8}{'of peak':>8}{'setup s':>8}"
+        f"{'extra s':>8}{'mean loss':>10}{'held-out':>9}{'load':>6}   tok/s of each run"
+    )
+    for name in names:
+        loop = statistics.median(r.loop_tokens_per_s for r in runs[name])
+        gflops = 6 * params * median[name] / 1e9
+        last = runs[name][-1]
+        print(
+            f"{name:<16}{median[name]:>9,.0f}{loop:>9,.0f}{fast[name]:>9,.0f}{gflops:>8.2f}{gflops / peak_gflops:>8.1%}"
+            f"{last.setup_seconds:>8.2f}{last.extra_seconds:>8.2f}{last.mean_loss:>10.4f}{last.final_loss:>9.4f}"
+            f"{max(r.load for r in runs[name]):>6.1f}   "
+            + " ".join(f"{r.tokens_per_s:,.0f}" for r in runs[name])
+        )
+    for name in names:
+        if baseline in names and name != baseline:
+            print(
+                f"ratio {name} / {baseline}: {median[name] / median[baseline]:.2f}x tok/s, "
+                f"{fast[name] / fast[baseline]:.2f}x q3 step tok/s"
+            )
+
+
+def upper_quartile(values: Sequence[float]) -> float:
+    """The third quartile (the value itself when there is only one, e.g. `--steps 3`)."""
+    return statistics.quantiles(values, n=4)[2] if len(values) > 1 else values[0]

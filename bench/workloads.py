@@ -1,0 +1,116 @@
+"""Models and data of the benchmarks: the initial weights every contender loads, the tiny-world
+records both sides read, and the order in which our recipes visit them.
+
+Every run of every contender loads the same initial weights from one model directory: ours names
+it as the recipe's `model`, TRL gets the loaded model (TRL's `GRPOTrainer` also builds its
+reference from the directory). Records are written to a JSONL file that our recipe reads as its
+data source; TRL gets the same records in the order our recipe trains on them.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+
+from selftaught.data.catalog import load_records
+from selftaught.data.order import batch_indices
+from selftaught.data.sources import write_jsonl
+from selftaught.models.io import load_model, save_model
+from selftaught.models.tiny import TINY_SIZES, TinySize, build_tiny_llama
+from selftaught.world.tokenizer import build_tokenizer
+
+LEVELS = (1, 2, 3)
+MAX_LENGTH = 128
+"""Longest sequence either side keeps; L1-L3 world sequences have 15-50 tokens, so nothing is cut."""
+LARGE_SHAPES = {"20m": TinySize(hidden_size=512, num_layers=6, num_heads=8, num_kv_heads=4, ffn_size=1536)}
+"""Beyond the tiny presets: a 19M-parameter Llama with the 320-token world vocabulary."""
+SHAPES = (*TINY_SIZES, *LARGE_SHAPES)
+
+
+def build_model(shape: str, tokenizer: PreTrainedTokenizerBase, seed: int) -> LlamaForCausalLM:
+    """A randomly initialised fp32 Llama of `shape` (`SHAPES`), tied embeddings; weights depend on `seed` only."""
+    token_ids = dict(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    if shape in TINY_SIZES:
+        return build_tiny_llama(shape, len(tokenizer), seed=seed, **token_ids)
+    if shape not in LARGE_SHAPES:
+        raise ValueError(f"--shape must be one of {list(SHAPES)}, got {shape!r}")
+    size = LARGE_SHAPES[shape]
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=size.hidden_size,
+        intermediate_size=size.ffn_size,
+        num_hidden_layers=size.num_layers,
+        num_attention_heads=size.num_heads,
+        num_key_value_heads=size.num_kv_heads,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        **token_ids,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(config).float()
+
+
+def num_params(model: torch.nn.Module) -> int:
+    """Distinct parameters (tied embeddings counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+class InitialWeights:
+    """The initial weights in a temporary model directory (`path`, the recipes' `model`), with the
+    tokenizer as it loads back from there (left padding, as every recipe gets it)."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, name: str) -> None:
+        self.name = name
+        self.num_params = num_params(model)
+        self._dir = tempfile.TemporaryDirectory(prefix="bench-weights-")
+        save_model(model, tokenizer, self._dir.name)
+        self.path = self._dir.name
+        _, self.tokenizer = load_model(self.path)
+
+    @classmethod
+    def random(cls, shape: str, seed: int) -> InitialWeights:
+        """A random model of `shape` with the world tokenizer."""
+        tokenizer = build_tokenizer()
+        return cls(build_model(shape, tokenizer, seed), tokenizer, f"random {shape}")
+
+    @classmethod
+    def student(cls) -> InitialWeights:
+        """The cached tiny-world student (xs; trained on first use)."""
+        from selftaught.recipes.world_pretrain import pretrained_student
+
+        model, tokenizer = load_model(str(pretrained_student()))
+        return cls(model, tokenizer, "tiny-world student (xs)")
+
+    def load(self) -> PreTrainedModel:
+        """A fresh copy of the initial weights, in train mode."""
+        return load_model(self.path)[0].train()
+
+
+def world_records(source: str, num: int, seed: int) -> list[dict[str, Any]]:
+    """`num` records of a tiny-world source (`world:sft`, `world:pairs`, `world:prompts`), levels 1-3."""
+    return load_records(source, num=num, levels=list(LEVELS), seed=seed)
+
+
+def write_records(records: list[dict[str, Any]], path: Path) -> str:
+    """`records` as a JSONL file at `path` (a recipe's data source); returns the path."""
+    write_jsonl(path, records)
+    return str(path)
+
+
+def step_order(num_steps: int, batch_size: int, num_examples: int, seed: int) -> list[int]:
+    """The example indices our SFT and DPO recipes train on in steps 1..`num_steps`, in order: the
+    recipes' own seeded stream (`selftaught.data.order.batch_indices`, one process)."""
+    return [
+        i
+        for step in range(num_steps)
+        for i in batch_indices(step * batch_size, batch_size, num_examples, seed)
+    ]
