@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from selftaught.cli import main
 from selftaught.config import apply_overrides
+from selftaught.data.formats import gsm8k_preference_records
 from selftaught.data.preferences import build_pair_examples
 from selftaught.pipelines import pairs as pipelines_pairs
 from selftaught.presets.dpo import tiny_smoke as dpo_smoke
@@ -235,11 +236,11 @@ def test_gsm8k_pairs_differ_only_in_the_final_number():
         {"question": f"Q{i}?", "answer": f"Add 3 and {i}.\n3 + {i} = {3 + i}\n#### {3 + i}"}
         for i in range(30)
     ]
-    pairs = dpo.gsm8k_preference_records(records, seed=0)
+    pairs = gsm8k_preference_records(records, seed=0)
     assert (
         pairs
-        == dpo.gsm8k_preference_records(records, seed=0)
-        != dpo.gsm8k_preference_records(records, seed=1)
+        == gsm8k_preference_records(records, seed=0)
+        != gsm8k_preference_records(records, seed=1)
     )
     for i, pair in enumerate(pairs):
         chosen, rejected = pair["chosen"][0]["content"], pair["rejected"][0]["content"]

@@ -150,3 +150,26 @@ def test_two_gloo_processes_take_the_steps_of_one(tiny_model_dir, tmp_path, loss
         torch.testing.assert_close(double[key], single[key], rtol=1e-4, atol=1e-6, msg=key)
     rewards_one = [m["reward"] for m in _metrics(one) if "reward" in m]
     assert len(rewards_one) == 2
+
+
+@pytest.mark.slow
+def test_gemma_grpo_preset_runs_on_gsm8k_prompts_with_the_math_reward(tmp_path):
+    """`selftaught online-rl --preset gemma3-270m-grpo`: Gemma 3 270M, LoRA, few-shot GSM8K train prompts,
+    the math answer check; two on-policy GRPO steps on the CPU."""
+    from selftaught.cli import main
+
+    gsm8k = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k"
+    out = tmp_path / "gemma-grpo"
+    argv = [
+        "online-rl",
+        "--preset",
+        "gemma3-270m-grpo",
+        f"out_dir={out}",
+        f"rollouts.prompts={gsm8k / 'train.jsonl'}",
+    ]
+    assert main(argv) == 0
+    steps = [m for m in _metrics(out) if "rollout_length" in m]
+    assert [m["step"] for m in steps] == [1, 2]
+    assert all(m["reward_num_none"] == 0 and 0 <= m["reward"] <= 1 for m in steps)  # every answer checked
+    assert all(0 < m["rollout_length"] <= 48 for m in steps)
+    assert (out / "model" / "model.safetensors").is_file()

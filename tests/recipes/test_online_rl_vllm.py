@@ -20,6 +20,7 @@ from selftaught.data.chat import render_prompt
 from selftaught.engines.base import SamplingParams
 from selftaught.models.io import save_model
 from selftaught.recipes import online_rl
+from selftaught.rewards.registry import REWARDS
 from selftaught.world.arith import sample_problems, to_prompt
 from selftaught.world.tokenizer import build_tokenizer
 from tests.vllm_utils import run_in_vllm_venv
@@ -33,7 +34,7 @@ def parity_reward(prompts, completions, answer, **columns):
 
 @pytest.fixture(autouse=True)
 def _parity(monkeypatch):
-    monkeypatch.setattr(online_rl, "world_answer_reward", parity_reward)
+    monkeypatch.setitem(REWARDS, "world_answer", parity_reward)
 
 
 def _argv(model_dir: str, out: Path, *overrides: str) -> list[str]:

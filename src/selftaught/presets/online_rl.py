@@ -74,25 +74,27 @@ def tiny_smoke() -> OnlineRLConfig:
 
 
 def gemma3_270m_grpo() -> OnlineRLConfig:
-    """A few LoRA GRPO steps (s = 1) of Gemma 3 270M base on 4-shot GSM8K train prompts (the first
-    64), 4 prompts x 4 samples, rewarded by the math answer check: checks the real-model path."""
+    """Two LoRA GRPO steps (s = 1) of Gemma 3 270M base on 1-shot GSM8K train prompts (the first 64),
+    2 prompts x 4 samples of at most 48 tokens, rewarded by the math answer check: checks the
+    real-model path on a CPU in minutes (scale `rollouts.*` and `num_steps` up on a GPU)."""
     return OnlineRLConfig(
         out_dir="runs/online-rl-gemma3-270m-grpo",
         model="gemma-3-270m",
         loss=Objective.GRPO,
         sync_every=1,
-        num_steps=3,
+        num_steps=2,
         tasks=[TaskConfig(name="gsm8k", reward="math_answer")],
         rollouts=RolloutConfig(
             prompts=str(GSM8K_DIR / "train.jsonl"),
             limit=64,
-            num_shots=4,
+            num_shots=1,
             stop=list(GSM8K_STOP),
-            num_prompts=4,
+            num_prompts=2,
             samples_per_prompt=4,
-            max_new_tokens=96,
-            generation_batch_size=16,
+            max_new_tokens=48,
+            generation_batch_size=8,
         ),
+        micro_batch_tokens=1024,
         lora=LoraConfig(r=8, alpha=16),
         optim=OptimConfig(lr=1e-5, eps=1e-8, schedule="constant"),
         eval=EvalConfig(data=str(GSM8K_DIR / "test.jsonl"), every=-1, limit=10, num_shots=4, batch_size=10),
