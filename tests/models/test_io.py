@@ -104,7 +104,7 @@ def test_hub_id_is_passed_through_and_its_failure_lists_aliases(monkeypatch):
         raise OSError(f"cannot reach the hub for {source}")
 
     monkeypatch.setattr(io.AutoModelForCausalLM, "from_pretrained", offline)
-    with pytest.raises(ValueError, match=r"not an alias \(gemma-3-270m\).*cannot reach the hub for gemma-9"):
+    with pytest.raises(ValueError, match=r"not an alias \(gemma-3-270m[^)]*\).*cannot reach the hub for gemma-9"):
         load_model("gemma-9")
 
 
@@ -151,3 +151,12 @@ def test_interrupted_gguf_conversion_leaves_no_cache_entry(monkeypatch, tmp_path
     monkeypatch.setattr(gguf, "convert_gguf", fake_convert(calls))
     assert (gguf.convert_gguf_cached(source, tmp_path / "models") / "config.json").is_file()
     assert calls == [source]
+
+
+def test_a_registered_alias_is_built_on_first_use(monkeypatch, tmp_path, tiny_model_dir):
+    builds = []
+    monkeypatch.setattr(io, "_ALIAS_BUILDERS", {})
+    monkeypatch.setattr(io, "MODEL_ALIASES", dict(io.MODEL_ALIASES))
+    io.register_model_alias("my-model", "a test alias", lambda: builds.append(1) or Path(tiny_model_dir))
+    assert resolve_model_source("my-model") == Path(tiny_model_dir) and builds == [1]
+    assert "my-model" in io.MODEL_ALIASES
