@@ -57,19 +57,13 @@ from selftaught.data.chat import encode_prompt
 from selftaught.engines.hf import HFEngine
 from selftaught.losses import token_logps
 from selftaught.losses.grpo import AdvantageType, LossNormalization
-from selftaught.recipes.online_rl import (
-    OnlineRLConfig,
-    RolloutConfig,
-    build_objective,
-    build_prompt_source,
-    build_rubric,
-    generate_rollouts,
-)
+from selftaught.recipes.online_rl import OnlineRLConfig, RolloutConfig, build_objective
 from selftaught.selection.rollouts import RolloutGroup
 from selftaught.train.objectives import Objective
 from selftaught.train.online import frozen_copy
 from selftaught.train.optim import OptimConfig
 from selftaught.train.policy_gradient import group_advantages
+from selftaught.train.rollouts import build_rollout_source
 
 MAX_GRADIENT_DIFFERENCE = 1e-3
 """Largest relative difference of a parameter's gradient between our loss and TRL's."""
@@ -136,7 +130,7 @@ def check_same_loss(bench: OnlineBench) -> float:
     reference = frozen_copy(model)
     perturb(model)
     engine = HFEngine(model, tokenizer)
-    groups = generate_rollouts(cfg, build_prompt_source(cfg), engine, build_rubric(cfg.tasks), None, [1])
+    groups = build_rollout_source(cfg.rollouts, cfg.tasks, None, seed=cfg.seed).sample(engine, [1])
     objective = build_objective(cfg, reference)
     (batch,), _ = objective.micro_batches(groups, tokenizer)
     ours = gradients(model, lambda: objective.loss_fn(model, batch, objective.num_units([batch]))[0])

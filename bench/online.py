@@ -28,11 +28,12 @@ from workloads import SHAPES, InitialWeights, world_records, write_records
 from selftaught.data.chat import encode_prompt
 from selftaught.engines.hf import HFEngine
 from selftaught.recipes import online_rl
-from selftaught.recipes.online_rl import OnlineRLConfig, build_prompt_source, step_prompts
+from selftaught.recipes.online_rl import OnlineRLConfig
 from selftaught.selection.pairs import GroupPairs
 from selftaught.selection.rollouts import RolloutGroup
 from selftaught.train.loop import EvalConfig
 from selftaught.train.objectives import Objective
+from selftaught.train.rollouts import build_rollout_source
 from selftaught.types import Pair
 
 FIRST_ON_TIE_RULE = "online:first_on_tie_pair_rule"
@@ -104,7 +105,7 @@ class OnlineRunResult:
 
 class OnlineBench:
     """What the contenders of an online RL benchmark share: the initial weights, our config, the
-    prompt file, and each step's prompts (`online_rl.step_prompts`) with their token ids."""
+    prompt file, and each step's prompts (`RolloutSource.step_prompts`) with their token ids."""
 
     def __init__(self, args: argparse.Namespace, cfg: OnlineRLConfig) -> None:
         self.weights = (
@@ -127,8 +128,8 @@ class OnlineBench:
             checkpoint_every=0,
             log_every=cfg.num_steps,
         )
-        source = build_prompt_source(self.cfg)
-        self.prompts = [step_prompts(self.cfg, source, step) for step in range(1, cfg.num_steps + 1)]
+        source = build_rollout_source(self.cfg.rollouts, self.cfg.tasks, None, seed=self.cfg.seed)
+        self.prompts = [source.step_prompts(step) for step in range(1, cfg.num_steps + 1)]
         self.prompt_ids = [[encode_prompt(self.tokenizer, p) for p in step] for step in self.prompts]
 
     def run_ours(self, name: str = "ours", pair_rule: str | None = None) -> OnlineRunResult:

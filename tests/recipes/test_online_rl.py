@@ -17,8 +17,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from selftaught.cli import main
-from selftaught.recipes import online_rl
 from selftaught.rewards.registry import REWARDS
+from selftaught.train.rollouts import RolloutSource
 
 
 def parity_reward(prompts, completions, answer, **columns):
@@ -91,7 +91,7 @@ def test_offline_rollouts_are_a_stage_that_a_rerun_reuses(tiny_model_dir, tmp_pa
     _run(tiny_model_dir, out, "sync_every=0", "checkpoint_every=0")
     stamps = {p: p.stat().st_mtime_ns for p in (out / "rollouts").iterdir()}
     calls = []
-    monkeypatch.setattr(online_rl, "generate_rollouts", lambda *args: calls.append(args) or [])
+    monkeypatch.setattr(RolloutSource, "sample", lambda *args: calls.append(args) or [])
     shutil.rmtree(out / "model")
     _run(tiny_model_dir, out, "sync_every=0", "checkpoint_every=0")
     assert calls == [] and {p: p.stat().st_mtime_ns for p in (out / "rollouts").iterdir()} == stamps

@@ -49,7 +49,6 @@ vLLM: selftaught online-rl model=<dir> generator.kind=vllm   (pip install 'selft
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -58,89 +57,35 @@ from typing import Any
 import torch
 
 from selftaught import dist
-from selftaught.data.prompt_source import PromptSource, load_prompt_source
-from selftaught.data.shards import compute_fingerprint, run_stage
-from selftaught.engines.base import SamplingParams
 from selftaught.losses.grpo import AdvantageType, LossNormalization
 from selftaught.models.policy import LoraConfig, load_policy, policy_source
-from selftaught.rewards import Rubric, num_tokens_reward
-from selftaught.rewards.registry import build_reward, load_callable
+from selftaught.rewards import Rubric
 from selftaught.runlog import RunLog
-from selftaught.selection.rollouts import RolloutGroup, pair_rule, rollout_metrics
+from selftaught.selection.rollouts import pair_rule, rollout_metrics
 from selftaught.train import generators, loop
 from selftaught.train.evaluation import eval_metrics, evaluate_policy
 from selftaught.train.generators import GeneratorConfig
 from selftaught.train.loop import RunConfig
 from selftaught.train.objectives import Objective, OnlineObjective, PairObjective, PolicyGradientObjective
 from selftaught.train.online import (
-    GroupScorer,
     RolloutBuffer,
-    add_rollouts,
     frozen_copy,
     restore_online_state,
-    sample_rollouts,
     save_online_checkpoint,
     update_policy,
 )
 from selftaught.train.optim import OptimConfig, build_optimizer, build_scheduler
 from selftaught.train.parallel import wrap_model
-from selftaught.train.reference import weights_fingerprint
-from selftaught.train.sync import SyncableEngine, burst_steps, check_interval, copy_weights, is_sync_step
-from selftaught.types import Prompt
+from selftaught.train.rollouts import (
+    RolloutConfig,
+    TaskConfig,
+    build_rollout_source,
+    generate_burst,
+    offline_rollouts,
+)
+from selftaught.train.sync import SyncableEngine, check_interval, copy_weights, is_sync_step
 
-ROLLOUTS_TEMPLATE = "online-rl-rollouts@1"
-"""Version of the offline rollout stage's record format; part of its fingerprint."""
-
-
-@dataclass
-class TaskConfig:
-    """One task of the prompt mix: a share of each step's prompts, and the reward that scores them."""
-
-    name: str = "arith"
-    reward: str = "world_answer"
-    """A named reward (`world_answer`, `math_answer`, `choice`, `exact_match`), `reward_model:<dir>`,
-    `judge:<template>@<n>` (with `judge_model`), or a user's `package.module:function` with TRL's
-    signature `f(prompts, completions, **columns)`; `reward_model` alone reads the `reward_model`
-    field (e.g. the reward-model recipe's output). See `selftaught.rewards.registry`."""
-    reward_model: str | None = None
-    judge_model: str | None = None
-    """`judge:` rewards: the judge's model spec."""
-    pair_rule: str = "correct_vs_incorrect"
-    """DPO pair builder for this task (`correct_vs_incorrect`, `best_vs_worst` for scalar rewards,
-    `all_pairs`, or `package.module:function`)."""
-    weight: float = 1.0
-    """Share of each step's prompts (normalised over the tasks)."""
-    length_bonus: float = 0.0
-    """Added to the reward per completion token: a deliberately length-biased reward (papers_B
-    §1.12's non-verifiable analogue). Validation then logs the reward per token, the paper's
-    criterion for checkpoint selection."""
-
-
-@dataclass
-class RolloutConfig:
-    prompts: str = "world:prompts"
-    """Prompt source: `world:prompts`, or a TRL prompt-only file (`prompt` as text or messages; extra
-    columns such as `answer` reach the reward functions as keyword arguments), or a GSM8K file."""
-    num_prompts: int = 32
-    """Prompts per optimizer step (global, over all processes)."""
-    samples_per_prompt: int = 8
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 48
-    stop: list[str] = field(default_factory=list)
-    """Stop strings (few-shot prompts: the next "Question:")."""
-    levels: list[int] = field(default_factory=lambda: [1, 2, 3])
-    """World prompts: difficulty levels."""
-    pool_size: int = 4096
-    """World prompts: distinct train-split problems the step batches are drawn from (files: all records,
-    or the first `limit`)."""
-    limit: int | None = None
-    num_shots: int = 0
-    """GSM8K prompt files: few-shot exemplars in a raw-text prompt (for base models); 0 = a chat turn."""
-    generation_batch_size: int = 256
-    per_prompt_seeds: bool = False
-    """Each prompt's samples from their own random stream (seed, prompt id, sample), independent of
-    the other prompts of the call; forced on under torchrun, so N processes sample what 1 does."""
+__all__ = ["OnlineRLConfig", "RolloutConfig", "TaskConfig", "build_objective", "run"]
 
 
 @dataclass
@@ -196,16 +141,17 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
     reference = frozen_copy(policy) if cfg.loss == Objective.DPO or cfg.kl_coef else None
     synced_reference = reference if cfg.ref_sync_every else None  # re-synced: saved with checkpoints
     model = wrap_model(policy, cfg.parallel)
-    rubric = build_rubric(cfg.tasks)
-    scorer = load_callable(cfg.group_scorer, "group_scorer") if cfg.group_scorer else None
-    prompts = build_prompt_source(cfg)
+    rollouts = build_rollout_source(cfg.rollouts, cfg.tasks, cfg.group_scorer, seed=cfg.seed)
     objective = build_objective(cfg, reference)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.num_steps)
     buffer: RolloutBuffer = {}
     if cfg.sync_every == 0:
-        buffer = offline_rollouts(cfg, prompts, generator, policy, rubric, scorer)
-    validate = partial(validation_metrics, policy, tokenizer, cfg, rubric)
+        stage = Path(cfg.out_dir) / "rollouts"
+        buffer = offline_rollouts(
+            rollouts, generator, policy, stage, num_steps=cfg.num_steps, generator=cfg.model
+        )
+    validate = partial(validation_metrics, policy, tokenizer, cfg, rollouts.rubric)
     with RunLog(cfg.out_dir, cfg, enabled=dist.is_main()) as run_log:
         state = loop.start(cfg, run_log, model, optimizer, scheduler, validate)
         if state["step"]:
@@ -214,7 +160,9 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
             metrics: dict[str, float] = {}
             if cfg.sync_every and is_sync_step(step, cfg.sync_every):
                 generator.sync_weights(policy, step - 1)
-                metrics.update(generate_burst(cfg, prompts, generator, rubric, scorer, step, buffer))
+                metrics.update(
+                    generate_burst(rollouts, generator, step, cfg.sync_every, cfg.num_steps, buffer)
+                )
             if synced_reference is not None and step > 1 and is_sync_step(step, cfg.ref_sync_every):
                 copy_weights(policy, synced_reference)
             groups = buffer.pop(step)
@@ -277,40 +225,6 @@ def build_generator(cfg: OnlineRLConfig, model: Any, tokenizer: Any) -> Syncable
     )
 
 
-def build_rubric(tasks: list[TaskConfig]) -> Rubric:
-    """One reward function per task (plus the length bonus where set), routed by `Prompt.task`."""
-    functions: dict[str, list[Any]] = {}
-    for task in tasks:
-        bonus = [(num_tokens_reward, task.length_bonus)] if task.length_bonus else []
-        functions[task.name] = [build_reward(reward_spec(task), judge_model=task.judge_model), *bonus]
-    return Rubric(functions)
-
-
-def reward_spec(task: TaskConfig) -> str:
-    """`task.reward`, with the bare `reward_model` pointing at the task's `reward_model` directory."""
-    if task.reward != "reward_model":
-        return task.reward
-    if not task.reward_model:
-        raise ValueError(
-            f"task {task.name!r} has reward=reward_model but no reward_model path; train one with "
-            "`selftaught reward-model` and set its `model` directory as the task's reward_model"
-        )
-    return f"reward_model:{task.reward_model}"
-
-
-def build_prompt_source(cfg: OnlineRLConfig) -> PromptSource:
-    data = cfg.rollouts
-    return load_prompt_source(
-        data.prompts,
-        per_step=data.num_prompts,
-        seed=cfg.seed,
-        pool_size=data.pool_size,
-        levels=data.levels,
-        num_shots=data.num_shots,
-        limit=data.limit,
-    )
-
-
 def validation_metrics(model: Any, tokenizer: Any, cfg: OnlineRLConfig, rubric: Rubric) -> dict[str, float]:
     """Validation accuracy (`eval_metrics`) and, for each task whose reward is not the answer check,
     the mean reward of the same validation samples and that reward per token (papers_B §1.4.6)."""
@@ -330,111 +244,3 @@ def validation_metrics(model: Any, tokenizer: Any, cfg: OnlineRLConfig, rubric: 
                 mean_tokens, 1
             )
     return metrics
-
-
-# --- rollouts --------------------------------------------------------------------------------------
-
-
-def step_prompts(cfg: OnlineRLConfig, prompts: PromptSource, step: int) -> list[Prompt]:
-    """This rank's prompts of optimizer step `step`, each with its task (the mix of `cfg.tasks`)."""
-    batch = prompts.at(step)
-    total = sum(task.weight for task in cfg.tasks)
-    counts = [int(len(batch) * task.weight / total) for task in cfg.tasks]
-    counts[0] += len(batch) - sum(counts)
-    names = [task.name for task, count in zip(cfg.tasks, counts, strict=True) for _ in range(count)]
-    tasked = [replace(prompt, task=name) for prompt, name in zip(batch, names, strict=True)]
-    return tasked[dist.rank() :: dist.world_size()]
-
-
-def generate_rollouts(
-    cfg: OnlineRLConfig,
-    prompts: PromptSource,
-    engine: SyncableEngine,
-    rubric: Rubric,
-    scorer: GroupScorer | None,
-    steps: list[int],
-) -> list[RolloutGroup]:
-    """Sample and score the rollouts of `steps` in one `generate` call (one burst)."""
-    batch = [(step, prompt) for step in steps for prompt in step_prompts(cfg, prompts, step)]
-    data = cfg.rollouts
-    sampling = SamplingParams(
-        temperature=data.temperature,
-        top_p=data.top_p,
-        n=data.samples_per_prompt,
-        max_new_tokens=data.max_new_tokens,
-        stop=data.stop,
-        seed=cfg.seed * 1_000_003 + steps[0],
-        per_prompt_seeds=data.per_prompt_seeds or dist.world_size() > 1,
-    )
-    return sample_rollouts(engine, rubric, batch, sampling, group_scorer=scorer)
-
-
-def generate_burst(
-    cfg: OnlineRLConfig,
-    prompts: PromptSource,
-    engine: SyncableEngine,
-    rubric: Rubric,
-    scorer: GroupScorer | None,
-    step: int,
-    buffer: RolloutBuffer,
-) -> dict[str, float]:
-    """Fill `buffer` with the rollouts of the window starting at sync step `step`; timing metrics."""
-    start = time.perf_counter()
-    steps = burst_steps(step, cfg.sync_every, cfg.num_steps)
-    groups = generate_rollouts(cfg, prompts, engine, rubric, scorer, steps)
-    add_rollouts(buffer, groups)
-    seconds = time.perf_counter() - start
-    num_tokens = sum(c.num_tokens for g in groups for c in g.completions)
-    return {
-        "burst_steps": len(steps),
-        "generation_seconds": seconds,
-        "generation_tokens_per_s": num_tokens / seconds,
-    }
-
-
-def offline_rollouts(
-    cfg: OnlineRLConfig,
-    prompts: PromptSource,
-    engine: SyncableEngine,
-    seed_model: Any,
-    rubric: Rubric,
-    scorer: GroupScorer | None,
-) -> RolloutBuffer:
-    """s = 0: the rollouts of every step, sampled from the seed model once, as a data stage (one
-    stage per rank under torchrun: each rank samples its own share)."""
-    data = cfg.rollouts
-    fingerprint = compute_fingerprint(
-        {
-            "template": ROLLOUTS_TEMPLATE,
-            "weights": weights_fingerprint(seed_model),
-            "seed": cfg.seed,
-            "rollouts": _fingerprint_settings(data),
-            "tasks": [vars(t) for t in cfg.tasks],
-            "num_steps": cfg.num_steps,
-        }
-    )
-    engine.sync_weights(seed_model, 0)  # a remote server then surely serves the seed
-    stage = "rollouts" if dist.world_size() == 1 else f"rollouts-rank{dist.rank()}"
-    records = run_stage(
-        Path(cfg.out_dir) / stage,
-        list(range(1, cfg.num_steps + 1)),
-        lambda steps: [g.to_record() for g in generate_rollouts(cfg, prompts, engine, rubric, scorer, steps)],
-        shard_size=max(1, 4096 // (data.num_prompts * data.samples_per_prompt)),
-        fingerprint=fingerprint,
-        meta={"generator": cfg.model, "seed": cfg.seed, "template": ROLLOUTS_TEMPLATE},
-        desc="offline rollouts",
-    )
-    buffer: RolloutBuffer = {}
-    add_rollouts(buffer, [RolloutGroup.from_record(record) for record in records])
-    return buffer
-
-
-def _fingerprint_settings(data: RolloutConfig) -> dict[str, Any]:
-    """The rollout settings that change the offline stage; fields added after v1 enter only when set,
-    so a stage written before them is still reused."""
-    settings = dict(vars(data))
-    new = {"prompts": "world:prompts", "stop": [], "limit": None, "num_shots": 0, "per_prompt_seeds": False}
-    for key, default in new.items():
-        if settings[key] == default:
-            del settings[key]
-    return settings

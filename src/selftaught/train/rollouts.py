@@ -1,0 +1,221 @@
+"""The rollout side of the online loop, shared by every online recipe (online-rl now; J1, DivPO and
+LPO next): which prompts a step samples, with which settings, and how the samples are scored.
+
+    source = build_rollout_source(cfg.rollouts, cfg.tasks, cfg.group_scorer, seed=cfg.seed)
+    groups = source.sample(engine, steps)            # one generate call for the steps of a burst
+    generate_burst(source, engine, step, sync_every, num_steps, buffer)   # + timing metrics
+    offline_rollouts(source, engine, seed_model, stage_dir, num_steps=..., generator=...)  # s = 0
+
+The prompts of step k are a pure function of (seed, k) (`data.prompt_source`), split over the tasks
+by weight and then over data-parallel ranks; each task names its reward (`rewards.registry`), and an
+optional group scorer sees every group of a burst after the per-sample rubric.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from selftaught import dist
+from selftaught.data.prompt_source import PromptSource, load_prompt_source
+from selftaught.data.shards import compute_fingerprint, run_stage
+from selftaught.engines.base import Engine, SamplingParams
+from selftaught.rewards import Rubric, num_tokens_reward
+from selftaught.rewards.registry import build_reward, load_callable
+from selftaught.selection.rollouts import RolloutGroup
+from selftaught.train.online import GroupScorer, RolloutBuffer, add_rollouts, sample_rollouts
+from selftaught.train.reference import weights_fingerprint
+from selftaught.train.sync import burst_steps
+from selftaught.types import Prompt
+
+ROLLOUTS_TEMPLATE = "online-rl-rollouts@1"
+"""Version of the offline rollout stage's record format; part of its fingerprint."""
+
+
+@dataclass
+class TaskConfig:
+    """One task of the prompt mix: a share of each step's prompts, and the reward that scores them."""
+
+    name: str = "arith"
+    reward: str = "world_answer"
+    """A named reward (`world_answer`, `math_answer`, `choice`, `exact_match`), `reward_model:<dir>`,
+    `judge:<template>@<n>` (with `judge_model`), or a user's `package.module:function` with TRL's
+    signature `f(prompts, completions, **columns)`; `reward_model` alone reads the `reward_model`
+    field (e.g. the reward-model recipe's output). See `selftaught.rewards.registry`."""
+    reward_model: str | None = None
+    judge_model: str | None = None
+    """`judge:` rewards: the judge's model spec."""
+    pair_rule: str = "correct_vs_incorrect"
+    """DPO pair builder for this task (`correct_vs_incorrect`, `best_vs_worst` for scalar rewards,
+    `all_pairs`, or `package.module:function`)."""
+    weight: float = 1.0
+    """Share of each step's prompts (normalised over the tasks)."""
+    length_bonus: float = 0.0
+    """Added to the reward per completion token: a deliberately length-biased reward (papers_B
+    §1.12's non-verifiable analogue). Validation then logs the reward per token, the paper's
+    criterion for checkpoint selection."""
+
+
+@dataclass
+class RolloutConfig:
+    prompts: str = "world:prompts"
+    """Prompt source: `world:prompts`, or a TRL prompt-only file (`prompt` as text or messages; extra
+    columns such as `answer` reach the reward functions as keyword arguments), or a GSM8K file."""
+    num_prompts: int = 32
+    """Prompts per optimizer step (global, over all processes)."""
+    samples_per_prompt: int = 8
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 48
+    stop: list[str] = field(default_factory=list)
+    """Stop strings (few-shot prompts: the next "Question:")."""
+    levels: list[int] = field(default_factory=lambda: [1, 2, 3])
+    """World prompts: difficulty levels."""
+    pool_size: int = 4096
+    """World prompts: distinct train-split problems the step batches are drawn from (files: all records,
+    or the first `limit`)."""
+    limit: int | None = None
+    num_shots: int = 0
+    """GSM8K prompt files: few-shot exemplars in a raw-text prompt (for base models); 0 = a chat turn."""
+    generation_batch_size: int = 256
+    per_prompt_seeds: bool = False
+    """Each prompt's samples from their own random stream (seed, prompt id, sample), independent of
+    the other prompts of the call; forced on under torchrun, so N processes sample what 1 does."""
+
+
+@dataclass
+class RolloutSource:
+    """Everything a step's rollouts depend on but the generator's weights."""
+
+    prompts: PromptSource
+    tasks: list[TaskConfig]
+    settings: RolloutConfig
+    rubric: Rubric
+    scorer: GroupScorer | None
+    seed: int
+
+    def step_prompts(self, step: int) -> list[Prompt]:
+        """This rank's prompts of optimizer step `step`, each with its task (the mix of `tasks`)."""
+        batch = self.prompts.at(step)
+        total = sum(task.weight for task in self.tasks)
+        counts = [int(len(batch) * task.weight / total) for task in self.tasks]
+        counts[0] += len(batch) - sum(counts)
+        names = [task.name for task, count in zip(self.tasks, counts, strict=True) for _ in range(count)]
+        tasked = [replace(prompt, task=name) for prompt, name in zip(batch, names, strict=True)]
+        return tasked[dist.rank() :: dist.world_size()]
+
+    def sample(self, engine: Engine, steps: list[int]) -> list[RolloutGroup]:
+        """Sample and score the rollouts of `steps` in one `generate` call (one burst)."""
+        batch = [(step, prompt) for step in steps for prompt in self.step_prompts(step)]
+        data = self.settings
+        sampling = SamplingParams(
+            temperature=data.temperature,
+            top_p=data.top_p,
+            n=data.samples_per_prompt,
+            max_new_tokens=data.max_new_tokens,
+            stop=data.stop,
+            seed=self.seed * 1_000_003 + steps[0],
+            per_prompt_seeds=data.per_prompt_seeds or dist.world_size() > 1,
+        )
+        return sample_rollouts(engine, self.rubric, batch, sampling, group_scorer=self.scorer)
+
+
+def build_rollout_source(
+    settings: RolloutConfig, tasks: list[TaskConfig], group_scorer: str | None, *, seed: int
+) -> RolloutSource:
+    """The prompts, rubric and group scorer of an online run (bad names fail here, before any work)."""
+    prompts = load_prompt_source(
+        settings.prompts,
+        per_step=settings.num_prompts,
+        seed=seed,
+        pool_size=settings.pool_size,
+        levels=settings.levels,
+        num_shots=settings.num_shots,
+        limit=settings.limit,
+    )
+    scorer = load_callable(group_scorer, "group_scorer") if group_scorer else None
+    return RolloutSource(prompts, tasks, settings, build_rubric(tasks), scorer, seed)
+
+
+def build_rubric(tasks: list[TaskConfig]) -> Rubric:
+    """One reward function per task (plus the length bonus where set), routed by `Prompt.task`."""
+    functions: dict[str, list[Any]] = {}
+    for task in tasks:
+        bonus = [(num_tokens_reward, task.length_bonus)] if task.length_bonus else []
+        functions[task.name] = [build_reward(reward_spec(task), judge_model=task.judge_model), *bonus]
+    return Rubric(functions)
+
+
+def reward_spec(task: TaskConfig) -> str:
+    """`task.reward`, with the bare `reward_model` pointing at the task's `reward_model` directory."""
+    if task.reward != "reward_model":
+        return task.reward
+    if not task.reward_model:
+        raise ValueError(
+            f"task {task.name!r} has reward=reward_model but no reward_model path; train one with "
+            "`selftaught reward-model` and set its `model` directory as the task's reward_model"
+        )
+    return f"reward_model:{task.reward_model}"
+
+
+def generate_burst(
+    source: RolloutSource, engine: Engine, step: int, sync_every: int, num_steps: int, buffer: RolloutBuffer
+) -> dict[str, float]:
+    """Fill `buffer` with the rollouts of the window starting at sync step `step`; timing metrics."""
+    start = time.perf_counter()
+    steps = burst_steps(step, sync_every, num_steps)
+    groups = source.sample(engine, steps)
+    add_rollouts(buffer, groups)
+    seconds = time.perf_counter() - start
+    num_tokens = sum(c.num_tokens for g in groups for c in g.completions)
+    return {
+        "burst_steps": len(steps),
+        "generation_seconds": seconds,
+        "generation_tokens_per_s": num_tokens / seconds,
+    }
+
+
+def offline_rollouts(
+    source: RolloutSource, engine: Any, seed_model: Any, stage_dir: Path, *, num_steps: int, generator: str
+) -> RolloutBuffer:
+    """s = 0: the rollouts of every step, sampled from `seed_model` once, as a data stage (one stage
+    per rank under torchrun: each rank samples its own share)."""
+    data = source.settings
+    fingerprint = compute_fingerprint(
+        {
+            "template": ROLLOUTS_TEMPLATE,
+            "weights": weights_fingerprint(seed_model),
+            "seed": source.seed,
+            "rollouts": _fingerprint_settings(data),
+            "tasks": [vars(t) for t in source.tasks],
+            "num_steps": num_steps,
+        }
+    )
+    engine.sync_weights(seed_model, 0)  # a remote server then surely serves the seed
+    if dist.world_size() > 1:
+        stage_dir = stage_dir.with_name(f"{stage_dir.name}-rank{dist.rank()}")
+    records = run_stage(
+        stage_dir,
+        list(range(1, num_steps + 1)),
+        lambda steps: [g.to_record() for g in source.sample(engine, steps)],
+        shard_size=max(1, 4096 // (data.num_prompts * data.samples_per_prompt)),
+        fingerprint=fingerprint,
+        meta={"generator": generator, "seed": source.seed, "template": ROLLOUTS_TEMPLATE},
+        desc="offline rollouts",
+    )
+    buffer: RolloutBuffer = {}
+    add_rollouts(buffer, [RolloutGroup.from_record(record) for record in records])
+    return buffer
+
+
+def _fingerprint_settings(data: RolloutConfig) -> dict[str, Any]:
+    """The rollout settings that change the offline stage; fields added after v1 enter only when set,
+    so a stage written before them is still reused."""
+    settings = dict(vars(data))
+    new = {"prompts": "world:prompts", "stop": [], "limit": None, "num_shots": 0, "per_prompt_seeds": False}
+    for key, default in new.items():
+        if settings[key] == default:
+            del settings[key]
+    return settings
