@@ -10,13 +10,8 @@ import torch
 
 from selftaught.data.chat import encode_text, render_prompt
 from selftaught.engines.base import Engine, SamplingParams
-from selftaught.engines.hf import (
-    HFEngine,
-    eos_token_ids,
-    nucleus_probs,
-    sample_from_probs,
-    sample_next_tokens,
-)
+from selftaught.engines.hf import HFEngine, eos_token_ids
+from selftaught.engines.sampling import nucleus_probs, sample_from_probs, sample_next_tokens
 from selftaught.types import Completion, Prompt
 
 GREEDY = SamplingParams(temperature=0, max_new_tokens=16)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from selftaught.engines.hf import counter_uniform
+from selftaught.engines.sampling import counter_uniform
 from selftaught.rewards.registry import REWARDS, build_reward, load_callable
 from selftaught.rewards.world import world_answer_reward
 
