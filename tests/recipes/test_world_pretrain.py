@@ -20,8 +20,12 @@ def test_pretrained_student_trains_once_per_config(tmp_path, monkeypatch):
     assert first == again and len(calls) == 1 and (first / "model.safetensors").exists()
     cfg.seed = 1  # another config: another cache entry
     assert pretrained_student(cfg, log=False) != first and len(calls) == 2
-    # an interrupted run (no summary.json) is redone from scratch, not reused
+    # a student finished before run_once kept its record (summary.json, no done.json) is reused
+    (first.parent / "done.json").unlink()
+    assert pretrained_student(_with(cfg, seed=0), log=False) == first and len(calls) == 2
+    # an interrupted run (started, not done) is redone from scratch, not reused
     (first.parent / "summary.json").unlink()
+    (first.parent / "done.json").unlink()
     pretrained_student(_with(cfg, seed=0), log=False)
     assert len(calls) == 3
 

@@ -35,7 +35,7 @@ import torch
 
 from selftaught.config import to_dict
 from selftaught.data.chat import render_conversation
-from selftaught.data.shards import compute_fingerprint
+from selftaught.data.shards import compute_fingerprint, run_once
 from selftaught.models.io import cache_dir
 from selftaught.models.tiny import build_tiny_llama
 from selftaught.runlog import RunLog
@@ -181,18 +181,27 @@ def _epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
 def pretrained_student(cfg: WorldPretrainConfig | None = None, *, log: bool = True) -> Path:
     """Path of the cached tiny-world student for `cfg` (default preset), training it on first use.
 
-    The cache key is a fingerprint of the config (minus `out_dir`), so a changed config trains anew
-    and never reuses a stale model. A model directory appears only when training finished.
+    The cache directory is keyed by a fingerprint of the config (minus `out_dir`) and trained through
+    `run_once`, so a changed config trains anew, a finished student is reused, and an interrupted
+    training starts over (it keeps no checkpoints).
     """
     cfg = cfg or WorldPretrainConfig()
-    key = compute_fingerprint({k: v for k, v in to_dict(cfg).items() if k != "out_dir"})[:12]
-    out_dir = cache_dir() / "world" / f"student-{key}"
-    if not (out_dir / "summary.json").exists():  # written last: its absence means "not finished"
-        if log:
-            print(f"training the tiny-world student (first use; cached in {out_dir})")
-        shutil.rmtree(out_dir, ignore_errors=True)
-        run(replace(cfg, out_dir=str(out_dir)))
+    fingerprint = compute_fingerprint({k: v for k, v in to_dict(cfg).items() if k != "out_dir"})
+    out_dir = cache_dir() / "world" / f"student-{fingerprint[:12]}"
+    run_once(out_dir, fingerprint, partial(_train_student, cfg, out_dir, log))
     return out_dir / "model"
+
+
+def _train_student(cfg: WorldPretrainConfig, out_dir: Path, log: bool) -> dict[str, Any]:
+    summary = out_dir / "summary.json"
+    if summary.is_file():  # finished before run_once kept its record (summary.json is written last)
+        return json.loads(summary.read_text())
+    if log:
+        print(f"training the tiny-world student (first use; cached in {out_dir})")
+    shutil.rmtree(out_dir / "model", ignore_errors=True)  # an interrupted run starts over
+    for name in ("metrics.jsonl", "log.txt"):
+        (out_dir / name).unlink(missing_ok=True)
+    return run(replace(cfg, out_dir=str(out_dir)))
 
 
 def _level_metrics(result: Any, prefix: str) -> dict[str, float]:
