@@ -71,14 +71,16 @@ def prompt_record(prompt: Prompt) -> dict[str, Any]:
     return {**record, "task": prompt.task, **prompt.meta}
 
 
-def trl_prompt(value: Any, index: int) -> Prompt:
-    """A TRL prompt value (a string: one user turn; or a message list) as a `Prompt` with id `index`."""
+def trl_prompt(value: Any, index: int, where: str | None = None) -> Prompt:
+    """A TRL prompt value (a string: one user turn; or a message list) as a `Prompt` with id `index`;
+    `where` names it in the error (default `prompts[index]`)."""
     if isinstance(value, str):
         return Prompt(id=str(index), messages=[{"role": "user", "content": value}])
     if isinstance(value, list):
         validate_messages(value)
         return Prompt(id=str(index), messages=value)
-    raise ValueError(f"prompts[{index}] must be a string or a list of messages, got {type(value).__name__}")
+    where = where or f"prompts[{index}]"
+    raise ValueError(f"{where}: `prompt` must be a string or a list of messages, got {type(value).__name__}")
 
 
 def sft_example(record: dict[str, Any], tokenizer: Any, where: str) -> Example:

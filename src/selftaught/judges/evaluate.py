@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from selftaught.data.chat import validate_messages
+from selftaught.data.formats import trl_prompt
 from selftaught.data.sources import read_records, require_columns
 from selftaught.judges.judge import PairwiseJudge, PointwiseJudge, mean_scores
 from selftaught.judges.metrics import JudgeMetrics, compute_pairwise_metrics, compute_pointwise_metrics
-from selftaught.types import Completion, Judgment, Pair, Prompt
+from selftaught.types import Completion, Judgment, Pair
 from selftaught.world.judge_pairs import sample_judge_pairs, to_pair
 
 WORLD_PREFIX = "world:"
@@ -59,22 +59,13 @@ def pairs_from_records(records: list[dict[str, Any]], source: str) -> list[Pair]
     pairs = []
     for index, record in enumerate(records):
         where = f"{source}: record {index}"
-        prompt = _prompt(record["prompt"], str(record.get("id", index)), where)
+        prompt = replace(trl_prompt(record["prompt"], index, where), id=str(record.get("id", index)))
         chosen, rejected = (
             _response(record[column], f"{where} column {column!r}") for column in PAIR_COLUMNS[1:]
         )
         meta = {k: v for k, v in record.items() if k not in PAIR_COLUMNS}
         pairs.append(Pair(prompt, Completion(prompt.id, chosen), Completion(prompt.id, rejected), meta))
     return pairs
-
-
-def _prompt(value: Any, prompt_id: str, where: str) -> Prompt:
-    if isinstance(value, str):
-        return Prompt(id=prompt_id, messages=[{"role": "user", "content": value}])
-    if isinstance(value, list):
-        validate_messages(value)
-        return Prompt(id=prompt_id, messages=value)
-    raise ValueError(f"{where}: `prompt` must be a string or a list of messages, got {type(value).__name__}")
 
 
 def _response(value: Any, where: str) -> str:

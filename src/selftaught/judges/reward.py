@@ -19,15 +19,14 @@ the caller, never read as 0.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from selftaught.data.formats import trl_prompt
 from selftaught.judges.judge import PairwiseJudge, PointwiseJudge, mean_scores
 from selftaught.judges.parsers import MAX_SCORE
+from selftaught.rewards.base import RewardFn
 from selftaught.types import Prompt
-
-RewardFn = Callable[..., list[float | None]]
-"""`f(prompts, completions, **columns) -> list[float | None]` (TRL's reward-function signature)."""
 
 ORDER_VALUES = {"A": 1.0, "tie": 0.5, "B": 0.0}
 """Worth of one order's verdict (mapped back to the pair, A = the completion) to the completion."""
@@ -72,17 +71,7 @@ def reward_from_verdicts(first: str | None, second: str | None) -> float | None:
 
 def as_prompts(prompts: Sequence[Any]) -> list[Prompt]:
     """TRL prompts (a string, or a list of messages) as `Prompt`s with ids `"0"`, `"1"`, ..."""
-    converted = []
-    for index, prompt in enumerate(prompts):
-        if isinstance(prompt, str):
-            converted.append(Prompt(id=str(index), messages=[{"role": "user", "content": prompt}]))
-        elif isinstance(prompt, list):
-            converted.append(Prompt(id=str(index), messages=prompt))
-        else:
-            raise ValueError(
-                f"prompts[{index}] must be a string or a list of messages, got {type(prompt).__name__}"
-            )
-    return converted
+    return [trl_prompt(prompt, index) for index, prompt in enumerate(prompts)]
 
 
 def as_texts(responses: Sequence[Any]) -> list[str]:
