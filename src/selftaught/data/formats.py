@@ -79,8 +79,8 @@ def trl_prompt(value: Any, index: int, where: str | None = None) -> Prompt:
     if isinstance(value, list):
         validate_messages(value)
         return Prompt(id=str(index), messages=value)
-    where = where or f"prompts[{index}]"
-    raise ValueError(f"{where}: `prompt` must be a string or a list of messages, got {type(value).__name__}")
+    what = f"prompts[{index}]" if where is None else f"{where}: `prompt`"
+    raise ValueError(f"{what} must be a string or a list of messages, got {type(value).__name__}")
 
 
 def sft_example(record: dict[str, Any], tokenizer: Any, where: str) -> Example:
