@@ -152,6 +152,21 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
             rollouts, generator, policy, stage, num_steps=cfg.num_steps, generator=cfg.model
         )
     validate = partial(validation_metrics, policy, tokenizer, cfg, rollouts.rubric)
+
+    def checkpoint(step: int) -> None:  # the pending rollouts and a re-synced reference go with it
+        if optimizer.state:  # before the first update there is nothing to resume
+            save_online_checkpoint(
+                loop.checkpoint_dir(cfg),
+                step,
+                model,
+                optimizer,
+                scheduler,
+                buffer=buffer if cfg.sync_every else {},  # offline: the rollouts are a data stage
+                reference=synced_reference,
+                generator_version=generator.policy_version,
+                keep_last=cfg.keep_last,
+            )
+
     with RunLog(cfg.out_dir, cfg, enabled=dist.is_main()) as run_log:
         state = loop.start(cfg, run_log, model, optimizer, scheduler, validate)
         if state["step"]:
@@ -170,17 +185,6 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
             micro_batches, data_metrics = objective.micro_batches(groups, tokenizer)
             metrics.update(data_metrics)  # no pair / no scored group on every rank: no update (counted)
             metrics.update(update_policy(model, micro_batches, objective, optimizer, scheduler, cfg.optim))
-            checkpoint = partial(
-                save_online_checkpoint,
-                loop.checkpoint_dir(cfg),
-                model=model,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                buffer=buffer if cfg.sync_every else {},  # offline: the rollouts are a data stage
-                reference=synced_reference,
-                generator_version=generator.policy_version,
-                keep_last=cfg.keep_last,
-            )
             loop.end_of_step(cfg, run_log, step, metrics, validate, checkpoint)
         final = loop.finish(cfg, run_log, model, tokenizer, validate)
     return {"out_dir": cfg.out_dir, **final}
