@@ -36,10 +36,10 @@ def prompt_from_record(record: dict[str, Any], index: int, source: str, *, num_s
     task = str(record.get("task", "default"))
     if gsm8k.is_gsm8k_record(record):
         question = record["question"]
-        text = gsm8k.few_shot_prompt(question, num_shots) if num_shots else None
-        answer = gsm8k.reference_answer(record["answer"])
+        text: str | None = gsm8k.few_shot_prompt(question, num_shots) if num_shots else None
         messages = [{"role": "user", "content": question}]
-        return Prompt(pid, messages, text=text, answer=answer, task=record.get("task", "gsm8k"), meta=meta)
+        reference = gsm8k.reference_answer(record["answer"])
+        return Prompt(pid, messages, text=text, answer=reference, task=record.get("task", "gsm8k"), meta=meta)
     answer = None if record.get("answer") is None else str(record["answer"])
     if isinstance(record.get("messages"), list):
         messages = [m for m in record["messages"] if m.get("role") != "assistant"] or record["messages"]

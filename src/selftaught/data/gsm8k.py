@@ -61,6 +61,7 @@ EXEMPLARS: list[tuple[str, str]] = [
 STOP = ["\n\nQuestion:", "\nQuestion:", "\n\n\n"]
 """Stop strings for few-shot generation: the model starts the next exemplar."""
 
+
 def few_shot_prompt(question: str, num_shots: int = 8) -> str:
     """The few-shot text prompt for one question."""
     if not 0 <= num_shots <= len(EXEMPLARS):

@@ -45,6 +45,7 @@ def register_model_alias(name: str, description: str, build: Callable[[], Path])
     MODEL_ALIASES[name] = description
     _ALIAS_BUILDERS[name] = build
 
+
 HUB_ID = re.compile(r"\w[\w.-]*(/\w[\w.-]*)?")
 """`name` or `owner/name`: a spec of this shape that is not on disk goes to the hub."""
 

@@ -130,7 +130,7 @@ def run(cfg: WorldPretrainConfig) -> dict[str, Any]:
             stop=lambda val: val["val_accuracy"] >= cfg.stop_accuracy,
             desc="pretrain",
         )
-        summary = test_summary(model, tokenizer, cfg, result["steps"], time.perf_counter() - start)
+        summary = test_summary(model, tokenizer, cfg, int(result["steps"]), time.perf_counter() - start)
         (Path(cfg.out_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
         run_log.info(
             f"test accuracy {summary['test_accuracy']:.3f} +- {summary['test_stderr']:.3f} after "

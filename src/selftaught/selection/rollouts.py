@@ -85,7 +85,9 @@ def pair_rule(spec: str) -> PairRuleFn:
         return PAIR_RULES[spec]
     if ":" in spec:
         return load_callable(spec, "pair rule")
-    raise ValueError(f"unknown pair rule {spec!r}; use one of {sorted(PAIR_RULES)} or package.module:function")
+    raise ValueError(
+        f"unknown pair rule {spec!r}; use one of {sorted(PAIR_RULES)} or package.module:function"
+    )
 
 
 def _scored(group: RolloutGroup) -> list[tuple[Completion, float | None]]:

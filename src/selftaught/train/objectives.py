@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import torch
 
+from selftaught.data.preferences import PairExample
 from selftaught.losses.grpo import AdvantageType, LossNormalization
 from selftaught.selection.pairs import compute_pair_stats
 from selftaught.selection.rollouts import PairRuleFn, RolloutGroup, scored_groups, select_pairs
@@ -24,7 +25,7 @@ from selftaught.train.online import rollout_examples
 from selftaught.train.policy_gradient import build_rollout_batches, group_advantages, rollout_loss
 from selftaught.train.preference import build_pair_batches, pair_loss
 from selftaught.train.reference import compute_sequence_logps
-from selftaught.types import StrEnum
+from selftaught.types import Pair, StrEnum
 
 
 class Objective(StrEnum):
@@ -67,7 +68,7 @@ class PairObjective:
         metrics = compute_pair_stats(results)
         if not pairs:
             return [], metrics
-        examples = [tuple(rollout_examples(tokenizer, p.prompt, [p.chosen, p.rejected])) for p in pairs]
+        examples = [_pair_example(tokenizer, pair) for pair in pairs]
         sequences = [chosen for chosen, _ in examples] + [rejected for _, rejected in examples]
         pad_id, budget = tokenizer.pad_token_id, self.micro_batch_tokens
         ref_logps = compute_sequence_logps(
@@ -81,6 +82,11 @@ class PairObjective:
 
     def num_units(self, micro_batches: Sequence[Any]) -> float:
         return sum(mb.num_units for mb in micro_batches)  # pairs
+
+
+def _pair_example(tokenizer: Any, pair: Pair) -> PairExample:
+    chosen, rejected = rollout_examples(tokenizer, pair.prompt, [pair.chosen, pair.rejected])
+    return chosen, rejected
 
 
 @dataclass

@@ -100,7 +100,7 @@ def save_online_checkpoint(
     buffer: RolloutBuffer,
     reference: torch.nn.Module | None,
     generator_version: int,
-    keep_last: int,
+    keep_last: int | None,
 ) -> Path:
     """`save_checkpoint` whose train state also holds the rollouts of `buffer` (those sampled for
     later steps) and, when `reference` is given (it is re-synced during the run), whose step

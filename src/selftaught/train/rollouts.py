@@ -214,7 +214,13 @@ def _fingerprint_settings(data: RolloutConfig) -> dict[str, Any]:
     """The rollout settings that change the offline stage; fields added after v1 enter only when set,
     so a stage written before them is still reused."""
     settings = dict(vars(data))
-    new = {"prompts": "world:prompts", "stop": [], "limit": None, "num_shots": 0, "per_prompt_seeds": False}
+    new: dict[str, Any] = {
+        "prompts": "world:prompts",
+        "stop": [],
+        "limit": None,
+        "num_shots": 0,
+        "per_prompt_seeds": False,
+    }
     for key, default in new.items():
         if settings[key] == default:
             del settings[key]

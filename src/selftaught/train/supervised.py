@@ -31,7 +31,7 @@ from selftaught.train.step import train_step
 StopRule = Callable[[dict[str, float]], bool]
 
 
-def sft_loss_fn(model: Any, batch: Batch, num_tokens: float) -> tuple[torch.Tensor, dict[str, Any]]:
+def sft_loss_fn(model: Any, batch: Batch, num_tokens: Any) -> tuple[torch.Tensor, dict[str, Any]]:
     """NLL of the trained tokens of `batch`, summed and divided by the step's `num_tokens`."""
     logps = token_logps(
         model, batch.input_ids, batch.attention_mask, position_ids=batch.position_ids

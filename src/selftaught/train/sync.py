@@ -32,6 +32,9 @@ class SyncableEngine(Engine, Protocol):
     checkpoint directory and asks the server to reload it (one reload per `s` steps).
     """
 
+    policy_version: int
+    """The policy version the engine's weights are from (stamped on every completion)."""
+
     def sync_weights(self, source_model: torch.nn.Module, policy_version: int) -> None: ...
 
 
