@@ -26,6 +26,13 @@ GSM8K_TEST = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k" /
         (" so 5 + 4 = 9 toys", "9"),  # no 'The answer is': last number
         (" The answer is 7. Question: 12", "7"),  # the first 'The answer is' wins over later numbers
         (" I do not know.", None),
+        # issue 16: a unicode minus sign is a minus, thin-space and space thousands separators are separators
+        (" The answer is \u221218.", "-18"),
+        (" so the change is \u22124.5 degrees", "-4.5"),
+        (" The answer is 1\u2009000\u2009000.", "1000000"),
+        (" The answer is 1\u202f000.", "1000"),
+        (" The answer is 1 000 000.", "1000000"),
+        (" she pays $12 500 in total", "12500"),
     ],
 )
 def test_extract_number(text, number):
@@ -41,6 +48,7 @@ def test_reference_and_correctness():
     assert is_correct(prompt, Completion(prompt.id, " 2 + 2 = 4. The answer is 4.0."))
     assert not is_correct(prompt, Completion(prompt.id, " The answer is 5."))
     assert not is_correct(prompt, Completion(prompt.id, " no idea"))
+    assert not is_correct(prompt, Completion(prompt.id, " The answer is \u22124."))  # -4, not 4
 
 
 def test_few_shot_prompt_bounds_and_missing_columns():

@@ -1,6 +1,8 @@
 """math_answer_reward: many ways a model writes the right answer, many wrong ones, unscorable references."""
 
+import json
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -55,6 +57,7 @@ RIGHT = [  # (reference, completion)
     ("(3, -1)", r"\boxed{(3,-1)}"),
     (GSM8K_JANET, "The answer is 18."),
     (r"Adding them, we get $\boxed{5}$.", "5"),
+    ("7", "#### seven"),  # issue 16: number words are numbers (was scored 0)
 ]
 
 WRONG = [
@@ -75,7 +78,6 @@ WRONG = [
     ("42", "I don't know."),
     ("42", ""),
     ("42", r"The answer is \boxed{42"),  # truncated box
-    ("7", "#### seven"),
 ]
 
 UNSCORABLE_REFERENCES = [None, "", "   ", "N/A", "not a number", "#### ???", "The answer is unknown."]
@@ -130,3 +132,26 @@ def test_works_outside_the_main_thread():
     worker.start()
     worker.join()
     assert results == [[1.0, 0.0]]
+
+
+GRADING_CASES = [
+    json.loads(line) for line in (Path(__file__).parent / "math_grading_cases.jsonl").read_text().splitlines()
+]
+
+
+def _grade(case: dict) -> float | None:
+    reasons = [case["finish_reason"]] if "finish_reason" in case else None
+    [score] = math_answer_reward(["q"], [case["completion"]], [case["reference"]], finish_reason=reasons)
+    return score
+
+
+@pytest.mark.parametrize("case", GRADING_CASES, ids=lambda case: case["class"])
+def test_grades_like_a_careful_human(case):
+    """Issue 16: each hand-graded case (`math_grading_cases.jsonl`) gets the careful grader's score."""
+    assert _grade(case) == case["expected"], case
+
+
+def test_agreement_with_careful_grading_is_at_least_95_percent():
+    agree = sum(_grade(case) == case["expected"] for case in GRADING_CASES)
+    print(f"math verifier agrees with careful grading on {agree}/{len(GRADING_CASES)} cases")
+    assert len(GRADING_CASES) >= 100 and agree / len(GRADING_CASES) >= 0.95

@@ -2,6 +2,8 @@
 
 The answer is read as the number after the first "The answer is", else the last number in the text
 (lm-eval-harness's "flexible extract"), and compared numerically with the number after "####".
+Before that, a unicode minus sign (U+2212) is read as `-` (so `−18` is never `18`) and thin-space,
+`\\,` and space thousands separators (`1 000 000`) are removed (`rewards.math_text.normalize_separators`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import re
 from fractions import Fraction
 
 from selftaught.data.gsm8k import EXEMPLARS, STOP, few_shot_prompt, gsm8k_prompts, reference_answer
+from selftaught.rewards.math_text import normalize_separators
 from selftaught.types import Completion, Prompt
 
 __all__ = [
@@ -28,6 +31,7 @@ _NUMBER = r"-?[\d,]*\.?\d+"
 
 def extract_number(text: str) -> str | None:
     """The model's final number: after the first 'The answer is', else the last number; None if none."""
+    text = normalize_separators(text)
     match = re.search(rf"[Tt]he answer is\s*\$?\s*({_NUMBER})", text)
     if match is None:
         numbers = re.findall(_NUMBER, text)
