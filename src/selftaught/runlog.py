@@ -11,13 +11,14 @@ Only one process writes (rank 0 under torchrun): other ranks build a `RunLog` wi
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from tqdm.auto import tqdm
 
@@ -36,12 +37,17 @@ class RunLog:
         self.enabled = enabled
         self.quiet = quiet
         self._start = time.time()
-        self._metrics = self._log = None
+        self._metrics = self._log = self._lock = None
+        self.previous_config_text: str | None = None
+        """The config.yaml this run directory held before this run (None: a new directory)."""
         if not enabled:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_run_dir(self.dir)
+        config_path = self.dir / "config.yaml"
+        self.previous_config_text = config_path.read_text() if config_path.is_file() else None
         if config is not None:
-            dump_yaml(config, self.dir / "config.yaml")
+            dump_yaml(config, config_path)
         self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         self._log = open(self.dir / "log.txt", "a", encoding="utf-8")  # noqa: SIM115
 
@@ -71,17 +77,48 @@ class RunLog:
             tqdm(iterable, total=total, desc=desc, disable=not self.enabled or self.quiet, leave=False)
         )
 
+    def rewind(self, step: int) -> int:
+        """Drop the `metrics.jsonl` records after `step` (a resumed run redoes those steps); how many."""
+        if self._metrics is None:
+            return 0
+        self._metrics.close()
+        records = read_metrics(self.dir)
+        kept = [r for r in records if r["step"] <= step]
+        with open(self.dir / "metrics.jsonl", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in kept)
+        self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        return len(records) - len(kept)
+
+    def restore_previous_config(self) -> None:
+        """Put back the config.yaml this directory held (a refused resume must not rewrite it)."""
+        if self.enabled and self.previous_config_text is not None:
+            (self.dir / "config.yaml").write_text(self.previous_config_text)
+
     def close(self) -> None:
-        for handle in (self._metrics, self._log):
+        for handle in (self._metrics, self._log, self._lock):
             if handle is not None:
-                handle.close()
-        self._metrics = self._log = None
+                handle.close()  # closing the lock file releases the lock
+        self._metrics = self._log = self._lock = None
 
     def __enter__(self) -> RunLog:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _lock_run_dir(run_dir: Path) -> TextIO:
+    """An exclusive lock on `run_dir/.lock` for this process; a ValueError when another run holds it
+    (two runs into one directory would interleave their metrics and checkpoints)."""
+    handle = open(run_dir / ".lock", "a", encoding="utf-8")  # noqa: SIM115
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ValueError(
+            f"another run is writing to {run_dir}; wait for it to finish or choose another out_dir"
+        ) from None
+    return handle
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:

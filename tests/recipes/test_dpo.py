@@ -165,13 +165,13 @@ def test_resume_from_a_checkpoint_reproduces_the_run(tiny_model_dir, tmp_path, p
     )
     dpo.run(cfg)
     straight = _weights(out / "model")
+    straight_losses = [(m["step"], m["loss"]) for m in _metrics(out) if "loss" in m]
     shutil.rmtree(out / "checkpoints" / "step-0000004")
     shutil.rmtree(out / "model")
-    dpo.run(cfg)  # resumes from step 2
+    dpo.run(cfg)  # resumes from step 2; the records of steps 3 and 4 are redone, not repeated
     assert all(torch.equal(straight[k], v) for k, v in _weights(out / "model").items())
     losses = [(m["step"], m["loss"]) for m in _metrics(out) if "loss" in m]
-    assert [step for step, _ in losses] == [1, 2, 3, 4, 3, 4]
-    assert losses[2] == losses[4] and losses[3] == losses[5]
+    assert [step for step, _ in losses] == [1, 2, 3, 4] and losses == straight_losses
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> str:
@@ -237,11 +237,7 @@ def test_gsm8k_pairs_differ_only_in_the_final_number():
         for i in range(30)
     ]
     pairs = gsm8k_preference_records(records, seed=0)
-    assert (
-        pairs
-        == gsm8k_preference_records(records, seed=0)
-        != gsm8k_preference_records(records, seed=1)
-    )
+    assert pairs == gsm8k_preference_records(records, seed=0) != gsm8k_preference_records(records, seed=1)
     for i, pair in enumerate(pairs):
         chosen, rejected = pair["chosen"][0]["content"], pair["rejected"][0]["content"]
         head, _, wrong = rejected.rpartition("The answer is ")

@@ -3,6 +3,7 @@ real process is killed (SIGKILL) mid-run."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,7 +115,9 @@ def test_killed_run_resumes_exactly(tiny_model_dir, tmp_path):
             if "loss" in record:
                 loss[name, record["step"]] = record["loss"]
     assert loss["killed", resumed_from + 1] == loss["straight", resumed_from + 1]
-    assert "resuming at step" in (killed / "log.txt").read_text()
+    assert "resuming from step" in (killed / "log.txt").read_text()
+    steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps)  # the steps redone after the checkpoint are not logged twice
 
 
 @pytest.mark.slow
@@ -140,3 +143,14 @@ def test_gemma_lora_preset_runs_and_saves_a_merged_model(tmp_path):
     assert all(torch.isfinite(torch.tensor(m["loss"])) for m in metrics if "loss" in m)
     weights = _weights(out / "model")
     assert not any("lora" in key for key in weights)  # adapters merged into plain weights
+
+
+def test_a_resume_with_another_learning_rate_is_refused(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["sft", "--preset", "tiny-smoke", f"out_dir={out}", f"model={tiny_model_dir}", "eval.every=-1"]
+    assert main(common) == 0
+    shutil.rmtree(out / "model")
+    assert main([*common, "optim.lr=0.5"]) == 2
+    assert "optim.lr: 0.001 -> 0.5" in capsys.readouterr().err
+    assert "lr: 0.001" in (out / "config.yaml").read_text()  # the run's own config is kept
+    assert main([*common, "num_steps=6"]) == 0  # extending the run is a resume, not another config

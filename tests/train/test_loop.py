@@ -94,3 +94,36 @@ def test_validation_on_a_conversation_file_and_a_preference_file(tiny_model_dir,
     assert metrics["val_preference_accuracy"] == 1.0  # a shorter response has the higher summed log-prob here
     world = validate_policy(model, tokenizer, EvalConfig(data="world:valid", per_level=2, levels=[1]))
     assert set(world) >= {"val_accuracy", "val_stderr"}
+
+
+def test_a_resume_with_a_changed_config_is_refused_and_names_the_keys(tiny_model_dir, tmp_path):
+    import pytest
+
+    _supervised(tiny_model_dir, tmp_path / "run", num_steps=4)
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    changed = RunConfig(out_dir=str(tmp_path / "run"), num_steps=6, seed=3, log_every=1)
+    with (
+        RunLog(tmp_path / "run", changed, quiet=True) as run_log,
+        pytest.raises(ValueError, match=r"seed: 0 -> 3"),
+    ):
+        loop.check_resumed_config(changed, run_log)
+    assert (tmp_path / "run" / "config.yaml").read_text() == saved  # put back, not overwritten
+    same = RunConfig(
+        out_dir=str(tmp_path / "run"), num_steps=6, log_every=1, eval=EvalConfig(every=2), checkpoint_every=2
+    )
+    with RunLog(tmp_path / "run", same, quiet=True) as run_log:
+        loop.check_resumed_config(same, run_log)  # num_steps, cadence and eval may change
+
+
+def test_a_resume_drops_the_metrics_of_the_redone_steps_and_one_run_at_a_time(tiny_model_dir, tmp_path):
+    import pytest
+
+    _supervised(tiny_model_dir, tmp_path / "run", num_steps=4)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    with RunLog(tmp_path / "run", quiet=True) as run_log:
+        assert run_log.rewind(2) == len([r for r in rows if r["step"] > 2])
+        with pytest.raises(ValueError, match="another run is writing to"):
+            RunLog(tmp_path / "run")
+    kept = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert kept == [r for r in rows if r["step"] <= 2]
+    RunLog(tmp_path / "run").close()  # the lock is released with the run

@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from torch.distributed.fsdp import FSDPModule
 from transformers import AutoModelForCausalLM
 
 from selftaught import dist
+from selftaught.config import to_dict
 from selftaught.models.io import save_model
 from selftaught.runlog import RunLog
 from selftaught.train.checkpoint import (
@@ -104,10 +106,48 @@ def start(
     log the evaluation of the starting model (step 0) unless `eval.every` is -1."""
     state = resume(checkpoint_dir(cfg), model, optimizer, scheduler)
     if state["step"]:
-        run_log.info(f"resuming at step {state['step']} of {cfg.num_steps}")
+        check_resumed_config(cfg, run_log)
+        dropped = run_log.rewind(state["step"])
+        redo = f"; {dropped} metric records after it are redone" if dropped else ""
+        run_log.info(f"resuming from step {state['step']} of {cfg.num_steps}{redo}")
     elif validate is not None and cfg.eval.every >= 0:
         run_log.log(0, **validate())
     return state
+
+
+RESUME_NEUTRAL = ("out_dir", "num_steps", "log_every", "checkpoint_every", "keep_last", "eval.")
+"""Config keys (or key prefixes) a resumed run may change: they do not change the steps already
+taken (`num_steps` extends or shortens the run)."""
+
+
+def check_resumed_config(cfg: RunConfig, run_log: RunLog) -> None:
+    """A ValueError naming the keys when a run resumes its checkpoints with a config that differs in
+    anything that changes results (the directory's config.yaml is put back first)."""
+    if run_log.previous_config_text is None:
+        return
+    before = _flatten(yaml.safe_load(run_log.previous_config_text) or {})
+    after = _flatten(to_dict(cfg))
+    changed = sorted(
+        key
+        for key in before.keys() | after.keys()
+        if before.get(key) != after.get(key) and not key.startswith(RESUME_NEUTRAL)
+    )
+    if changed:
+        run_log.restore_previous_config()
+        details = ", ".join(f"{key}: {before.get(key)!r} -> {after.get(key)!r}" for key in changed[:8])
+        raise ValueError(
+            f"{cfg.out_dir} holds checkpoints of a run with another config ({details}); resume it "
+            "with its own config (--config <out_dir>/config.yaml), or choose a new out_dir for this one"
+        )
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix.rstrip("."): data}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        flat.update(_flatten(value, f"{prefix}{key}."))
+    return flat
 
 
 def remaining_steps(cfg: RunConfig, state: dict[str, Any]) -> range:
