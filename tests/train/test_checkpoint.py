@@ -251,3 +251,41 @@ def test_parallel_checkpoint_holds_the_full_state(distributed_checkpoints, strat
         assert got["step"] == expected["step"] == 1
         torch.testing.assert_close(got["exp_avg"], expected["exp_avg"], rtol=0, atol=1e-7)
         torch.testing.assert_close(got["exp_avg_sq"], expected["exp_avg_sq"], rtol=0, atol=1e-9)
+
+
+def test_a_failed_save_publishes_nothing_and_leaves_no_temporary(tmp_path, monkeypatch):
+    trainer = trained(1, {"position": 0})
+    trainer.save(tmp_path, 1, {"position": 1})
+
+    def disk_full(step_dir: Path) -> None:  # e.g. the reference weights of an online checkpoint
+        (step_dir / "reference.safetensors").write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        trainer.save(tmp_path, 2, {"position": 2}, extra=disk_full)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-0000001"]  # no step-2, no .tmp left
+    written = []
+    trainer.save(
+        tmp_path, 2, {"position": 2}, extra=lambda d: written.append(sorted(p.name for p in d.iterdir()))
+    )
+    assert "train_state.json" not in written[0]  # extra files go in before the directory is complete
+
+
+def test_pruning_never_leaves_a_half_deleted_checkpoint_that_looks_complete(tmp_path, monkeypatch):
+    import shutil
+
+    trainer = trained(1, {"position": 0})
+    for step in (1, 2):
+        trainer.save(tmp_path, step, {"position": step})
+    real_rmtree = shutil.rmtree
+
+    def interrupted(path, *args, **kwargs):  # killed half-way through deleting the old step
+        (Path(path) / "model.safetensors").unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "rmtree", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save(tmp_path, 3, {"position": 3}, keep_last=1)
+    monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step-0000002", "step-0000003"]
+    assert trainer.load(tmp_path / "step-0000002")["position"] == 2  # what is listed is whole

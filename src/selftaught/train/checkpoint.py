@@ -35,6 +35,7 @@ import json
 import random
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -70,8 +71,13 @@ def save_checkpoint(
     train_state: dict[str, Any],
     *,
     keep_last: int | None = None,
+    extra: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write `<checkpoint_dir>/step-{step:07d}/` (see the module doc) and return its path.
+
+    `extra(tmp_dir)` writes more files into the step directory before it is published (e.g. a
+    re-synced reference model): the step directory appears with everything or not at all, and a
+    failed save (a full disk) leaves no temporary directory behind.
 
     Call on every rank: gathering the state is collective; rank 0 writes, and every rank returns
     once the directory is complete. `train_state` must be JSON (numbers, strings, lists, dicts); a
@@ -98,17 +104,23 @@ def save_checkpoint(
         if tmp.exists():  # left by a save that crashed
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        aliases = _tied_aliases(model)
-        save_file({k: v for k, v in model_state.items() if k not in aliases}, tmp / "model.safetensors")
-        _save_tree(optimizer_state, tmp / "optimizer")
-        _write_json(scheduler.state_dict(), tmp / "scheduler.json")
-        _save_tree({"ranks": rng_states}, tmp / "rng")
-        (tmp / "train_state.json").write_text(state)
+        try:
+            aliases = _tied_aliases(model)
+            save_file({k: v for k, v in model_state.items() if k not in aliases}, tmp / "model.safetensors")
+            _save_tree(optimizer_state, tmp / "optimizer")
+            _write_json(scheduler.state_dict(), tmp / "scheduler.json")
+            _save_tree({"ranks": rng_states}, tmp / "rng")
+            if extra is not None:
+                extra(tmp)
+            (tmp / "train_state.json").write_text(state)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         _replace_dir(tmp, final)
         if keep_last is not None:
             others = [p for p in checkpoint_dirs(checkpoint_dir) if p != final]
             for old in others[: len(others) - (keep_last - 1)]:
-                shutil.rmtree(old)
+                _delete_dir(old)
     dist.barrier()
     return final
 
@@ -283,6 +295,14 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old)
+
+
+def _delete_dir(path: Path) -> None:
+    """Delete a step directory so that an interruption never leaves a half-deleted one that looks
+    complete: it is renamed out of the step-NNNNNNN namespace first, then removed."""
+    doomed = path.with_name(f".{path.name}.deleting")
+    path.rename(doomed)
+    shutil.rmtree(doomed)
 
 
 def _resolve_step_dir(path: Path) -> Path:

@@ -111,12 +111,14 @@ def save_online_checkpoint(
         "generator_version": generator_version,
         "rollout_buffers": dist.all_gather_object(pending),  # each rank's own share, rank order
     }
-    path = save_checkpoint(checkpoints, step, model, optimizer, scheduler, train_state, keep_last=keep_last)
-    if reference is not None:
-        tmp = path / f".{REFERENCE_FILE}.tmp"
-        save_model(reference, str(tmp))
-        tmp.rename(path / REFERENCE_FILE)
-    return path
+
+    def save_reference(step_dir: Path) -> None:  # inside the step directory before it is published
+        if reference is not None:
+            save_model(reference, str(step_dir / REFERENCE_FILE))
+
+    return save_checkpoint(
+        checkpoints, step, model, optimizer, scheduler, train_state, keep_last=keep_last, extra=save_reference
+    )
 
 
 def restore_online_state(
