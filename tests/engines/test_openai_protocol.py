@@ -5,7 +5,13 @@ import pytest
 
 from selftaught.engines.base import ReloadableEngine, SamplingParams
 from selftaught.engines.hf import HFEngine
-from selftaught.engines.openai_protocol import ApiError, parse_reload_request, parse_request
+from selftaught.engines.openai_protocol import (
+    ApiError,
+    RequestLimits,
+    check_prompt_tokens,
+    parse_reload_request,
+    parse_request,
+)
 from selftaught.engines.scripted import ScriptedEngine
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -52,3 +58,35 @@ def test_a_reload_request_needs_a_directory_and_a_version():
 def test_hf_engines_are_reloadable_and_scripted_ones_are_not(model, tokenizer):
     assert isinstance(HFEngine(model, tokenizer), ReloadableEngine)
     assert not isinstance(ScriptedEngine({"p": ["x"]}), ReloadableEngine)
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "message"),
+    [
+        (CHAT | {"n": 5}, "n", "`n` is 5; this server allows at most 4"),
+        (CHAT | {"max_tokens": 9}, "max_tokens", "is 9; this server allows at most 8"),
+        (CHAT | {"max_completion_tokens": 9}, "max_tokens", "is 9; this server allows at most 8"),
+    ],
+)
+def test_requests_beyond_the_limits_are_refused_with_the_field_and_cap(body, param, message):
+    limits = RequestLimits(max_n=4, max_tokens=8, max_prompt_tokens=16)
+    with pytest.raises(ApiError, match=message) as raised:
+        parse_request(body, chat=True, model_name="m", default_max_tokens=8, limits=limits)
+    assert (raised.value.status, raised.value.param) == (400, param)
+    call = parse_request(CHAT | {"n": 4, "max_tokens": 8}, True, "m", 8, limits)
+    assert (call.sampling.n, call.sampling.max_new_tokens) == (4, 8)
+
+
+def test_prompt_tokens_are_capped_and_limits_must_be_positive():
+    limits = RequestLimits(max_prompt_tokens=16)
+    check_prompt_tokens(16, chat=False, limits=limits)
+    with pytest.raises(ApiError, match="`prompt` has 17 tokens; this server allows at most 16"):
+        check_prompt_tokens(17, chat=False, limits=limits)
+    with pytest.raises(ValueError, match="max_n must be >= 1"):
+        RequestLimits(max_n=0)
+
+
+def test_error_types_follow_openai():
+    assert ApiError(403, "x").body()["error"]["type"] == "permission_error"
+    assert ApiError(500, "x").body()["error"]["type"] == "server_error"
+    assert ApiError(413, "x").body()["error"]["type"] == "invalid_request_error"

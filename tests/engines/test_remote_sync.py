@@ -1,9 +1,11 @@
 """`RemoteSyncEngine` against an in-process `selftaught serve`: after `sync_weights` the server's greedy
 tokens and logprobs are those of the synced policy; bad checkpoints are refused and the old weights
-keep serving; a reload never splits a batch; old checkpoints are pruned."""
+keep serving; a reload never splits a batch; old checkpoints are pruned. Reload needs an API key and
+the allowed directories, and its refusals say nothing of the server's filesystem."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +28,8 @@ from tests.conftest import write_tiny_model
 from tests.engines.conftest import build_gpt2
 
 MODEL = "tiny"
+KEY = "s3cret"
+KEY_ENV = "REMOTE_SYNC_TEST_KEY"
 GREEDY = SamplingParams(temperature=0, max_new_tokens=8)
 PROMPTS = [
     Prompt(id="text", messages=[], text="12 + 7 ="),
@@ -40,14 +44,19 @@ def served(tiny_model_dir: str) -> tuple[Any, Any]:
 
 
 @pytest.fixture
-def server(served) -> Iterator[EngineServer]:
-    with EngineServer(HFEngine(*served), served[1], MODEL, port=0).start() as running:
+def server(served, tmp_path, monkeypatch) -> Iterator[EngineServer]:
+    """Serves with a key (in `KEY_ENV`, where `remote_engine` reads it) and reloads from `tmp_path`."""
+    monkeypatch.setenv(KEY_ENV, KEY)
+    engine = HFEngine(*served)
+    with EngineServer(
+        engine, served[1], MODEL, port=0, api_key=KEY, allow_reload=[tmp_path]
+    ).start() as running:
         yield running
 
 
 def remote_engine(server: EngineServer, root: Path, tokenizer: Any, **kwargs: Any) -> RemoteSyncEngine:
     config = OpenAIConfig(
-        model=MODEL, base_url=server.url, api_key_env="REMOTE_SYNC_TEST_KEY", logprobs=True, token_ids=True
+        model=MODEL, base_url=server.url, api_key_env=KEY_ENV, logprobs=True, token_ids=True
     )
     return RemoteSyncEngine(config, tokenizer, root, **kwargs)
 
@@ -73,12 +82,16 @@ def assert_same_outputs(actual: list[Completion], expected: list[Completion]) ->
 
 
 def served_version(server: EngineServer) -> int:
-    (card,) = httpx.get(f"{server.url}/models").json()["data"]
+    (card,) = httpx.get(f"{server.url}/models", headers=auth(KEY)).json()["data"]
     return card["metadata"]["policy_version"]
 
 
-def post_reload(server: EngineServer, body: dict[str, Any]) -> httpx.Response:
-    return httpx.post(f"{server.url}/admin/reload", json=body, timeout=30)
+def auth(key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def post_reload(server: EngineServer, body: dict[str, Any], key: str | None = KEY) -> httpx.Response:
+    return httpx.post(f"{server.url}/admin/reload", json=body, headers=auth(key), timeout=30)
 
 
 def test_sync_makes_the_server_generate_with_the_policy(server, served, tiny_model_dir, tmp_path):
@@ -106,11 +119,11 @@ def test_bad_checkpoints_are_refused_and_the_old_weights_serve_on(server, served
     before = greedy_outputs(HFEngine(*load_model(tiny_model_dir)))
     wider = write_tiny_model(tmp_path / "wider", size="s")
     gpt2 = save_model(build_gpt2(served[1]), served[1], tmp_path / "gpt2")
-    cases = [
-        ({"model": str(tmp_path / "missing"), "policy_version": 5}, "does not exist"),
-        ({"model": str(tmp_path), "policy_version": 5}, "no config.json"),
-        ({"model": wider, "policy_version": 5}, "differ in name or shape"),
-        ({"model": str(gpt2), "policy_version": 5}, "holds a GPT2LMHeadModel"),
+    cases = [  # a missing directory, one without a model, another shape, another architecture: one answer
+        ({"model": str(tmp_path / "missing"), "policy_version": 5}, "could not load"),
+        ({"model": str(tmp_path), "policy_version": 5}, "could not load"),
+        ({"model": wider, "policy_version": 5}, "could not load"),
+        ({"model": str(gpt2), "policy_version": 5}, "could not load"),
         ({"model": wider}, "`policy_version` is required"),
         ({"model": wider, "policy_version": "5"}, "`policy_version` must be int"),
     ]
@@ -118,10 +131,11 @@ def test_bad_checkpoints_are_refused_and_the_old_weights_serve_on(server, served
         response = post_reload(server, body)
         assert response.status_code == 400, body
         assert message in response.json()["error"]["message"]
+        assert str(tmp_path) not in response.text and "exist" not in response.text
 
     remote = remote_engine(server, tmp_path / "ckpt", served[1])
     wider_policy, _ = load_model(wider)
-    with pytest.raises(RuntimeError, match="keeps serving policy version 0.*differ in name or shape"):
+    with pytest.raises(RuntimeError, match="keeps serving policy version 0.*could not load"):
         remote.sync_weights(wider_policy, 1)
     assert remote.policy_version == served_version(server) == 0
     assert_same_outputs(greedy_outputs(remote), before)
@@ -169,21 +183,56 @@ def test_keep_last_prunes_older_policy_checkpoints_only(server, served, tiny_mod
     assert sorted(p.name for p in root.iterdir()) == ["policy-2", "policy-9.txt", "policy-notes"]
 
 
-def test_reload_needs_the_api_key_when_one_is_set(served, tiny_model_dir, tmp_path, monkeypatch):
-    engine = HFEngine(*served)
-    with EngineServer(engine, served[1], MODEL, port=0, api_key="s3cret").start() as server:
-        assert post_reload(server, {"model": tiny_model_dir, "policy_version": 1}).status_code == 401
-        remote = remote_engine(server, tmp_path / "ckpt", served[1])
-        with pytest.raises(RuntimeError, match="HTTP 401"):
-            remote.sync_weights(perturbed_policy(tiny_model_dir), 1)
-        monkeypatch.setenv("REMOTE_SYNC_TEST_KEY", "s3cret")
+def test_reload_needs_the_api_key(server, served, tiny_model_dir, tmp_path, monkeypatch):
+    directory = save_model(perturbed_policy(tiny_model_dir), served[1], tmp_path / "policy-1")
+    for key in [None, "wrong"]:
+        assert post_reload(server, {"model": str(directory), "policy_version": 1}, key).status_code == 401
+    remote = remote_engine(server, tmp_path / "ckpt", served[1])
+    monkeypatch.delenv(KEY_ENV)
+    with pytest.raises(RuntimeError, match="HTTP 401"):
         remote.sync_weights(perturbed_policy(tiny_model_dir), 1)
-        assert engine.policy_version == 1
+    monkeypatch.setenv(KEY_ENV, KEY)
+    remote.sync_weights(perturbed_policy(tiny_model_dir), 1)
+    assert served_version(server) == 1
 
 
-def test_engines_without_reload_answer_501(served, tiny_model_dir):
+def test_reload_is_off_unless_directories_are_allowed_and_a_key_is_set(served, tiny_model_dir, tmp_path):
+    engine = HFEngine(*served)
+    with EngineServer(engine, served[1], MODEL, port=0, api_key=KEY).start() as server:
+        response = post_reload(server, {"model": tiny_model_dir, "policy_version": 1})
+    assert response.status_code == 403 and "--allow-reload" in response.json()["error"]["message"]
+    assert engine.policy_version == 0
+    with pytest.raises(ValueError, match="needs an API key"):
+        EngineServer(engine, served[1], MODEL, port=0, allow_reload=[tmp_path])
+
+
+def test_only_directories_in_the_allowed_ones_are_loaded(server, served, tiny_model_dir, tmp_path):
+    """A model outside the allowed directory is refused however it is named: directly, through `..`,
+    through a symlink, or relatively; the refusal is the same whether the path exists or not."""
+    (tmp_path / "link").symlink_to(tiny_model_dir)
+    outside = [
+        tiny_model_dir,
+        os.path.join(tmp_path, os.path.relpath(tiny_model_dir, tmp_path)),  # tmp_path/../..
+        str(tmp_path / "link"),
+        os.path.relpath(tiny_model_dir),
+        "/no/such/directory",
+        "/nul\x00byte",
+    ]
+    for directory in outside:
+        response = post_reload(server, {"model": directory, "policy_version": 1})
+        assert response.status_code == 403, directory
+        assert response.json()["error"]["message"] == "not an allowed model directory"
+    assert served_version(server) == 0
+    inside = save_model(perturbed_policy(tiny_model_dir), served[1], tmp_path / "sub" / "policy-1")
+    assert post_reload(server, {"model": str(inside), "policy_version": 1}).status_code == 200
+    assert served_version(server) == 1
+
+
+def test_engines_without_reload_answer_501(served, tiny_model_dir, tmp_path):
     engine = ScriptedEngine({"p": ["a"]})
-    with EngineServer(engine, served[1], MODEL, port=0).start() as server:
+    with EngineServer(
+        engine, served[1], MODEL, port=0, api_key=KEY, allow_reload=[tmp_path]
+    ).start() as server:
         response = post_reload(server, {"model": tiny_model_dir, "policy_version": 1})
         assert served_version(server) is None
     assert response.status_code == 501

@@ -3,9 +3,12 @@ token ids, usage, errors, the bearer key, dynamic batching, and the CLI on a fre
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +21,8 @@ import pytest
 
 from selftaught.engines.base import SamplingParams
 from selftaught.engines.hf import HFEngine
+from selftaught.engines.http_server import HttpLimits
+from selftaught.engines.openai_protocol import RequestLimits
 from selftaught.engines.server import EngineServer
 from selftaught.models.io import load_model
 from selftaught.types import Prompt
@@ -127,6 +132,7 @@ def test_bad_requests_get_openai_errors(server, kwargs, error, message):
 
 
 def test_unknown_route_and_bad_json_are_client_errors(server):
+    assert httpx.post(f"{server.url}/embeddings", json={}).json()["error"]["type"] == "not_found_error"
     assert httpx.post(f"{server.url}/embeddings", json={}).status_code == 404
     response = httpx.post(f"{server.url}/completions", content=b"{not json")
     assert response.status_code == 400 and "not valid JSON" in response.json()["error"]["message"]
@@ -194,12 +200,13 @@ def _ignore_sigint() -> None:
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
-def test_cli_serve_on_a_free_loopback_port_stops_on_sigint_and_sigterm(tiny_model_dir, stop):
+def test_cli_serve_on_a_free_loopback_port_stops_on_sigint_and_sigterm(tiny_model_dir, tmp_path, stop):
     """Started the way a background job starts (SIGINT inherited as ignored), Ctrl+C and a
-    supervisor's SIGTERM still stop the server cleanly."""
+    supervisor's SIGTERM still stop the server cleanly. The limit and reload flags reach the server."""
     env = {**os.environ, "SERVE_KEY": "k-123"}
     command = [sys.executable, "-m", "selftaught.cli", "serve", "--model", tiny_model_dir, "--port", "0"]
-    command += ["--served-model-name", MODEL, "--api-key-env", "SERVE_KEY"]
+    command += ["--served-model-name", MODEL, "--api-key-env", "SERVE_KEY", "--max-n", "2"]
+    command += ["--allow-reload", str(tmp_path), "--timeout-s", "30", "--max-connections", "8"]
     process = subprocess.Popen(
         command,
         env=env,
@@ -216,6 +223,14 @@ def test_cli_serve_on_a_free_loopback_port_stops_on_sigint_and_sigterm(tiny_mode
         assert [m.id for m in client.models.list().data] == [MODEL]
         response = client.chat.completions.create(model=MODEL, messages=chat("hi"), max_tokens=3, n=2)
         assert len(response.choices) == 2 and response.usage.completion_tokens > 0
+        with pytest.raises(openai.BadRequestError, match="at most 2"):
+            client.chat.completions.create(model=MODEL, messages=chat("hi"), max_tokens=3, n=3)
+        reload = httpx.post(
+            f"{match.group(1)}/admin/reload",
+            json={"model": tiny_model_dir, "policy_version": 1},
+            headers={"Authorization": "Bearer k-123"},
+        )
+        assert reload.status_code == 403 and "not an allowed" in reload.text  # outside --allow-reload
     finally:
         process.send_signal(stop)
         try:
@@ -230,3 +245,146 @@ def test_cli_serve_refuses_an_unset_key_variable(capsys, monkeypatch):
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
     assert main(["serve", "--model", "unused", "--api-key-env", "NO_SUCH_KEY_VAR"]) == 2
     assert "NO_SUCH_KEY_VAR" in capsys.readouterr().err
+
+
+def test_cli_serve_refuses_reload_without_a_key_and_bad_limits(capsys):
+    from selftaught.cli import main
+
+    assert main(["serve", "--model", "unused", "--allow-reload", "/tmp"]) == 2
+    assert "--allow-reload needs --api-key-env" in capsys.readouterr().err
+    assert main(["serve", "--model", "unused", "--max-body-bytes", "0"]) == 2
+    assert "max_body_bytes must be > 0" in capsys.readouterr().err
+
+
+def test_cli_limit_defaults_are_the_servers():
+    from selftaught.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--model", "m"])
+    request, http = RequestLimits(), HttpLimits()
+    assert (args.max_n, args.max_tokens, args.max_prompt_tokens) == (
+        request.max_n,
+        request.max_tokens,
+        request.max_prompt_tokens,
+    )
+    assert (args.max_body_bytes, args.timeout_s, args.max_connections) == (
+        http.max_body_bytes,
+        http.timeout_s,
+        http.max_connections,
+    )
+    assert args.allow_reload == []
+
+
+def raw_exchange(server: EngineServer, request: bytes, timeout: float = 5.0) -> tuple[int, dict, dict]:
+    """Send `request` bytes as they are; `(status, headers, JSON body)` of the answer (bounded wait)."""
+    host, port = server.url.removeprefix("http://").removesuffix("/v1").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(request)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, dict(response.headers), json.loads(response.read())
+
+
+def head(method: str, path: str, *headers: str) -> bytes:
+    return "\r\n".join([f"{method} {path} HTTP/1.1", "Host: localhost", *headers, "", ""]).encode()
+
+
+def test_the_key_is_checked_before_a_body_is_read(engine):
+    """A client without the key that declares a large body and never sends it is refused at once."""
+    with EngineServer(engine, engine.tokenizer, MODEL, port=0, api_key="s3cret").start() as server:
+        status, headers, body = raw_exchange(
+            server, head("POST", "/v1/completions", "Content-Length: 1000000")
+        )
+    assert status == 401 and body["error"]["type"] == "authentication_error"
+    assert headers["Connection"] == "close"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "message"),
+    [
+        (["Content-Length: 1000000"], 413, "at most 1000 bytes"),
+        ([], 411, "needs a Content-Length"),
+        (["Transfer-Encoding: chunked"], 411, "no Transfer-Encoding"),
+        (["Content-Length: 12abc"], 400, "one non-negative integer"),
+        (["Content-Length: -5"], 400, "one non-negative integer"),
+        (["Content-Length: 5", "Content-Length: 6"], 400, "one non-negative integer"),
+    ],
+)
+def test_bodies_too_large_or_without_a_valid_length_are_refused_unread(engine, headers, status, message):
+    limits = HttpLimits(max_body_bytes=1000)
+    with EngineServer(engine, engine.tokenizer, MODEL, port=0, http_limits=limits).start() as server:
+        got, _, body = raw_exchange(server, head("POST", "/v1/completions", *headers))
+    assert got == status and message in body["error"]["message"]
+
+
+def test_a_body_within_the_cap_is_served_and_one_over_it_is_not(engine):
+    request = json.dumps({"model": MODEL, "prompt": "1 +", "max_tokens": 2}).encode()
+    limits = HttpLimits(max_body_bytes=len(request))
+    with EngineServer(engine, engine.tokenizer, MODEL, port=0, http_limits=limits).start() as server:
+        assert httpx.post(f"{server.url}/completions", content=request).status_code == 200
+        assert httpx.post(f"{server.url}/completions", content=request + b" ").status_code == 413
+
+
+def test_a_stalled_body_times_out_with_408(engine):
+    limits = HttpLimits(timeout_s=0.3)
+    with EngineServer(engine, engine.tokenizer, MODEL, port=0, http_limits=limits).start() as server:
+        status, _, body = raw_exchange(server, head("POST", "/v1/completions", "Content-Length: 100") + b"{")
+    assert status == 408 and "did not arrive within 0.3s" in body["error"]["message"]
+
+
+def test_n_max_tokens_and_prompt_length_are_capped(engine):
+    limits = RequestLimits(max_n=2, max_tokens=5, max_prompt_tokens=20)
+    with EngineServer(
+        engine, engine.tokenizer, MODEL, port=0, default_max_tokens=4, request_limits=limits
+    ).start() as server:
+        client = client_for(server)
+        assert len(client.completions.create(model=MODEL, prompt="1 +", n=2, max_tokens=5).choices) == 2
+        refusals = [
+            ({"prompt": "1 +", "n": 3}, "`n` is 3; this server allows at most 2"),
+            ({"prompt": "1 +", "max_tokens": 6}, "`max_tokens` is 6; this server allows at most 5"),
+            ({"prompt": "word " * 30}, "`prompt` has [0-9]+ tokens; this server allows at most 20"),
+        ]
+        for kwargs, message in refusals:
+            with pytest.raises(openai.BadRequestError, match=message):
+                client.completions.create(model=MODEL, **kwargs)
+        with pytest.raises(openai.BadRequestError, match="`messages` has .* at most 20"):
+            client.chat.completions.create(model=MODEL, messages=chat("word " * 30))
+    with pytest.raises(ValueError, match="default_max_tokens"):
+        EngineServer(engine, engine.tokenizer, MODEL, port=0, request_limits=limits)
+
+
+def test_other_methods_get_a_json_405(server):
+    for method in ["PUT", "DELETE", "PATCH", "OPTIONS"]:
+        response = httpx.request(method, f"{server.url}/completions", json={})
+        assert response.status_code == 405, method
+        assert response.json()["error"]["message"] == f"method {method} is not allowed here"
+    response = httpx.get(f"{server.url}/completions")
+    assert (response.status_code, response.headers["Allow"]) == (405, "POST")
+    assert httpx.head(f"{server.url}/models").status_code == 405
+
+
+def test_an_unexpected_error_answers_a_generic_500(engine, caplog):
+    def crash() -> None:
+        raise RuntimeError("secret detail /home/someone/private")
+
+    with EngineServer(engine, engine.tokenizer, MODEL, port=0, request_hook=crash).start() as server:
+        response = httpx.post(f"{server.url}/completions", json={"model": MODEL, "prompt": "1"})
+    assert response.status_code == 500
+    assert "secret" not in response.text and "internal server error" in response.json()["error"]["message"]
+    assert "secret detail" in caplog.text  # the details are in the server log
+
+
+def test_connections_beyond_max_connections_wait_for_a_free_slot(engine):
+    limits = HttpLimits(max_connections=1, timeout_s=5)
+    with EngineServer(engine, engine.tokenizer, MODEL, port=0, http_limits=limits).start() as server:
+        host, port = server.url.removeprefix("http://").removesuffix("/v1").split(":")
+        holder = socket.create_connection((host, int(port)), timeout=5)  # takes the one slot, idle
+        answers: list[int] = []
+        waiter = threading.Thread(
+            target=lambda: answers.append(httpx.get(f"{server.url}/models").status_code)
+        )
+        waiter.start()
+        waiter.join(timeout=0.5)
+        assert answers == [], "a second connection was served while the first held the only slot"
+        holder.close()
+        waiter.join(timeout=5)
+    assert answers == [200]

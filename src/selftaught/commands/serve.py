@@ -1,4 +1,9 @@
-"""`selftaught serve`: an OpenAI-compatible HTTP server over `HFEngine`, on 127.0.0.1 by default."""
+"""`selftaught serve`: an OpenAI-compatible HTTP server over `HFEngine`, on 127.0.0.1 by default.
+
+Weight reload (`POST /v1/admin/reload`, for `RemoteSyncEngine`) is off unless `--allow-reload DIR`
+names the directories it may load from, and it needs `--api-key-env`. The `--max-*` and
+`--timeout-s` flags bound what one client may ask (see `engines/server.py` and `engines/http_server.py`).
+"""
 
 from __future__ import annotations
 
@@ -27,21 +32,64 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--batch-size", type=int, default=64, help="sequences decoded together")
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="batching window in ms (default: 5)")
+    p.add_argument(
+        "--allow-reload",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="let POST /v1/admin/reload load model directories in or below DIR (repeatable; needs "
+        "--api-key-env; default: reload is off)",
+    )
+    add_limit_args(p)
     p.set_defaults(func=cmd_serve)
+
+
+LIMIT_FLAGS: list[tuple[str, type, float, str]] = [
+    ("--max-n", int, 32, "most samples (n) per request"),
+    ("--max-tokens", int, 4096, "most new tokens per sample (max_tokens)"),
+    ("--max-prompt-tokens", int, 8192, "most tokens in a rendered prompt"),
+    ("--max-body-bytes", int, 8 * 1024 * 1024, "largest request body in bytes; larger ones get a 413"),
+    ("--timeout-s", float, 60.0, "socket timeout per read or write; an idle connection closes after it"),
+    ("--max-connections", int, 256, "connections served at once, a thread each; more wait until one closes"),
+]
+"""`(flag, type, default, help)` of the limits: the defaults of `RequestLimits` and `HttpLimits`, spelled
+out so that building the parser imports no engine (a test checks that they agree)."""
+
+
+def add_limit_args(p: argparse.ArgumentParser) -> None:
+    """What one client may ask for: request sizes, timeouts, connections."""
+    for flag, kind, default, text in LIMIT_FLAGS:
+        p.add_argument(flag, type=kind, default=default, help=f"{text} (default: %(default)s)")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve until Ctrl+C or SIGTERM."""
     from selftaught.engines.hf import HFEngine
+    from selftaught.engines.http_server import HttpLimits
+    from selftaught.engines.openai_protocol import RequestLimits
     from selftaught.engines.server import EngineServer, read_api_key
 
-    api_key = read_api_key(args.api_key_env)  # before the slow model load: a missing key fails fast
+    # Before the slow model load: a missing key or a bad limit fails fast.
+    api_key = read_api_key(args.api_key_env)
+    if args.allow_reload and api_key is None:
+        raise ValueError("--allow-reload needs --api-key-env: reload loads files from the server's disk")
+    request_limits = RequestLimits(args.max_n, args.max_tokens, args.max_prompt_tokens)
+    http_limits = HttpLimits(args.max_body_bytes, args.timeout_s, args.max_connections)
     model, tokenizer = load_model_spec(args.model)
     engine = HFEngine(model, tokenizer, batch_size=args.batch_size)
     name = args.served_model_name or args.model
-    max_wait_s = args.max_wait_ms / 1000
     server = EngineServer(
-        engine, tokenizer, name, host=args.host, port=args.port, api_key=api_key, max_wait_s=max_wait_s
+        engine,
+        tokenizer,
+        name,
+        host=args.host,
+        port=args.port,
+        api_key=api_key,
+        max_wait_s=args.max_wait_ms / 1000,
+        default_max_tokens=min(256, request_limits.max_tokens),
+        allow_reload=args.allow_reload,
+        request_limits=request_limits,
+        http_limits=http_limits,
     )
     # Ctrl+C and SIGTERM stop it, also when started as a shell's background job (SIGINT ignored)
     for stop in (signal.SIGINT, signal.SIGTERM):

@@ -1,10 +1,24 @@
 """HTTP plumbing of `selftaught serve`: a stdlib threaded server that maps `(method, path)` routes to
-JSON answers, checks the bearer key, and can drop every open connection at once.
+JSON answers, checks the bearer key, bounds what one client may ask, and can drop every open
+connection at once.
 
 It knows nothing of engines: a route is a function from the raw request body to a JSON-able dict
 (`engines/server.py` supplies them), and any `ApiError` it raises becomes an OpenAI-style error body.
-One thread per connection, keep-alive (clients reuse connections), no TLS: bind to loopback or
-keep an API key on.
+Every answer, refusals included, is JSON. One thread per connection, keep-alive (clients reuse
+connections), no TLS: bind to loopback or keep an API key on.
+
+Order of checks, so that an unauthenticated or oversized request costs the server little: the key
+(from the headers; 401), the method and path (405, 404), the declared body size (411 without a
+`Content-Length` on a POST or with a `Transfer-Encoding`, 400 for a malformed one, 413 above
+`HttpLimits.max_body_bytes`, the body unread), then the body is read and routed. A refused body is
+not read: the connection is closed after the answer (a small one is drained first so that the
+client sees the answer rather than a reset). An unexpected error answers a generic 500; the details
+go to the server log only.
+
+Limits (`HttpLimits`): every socket read and write times out after `timeout_s` (a stalled upload
+gets a 408, an idle keep-alive connection is closed), and at most `max_connections` connections
+are served at once, each by its own thread. Further connections wait in the listen backlog, unread,
+until one closes: they are served late, not refused.
 """
 
 from __future__ import annotations
@@ -16,6 +30,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -26,9 +41,33 @@ logger = logging.getLogger(__name__)
 Route = Callable[[bytes], dict[str, Any]]
 """Answers a request: raw body in, JSON body out (status 200); raises ApiError to refuse it."""
 
+DRAIN_LIMIT_BYTES = 64 * 1024
+"""A refused request's body up to this size is read and dropped before closing (see the module doc)."""
+
+
+INTERNAL_ERROR = "internal server error; the server log has the details"
+"""The whole answer to an unexpected error: its text could reveal paths or code."""
+
 
 class DropConnection(Exception):  # noqa: N818 (a signal, not an error)
     """Raised by a route: close the connection without an answer, as a stalled or crashed server would."""
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """What one client may ask of the HTTP layer (see the module doc)."""
+
+    max_body_bytes: int = 8 * 1024 * 1024
+    """Largest request body read (413 above it)."""
+    timeout_s: float = 60.0
+    """Socket timeout of every read and write on a client connection."""
+    max_connections: int = 256
+    """Connections (hence handler threads) served at once; more wait in the listen backlog."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "timeout_s", "max_connections"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
 
 class JsonHTTPServer(ThreadingHTTPServer):
@@ -42,18 +81,44 @@ class JsonHTTPServer(ThreadingHTTPServer):
     request_queue_size = 1024  # listen backlog; socketserver's 5 drops connects from concurrent clients
 
     def __init__(
-        self, address: tuple[str, int], routes: Mapping[tuple[str, str], Route], api_key: str | None
+        self,
+        address: tuple[str, int],
+        routes: Mapping[tuple[str, str], Route],
+        api_key: str | None,
+        limits: HttpLimits | None = None,
     ) -> None:
         self.routes = routes
         self.api_key = api_key
+        self.limits = limits or HttpLimits()
         self.connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(self.limits.max_connections)
+        self._closing = threading.Event()
         super().__init__(address, _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve `request` from a new thread once fewer than `max_connections` are served."""
+        while not self._slots.acquire(timeout=0.05):
+            if self._closing.is_set():  # `shutdown` must not wait for a slot
+                self.shutdown_request(request)
+                return
         with self._connections_lock:
             self.connections.add(request)
-        super().process_request(request, client_address)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: nobody else releases the slot
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def shutdown(self) -> None:
+        self._closing.set()
+        super().shutdown()
 
     def shutdown_request(self, request: Any) -> None:
         with self._connections_lock:
@@ -81,23 +146,32 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body are two writes: without this, +40 ms per answer
     server: JsonHTTPServer
 
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.limits.timeout_s)  # every read and write of this client
+
+    def __getattr__(self, name: str) -> Any:
+        """`do_<METHOD>` for every method but GET and POST: a JSON 405 (http.server would send HTML 501)."""
+        if name.startswith("do_"):
+            return self._serve_other_method
+        raise AttributeError(name)
+
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        self._serve("GET")
+        self._serve()
 
     def do_POST(self) -> None:  # noqa: N802
-        self._serve("POST")
+        self._serve()
 
-    def _serve(self, method: str) -> None:
-        """Read the body (so a refused request leaves the connection usable), check the key, route."""
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if not self._authorized():
-            self._send_json(
-                401, ApiError(401, "missing or wrong API key (Authorization: Bearer <key>)").body()
-            )
-            return
-        route = self.server.routes.get((method, self.path.rstrip("/")))
+    def _serve_other_method(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        """Check the key, the route and the body's size, then read the body and route it."""
+        route = self._route()
         if route is None:
-            self._send_json(404, ApiError(404, f"no route {method} {self.path}").body())
+            return
+        raw = self._read_body()
+        if raw is None:
             return
         try:
             status, response = 200, route(raw)
@@ -106,23 +180,98 @@ class _Handler(BaseHTTPRequestHandler):
             return
         except ApiError as err:
             status, response = err.status, err.body()
-        except Exception as err:
-            logger.exception("%s failed", self.path)
-            status, response = 500, ApiError(500, f"{self.path} failed: {type(err).__name__}: {err}").body()
+        except Exception:
+            logger.exception("%s %s failed", self.command, self.path)
+            status, response = 500, ApiError(500, INTERNAL_ERROR).body()
         self._send_json(status, response)
+
+    def _route(self) -> Route | None:
+        """The route for this request, or None after refusing it (401, 405, 404)."""
+        if not self._authorized():
+            self._refuse(ApiError(401, "missing or wrong API key (Authorization: Bearer <key>)"))
+            return None
+        path = self.path.rstrip("/")
+        route = self.server.routes.get((self.command, path))
+        if route is not None:
+            return route
+        allowed = sorted(method for method, route_path in self.server.routes if route_path == path)
+        if allowed or self.command not in ("GET", "POST"):
+            self._refuse(
+                ApiError(405, f"method {self.command} is not allowed here"),
+                {"Allow": ", ".join(allowed or ["GET", "POST"])},
+            )
+        else:
+            self._refuse(ApiError(404, f"no route {self.command} {self.path}"))
+        return None
+
+    def _read_body(self) -> bytes | None:
+        """The request body, or None after refusing it (411, 400, 413, 408) or losing the client."""
+        length = self._declared_length()
+        if isinstance(length, ApiError):
+            self._send_json(length.status, length.body(), close=True)
+            return None
+        try:
+            raw = self.rfile.read(length)
+        except TimeoutError:
+            timeout = self.server.limits.timeout_s
+            self._send_json(
+                408, ApiError(408, f"the request body did not arrive within {timeout}s").body(), close=True
+            )
+            return None
+        if len(raw) < length:  # the client hung up mid-body
+            self.close_connection = True
+            return None
+        return raw
+
+    def _declared_length(self) -> int | ApiError:
+        """The declared body length, or the ApiError that refuses it."""
+        if self.headers.get("Transfer-Encoding") is not None:
+            return ApiError(411, "send the body with a Content-Length (no Transfer-Encoding)")
+        declared = self.headers.get_all("Content-Length") or []
+        if not declared:
+            if self.command == "POST":
+                return ApiError(411, "a POST needs a Content-Length header")
+            return 0
+        value = declared[0].strip()
+        if len(set(declared)) > 1 or not (value.isascii() and value.isdigit()):
+            return ApiError(400, "the Content-Length header must be one non-negative integer")
+        cap = self.server.limits.max_body_bytes
+        if int(value) > cap:
+            return ApiError(
+                413, f"the request body has {int(value)} bytes; this server takes at most {cap} bytes"
+            )
+        return int(value)
+
+    def _refuse(self, error: ApiError, headers: Mapping[str, str] | None = None) -> None:
+        """Answer `error` without routing; drain a small body (keeping the connection), else close."""
+        length = self._declared_length()
+        close = True
+        if isinstance(length, int) and length <= DRAIN_LIMIT_BYTES:
+            try:
+                close = len(self.rfile.read(length)) < length
+            except TimeoutError:
+                pass
+        self._send_json(error.status, error.body(), close=close, headers=headers)
 
     def _authorized(self) -> bool:
         expected = self.server.api_key
         sent = self.headers.get("Authorization", "")
         return expected is None or hmac.compare_digest(sent.encode(), f"Bearer {expected}".encode())
 
-    def _send_json(self, status: int, body: dict[str, Any]) -> None:
+    def _send_json(
+        self, status: int, body: dict[str, Any], close: bool = False, headers: Mapping[str, str] | None = None
+    ) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if close:
+            self.send_header("Connection", "close")  # also sets self.close_connection
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s " + format, self.address_string(), *args)

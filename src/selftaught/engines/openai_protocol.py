@@ -24,6 +24,32 @@ from selftaught.engines.base import SamplingParams
 from selftaught.engines.openai import TOKEN_ID_PREFIX
 from selftaught.types import Completion, Prompt
 
+ERROR_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    501: "not_implemented_error",
+}
+"""OpenAI's error `type` by HTTP status (others: `invalid_request_error`, or `server_error` for 5xx)."""
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """What one generation request may ask for; larger requests are refused with a 400 naming the field."""
+
+    max_n: int = 32
+    """Samples per request (`n`)."""
+    max_tokens: int = 4096
+    """New tokens per sample (`max_tokens`, `max_completion_tokens`)."""
+    max_prompt_tokens: int = 8192
+    """Tokens of the rendered prompt."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_n", "max_tokens", "max_prompt_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
 
 class ApiError(Exception):
     """A request the server refuses: HTTP status and an OpenAI-style error body."""
@@ -35,9 +61,7 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         """The error as OpenAI clients parse it (`{"error": {"message", "type", "param", "code"}}`)."""
-        kind = {401: "authentication_error", 404: "not_found_error", 501: "not_implemented_error"}.get(
-            self.status, "invalid_request_error"
-        )
+        kind = ERROR_TYPES.get(self.status, "server_error" if self.status >= 500 else "invalid_request_error")
         return {"error": {"message": str(self), "type": kind, "param": self.param, "code": self.status}}
 
 
@@ -64,8 +88,13 @@ def json_body(raw: bytes) -> Any:
         raise ApiError(400, f"the request body is not valid JSON: {err}") from err
 
 
-def parse_request(body: Any, chat: bool, model_name: str, default_max_tokens: int) -> ApiCall:
-    """Validate an OpenAI request body; raises ApiError (400, or 404 for another model)."""
+def parse_request(
+    body: Any, chat: bool, model_name: str, default_max_tokens: int, limits: RequestLimits | None = None
+) -> ApiCall:
+    """Validate an OpenAI request body within `limits`; raises ApiError (400, or 404 for another model).
+
+    The prompt's length in tokens is checked by `check_prompt_tokens` (it needs the tokenizer).
+    """
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object")
     if body.get("model") != model_name:
@@ -89,8 +118,33 @@ def parse_request(body: Any, chat: bool, model_name: str, default_max_tokens: in
     except ValueError as err:  # SamplingParams names its own fields; say the API's names instead
         message = str(err).replace("sampling.", "").replace("max_new_tokens", "max_tokens")
         raise ApiError(400, message) from err
+    check_limits(sampling, chat, limits or RequestLimits())
     token_ids = bool(read_field(body, "return_tokens_as_token_ids", bool, False))
     return ApiCall(chat, prompt, sampling, seed is not None, logprobs, token_ids)
+
+
+def check_limits(sampling: SamplingParams, chat: bool, limits: RequestLimits) -> None:
+    """ApiError 400 when `n` or `max_tokens` exceed `limits` (the field named as the client sent it)."""
+    if sampling.n > limits.max_n:
+        raise ApiError(400, f"`n` is {sampling.n}; this server allows at most {limits.max_n}", "n")
+    if sampling.max_new_tokens > limits.max_tokens:
+        field = "max_completion_tokens or max_tokens" if chat else "max_tokens"
+        raise ApiError(
+            400,
+            f"`{field}` is {sampling.max_new_tokens}; this server allows at most {limits.max_tokens}",
+            "max_tokens",
+        )
+
+
+def check_prompt_tokens(num_tokens: int, chat: bool, limits: RequestLimits) -> None:
+    """ApiError 400 when the rendered prompt has more than `limits.max_prompt_tokens` tokens."""
+    if num_tokens > limits.max_prompt_tokens:
+        field = "messages" if chat else "prompt"
+        raise ApiError(
+            400,
+            f"`{field}` has {num_tokens} tokens; this server allows at most {limits.max_prompt_tokens}",
+            field,
+        )
 
 
 def parse_reload_request(body: Any) -> tuple[str, int]:

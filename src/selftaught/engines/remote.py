@@ -11,7 +11,9 @@ a window of rollouts, so this suits offline (s = 0: one sync at the start) and s
 (s > 1) training; at s = 1 an in-process `HFEngine`, which copies tensors, is the better generator.
 The server must read `checkpoint_root` at the same path (same machine or a shared filesystem),
 and only one trainer may drive a server: completions are stamped with the version this engine
-last synced.
+last synced. `selftaught serve` reloads only with a key and from allowed directories: start it with
+`--api-key-env VAR --allow-reload <checkpoint_root>` and give this engine the key in the environment
+variable `config.api_key_env` (online-rl: `generator.api_key_env`, default `SELFTAUGHT_GENERATOR_KEY`).
 
 vLLM 0.32 has no equivalent single route. With `VLLM_SERVER_DEV_MODE=1`, `vllm serve` mounts
 development routes at the server root (not under `/v1`) that do the same in steps: `POST

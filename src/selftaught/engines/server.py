@@ -20,8 +20,19 @@ serves its weights from the next batch on, answering `{"policy_version": k, "mod
 loaded and checked (architecture, parameter names and shapes; 400 otherwise, and the old weights
 keep serving) while requests are still served; then the swap waits for the running batch to
 finish and holds back the next one, so every request runs on one set of weights, old or new.
-Only a `ReloadableEngine` (`HFEngine`) can reload (others: 501). The server reads any directory
-its process can read that a client names: keep the API key on when it listens beyond loopback.
+Only a `ReloadableEngine` (`HFEngine`) can reload (others: 501).
+
+Reload is off unless the server is built with `allow_reload` directories (the CLI's
+`--allow-reload DIR`) and an API key: it reads files the server's process can read. A request
+names an absolute directory which, resolved (`..` and symlinks followed), must be one of them or
+below one (403 otherwise). Refusals never say what exists on the server's filesystem: a directory
+outside the allowed ones gets "not an allowed model directory", one that cannot be loaded or does
+not fit the served model gets "could not load"; the reason is in the server log.
+
+Limits: `RequestLimits` caps `n`, `max_tokens` and the prompt's tokens (400 naming the field and
+the cap); `http_server.HttpLimits` caps the body size, socket timeouts and connections served at
+once (see `engines/http_server.py`). A request whose client has disconnected still runs to the end
+of its batch: generation is not cancelled.
 
 Binds 127.0.0.1 unless told otherwise; with `api_key` set, every request must carry
 `Authorization: Bearer <key>`.
@@ -33,15 +44,19 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+from selftaught.data.chat import encode_prompt
 from selftaught.engines.base import Engine, ReloadableEngine, SamplingParams
 from selftaught.engines.batcher import BatcherClosed, DynamicBatcher
-from selftaught.engines.http_server import JsonHTTPServer, Route
+from selftaught.engines.http_server import HttpLimits, JsonHTTPServer, Route
 from selftaught.engines.openai_protocol import (
     ApiError,
+    RequestLimits,
     build_response,
+    check_prompt_tokens,
     json_body,
     models_response,
     parse_reload_request,
@@ -108,7 +123,19 @@ class EngineServer:
         max_batch_requests: int = 256,
         default_max_tokens: int = 256,
         request_hook: Callable[[], None] | None = None,
+        allow_reload: Sequence[str | Path] = (),
+        request_limits: RequestLimits | None = None,
+        http_limits: HttpLimits | None = None,
     ) -> None:
+        if allow_reload and api_key is None:
+            raise ValueError(
+                "weight reload (--allow-reload) needs an API key (--api-key-env): it loads files from disk"
+            )
+        self.request_limits = request_limits or RequestLimits()
+        if default_max_tokens > self.request_limits.max_tokens:
+            raise ValueError(
+                f"default_max_tokens ({default_max_tokens}) exceeds max_tokens ({self.request_limits.max_tokens})"
+            )
         if host not in LOOPBACK_HOSTS and api_key is None:
             logger.warning(
                 "serving on %s without an API key: anyone who can reach it can use the model", host
@@ -119,8 +146,10 @@ class EngineServer:
         self.default_max_tokens = default_max_tokens
         self.request_hook = request_hook
         self.created = int(time.time())
+        self.reload_roots = [Path(root).resolve() for root in allow_reload]
+        """Directories reloads may load from (and below), resolved; empty: reload is off."""
         # First: a port in use fails before any thread starts.
-        self._httpd = JsonHTTPServer((host, port), self._routes(), api_key)
+        self._httpd = JsonHTTPServer((host, port), self._routes(), api_key, http_limits)
         self._gate = _BatchGate(engine)
         self._reload_lock = threading.Lock()  # one reload at a time: the answered version is the served one
         self.batcher = DynamicBatcher(self._gate, max_wait_s, max_batch_requests)
@@ -154,7 +183,9 @@ class EngineServer:
         """Answer one generation request body (raises ApiError for a bad one)."""
         if self.request_hook is not None:
             self.request_hook()
-        call = parse_request(json_body(raw), chat, self.model_name, self.default_max_tokens)
+        limits = self.request_limits
+        call = parse_request(json_body(raw), chat, self.model_name, self.default_max_tokens, limits)
+        check_prompt_tokens(len(encode_prompt(self.tokenizer, call.prompt)), chat, limits)
         try:
             completions = self.batcher.submit(call.prompt, call.sampling, call.seeded).result()
         except ValueError as err:  # the engine refused the prompt (e.g. longer than the context)
@@ -165,6 +196,10 @@ class EngineServer:
 
     def reload(self, raw: bytes) -> dict[str, Any]:
         """Answer a reload request body: serve the weights of a model directory (see the module doc)."""
+        if not self.reload_roots:
+            raise ApiError(
+                403, "weight reload is off: start the server with --allow-reload DIR and --api-key-env"
+            )
         engine = self.engine
         if not isinstance(engine, ReloadableEngine):
             raise ApiError(
@@ -172,15 +207,32 @@ class EngineServer:
                 f"this server's engine ({type(engine).__name__}) cannot reload weights; only an engine "
                 "with load_checkpoint and sync_weights (HFEngine) can",
             )
-        directory, policy_version = parse_reload_request(json_body(raw))
+        requested, policy_version = parse_reload_request(json_body(raw))
+        directory = self._allowed_directory(requested)
         with self._reload_lock:
             try:
-                source = engine.load_checkpoint(directory)
+                source = engine.load_checkpoint(str(directory))
             except ValueError as err:
-                raise ApiError(400, str(err), "model") from err
+                logger.warning("reload of %s refused: %s", directory, err)
+                raise ApiError(
+                    400,
+                    "could not load the model directory as the served model (the server log says why)",
+                    "model",
+                ) from err
             self._gate.swap(lambda: engine.sync_weights(source, policy_version))
         logger.info("serving policy version %d from %s", policy_version, directory)
-        return {"policy_version": policy_version, "model": directory}
+        return {"policy_version": policy_version, "model": requested}
+
+    def _allowed_directory(self, requested: str) -> Path:
+        """`requested` resolved, when it is an absolute path in or below an allowed directory (else 403)."""
+        try:
+            directory = Path(requested).resolve() if Path(requested).is_absolute() else None
+        except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
+            directory = None
+        if directory is None or not any(directory.is_relative_to(root) for root in self.reload_roots):
+            logger.warning("reload of %r refused: not under an --allow-reload directory", requested)
+            raise ApiError(403, "not an allowed model directory", "model")
+        return directory
 
     def serve_forever(self) -> None:
         """Serve in this thread until interrupted (Ctrl+C raises KeyboardInterrupt here)."""
