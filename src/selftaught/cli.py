@@ -17,6 +17,7 @@ Each command lives in its own module of `selftaught.commands` (repro and report 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from selftaught import repro
@@ -35,9 +36,27 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         return args.func(args) or 0
-    except (ValueError, FileNotFoundError) as err:
+    except KeyboardInterrupt:
+        print(
+            "selftaught: interrupted; rerunning the same command resumes from the last checkpoint",
+            file=sys.stderr,
+        )
+        return 130
+    except user_errors() as err:
+        if os.environ.get("SELFTAUGHT_TRACEBACK"):
+            raise
         print(f"selftaught: error: {err}", file=sys.stderr)
         return 2
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """What a user's input can raise (a bad config, file, model directory, or an unreachable
+    server): printed as one line. Anything else is a bug and keeps its traceback
+    (`SELFTAUGHT_TRACEBACK=1` shows it for these too)."""
+    from safetensors import SafetensorError
+    from yaml import YAMLError
+
+    return ValueError, OSError, YAMLError, SafetensorError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,6 +33,13 @@ from selftaught.types import StrEnum
 C = TypeVar("C")
 
 
+def check(ok: bool, key: str, must: str, value: Any) -> None:
+    """A ValueError `config key '<key>' must be <must>, got <value>` unless `ok`: the range checks
+    every config runs in `__post_init__`, so a bad value fails before any work."""
+    if not ok:
+        raise ValueError(f"config key {key!r} must be {must}, got {value!r}")
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """The config as plain Python values (nested dicts), ready for YAML or JSON."""
     return _plain(dataclasses.asdict(cfg))
@@ -69,7 +76,12 @@ def apply_overrides(cfg: C, overrides: list[str]) -> C:
 def load_yaml(cls: type[C], path: str | Path) -> C:
     """Read a config written by `dump_yaml` (or by hand); unknown keys are errors."""
     text = Path(path).read_text()
-    data = yaml.safe_load(text) or {}
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ValueError(f"{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
     return from_dict(cls, data)
 
 

@@ -141,7 +141,9 @@ def test_a_mixed_batch_routes_the_answer_check_and_a_reward_model_by_task(tiny_m
 
 
 @pytest.mark.parametrize("sync_every", [0, 2])
-def test_a_remote_generator_is_synced_through_the_servers_reload(tiny_model_dir, tmp_path, sync_every):
+def test_a_remote_generator_is_synced_through_the_servers_reload(
+    tiny_model_dir, tmp_path, sync_every, monkeypatch
+):
     """`generator.kind=remote` against `selftaught serve`'s server: each sync point saves the policy
     and reloads it there, and the rollouts carry the version the server was serving."""
     from selftaught.engines.hf import HFEngine
@@ -149,7 +151,11 @@ def test_a_remote_generator_is_synced_through_the_servers_reload(tiny_model_dir,
     from selftaught.models.io import load_model
 
     model, tokenizer = load_model(tiny_model_dir)
-    with EngineServer(HFEngine(model, tokenizer), tokenizer, "seed", port=0).start() as server:
+    monkeypatch.setenv("SELFTAUGHT_GENERATOR_KEY", "k")  # reload needs the key and an allowed directory
+    server = EngineServer(
+        HFEngine(model, tokenizer), tokenizer, "seed", port=0, api_key="k", allow_reload=[tmp_path / "run"]
+    )
+    with server.start() as server:
         overrides = [
             f"sync_every={sync_every}",
             "generator.kind=remote",

@@ -41,6 +41,13 @@ def sampling(args: argparse.Namespace, stop: list[str] | None = None, max_new_to
     the data when the user gave none."""
     from selftaught.engines.base import SamplingParams
 
+    for flag, value in (
+        ("--max-new-tokens", args.max_new_tokens),
+        ("--n", args.n),
+        ("--batch-size", args.batch_size),
+    ):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
     return SamplingParams(
         temperature=args.temperature,
         top_p=args.top_p,

@@ -31,9 +31,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from selftaught.data.sources import read_records, write_jsonl
 
     prompts = prompts_from_records(read_records(args.prompts, limit=args.limit), args.prompts)
+    if not prompts:
+        raise ValueError(f"{args.prompts} holds no prompt; nothing to generate")
+    params = sampling(args)  # bad sampling flags fail before the model load
     engine = hf_engine(args)
     start = time.perf_counter()
-    completions = engine.generate(prompts, sampling(args))
+    completions = engine.generate(prompts, params)
     rows = [c.to_dict() for cs in completions for c in cs]
     write_jsonl(args.out, rows)
     num_tokens = sum(len(r["token_ids"]) for r in rows)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from selftaught.commands.common import MODEL_HELP
@@ -27,11 +28,10 @@ def add_recipe_parser(sub: Any, command: str, recipe: Recipe) -> None:
     """`command` runs `recipe` on a preset (or a YAML config) plus overrides."""
     p = sub.add_parser(command, help=recipe.summary, description=recipe.summary)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=3e-4")
-    default = recipe.presets[0]
     p.add_argument(
         "--preset",
-        default=default,
-        help=f"preset name: {', '.join(recipe.presets)} (default: {default})",
+        default=None,
+        help=f"preset name: {', '.join(recipe.presets)} (default: {recipe.presets[0]})",
     )
     p.add_argument("--config", help="a YAML config (e.g. a run's config.yaml) instead of a preset")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
@@ -44,7 +44,16 @@ def recipe_config(recipe: str, preset: str, config_path: str | None, overrides: 
     from selftaught.config import apply_overrides, load_yaml
 
     entry = RECIPES[recipe]
-    cfg = load_yaml(entry.config_class, config_path) if config_path else entry.preset(preset)
+    if config_path and preset:
+        raise ValueError(
+            f"give --config or --preset, not both (got --config {config_path} --preset {preset})"
+        )
+    if config_path:
+        if not Path(config_path).read_text().strip():
+            raise ValueError(f"--config {config_path} is empty; pass a config written by --print-config")
+        cfg = load_yaml(entry.config_class, config_path)
+    else:
+        cfg = entry.preset(preset or entry.presets[0])
     return apply_overrides(cfg, overrides)
 
 
@@ -52,6 +61,7 @@ def cmd_recipe(args: argparse.Namespace) -> int:
     """Print the config (`--print-config`), its keys (`--describe`), or run the recipe and print
     what it returns as JSON."""
     from selftaught.config import describe, dump_yaml
+    from selftaught.train.loop import check_out_dir
 
     cfg = recipe_config(args.recipe, args.preset, args.config, args.overrides)
     if args.print_config:
@@ -61,6 +71,7 @@ def cmd_recipe(args: argparse.Namespace) -> int:
         for key, value, doc in describe(cfg):
             print(f"{key} = {value!r}" + (f"\n    {doc}" if doc else ""))
         return 0
+    check_out_dir(cfg.out_dir)  # before any model load
     result = RECIPES[args.recipe].run(cfg)
     if result is not None:
         print(json.dumps(result, indent=2, default=str))

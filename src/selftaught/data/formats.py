@@ -35,6 +35,7 @@ def prompt_from_record(record: dict[str, Any], index: int, source: str, *, num_s
     meta = {k: v for k, v in record.items() if k not in PROMPT_COLUMNS}
     task = str(record.get("task", "default"))
     if gsm8k.is_gsm8k_record(record):
+        check_gsm8k_record(record, f"{source}: record {index}")
         question = record["question"]
         text: str | None = gsm8k.few_shot_prompt(question, num_shots) if num_shots else None
         messages = [{"role": "user", "content": question}]
@@ -42,6 +43,7 @@ def prompt_from_record(record: dict[str, Any], index: int, source: str, *, num_s
         return Prompt(pid, messages, text=text, answer=reference, task=record.get("task", "gsm8k"), meta=meta)
     answer = None if record.get("answer") is None else str(record["answer"])
     if isinstance(record.get("messages"), list):
+        _check_messages(record["messages"], f"{source}: record {index} `messages`")
         messages = [m for m in record["messages"] if m.get("role") != "assistant"] or record["messages"]
         return Prompt(pid, messages, answer=answer, task=task, meta=meta)
     if isinstance(record.get("prompt"), list):
@@ -90,6 +92,7 @@ def sft_example(record: dict[str, Any], tokenizer: Any, where: str) -> Example:
     if "prompt" in record and "completion" in record:
         return render_prompt_completion(tokenizer, record["prompt"], record["completion"], where=where)
     if gsm8k.is_gsm8k_record(record):
+        check_gsm8k_record(record, where)
         return render_conversation(tokenizer, gsm8k.conversation(record))
     raise ValueError(
         f"{where}: expected `messages`, `prompt` + `completion`, or `question` + `answer` columns, "
@@ -125,9 +128,43 @@ def is_preference_records(records: list[dict[str, Any]]) -> bool:
 def preference_records(records: list[dict[str, Any]], source: str, seed: int) -> list[dict[str, Any]]:
     """TRL preference records (checked), or GSM8K records turned into pairs (`gsm8k_preference_records`)."""
     if records and gsm8k.is_gsm8k_record(records[0]):
+        for index, record in enumerate(records):
+            check_gsm8k_record(record, f"{source}: record {index}")
         return gsm8k_preference_records(records, seed)
     require_columns(records, ["prompt", "chosen", "rejected"], source)
+    for index, record in enumerate(records):
+        for column in ("chosen", "rejected"):
+            if not _response_text(record[column]).strip():
+                raise ValueError(
+                    f"{source}: record {index} has an empty `{column}` response; remove or fix it"
+                )
     return records
+
+
+def check_gsm8k_record(record: dict[str, Any], where: str) -> None:
+    """A ValueError naming the record unless `question` and `answer` are strings, the answer with a
+    `#### N` final line."""
+    for column in ("question", "answer"):
+        if not isinstance(record[column], str):
+            raise ValueError(
+                f"{where}: GSM8K `{column}` must be a string, got {type(record[column]).__name__}"
+            )
+    if "####" not in record["answer"]:
+        raise ValueError(f"{where}: GSM8K `answer` has no '#### N' final line")
+
+
+def _check_messages(messages: list[Any], where: str) -> None:
+    try:
+        validate_messages(messages)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
+def _response_text(value: Any) -> str:
+    """The text of a preference response: a string, or the last message's content."""
+    if isinstance(value, list) and value and isinstance(value[-1], dict):
+        return str(value[-1].get("content", ""))
+    return value if isinstance(value, str) else str(value)
 
 
 def gsm8k_preference_records(records: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:

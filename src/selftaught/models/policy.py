@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from selftaught.config import check
 from selftaught.models.io import load_model, resolve_model_source
 
 
@@ -24,6 +25,11 @@ class LoraConfig:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
     """Linear layers that get adapters (names of the Llama/Gemma projections)."""
+
+    def __post_init__(self) -> None:
+        check(self.r >= 0, "lora.r", ">= 0 (0: full fine-tuning)", self.r)
+        check(self.alpha > 0, "lora.alpha", "> 0", self.alpha)
+        check(0 <= self.dropout < 1, "lora.dropout", "in [0, 1)", self.dropout)
 
 
 def policy_source(spec: str) -> str:

@@ -47,6 +47,7 @@ from typing import Any
 import torch
 
 from selftaught import dist
+from selftaught.config import check
 from selftaught.data.catalog import load_records
 from selftaught.data.formats import is_preference_records, preference_records, prompts_from_records
 from selftaught.data.order import batch_indices
@@ -120,6 +121,24 @@ class DPOConfig(RunConfig):
     """NLL per pair summed over tokens (fairseq2 2024) or averaged per token (RPO)."""
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-5, eps=1e-8, schedule="constant"))
     lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        check(
+            self.micro_batch_tokens >= 0,
+            "micro_batch_tokens",
+            ">= 0 (0: one micro-batch)",
+            self.micro_batch_tokens,
+        )
+        check(self.beta > 0, "beta", "> 0", self.beta)
+        check(
+            self.data.samples_per_prompt >= 2,
+            "data.samples_per_prompt",
+            ">= 2 (a pair needs two)",
+            self.data.samples_per_prompt,
+        )
+        check(self.data.max_length >= 1, "data.max_length", ">= 1", self.data.max_length)
 
 
 def run(cfg: DPOConfig) -> dict[str, Any]:

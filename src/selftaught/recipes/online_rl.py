@@ -57,6 +57,7 @@ from typing import Any
 import torch
 
 from selftaught import dist
+from selftaught.config import check
 from selftaught.losses.grpo import AdvantageType, LossNormalization
 from selftaught.models.policy import LoraConfig, load_policy, policy_source
 from selftaught.rewards import Rubric
@@ -120,6 +121,15 @@ class OnlineRLConfig(RunConfig):
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        check(
+            self.micro_batch_tokens >= 0,
+            "micro_batch_tokens",
+            ">= 0 (0: one micro-batch)",
+            self.micro_batch_tokens,
+        )
+        check(self.beta > 0, "beta", "> 0", self.beta)
+        check(self.kl_coef >= 0, "kl_coef", ">= 0", self.kl_coef)
         check_interval("sync_every", self.sync_every)
         check_interval("ref_sync_every", self.ref_sync_every)
         if not self.tasks:

@@ -49,6 +49,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from selftaught.config import check
 from selftaught.data.catalog import load_records
 from selftaught.data.order import batch_indices
 from selftaught.data.sources import require_columns
@@ -117,6 +118,13 @@ class RewardModelConfig(RunConfig):
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(every=50, batch_size=128))
     """Held-out pairwise accuracy every `eval.every` steps, scored `eval.batch_size` sequences at a time
     (the held-out pairs are `data.valid_source`; `eval.data` is not used)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        check(
+            self.micro_batch_size >= 0, "micro_batch_size", ">= 0 (0: one micro-batch)", self.micro_batch_size
+        )
 
 
 @dataclass

@@ -28,6 +28,7 @@ from functools import partial
 from typing import Any
 
 from selftaught import dist
+from selftaught.config import check
 from selftaught.data.catalog import load_records
 from selftaught.data.formats import sft_examples
 from selftaught.models.policy import LoraConfig, load_policy
@@ -73,6 +74,17 @@ class SFTConfig(RunConfig):
         )
     )
     lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        check(
+            self.micro_batch_tokens >= 0,
+            "micro_batch_tokens",
+            ">= 0 (0: one micro-batch)",
+            self.micro_batch_tokens,
+        )
+        check(self.data.max_length >= 1, "data.max_length", ">= 1", self.data.max_length)
 
 
 def run(cfg: SFTConfig) -> dict[str, Any]:

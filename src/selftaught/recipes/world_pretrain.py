@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from selftaught.config import to_dict
+from selftaught.config import check, to_dict
 from selftaught.data.chat import render_conversation
 from selftaught.data.shards import compute_fingerprint, run_once
 from selftaught.models.io import cache_dir
@@ -86,6 +86,17 @@ class WorldPretrainConfig(RunConfig):
     test_per_level: int = 200
     stop_accuracy: float = 0.6
     """Stop once greedy valid accuracy (mean over levels) reaches this."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        check(
+            self.num_examples >= self.batch_size,
+            "num_examples",
+            f">= batch_size ({self.batch_size})",
+            self.num_examples,
+        )
+        check(self.optim_steps >= 1, "optim_steps", ">= 1", self.optim_steps)
 
 
 def run(cfg: WorldPretrainConfig) -> dict[str, Any]:

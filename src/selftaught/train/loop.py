@@ -14,6 +14,7 @@ evaluate / checkpoint every k steps (`end_of_step`), evaluate and save the final
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from torch.distributed.fsdp import FSDPModule
 from transformers import AutoModelForCausalLM
 
 from selftaught import dist
-from selftaught.config import to_dict
+from selftaught.config import check, to_dict
 from selftaught.models.io import save_model
 from selftaught.runlog import RunLog
 from selftaught.train.checkpoint import (
@@ -64,6 +65,14 @@ class EvalConfig:
     """Seed of the evaluated problem sample and of sampling (None: the run's seed). Fix it to compare
     runs with different seeds on the same problems."""
 
+    def __post_init__(self) -> None:
+        check(self.every >= -1, "eval.every", ">= -1 (-1: never, 0: before and after training)", self.every)
+        for key in ("per_level", "n", "batch_size"):
+            check(getattr(self, key) >= 1, f"eval.{key}", ">= 1", getattr(self, key))
+        check(self.num_shots >= 0, "eval.num_shots", ">= 0", self.num_shots)
+        check(self.temperature >= 0, "eval.temperature", ">= 0 (0: greedy)", self.temperature)
+        check(self.limit is None or self.limit >= 1, "eval.limit", "None or >= 1", self.limit)
+
 
 @dataclass
 class RunConfig:
@@ -85,6 +94,25 @@ class RunConfig:
     """Checkpoints kept (None: all, e.g. to select one after the run)."""
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     """Under torchrun: DDP or FSDP2 (recipes that run in one process say so)."""
+
+    def __post_init__(self) -> None:
+        check(bool(self.out_dir), "out_dir", "a directory path", self.out_dir)
+        check(self.num_steps >= 1, "num_steps", ">= 1", self.num_steps)
+        check(self.log_every >= 1, "log_every", ">= 1", self.log_every)
+        check(self.checkpoint_every >= 0, "checkpoint_every", ">= 0 (0: never)", self.checkpoint_every)
+        check(
+            self.keep_last is None or self.keep_last >= 1, "keep_last", "None (all) or >= 1", self.keep_last
+        )
+
+
+def check_out_dir(out_dir: str) -> None:
+    """A ValueError, before any work, when `out_dir` cannot be a run directory (a file, not writable)."""
+    path = Path(out_dir)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"out_dir {out_dir!r} is a file; name a directory for the run")
+    existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK):
+        raise ValueError(f"out_dir {out_dir!r} is not writable ({existing} denies writing); choose another")
 
 
 def checkpoint_dir(cfg: RunConfig) -> Path:

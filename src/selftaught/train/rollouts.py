@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from selftaught import dist
+from selftaught.config import check
 from selftaught.data.prompt_source import PromptSource, load_prompt_source
 from selftaught.data.shards import compute_fingerprint, run_stage
 from selftaught.engines.base import Engine, SamplingParams
@@ -83,6 +84,13 @@ class RolloutConfig:
     per_prompt_seeds: bool = False
     """Each prompt's samples from their own random stream (seed, prompt id, sample), independent of
     the other prompts of the call; forced on under torchrun, so N processes sample what 1 does."""
+
+    def __post_init__(self) -> None:
+        for key in ("num_prompts", "max_new_tokens", "pool_size", "generation_batch_size"):
+            check(getattr(self, key) >= 1, f"rollouts.{key}", ">= 1", getattr(self, key))
+        check(self.temperature >= 0, "rollouts.temperature", ">= 0", self.temperature)
+        check(0 < self.top_p <= 1, "rollouts.top_p", "in (0, 1]", self.top_p)
+        check(self.limit is None or self.limit >= 1, "rollouts.limit", "None or >= 1", self.limit)
 
 
 @dataclass
