@@ -144,3 +144,34 @@ def test_world_pretrain_smoke_preset_writes_a_complete_run(tmp_path, capsys):
     assert [m["step"] for m in metrics if "val_accuracy" in m] == [0, 3, 6]  # the start, every 3, the end
     losses = [m["loss"] for m in metrics if "loss" in m]
     assert losses and all(loss == loss for loss in losses)  # finite, logged
+
+
+def test_an_interrupted_generate_resumes_its_finished_shards(tiny_model_dir, tmp_path, monkeypatch):
+    from selftaught.engines.hf import HFEngine
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"{i}+{i}="}) + "\n" for i in range(5)))
+    argv = ["generate", "--model", tiny_model_dir, "--prompts", str(prompts), "--n", "2"]
+    argv += ["--max-new-tokens", "4", "--shard-size", "2"]
+    assert main([*argv, "--out", str(tmp_path / "straight.jsonl")]) == 0
+    calls = []
+    real = HFEngine.generate
+
+    def crash_on_the_second_shard(self, chunk, sampling):
+        calls.append(len(chunk))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, chunk, sampling)
+
+    monkeypatch.setattr(HFEngine, "generate", crash_on_the_second_shard)
+    assert main([*argv, "--out", str(tmp_path / "cut.jsonl")]) == 130  # Ctrl-C: one line, no traceback
+    assert not (tmp_path / "cut.jsonl").exists()
+    calls.clear()
+    monkeypatch.setattr(
+        HFEngine,
+        "generate",
+        lambda self, chunk, sampling: calls.append(len(chunk)) or real(self, chunk, sampling),
+    )
+    assert main([*argv, "--out", str(tmp_path / "cut.jsonl")]) == 0
+    assert calls == [2, 1]  # the first shard was kept
+    assert (tmp_path / "cut.jsonl").read_text() == (tmp_path / "straight.jsonl").read_text()
