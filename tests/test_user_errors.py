@@ -43,7 +43,10 @@ CASES = {
         lambda t, m: ["eval", "--model", _broken_model(t, m, "config"), "--per-level", "1"],
         "",
     ),
-    "yaml syntax error": (lambda t, m: ["sft", "--config", _file(t, "bad.yaml", "optim: [1, 2\n")], "not valid YAML"),
+    "yaml syntax error": (
+        lambda t, m: ["sft", "--config", _file(t, "bad.yaml", "optim: [1, 2\n")],
+        "not valid YAML",
+    ),
     "empty --config": (lambda t, m: ["sft", "--config", _file(t, "empty.yaml", "")], "is empty"),
     "--config and --preset": (
         lambda t, m: ["sft", "--preset", "tiny", "--config", _file(t, "c.yaml", "seed: 1\n")],

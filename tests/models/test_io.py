@@ -104,7 +104,9 @@ def test_hub_id_is_passed_through_and_its_failure_lists_aliases(monkeypatch):
         raise OSError(f"cannot reach the hub for {source}")
 
     monkeypatch.setattr(io.AutoModelForCausalLM, "from_pretrained", offline)
-    with pytest.raises(ValueError, match=r"not an alias \(gemma-3-270m[^)]*\).*cannot reach the hub for gemma-9"):
+    with pytest.raises(
+        ValueError, match=r"not an alias \(gemma-3-270m[^)]*\).*cannot reach the hub for gemma-9"
+    ):
         load_model("gemma-9")
 
 
