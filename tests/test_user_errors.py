@@ -146,3 +146,11 @@ def test_a_user_mistake_is_one_clear_line(case, tiny_model_dir, tmp_path, capsys
     last = err.strip().splitlines()[-1]  # progress bars may come first
     assert last.startswith("selftaught: error: ") and "Traceback" not in err
     assert fragment in last
+
+
+def test_an_unreachable_generation_server_is_one_line(tiny_model_dir, tmp_path, capsys):
+    argv = ["online-rl", "--preset", "tiny-smoke", f"out_dir={tmp_path / 'r'}", f"model={tiny_model_dir}"]
+    argv += ["generator.kind=remote", "generator.base_url=http://127.0.0.1:9/v1"]  # nothing listens on 9
+    assert main(argv) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("selftaught: error: could not ask http://127.0.0.1:9/v1/admin/reload")

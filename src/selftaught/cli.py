@@ -56,7 +56,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from safetensors import SafetensorError
     from yaml import YAMLError
 
-    return ValueError, OSError, YAMLError, SafetensorError
+    from selftaught.engines.base import ServerError
+
+    return ValueError, OSError, YAMLError, SafetensorError, ServerError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -71,6 +71,11 @@ class ReloadableEngine(Protocol):
         """Serve `source_model`'s weights from now on, stamping samples `policy_version`."""
 
 
+class ServerError(RuntimeError):
+    """A generation server could not be reached or refused a request after its retries: a problem of
+    the deployment the user named (its address, key, limits), reported as one line by the CLI."""
+
+
 def sample_key(seed: int, prompt_id: str, sample_index: int) -> int:
     """The 32-bit key of sample `sample_index` of prompt `prompt_id` (`SamplingParams.per_prompt_seeds`)."""
     digest = hashlib.sha256(f"{seed}|{prompt_id}|{sample_index}".encode()).digest()

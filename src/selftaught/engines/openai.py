@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-from selftaught.engines.base import SamplingParams
+from selftaught.engines.base import SamplingParams, ServerError
 from selftaught.engines.cache import RequestCache, request_key
 from selftaught.types import Completion, Prompt
 
@@ -222,7 +222,7 @@ class OpenAIEngine:
             delay = backoff_delay(attempt, cfg.backoff_s, cfg.max_backoff_s, retry_after)
             logger.info("%s failed (%s); retry %d in %.2fs", request.path, reason, attempt + 1, delay)
             await asyncio.sleep(delay)
-        raise RuntimeError(
+        raise ServerError(
             f"{cfg.base_url}{request.path} failed {cfg.max_retries + 1} times, last with {reason}; "
             "check the server, or raise openai.max_retries / openai.timeout_s"
         )

@@ -32,7 +32,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from selftaught.engines.base import SamplingParams
+from selftaught.engines.base import SamplingParams, ServerError
 from selftaught.engines.openai import OpenAIConfig, OpenAIEngine, request_error_message
 from selftaught.models.io import save_model
 from selftaught.types import Completion, Prompt
@@ -129,11 +129,11 @@ class RemoteSyncEngine:
                 timeout=self.reload_timeout_s,
             )
         except httpx.TransportError as err:
-            raise RuntimeError(
+            raise ServerError(
                 f"could not ask {url} to reload {directory}: {type(err).__name__}: {err}"
             ) from err
         if response.status_code != 200:
-            raise RuntimeError(
+            raise ServerError(
                 f"the server did not reload {directory} and keeps serving policy version "
                 f"{self.policy_version}: {request_error_message(response, config)}"
             )
