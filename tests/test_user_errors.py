@@ -154,3 +154,10 @@ def test_an_unreachable_generation_server_is_one_line(tiny_model_dir, tmp_path, 
     assert main(argv) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("selftaught: error: could not ask http://127.0.0.1:9/v1/admin/reload")
+
+
+def test_an_example_longer_than_a_micro_batch_names_the_config_keys(tiny_model_dir, tmp_path, capsys):
+    argv = ["sft", "--preset", "tiny-smoke", f"out_dir={tmp_path / 'r'}", f"model={tiny_model_dir}"]
+    assert main([*argv, "micro_batch_tokens=8"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "raise the recipe's `micro_batch_tokens`" in last and "token_budget_batches" not in last

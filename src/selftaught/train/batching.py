@@ -112,8 +112,9 @@ def token_budget_batches(
     if too_long:
         i = too_long[0]
         raise ValueError(
-            f"token_budget_batches: sequence {i} has {lengths[i]} tokens > max_tokens={max_tokens} "
-            f"({len(too_long)} such); raise max_tokens or truncate the sequences"
+            f"sequence {i} has {lengths[i]} tokens > max_tokens={max_tokens} ({len(too_long)} such): it "
+            "does not fit one micro-batch; raise the recipe's `micro_batch_tokens` (0: one micro-batch) "
+            "or lower `data.max_length`"
         )
     window = sort_window or max(len(lengths), 1)
     batches: list[list[int]] = []
