@@ -34,3 +34,29 @@ def test_disabled_run_log_writes_nothing(tmp_path):
     assert not (tmp_path / "rank1").exists()
     with pytest.raises(FileNotFoundError, match="run directory"):
         read_metrics(tmp_path / "rank1")
+
+
+def test_a_run_directory_records_what_ran_it_at_every_start(tmp_path):
+    import json
+
+    from selftaught.runlog import RunLog
+
+    for _ in range(2):  # a start and a resume
+        RunLog(tmp_path / "run", quiet=True).close()
+    starts = json.loads((tmp_path / "run" / "env.json").read_text())
+    assert len(starts) == 2
+    assert {"command", "python", "versions", "git_commit", "cpu", "gpu", "platform", "time"} <= starts[
+        0
+    ].keys()
+    assert starts[0]["versions"]["selftaught"] and starts[0]["versions"]["torch"]
+
+
+def test_version_flag(capsys):
+    import pytest
+
+    from selftaught import __version__
+    from selftaught.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"selftaught {__version__}"

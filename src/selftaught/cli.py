@@ -20,7 +20,7 @@ import argparse
 import os
 import sys
 
-from selftaught import repro
+from selftaught import __version__, repro
 from selftaught.commands import demo, eval_judge, generate, recipes, serve
 from selftaught.commands import eval as eval_command
 from selftaught.report import add_report_parser
@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="selftaught", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"selftaught {__version__}")
     sub = parser.add_subparsers(metavar="COMMAND")
     recipes.add_parsers(sub)
     for command in (generate, eval_command, eval_judge, serve):

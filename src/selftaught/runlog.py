@@ -4,6 +4,8 @@
       config.yaml     the full config of the run (what to pass back to reproduce it)
       metrics.jsonl   one JSON object per logged step: {"step": 12, "time": ..., "loss": ...}
       log.txt         timestamped human-readable lines (also printed)
+      env.json        what ran it: selftaught version and git commit, Python / torch / transformers
+                      versions, CPU and GPU, the command line (one entry per start, resumes included)
 
 Only one process writes (rank 0 under torchrun): other ranks build a `RunLog` with
 `enabled=False` and every call becomes a no-op, so recipes need no `if rank == 0` around logging.
@@ -14,6 +16,8 @@ from __future__ import annotations
 import fcntl
 import json
 import math
+import platform
+import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -48,6 +52,7 @@ class RunLog:
         self.previous_config_text = config_path.read_text() if config_path.is_file() else None
         if config is not None:
             dump_yaml(config, config_path)
+        _append_environment(self.dir / "env.json")
         self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         self._log = open(self.dir / "log.txt", "a", encoding="utf-8")  # noqa: SIM115
 
@@ -105,6 +110,64 @@ class RunLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def environment() -> dict[str, Any]:
+    """The software and hardware a run ran on, and how it was started."""
+    from importlib import metadata
+
+    versions = {}
+    for package in ("selftaught", "torch", "transformers", "trl", "peft", "vllm"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    torch = sys.modules.get("torch")  # only when already imported: never pay for the import here
+    gpu = None
+    if torch is not None and torch.cuda.is_available():
+        gpu = torch.cuda.get_device_name(0)
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": sys.argv,
+        "python": platform.python_version(),
+        "versions": versions,
+        "git_commit": _git_commit(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "gpu": gpu,
+    }
+
+
+def _append_environment(path: Path) -> None:
+    starts = json.loads(path.read_text()) if path.is_file() else []
+    path.write_text(json.dumps([*starts, environment()], indent=1))
+
+
+def _git_commit() -> str | None:
+    """The commit of the selftaught source tree when it is a git checkout (an editable install)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _lock_run_dir(run_dir: Path) -> TextIO:

@@ -388,3 +388,11 @@ def test_connections_beyond_max_connections_wait_for_a_free_slot(engine):
         holder.close()
         waiter.join(timeout=5)
     assert answers == [200]
+
+
+def test_health_answers_without_the_key_and_the_api_still_needs_it(engine):
+    with EngineServer(engine, engine.tokenizer, MODEL, port=0, api_key="s3cret").start() as server:
+        health_status, _, health = raw_exchange(server, head("GET", "/health"))
+        models_status, _, _ = raw_exchange(server, head("GET", "/v1/models"))
+    assert health_status == 200 and health["status"] == "ok" and "policy_version" in health
+    assert models_status == 401

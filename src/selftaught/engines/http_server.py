@@ -70,6 +70,10 @@ class HttpLimits:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
 
+PUBLIC_PATHS = frozenset({"/health"})
+"""Paths answered without the API key (liveness probes, as vLLM's `/health`)."""
+
+
 class JsonHTTPServer(ThreadingHTTPServer):
     """Serves `routes`, keyed by `(method, path)` with the path's trailing slash dropped.
 
@@ -187,10 +191,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self) -> Route | None:
         """The route for this request, or None after refusing it (401, 405, 404)."""
-        if not self._authorized():
+        path = self.path.rstrip("/")
+        if path not in PUBLIC_PATHS and not self._authorized():
             self._refuse(ApiError(401, "missing or wrong API key (Authorization: Bearer <key>)"))
             return None
-        path = self.path.rstrip("/")
         route = self.server.routes.get((self.command, path))
         if route is not None:
             return route

@@ -1,7 +1,7 @@
 """`selftaught serve`: an OpenAI-compatible HTTP server over any Engine, so a local model can be the
 teacher or judge of another process (`OpenAIEngine`, the `openai` client, any OpenAI-speaking tool).
 
-Endpoints: `GET /v1/models`, `POST /v1/completions`, `POST /v1/chat/completions` (non-streaming;
+Endpoints: `GET /health` (no key needed, as vLLM's), `GET /v1/models`, `POST /v1/completions`, `POST /v1/chat/completions` (non-streaming;
 the fields they honour are listed in `engines/openai_protocol.py`) and `POST /v1/admin/reload`.
 The HTTP plumbing (threads, routes, bearer key) is `engines/http_server.py`; this module wires an
 engine to it.
@@ -161,6 +161,7 @@ class EngineServer:
     def _routes(self) -> dict[tuple[str, str], Route]:
         """What the server answers, by `(method, path)`; the routes read the server's state when called."""
         return {
+            ("GET", "/health"): lambda raw: {"status": "ok", "policy_version": self.policy_version},
             ("GET", "/v1/models"): lambda raw: models_response(
                 self.model_name, self.created, self.policy_version
             ),
