@@ -28,6 +28,7 @@ LAYERS = {
     "config": 0,
     "dist": 0,
     "runlog": 0,
+    "trackers": 0,
     "data": 1,
     "models": 1,
     "world": 1,

@@ -26,7 +26,8 @@ from typing import Any, TextIO, TypeVar
 
 from tqdm.auto import tqdm
 
-from selftaught.config import dump_yaml
+from selftaught.config import dump_yaml, to_dict
+from selftaught.trackers import Tracker, build_trackers
 
 T = TypeVar("T")
 
@@ -42,6 +43,7 @@ class RunLog:
         self.quiet = quiet
         self._start = time.time()
         self._metrics = self._log = self._lock = None
+        self.trackers: list[Tracker] = []
         self.previous_config_text: str | None = None
         """The config.yaml this run directory held before this run (None: a new directory)."""
         if not enabled:
@@ -53,6 +55,8 @@ class RunLog:
         if config is not None:
             dump_yaml(config, config_path)
         _append_environment(self.dir / "env.json")
+        report_to = getattr(config, "report_to", None) or []
+        self.trackers = build_trackers(report_to, self.dir, to_dict(config) if report_to else None)
         self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         self._log = open(self.dir / "log.txt", "a", encoding="utf-8")  # noqa: SIM115
 
@@ -63,6 +67,8 @@ class RunLog:
         if self._metrics is not None:
             self._metrics.write(json.dumps(record) + "\n")
             self._metrics.flush()
+        for tracker in self.trackers:
+            tracker.log(step, record)
         return record
 
     def info(self, message: str) -> None:
@@ -100,6 +106,9 @@ class RunLog:
             (self.dir / "config.yaml").write_text(self.previous_config_text)
 
     def close(self) -> None:
+        for tracker in self.trackers:
+            tracker.close()
+        self.trackers = []
         for handle in (self._metrics, self._log, self._lock):
             if handle is not None:
                 handle.close()  # closing the lock file releases the lock

@@ -28,6 +28,7 @@ from selftaught import dist
 from selftaught.config import check, to_dict
 from selftaught.models.io import save_model
 from selftaught.runlog import RunLog
+from selftaught.trackers import check_tracker_names
 from selftaught.train.checkpoint import (
     gather_model_state,
     latest_checkpoint,
@@ -94,6 +95,9 @@ class RunConfig:
     """Checkpoints kept (None: all, e.g. to select one after the run)."""
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     """Under torchrun: DDP or FSDP2 (recipes that run in one process say so)."""
+    report_to: list[str] = field(default_factory=list)
+    """Experiment trackers besides metrics.jsonl: `tensorboard`, `wandb` (`WANDB_MODE=offline` keeps
+    it local); e.g. `report_to=[tensorboard]`."""
 
     def __post_init__(self) -> None:
         check(bool(self.out_dir), "out_dir", "a directory path", self.out_dir)
@@ -103,6 +107,7 @@ class RunConfig:
         check(
             self.keep_last is None or self.keep_last >= 1, "keep_last", "None (all) or >= 1", self.keep_last
         )
+        check_tracker_names(self.report_to)
 
 
 def check_out_dir(out_dir: str) -> None:
@@ -143,7 +148,7 @@ def start(
     return state
 
 
-RESUME_NEUTRAL = ("out_dir", "num_steps", "log_every", "checkpoint_every", "keep_last", "eval.")
+RESUME_NEUTRAL = ("out_dir", "num_steps", "log_every", "checkpoint_every", "keep_last", "eval.", "report_to")
 """Config keys (or key prefixes) a resumed run may change: they do not change the steps already
 taken (`num_steps` extends or shortens the run)."""
 
