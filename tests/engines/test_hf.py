@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from selftaught.data.chat import encode_text, render_prompt
-from selftaught.engines.base import Engine, SamplingParams
-from selftaught.engines.hf import HFEngine, eos_token_ids
+from selftaught.engines.base import CancellableEngine, Engine, SamplingParams
+from selftaught.engines.hf import CANCEL_POLL_STEPS, HFEngine, eos_token_ids
 from selftaught.engines.sampling import nucleus_probs, sample_from_probs, sample_next_tokens
 from selftaught.types import Completion, Prompt
 
@@ -56,6 +56,33 @@ def flat(results: list[list[Completion]]) -> Iterator[Completion]:
 
 def test_is_an_engine(model, tokenizer):
     assert isinstance(HFEngine(model, tokenizer), Engine)
+    assert isinstance(HFEngine(model, tokenizer), CancellableEngine)
+
+
+def test_a_cancelled_prompt_stops_at_the_next_poll_and_the_others_are_unchanged(model, tokenizer, prompts):
+    add_eos_bias(model, tokenizer.eos_token_id, -100.0)  # every row runs to its budget unless cancelled
+    sampling = SamplingParams(temperature=0, max_new_tokens=3 * CANCEL_POLL_STEPS, n=2)
+    engine = HFEngine(model, tokenizer, batch_size=3)  # prompt 1's rows share micro-batches with others
+    expected = engine.generate(prompts, sampling)
+    got = engine.generate_cancellable(prompts, sampling, lambda i: i == 1)
+    for i, (want, have) in enumerate(zip(expected, got, strict=True)):
+        if i != 1:
+            assert [c.token_ids for c in have] == [c.token_ids for c in want]
+            assert {c.finish_reason for c in have} == {"length"}
+            continue
+        for cut, full in zip(have, want, strict=True):
+            assert cut.finish_reason == "abort"
+            assert cut.token_ids == full.token_ids[:CANCEL_POLL_STEPS]
+            assert cut.logprobs == pytest.approx(full.logprobs[:CANCEL_POLL_STEPS])
+
+
+def test_micro_batches_nobody_waits_for_are_not_decoded(model, tokenizer, prompts):
+    forwards = []
+    model.register_forward_hook(lambda module, args, output: forwards.append(1))
+    results = HFEngine(model, tokenizer).generate_cancellable(prompts, GREEDY, lambda i: True)
+    assert forwards == []
+    assert [[c.finish_reason for c in cs] for cs in results] == [["abort"]] * len(prompts)
+    assert all(c.text == "" and c.token_ids == [] for c in flat(results))
 
 
 @pytest.mark.parametrize(

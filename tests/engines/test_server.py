@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import re
 import signal
@@ -12,7 +13,8 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -25,7 +27,7 @@ from selftaught.engines.http_server import HttpLimits
 from selftaught.engines.openai_protocol import RequestLimits
 from selftaught.engines.server import EngineServer
 from selftaught.models.io import load_model
-from selftaught.types import Prompt
+from selftaught.types import Completion, Prompt
 from tests.engines.faults import Fault, FaultInjector
 
 MODEL = "tiny"
@@ -34,6 +36,11 @@ MODEL = "tiny"
 @pytest.fixture(scope="module")
 def model_and_tokenizer(tiny_model_dir: str) -> tuple[Any, Any]:
     return load_model(tiny_model_dir)
+
+
+@pytest.fixture
+def tokenizer_only(model_and_tokenizer) -> Any:
+    return model_and_tokenizer[1]
 
 
 @pytest.fixture
@@ -396,3 +403,74 @@ def test_health_answers_without_the_key_and_the_api_still_needs_it(engine):
         models_status, _, _ = raw_exchange(server, head("GET", "/v1/models"))
     assert health_status == 200 and health["status"] == "ok" and "policy_version" in health
     assert models_status == 401
+
+
+class HoldingEngine:
+    """A `CancellableEngine` whose calls run until `release` is set or all their prompts are cancelled."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.running = threading.Event()
+        self.saw_cancel = threading.Event()
+        self.prompts: list[str] = []
+
+    def generate(self, prompts: list[Prompt], sampling: SamplingParams) -> list[list[Completion]]:
+        return self.generate_cancellable(prompts, sampling, lambda i: False)
+
+    def generate_cancellable(self, prompts, sampling, cancelled) -> list[list[Completion]]:
+        self.prompts += [prompt.text for prompt in prompts]
+        self.running.set()
+        while not self.release.wait(0.01):
+            if all(cancelled(i) for i in range(len(prompts))):
+                self.saw_cancel.set()
+                break
+        return [[Completion(prompt_id=p.id, text="done", token_ids=[5])] * sampling.n for p in prompts]
+
+
+def send_and_hang_up(server: EngineServer, prompt: str) -> None:
+    body = json.dumps({"model": MODEL, "prompt": prompt}).encode()
+    request = head("POST", "/v1/completions", f"Content-Length: {len(body)}") + body
+    host, port = server.url.removeprefix("http://").removesuffix("/v1").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(request)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_running_request_stops_when_its_client_hangs_up(tokenizer_only):
+    engine = HoldingEngine()
+    with EngineServer(engine, tokenizer_only, MODEL, port=0).start() as server:
+        send_and_hang_up(server, "1+1=")  # returns once sent: the socket closes at once
+        assert engine.running.wait(10)
+        assert engine.saw_cancel.wait(10), "the engine was never told that the client left"
+        assert wait_until(lambda: server.batcher.num_abandoned == 1)
+
+
+def test_a_queued_request_whose_client_hung_up_never_runs(tokenizer_only, caplog):
+    engine = HoldingEngine()
+    caplog.set_level(logging.INFO, logger="selftaught.engines.server")
+    with EngineServer(engine, tokenizer_only, MODEL, port=0).start() as server:
+        answers: list[str] = []
+        first = threading.Thread(
+            target=lambda: answers.append(
+                httpx.post(f"{server.url}/completions", json={"model": MODEL, "prompt": "kept"}).json()[
+                    "choices"
+                ][0]["text"]
+            )
+        )
+        first.start()
+        assert engine.running.wait(10)  # the batcher is busy with "kept"
+        send_and_hang_up(server, "gone")  # queued behind it, then abandoned
+        assert wait_until(lambda: "its request was abandoned" in caplog.text)
+        engine.release.set()
+        first.join(10)
+        assert answers == ["done"]
+        assert wait_until(lambda: server.batcher.num_abandoned == 1)
+    assert engine.prompts == ["kept"]

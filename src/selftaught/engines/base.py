@@ -8,6 +8,7 @@ recipe only sees `Engine.generate`.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -69,6 +70,22 @@ class ReloadableEngine(Protocol):
 
     def sync_weights(self, source_model: Any, policy_version: int) -> None:
         """Serve `source_model`'s weights from now on, stamping samples `policy_version`."""
+
+
+@runtime_checkable
+class CancellableEngine(Protocol):
+    """An engine that can stop work on prompts nobody waits for any more (`selftaught serve`'s clients
+    that hung up). `HFEngine` is one.
+
+    `cancelled(i)` is polled while `prompts[i]` is generated; once it is True the prompt's samples
+    stop where they are (`finish_reason` "abort", text possibly cut short) and free their share of
+    the batch. The other prompts' completions are those `generate` returns when they are greedy or
+    keyed per prompt (`per_prompt_seeds`); otherwise they are samples from a shifted random stream.
+    """
+
+    def generate_cancellable(
+        self, prompts: list[Prompt], sampling: SamplingParams, cancelled: Callable[[int], bool]
+    ) -> list[list[Completion]]: ...
 
 
 class ServerError(RuntimeError):

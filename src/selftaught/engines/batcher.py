@@ -4,6 +4,9 @@ The serving thread collects the requests that arrive within `max_wait_s` of the 
 each group with the same sampling settings as one `engine.generate` call, so concurrent clients
 share decode steps (on CPU this multiplies the requests served per second; see `engines/server.py`).
 Greedy requests are exact whatever they are batched with.
+
+A request whose client is gone is `abandon`ed: if it has not started it is dropped from the queue,
+and if it is running with a `CancellableEngine` its samples stop at the engine's next poll.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any
 
-from selftaught.engines.base import Engine, SamplingParams
+from selftaught.engines.base import CancellableEngine, Engine, SamplingParams
 from selftaught.types import Completion, Prompt
 
 
@@ -24,12 +27,29 @@ class BatcherClosed(RuntimeError):
     """Submitted after `close()`: the server answers 503."""
 
 
+class PendingCompletions(Future[list[Completion]]):
+    """A submitted request's completions, which the submitter may `abandon`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._abandoned = threading.Event()
+
+    def abandon(self) -> None:
+        """Nobody waits for the result any more: do not start it, and stop it if it runs."""
+        self._abandoned.set()
+        self.cancel()  # succeeds only while queued
+
+    @property
+    def abandoned(self) -> bool:
+        return self._abandoned.is_set()
+
+
 @dataclass
 class _Job:
     prompt: Prompt
     sampling: SamplingParams
     seeded: bool
-    future: Future[list[Completion]]
+    future: PendingCompletions
 
     def group_key(self) -> tuple[Any, ...]:
         """Jobs with equal keys can share one `generate` call (greedy ones whatever their seed)."""
@@ -47,15 +67,17 @@ class DynamicBatcher:
         self.max_batch_requests = max_batch_requests
         self.num_batches = 0
         """`engine.generate` calls so far."""
+        self.num_abandoned = 0
+        """Requests abandoned before or while they ran (their clients hung up)."""
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._lock = threading.Lock()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="selftaught-batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, prompt: Prompt, sampling: SamplingParams, seeded: bool) -> Future[list[Completion]]:
+    def submit(self, prompt: Prompt, sampling: SamplingParams, seeded: bool) -> PendingCompletions:
         """Queue one prompt; the future resolves to its `sampling.n` completions."""
-        job = _Job(prompt, sampling, seeded, Future())
+        job = _Job(prompt, sampling, seeded, PendingCompletions())
         with self._lock:
             if self._closed:
                 raise BatcherClosed("the server is shutting down")
@@ -75,6 +97,9 @@ class DynamicBatcher:
             jobs, running = self._collect()
             groups: dict[tuple[Any, ...], list[_Job]] = {}
             for job in jobs:
+                if job.future.abandoned or not job.future.set_running_or_notify_cancel():
+                    self.num_abandoned += 1  # its client left while it was queued
+                    continue
                 groups.setdefault(job.group_key(), []).append(job)
             for group in groups.values():
                 seed = group[0].sampling.seed if group[0].seeded else random.randrange(2**31)
@@ -100,8 +125,14 @@ class DynamicBatcher:
     def _generate(self, jobs: list[_Job], sampling: SamplingParams) -> None:
         """One `generate` call; when it fails, each job runs alone so only the bad ones fail."""
         self.num_batches += 1
+        prompts = [job.prompt for job in jobs]
         try:
-            results = self.engine.generate([job.prompt for job in jobs], sampling)
+            if isinstance(self.engine, CancellableEngine):
+                results = self.engine.generate_cancellable(
+                    prompts, sampling, lambda i: jobs[i].future.abandoned
+                )
+            else:
+                results = self.engine.generate(prompts, sampling)
         except Exception as err:
             if len(jobs) == 1:
                 jobs[0].future.set_exception(err)
@@ -110,7 +141,5 @@ class DynamicBatcher:
                 self._generate([job], sampling)
             return
         for job, completions in zip(jobs, results, strict=True):
+            self.num_abandoned += job.future.abandoned
             job.future.set_result(completions)
-
-
-# --- the OpenAI API ------------------------------------------------------------------------------

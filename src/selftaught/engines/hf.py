@@ -13,11 +13,15 @@ One micro-batch, step by step:
    temperature 0, else temperature + nucleus sampling from a seeded `torch.Generator`), and mark
    rows that produced EOS, completed a stop string or used up their token budget.
 4. Drop finished rows from the batch and the cache; stop when no row is left.
+
+`generate_cancellable` (the server's path) also drops the rows of prompts whose client hung up, every
+`CANCEL_POLL_STEPS` steps, and skips micro-batches nobody waits for.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,9 @@ from selftaught.engines.base import SamplingParams, sample_key
 from selftaught.engines.sampling import sample_next_tokens
 from selftaught.models.io import DTYPES, load_model
 from selftaught.types import Completion, Prompt
+
+CANCEL_POLL_STEPS = 8
+"""Decode steps between two polls of `generate_cancellable`'s `cancelled`."""
 
 
 class HFEngine:
@@ -72,10 +79,20 @@ class HFEngine:
 
     def generate(self, prompts: list[Prompt], sampling: SamplingParams) -> list[list[Completion]]:
         """`result[i][j]` is the j-th of `sampling.n` samples for `prompts[i]` (Engine Protocol)."""
+        return self.generate_cancellable(prompts, sampling, None)
+
+    def generate_cancellable(
+        self,
+        prompts: list[Prompt],
+        sampling: SamplingParams,
+        cancelled: Callable[[int], bool] | None,
+    ) -> list[list[Completion]]:
+        """`generate`, stopping `prompts[i]`'s samples once `cancelled(i)` (`CancellableEngine`)."""
         keys = None
         if sampling.per_prompt_seeds:
             keys = [[sample_key(sampling.seed, p.id, j) for j in range(sampling.n)] for p in prompts]
-        results = self.generate_ids([self.encode_prompt(prompt) for prompt in prompts], sampling, keys)
+        prompt_ids = [self.encode_prompt(prompt) for prompt in prompts]
+        results = self.generate_ids(prompt_ids, sampling, keys, cancelled)
         for prompt, completions in zip(prompts, results, strict=True):
             for completion in completions:
                 completion.prompt_id = prompt.id
@@ -90,8 +107,9 @@ class HFEngine:
         prompt_ids: list[list[int]],
         sampling: SamplingParams,
         sample_keys: list[list[int]] | None = None,
+        cancelled: Callable[[int], bool] | None = None,
     ) -> list[list[Completion]]:
-        """Like `generate` for tokenised prompts; the completions' `prompt_id` is left empty.
+        """Like `generate_cancellable` for tokenised prompts; the completions' `prompt_id` is left empty.
 
         Rows (prompt, sample) are sorted by prompt length, longest first, into micro-batches of
         `batch_size` sequences to cut padding; results come back in the original order.
@@ -111,9 +129,15 @@ class HFEngine:
             with torch.inference_mode():
                 for batch in tqdm(batches, desc="generate", disable=not self.show_progress):
                     keys = None if sample_keys is None else [sample_keys[i][j] for i, j in batch]
-                    completions = self._generate_batch(
-                        [prompt_ids[i] for i, _ in batch], sampling, generator, keys
-                    )
+                    rows_cancelled = None
+                    if cancelled is not None:
+                        rows_cancelled = _rows_cancelled(cancelled, [i for i, _ in batch])
+                    if rows_cancelled is not None and bool(rows_cancelled().all()):
+                        completions = [_aborted(self.policy_version) for _ in batch]
+                    else:
+                        completions = self._generate_batch(
+                            [prompt_ids[i] for i, _ in batch], sampling, generator, keys, rows_cancelled
+                        )
                     for (i, j), completion in zip(batch, completions, strict=True):
                         completion.meta = {"sample_index": j, "seed": sampling.seed}
                         results[i].append(completion)
@@ -169,8 +193,12 @@ class HFEngine:
         sampling: SamplingParams,
         generator: torch.Generator,
         keys: list[int] | None = None,
+        rows_cancelled: Callable[[], torch.Tensor] | None = None,
     ) -> list[Completion]:
-        """Decode one micro-batch: one row per (prompt, sample), prompts possibly repeated."""
+        """Decode one micro-batch: one row per (prompt, sample), prompts possibly repeated.
+
+        `rows_cancelled()`, when given, is a [B] bool mask of rows to stop (polled while decoding).
+        """
         device = self.model.device
         budgets = [self._token_budget(len(ids), sampling) for ids in prompt_ids]
         max_new_tokens = max(budgets)
@@ -200,9 +228,10 @@ class HFEngine:
             token_logps=torch.zeros(len(prompt_ids), max_new_tokens, device=device),
             lengths=torch.zeros(len(prompt_ids), dtype=torch.long, device=device),
             stopped=torch.zeros(len(prompt_ids), dtype=torch.bool, device=device),
+            aborted=torch.zeros(len(prompt_ids), dtype=torch.bool, device=device),
             keys=None if keys is None else torch.tensor(keys, dtype=torch.long, device=device),
         )
-        self._decode(state, logits[row_to_unique], cache, sampling, generator)
+        self._decode(state, logits[row_to_unique], cache, sampling, generator, rows_cancelled)
         return self._completions(state, sampling.stop)
 
     def _decode(
@@ -212,8 +241,9 @@ class HFEngine:
         cache: DynamicCache,
         sampling: SamplingParams,
         generator: torch.Generator,
+        rows_cancelled: Callable[[], torch.Tensor] | None = None,
     ) -> None:
-        """Sample until every row has finished; fills `state` in place."""
+        """Sample until every row has finished (or is cancelled); fills `state` in place."""
         prompt_width = state.attention_mask.shape[1] - state.tokens.shape[1]
         eos_ids = torch.tensor(self.eos_token_ids, dtype=torch.long, device=logits.device)
         for step in range(state.tokens.shape[1]):
@@ -225,6 +255,10 @@ class HFEngine:
             if sampling.stop:
                 stopped |= self._completes_stop_string(state.tokens[state.active, : step + 1], sampling.stop)
             finished = stopped | (state.budgets[state.active] == step + 1)
+            if rows_cancelled is not None and step % CANCEL_POLL_STEPS == CANCEL_POLL_STEPS - 1:
+                aborted = rows_cancelled().to(finished.device)[state.active] & ~finished
+                state.aborted[state.active[aborted]] = True
+                finished |= aborted
             if bool(finished.any()):
                 state.lengths[state.active[finished]] = step + 1
                 state.stopped[state.active[finished]] = stopped[finished]
@@ -265,9 +299,10 @@ class HFEngine:
             state.token_logps.tolist(),
             state.lengths.tolist(),
             state.stopped.tolist(),
+            state.aborted.tolist(),
             strict=True,
         )
-        for tokens, logps, length, stopped in rows:
+        for tokens, logps, length, stopped, aborted in rows:
             token_ids = tokens[:length]
             text = self._decode_text(token_ids)
             hit_positions = [text.find(s) for s in stop if s in text]
@@ -279,7 +314,7 @@ class HFEngine:
                     text=text,
                     token_ids=token_ids,
                     logprobs=logps[:length],
-                    finish_reason="stop" if stopped else "length",
+                    finish_reason="abort" if aborted else "stop" if stopped else "length",
                     policy_version=self.policy_version,
                 )
             )
@@ -310,6 +345,7 @@ class _DecodeState:
     token_logps: torch.Tensor  # [B, N]
     lengths: torch.Tensor  # [B] tokens kept, the EOS or stop-string token included
     stopped: torch.Tensor  # [B] ended by EOS or a stop string (else by its token budget)
+    aborted: torch.Tensor  # [B] stopped because its prompt was cancelled
     keys: torch.Tensor | None = None  # [B] per-sample random-stream keys (per_prompt_seeds), else None
 
     def keep_rows(self, keep: torch.Tensor) -> None:
@@ -317,6 +353,23 @@ class _DecodeState:
         self.active = self.active[keep]
         self.attention_mask = self.attention_mask[keep]
         self.positions = self.positions[keep]
+
+
+def _rows_cancelled(cancelled: Callable[[int], bool], prompt_of_row: list[int]) -> Callable[[], torch.Tensor]:
+    """A poll of `cancelled` per row of a micro-batch ([B] bool; one call per distinct prompt)."""
+
+    def poll() -> torch.Tensor:
+        gone = {i: cancelled(i) for i in set(prompt_of_row)}
+        return torch.tensor([gone[i] for i in prompt_of_row])
+
+    return poll
+
+
+def _aborted(policy_version: int) -> Completion:
+    """The completion of a sample that was cancelled before it started."""
+    return Completion(
+        prompt_id="", text="", token_ids=[], logprobs=[], finish_reason="abort", policy_version=policy_version
+    )
 
 
 def check_same_parameters(model: Any, source: Any, source_name: str) -> None:

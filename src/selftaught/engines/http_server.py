@@ -2,8 +2,9 @@
 JSON answers, checks the bearer key, bounds what one client may ask, and can drop every open
 connection at once.
 
-It knows nothing of engines: a route is a function from the raw request body to a JSON-able dict
-(`engines/server.py` supplies them), and any `ApiError` it raises becomes an OpenAI-style error body.
+It knows nothing of engines: a route is a function from a `Request` (the raw body, and a way to
+ask whether the client is still there) to a JSON-able dict (`engines/server.py` supplies them), and
+any `ApiError` it raises becomes an OpenAI-style error body.
 Every answer, refusals included, is JSON. One thread per connection, keep-alive (clients reuse
 connections), no TLS: bind to loopback or keep an API key on.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import select
 import socket
 import sys
 import threading
@@ -38,8 +40,19 @@ from selftaught.engines.openai_protocol import ApiError
 
 logger = logging.getLogger(__name__)
 
-Route = Callable[[bytes], dict[str, Any]]
-"""Answers a request: raw body in, JSON body out (status 200); raises ApiError to refuse it."""
+
+@dataclass(frozen=True)
+class Request:
+    """What a route sees of a request."""
+
+    body: bytes
+    """The raw body (empty for a GET)."""
+    client_gone: Callable[[], bool]
+    """True once the client has closed its side of the connection: nobody will read the answer."""
+
+
+Route = Callable[[Request], dict[str, Any]]
+"""Answers a request: JSON body out (status 200); raises ApiError to refuse it."""
 
 DRAIN_LIMIT_BYTES = 64 * 1024
 """A refused request's body up to this size is read and dropped before closing (see the module doc)."""
@@ -178,7 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
         if raw is None:
             return
         try:
-            status, response = 200, route(raw)
+            status, response = 200, route(Request(raw, self._client_gone))
         except DropConnection:
             self.close_connection = True
             return
@@ -256,6 +269,17 @@ class _Handler(BaseHTTPRequestHandler):
             except TimeoutError:
                 pass
         self._send_json(error.status, error.body(), close=close, headers=headers)
+
+    def _client_gone(self) -> bool:
+        """True when the client closed the connection (read side at EOF) or it broke.
+
+        A pipelined next request (bytes waiting) counts as present; it is not consumed.
+        """
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and not self.connection.recv(1, socket.MSG_PEEK)
+        except (OSError, ValueError):  # reset, or already closed
+            return True
 
     def _authorized(self) -> bool:
         expected = self.server.api_key

@@ -31,8 +31,10 @@ not fit the served model gets "could not load"; the reason is in the server log.
 
 Limits: `RequestLimits` caps `n`, `max_tokens` and the prompt's tokens (400 naming the field and
 the cap); `http_server.HttpLimits` caps the body size, socket timeouts and connections served at
-once (see `engines/http_server.py`). A request whose client has disconnected still runs to the end
-of its batch: generation is not cancelled.
+once (see `engines/http_server.py`). A request whose client disconnects is abandoned: it leaves the
+queue if it has not started, and with a `CancellableEngine` (`HFEngine`) its samples stop within a
+few decode steps (`engines/hf.py`), so a gone client does not hold the engine (the check runs every
+`DISCONNECT_POLL_S`).
 
 Binds 127.0.0.1 unless told otherwise; with `api_key` set, every request must carry
 `Authorization: Bearer <key>`.
@@ -49,9 +51,9 @@ from pathlib import Path
 from typing import Any
 
 from selftaught.data.chat import encode_prompt
-from selftaught.engines.base import Engine, ReloadableEngine, SamplingParams
+from selftaught.engines.base import CancellableEngine, Engine, ReloadableEngine, SamplingParams
 from selftaught.engines.batcher import BatcherClosed, DynamicBatcher
-from selftaught.engines.http_server import HttpLimits, JsonHTTPServer, Route
+from selftaught.engines.http_server import DropConnection, HttpLimits, JsonHTTPServer, Request, Route
 from selftaught.engines.openai_protocol import (
     ApiError,
     RequestLimits,
@@ -68,6 +70,8 @@ logger = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 RELOAD_ROUTE = "/v1/admin/reload"
+DISCONNECT_POLL_S = 0.1
+"""How often a request waiting for its completions checks that its client is still connected."""
 
 
 class _BatchGate:
@@ -84,8 +88,15 @@ class _BatchGate:
         self._no_swap_waiting.set()
 
     def generate(self, prompts: list[Prompt], sampling: SamplingParams) -> list[list[Completion]]:
+        return self.generate_cancellable(prompts, sampling, lambda i: False)
+
+    def generate_cancellable(
+        self, prompts: list[Prompt], sampling: SamplingParams, cancelled: Callable[[int], bool]
+    ) -> list[list[Completion]]:
         self._no_swap_waiting.wait()  # a lock alone may hand itself back to the batcher thread
         with self._lock:
+            if isinstance(self.engine, CancellableEngine):
+                return self.engine.generate_cancellable(prompts, sampling, cancelled)
             return self.engine.generate(prompts, sampling)
 
     def swap(self, swap_weights: Callable[[], None]) -> None:
@@ -161,13 +172,13 @@ class EngineServer:
     def _routes(self) -> dict[tuple[str, str], Route]:
         """What the server answers, by `(method, path)`; the routes read the server's state when called."""
         return {
-            ("GET", "/health"): lambda raw: {"status": "ok", "policy_version": self.policy_version},
-            ("GET", "/v1/models"): lambda raw: models_response(
+            ("GET", "/health"): lambda request: {"status": "ok", "policy_version": self.policy_version},
+            ("GET", "/v1/models"): lambda request: models_response(
                 self.model_name, self.created, self.policy_version
             ),
-            ("POST", "/v1/completions"): lambda raw: self.complete(raw, chat=False),
-            ("POST", "/v1/chat/completions"): lambda raw: self.complete(raw, chat=True),
-            ("POST", RELOAD_ROUTE): self.reload,
+            ("POST", "/v1/completions"): lambda request: self.complete(request, chat=False),
+            ("POST", "/v1/chat/completions"): lambda request: self.complete(request, chat=True),
+            ("POST", RELOAD_ROUTE): lambda request: self.reload(request.body),
         }
 
     @property
@@ -180,15 +191,24 @@ class EngineServer:
         """Version of the served weights (None: the engine does not track one)."""
         return getattr(self.engine, "policy_version", None)
 
-    def complete(self, raw: bytes, chat: bool) -> dict[str, Any]:
-        """Answer one generation request body (raises ApiError for a bad one)."""
+    def complete(self, request: Request, chat: bool) -> dict[str, Any]:
+        """Answer one generation request (raises ApiError for a bad one)."""
         if self.request_hook is not None:
             self.request_hook()
         limits = self.request_limits
-        call = parse_request(json_body(raw), chat, self.model_name, self.default_max_tokens, limits)
+        call = parse_request(json_body(request.body), chat, self.model_name, self.default_max_tokens, limits)
         check_prompt_tokens(len(encode_prompt(self.tokenizer, call.prompt)), chat, limits)
+        pending = self.batcher.submit(call.prompt, call.sampling, call.seeded)
         try:
-            completions = self.batcher.submit(call.prompt, call.sampling, call.seeded).result()
+            while True:
+                try:
+                    completions = pending.result(timeout=DISCONNECT_POLL_S)
+                    break
+                except TimeoutError:
+                    if request.client_gone():
+                        pending.abandon()
+                        logger.info("client disconnected: its request was abandoned")
+                        raise DropConnection from None
         except ValueError as err:  # the engine refused the prompt (e.g. longer than the context)
             raise ApiError(400, str(err)) from err
         except BatcherClosed as err:
