@@ -58,6 +58,12 @@ RIGHT = [  # (reference, completion)
     (GSM8K_JANET, "The answer is 18."),
     (r"Adding them, we get $\boxed{5}$.", "5"),
     ("7", "#### seven"),  # issue 16: number words are numbers (was scored 0)
+    # misses found by the blind held-out table (math_heldout_cases.jsonl)
+    ("0", "He had 5 apples and ate all 5, so he has zero apples left."),
+    ("18", "He has 18 apples. Each one is red."),  # a lone `one` after the last digit is a pronoun
+    ("12.5", "1 out of 8 is 12.5%."),
+    ("-15", "Her balance is -$15."),
+    ("-15", r"Her balance is -\$15."),
 ]
 
 WRONG = [
@@ -149,6 +155,18 @@ def _grade(case: dict) -> float | None:
 def test_grades_like_a_careful_human(case):
     """Issue 16: each hand-graded case (`math_grading_cases.jsonl`) gets the careful grader's score."""
     assert _grade(case) == case["expected"], case
+
+
+HELDOUT_CASES = [
+    json.loads(line) for line in (Path(__file__).parent / "math_heldout_cases.jsonl").read_text().splitlines()
+]
+
+
+def test_agreement_on_the_blind_held_out_table_is_at_least_95_percent():
+    """A table written without seeing the verifier (`math_heldout.py` prints the disagreements; three
+    are left: one hard case, `10 degrees below zero`, and two truncation-policy calls)."""
+    agree = sum(_grade(case) == case["expected"] for case in HELDOUT_CASES)
+    assert len(HELDOUT_CASES) >= 200 and agree / len(HELDOUT_CASES) >= 0.95
 
 
 def test_agreement_with_careful_grading_is_at_least_95_percent():

@@ -12,11 +12,11 @@ continuation) is cut there first.
 Before parsing, `math_text.normalize_numbers` rewrites unicode minus signs, thin-space / space /
 `\,` thousands separators, `\$`, `\text{unit}` after a number, scientific notation (`1.2e3`,
 `1.2 \times 10^3`), magnitude words (`1.5 million`) and mixed numbers (`3 1/2`); number words
-(`eighteen`, `twenty-one`) are read as numbers in an explicit answer, or anywhere when the text has
-no digit at all. math-verify parses the span to a SymPy value and `verify` compares it with the
+(`eighteen`, `twenty-one`) are read as numbers in an explicit answer; without one, after the
+text's last digit (`ate all 5, so zero are left`; a lone `one` there is read as a pronoun). math-verify parses the span to a SymPy value and `verify` compares it with the
 parsed reference: numerically to 6 decimals or symbolically, so `1/2`, `0.5` and `\frac{1}{2}` are
 equal, `$1,000` equals `1000`, and units and currency signs are dropped. A percentage matches both
-readings: `50%` equals `0.5` and `50` (math-verify's choice; we keep it).
+readings: `12.5%` equals `0.125` and `12.5` (math-verify reads the first; we add the second).
 
 Scoring policy (`score_math_answer`):
   - 1.0 when the completion's answer equals the reference, 0.0 when it differs;
@@ -130,7 +130,11 @@ def score_math_answer(text: str, reference: Parsed | None, finish_reason: str | 
         return None
     if not predicted:
         return 0.0
-    return _verify(reference, predicted)
+    score = _verify(reference, predicted)
+    if score == 0.0 and "%" in span and len(predicted) > 1 and isinstance(predicted[1], str):
+        number = _parse(predicted[1].replace("\\%", "").replace("%", ""))  # `12.5%` read as 12.5
+        score = _verify(reference, number) if number else score
+    return score
 
 
 def math_answer_reward(
@@ -190,8 +194,10 @@ def _cut_clause(span: str) -> str:
 
 
 def _fallback_span(text: str) -> str:
-    """The whole text, with number words as digits when it has no digit at all."""
-    return text if re.search(r"\d", text) else words_to_numbers(text)
+    """The whole text, with the number words after its last digit written as digits."""
+    digits = list(re.finditer(r"\d", text))
+    tail = digits[-1].end() if digits else 0
+    return text[:tail] + words_to_numbers(text[tail:], keep_one=bool(digits))
 
 
 def _last_sentence(text: str) -> str:

@@ -6,7 +6,8 @@ r"""Text clean-up before math-verify: the ways models write a number that math-v
     spaces between digit groups (`1 000 000`) are removed;
   - unicode operators: `×` -> `\times`, `⋅` -> `\cdot`;
   - magnitude words: `1.5 million`, `2 thousand`, `3 \text{billion}` -> `1500000`, `2000`, ...;
-  - currency: an escaped dollar `\$` is dropped;
+  - currency: an escaped dollar `\$` is dropped, and a minus before a dollar sign moves to the
+    number (`-$15` -> `-15`);
   - units: a `\text{...}` / `\mathrm{...}` (with an optional `^2`) right after a number is dropped;
   - scientific notation: `1.2e3`, `1.2 \times 10^3`, `1.2 \cdot 10^{3}` -> `1200`;
   - mixed numbers: `3 1/2` and `3\frac{1}{2}` -> `7/2` (only when the fraction is proper).
@@ -25,6 +26,7 @@ _SIGNS = str.maketrans({"\u2212": "-", "\u2009": " ", "\u202f": " ", "\u00a0": "
 _OPERATORS = str.maketrans({"\u00d7": r" \times ", "\u22c5": r" \cdot "})
 _THIN_GROUP = re.compile(r"(?<=\d)(?:\\,|\{,\}|[\u2009\u202f\u00a0])(?=\d{3}(?!\d))")
 _SPACE_GROUPS = re.compile(r"(?<![\d.,/])\d{1,3}(?: \d{3})+(?![\d/]| \d)")
+_MINUS_DOLLAR = re.compile(r"(?<![\w$])-\s*\$\s*(?=\d)")
 _UNIT = re.compile(r"(?<=\d)\s*\\(?:text|mathrm|mbox)\{\s*[A-Za-z][A-Za-z .%]*\}(?:\^\{?\d\}?)?")
 _NUM = r"(\d+(?:\.\d+)?)"
 _E_NOTATION = re.compile(rf"(?<![\w.]){_NUM}[eE]([+-]?\d+)\b")
@@ -52,7 +54,7 @@ def normalize_numbers(text: str) -> str:
     text = _MAGNITUDE.sub(
         lambda m: _scaled(m.group(1), _MAGNITUDES[(m.group(2) or m.group(3)).lower()]), text
     )
-    text = _UNIT.sub("", text.replace(r"\$", ""))
+    text = _UNIT.sub("", _MINUS_DOLLAR.sub("-", text.replace(r"\$", "")))
     text = _E_NOTATION.sub(lambda m: _scaled(m.group(1), int(m.group(2))), text)
     text = _TIMES_TEN.sub(lambda m: _scaled(m.group(1), int(m.group(2) or m.group(3))), text)
     return _MIXED.sub(_mixed, text)
@@ -64,9 +66,17 @@ def normalize_separators(text: str) -> str:
     return _SPACE_GROUPS.sub(lambda m: m.group().replace(" ", ""), text)
 
 
-def words_to_numbers(text: str) -> str:
-    """`text` with number words up to 999 written as digits: `twenty-one` -> `21`."""
-    return _NUMBER_WORDS.sub(lambda m: str(_word_value(m.group())), text)
+def words_to_numbers(text: str, keep_one: bool = False) -> str:
+    """`text` with number words up to 999 written as digits: `twenty-one` -> `21`.
+
+    `keep_one` leaves a lone `one` as it is (in running text it is mostly a pronoun: `each one`).
+    """
+
+    def digits(match: re.Match[str]) -> str:
+        words = match.group()
+        return words if keep_one and words.lower() == "one" else str(_word_value(words))
+
+    return _NUMBER_WORDS.sub(digits, text)
 
 
 def _scaled(mantissa: str, exponent: int) -> str:
