@@ -122,5 +122,7 @@ def test_pair_stats_count_prompts_pairs_and_skips():
         "skipped_all_correct": 1,
         "skipped_none_correct": 0,
         "skipped_tied": 0,
+        "skipped_same_response": 0,
+        "skipped_judge_unparsed": 0,
     }
     assert compute_pair_stats([])["pair_yield"] == 0

@@ -37,6 +37,10 @@ class SkipReason(StrEnum):
     """Verifiable rewards: no scored sample is right."""
     TIED = "tied"
     """Scalar rewards: every scored sample has the same reward (or only one is scored)."""
+    SAME_RESPONSE = "same_response"
+    """DivPO: the chosen and the rejected sample have the same text."""
+    JUDGE_UNPARSED = "judge_unparsed"
+    """DivPO with an LLM diversity judge: its answer was not one candidate number."""
 
 
 @dataclass

@@ -19,13 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from selftaught import dist
-from selftaught.config import check
+from selftaught.config import check, to_dict
 from selftaught.data.prompt_source import PromptSource, load_prompt_source
 from selftaught.data.shards import compute_fingerprint, run_stage
 from selftaught.engines.base import Engine, SamplingParams
 from selftaught.rewards import Rubric, num_tokens_reward
 from selftaught.rewards.registry import build_reward, load_callable
-from selftaught.selection.rollouts import RolloutGroup
+from selftaught.selection.diversity import (
+    Criterion,
+    DiversityJudge,
+    DivPOConfig,
+    divpo_pairs,
+    embedding_distance,
+    model_probability,
+    word_frequency,
+)
+from selftaught.selection.rollouts import PairRuleFn, RolloutGroup, pair_rule
 from selftaught.train.online import GroupScorer, RolloutBuffer, add_rollouts, sample_rollouts
 from selftaught.train.reference import weights_fingerprint
 from selftaught.train.sync import burst_steps
@@ -50,7 +59,9 @@ class TaskConfig:
     """`judge:` rewards: the judge's model spec."""
     pair_rule: str = "correct_vs_incorrect"
     """DPO pair builder for this task (`correct_vs_incorrect`, `best_vs_worst` for scalar rewards,
-    `all_pairs`, or `package.module:function`)."""
+    `all_pairs`, `divpo` (diversity-aware, set by `divpo`), or `package.module:function`)."""
+    divpo: DivPOConfig = field(default_factory=DivPOConfig)
+    """`pair_rule=divpo`: quality pools and diversity criterion (`selftaught.selection.diversity`)."""
     weight: float = 1.0
     """Share of each step's prompts (normalised over the tasks)."""
     length_bonus: float = 0.0
@@ -91,6 +102,41 @@ class RolloutConfig:
         check(self.temperature >= 0, "rollouts.temperature", ">= 0", self.temperature)
         check(0 < self.top_p <= 1, "rollouts.top_p", "in (0, 1]", self.top_p)
         check(self.limit is None or self.limit >= 1, "rollouts.limit", "None or >= 1", self.limit)
+
+
+def build_pair_rule(task: TaskConfig) -> PairRuleFn:
+    """The pair rule `task.pair_rule` names; `divpo` is built from `task.divpo` (loads the MiniLM
+    embedder or the judge model when its criterion needs one)."""
+    if task.pair_rule != "divpo":
+        return pair_rule(task.pair_rule)
+    config = task.divpo
+    score = judge = None
+    match config.criterion:
+        case Criterion.PROBABILITY:
+            score = model_probability
+        case Criterion.FREQUENCY:
+            score = word_frequency(config.units)
+        case Criterion.EMBEDDING:
+            from selftaught.models.embeddings import Embedder
+
+            score = embedding_distance(Embedder().encode)
+        case Criterion.JUDGE:
+            judge = DiversityJudge(_greedy_generate(config.judge_model, config.judge_max_new_tokens))
+
+    def divpo_rule(group: RolloutGroup, rng: Any) -> Any:
+        return divpo_pairs(group.prompt, group.completions, group.rewards, config, rng, score, judge)
+
+    return divpo_rule
+
+
+def _greedy_generate(model: str | None, max_new_tokens: int) -> Any:
+    """`prompts -> texts` with the model `model` names, greedy (the DivPO diversity judge)."""
+    from selftaught.engines.hf import HFEngine
+    from selftaught.models.io import load_model
+
+    engine = HFEngine(*load_model(str(model)))
+    sampling = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens)
+    return lambda prompts: [completions[0].text for completions in engine.generate(prompts, sampling)]
 
 
 @dataclass
@@ -197,7 +243,7 @@ def offline_rollouts(
             "weights": weights_fingerprint(seed_model),
             "seed": source.seed,
             "rollouts": _fingerprint_settings(data),
-            "tasks": [vars(t) for t in source.tasks],
+            "tasks": [to_dict(t) for t in source.tasks],
             "num_steps": num_steps,
         }
     )
