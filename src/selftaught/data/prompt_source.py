@@ -1,9 +1,10 @@
 """The prompts of each optimizer step of an online run, as a pure function of (seed, step).
 
 A `PromptSource` is a pool of prompts from any data source (`selftaught.data.catalog`: the tiny
-world's `world:prompts`, a TRL prompt-only file whose extra columns reach the reward functions, a
-GSM8K file) and a seeded order over it: step k takes the next `per_step` prompts of an endless
-stream of reshuffled epochs. Resume and data-parallel ranks need no state beyond the step.
+world's `world:prompts` or `world:persona-prompts`, a TRL prompt-only file whose extra columns
+reach the reward functions, a GSM8K file) and a seeded order over it: step k takes the next
+`per_step` prompts of an endless stream of reshuffled epochs. Resume and data-parallel ranks need
+no state beyond the step.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def load_prompt_source(
     num_shots: int = 0,
     limit: int | None = None,
 ) -> PromptSource:
-    """The prompts of `spec` (world sources: `pool_size` problems of `levels`; files: the first
-    `limit` records) in the order of `seed`. GSM8K records become few-shot raw-text prompts when
-    `num_shots` > 0."""
+    """The prompts of `spec` (world sources: `pool_size` records, its `num` option, e.g. problems of
+    `levels` for `world:prompts`; a world source takes only the options it has, so `levels` does not
+    reach `world:persona-prompts`; files: the first `limit` records) in the order of `seed`. GSM8K
+    records become few-shot raw-text prompts when `num_shots` > 0."""
     records = load_records(spec, limit=limit, num=pool_size, levels=levels, seed=seed)
     return PromptSource(prompts_from_records(records, spec, num_shots=num_shots), per_step, seed)

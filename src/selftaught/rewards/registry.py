@@ -1,6 +1,7 @@
 """Reward functions by name, so a config can say which reward a task uses.
 
     world_answer | math_answer | choice | exact_match | num_tokens    a function of `rewards/`
+    persona_valid                                                    the tiny world's persona format check
     package.module:function                                          a user's function (TRL signature)
     reward_model:<dir>                                               a sequence-classification reward model
     judge:<template>@<n>                                             an LLM judge (`judge_model` + template)
@@ -22,6 +23,7 @@ from selftaught.rewards.choice import choice_reward
 from selftaught.rewards.math import math_answer_reward
 from selftaught.rewards.text import exact_match_reward, num_tokens_reward
 from selftaught.rewards.world import world_answer_reward
+from selftaught.world.persona import persona_valid
 
 REWARDS: dict[str, RewardFn] = {
     "world_answer": world_answer_reward,
@@ -29,6 +31,7 @@ REWARDS: dict[str, RewardFn] = {
     "choice": choice_reward,
     "exact_match": exact_match_reward,
     "num_tokens": num_tokens_reward,
+    "persona_valid": persona_valid,
 }
 """Built-in rewards by name."""
 REWARD_MODEL_PREFIX = "reward_model:"

@@ -4,11 +4,16 @@
     world:prompts       prompt-only records with the exact `answer` (RL, sampled pairs, generation)
     world:pairs         preference pairs: correct vs the buggy teacher's carry slip (reward models)
     world:judge-pairs   judge pairs with a known winner (J1, Self-Taught Evaluator)
+    world:persona-sft       persona conversations: `Make a persona.` -> `name city job` (Zipf-skewed,
+                            10% malformed; `world.persona`), for the DivPO seed model
+    world:persona-prompts   the persona instruction as prompt-only records (ids `persona-<i>`, task
+                            `persona`; reward `persona_valid`), for DivPO's online loop
 
 `<split>` is `train` (default), `valid` or `test`. Each builder takes the keyword options it
 documents; `world_records` passes each builder the options it accepts, so a recipe hands over its
-data config's fields without knowing which source it reads. Records use the TRL vocabulary, so the
-same code path reads a world source and a user's file.
+data config's fields without knowing which source it reads (`num` is what a recipe calls
+`num_examples`, `num_pairs`, `num_prompts` or `pool_size`). Records use the TRL vocabulary, so the
+same code path reads a world source and a user's file. The persona sources have a train split only.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 from selftaught.world.arith import Problem, sample_problems, sample_sft_examples, solve, to_prompt
 from selftaught.world.judge_pairs import sample_judge_pairs, to_preference_record
+from selftaught.world.persona import persona_conversations, persona_prompts
 
 PREFIX = "world:"
 
@@ -134,11 +140,32 @@ def wrong_solution(problem: Problem, rng: random.Random) -> tuple[str, str]:
     return "off_by_one", f"{correct.removesuffix(ending)}={wrong} Answer: {wrong}"
 
 
+PERSONA_HINT = "(one fixed instruction: evaluate by sampling it, `world.persona.persona_stats`)"
+
+
+def persona_sft_records(
+    *, split: str = "train", num: int = 20_000, seed: int = 0, malformed: float = 0.1
+) -> list[dict[str, Any]]:
+    """`num` persona conversations (`messages`: the instruction, then a sampled `name city job`), a
+    share `malformed` of them broken; a pure function of `seed`."""
+    _train_only("persona-sft", split, PERSONA_HINT)
+    return persona_conversations(num, seed, malformed)
+
+
+def persona_prompt_records(*, split: str = "train", num: int = 512) -> list[dict[str, Any]]:
+    """`num` prompt-only records (`id` `persona-<i>`, `prompt` the instruction, `task` `persona`): the
+    same text each time, so an online pool of `num` prompts is `num` draws of the one instruction."""
+    _train_only("persona-prompts", split, PERSONA_HINT)
+    return persona_prompts(num)
+
+
 WORLD_SOURCES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "sft": sft_records,
     "prompts": prompt_records,
     "pairs": pair_records,
     "judge-pairs": judge_pair_records,
+    "persona-sft": persona_sft_records,
+    "persona-prompts": persona_prompt_records,
 }
 
 
@@ -155,6 +182,6 @@ def world_records(spec: str, **options: Any) -> list[dict[str, Any]]:
     return build(split=split or "train", **kwargs)
 
 
-def _train_only(name: str, split: str) -> None:
+def _train_only(name: str, split: str, hint: str = "(evaluate on world:valid or world:test)") -> None:
     if split != "train":
-        raise ValueError(f"world:{name} has a train split only (evaluate on world:valid or world:test)")
+        raise ValueError(f"world:{name} has a train split only {hint}")
