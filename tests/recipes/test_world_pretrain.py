@@ -2,9 +2,16 @@ import json
 
 import pytest
 
+from selftaught.models.io import MODEL_ALIASES
+from selftaught.presets import get_preset
 from selftaught.presets.world_pretrain import tiny_smoke as world_pretrain_smoke
-from selftaught.recipes import world_pretrain
-from selftaught.recipes.world_pretrain import WorldPretrainConfig, pretrained_student
+from selftaught.recipes import TINY_WORLD_PERSONA, world_pretrain
+from selftaught.recipes.world_pretrain import (
+    PretrainTask,
+    WorldPretrainConfig,
+    pretrained_student,
+    student_fingerprint,
+)
 
 
 def test_pretrained_student_trains_once_per_config(tmp_path, monkeypatch):
@@ -28,6 +35,39 @@ def test_pretrained_student_trains_once_per_config(tmp_path, monkeypatch):
     (first.parent / "done.json").unlink()
     pretrained_student(_with(cfg, seed=0), log=False)
     assert len(calls) == 3
+
+
+def test_the_default_student_keeps_its_cache_key():
+    """Adding settings must not retrain the cached `tiny-world` student: new fields enter the key only
+    when set (`FINGERPRINT_DEFAULTS`), and `out_dir` / `report_to` never do."""
+    cfg = WorldPretrainConfig()
+    assert student_fingerprint(cfg)[:12] == "8d58bb1e05f0"
+    cfg.report_to = ["tensorboard"]
+    assert student_fingerprint(cfg)[:12] == "8d58bb1e05f0"
+    persona = get_preset("world-pretrain", "tiny-persona")
+    assert persona.task == PretrainTask.PERSONA and student_fingerprint(persona) != student_fingerprint(cfg)
+
+
+def test_persona_task_trains_a_few_steps_and_writes_a_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFTAUGHT_CACHE", str(tmp_path))
+    cfg = get_preset("world-pretrain", "tiny-persona")
+    cfg.num_steps = cfg.optim_steps = 5
+    cfg.optim.warmup_steps = 1
+    cfg.num_examples, cfg.persona_samples, cfg.eval.every = 128, 32, 2
+    model_dir = pretrained_student(cfg, log=False)
+    assert model_dir.parent.name.startswith("persona-student-")
+    assert (model_dir / "model.safetensors").exists() and (model_dir / "tokenizer.json").exists()
+    summary = json.loads((model_dir.parent / "summary.json").read_text())
+    assert summary["task"] == "persona" and summary["steps"] == 5 and summary["num_samples"] == 32
+    assert (
+        0 <= summary["validity"] <= 1
+        and "name_top1_share" in summary
+        and "job_unique_ratio_pool16" in summary
+    )
+    records = [json.loads(line) for line in (model_dir.parent / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_validity" in r] == [0, 2, 4, 5]  # sampled; no stop rule
+    assert any("loss" in r for r in records) and not any("val_accuracy" in r for r in records)
+    assert TINY_WORLD_PERSONA in MODEL_ALIASES
 
 
 def _with(cfg: WorldPretrainConfig, **changes) -> WorldPretrainConfig:

@@ -1,16 +1,22 @@
-"""world-pretrain presets: the tiny-world base student."""
+"""world-pretrain presets: the tiny-world base student, and DivPO's persona seed model."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from selftaught.recipes.world_pretrain import WorldPretrainConfig
+from selftaught.recipes.world_pretrain import WorldPretrainConfig, persona_student_config
 from selftaught.train.loop import EvalConfig
 
 
 def tiny() -> WorldPretrainConfig:
     """The default base student: xs Llama, buggy teacher (bug 0.6), stop at 60% valid accuracy."""
     return WorldPretrainConfig()
+
+
+def tiny_persona() -> WorldPretrainConfig:
+    """DivPO's persona seed model (the `tiny-world-persona` alias): xs Llama, 600 steps of SFT on
+    Zipf-skewed personas with 10% malformed; reports validity and slot diversity at T=1."""
+    return persona_student_config()
 
 
 def tiny_smoke() -> WorldPretrainConfig:

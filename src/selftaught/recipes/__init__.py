@@ -2,7 +2,8 @@
 
 A recipe module imports only layers below it, never another recipe; the table of recipes (names,
 presets, reproductions) lives in `selftaught.presets` (L7). Importing this package registers the
-`tiny-world` model alias: the student that the world-pretrain recipe trains on first use and caches.
+`tiny-world` model alias, the student that the world-pretrain recipe trains on first use and caches,
+and `tiny-world-persona`, DivPO's persona seed model trained and cached the same way.
 """
 
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from selftaught.models.io import register_model_alias
 
 TINY_WORLD = "tiny-world"
+TINY_WORLD_PERSONA = "tiny-world-persona"
 
 
 def _tiny_world_student() -> Path:
@@ -22,4 +24,18 @@ register_model_alias(
     TINY_WORLD,
     "the tiny-world student: an xs Llama trained by `selftaught world pretrain` on first use, then cached",
     _tiny_world_student,
+)
+
+
+def _tiny_world_persona_student() -> Path:
+    from selftaught.recipes.world_pretrain import pretrained_persona_student
+
+    return pretrained_persona_student()
+
+
+register_model_alias(
+    TINY_WORLD_PERSONA,
+    "DivPO's persona seed model: an xs Llama trained on `Make a persona.` -> `name city job` "
+    "(`selftaught world pretrain --preset tiny-persona`) on first use, then cached",
+    _tiny_world_persona_student,
 )

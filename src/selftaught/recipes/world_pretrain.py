@@ -15,8 +15,15 @@ Algorithm (TINYWORLD.md sections 2 and 6):
      batch of an epoch dropped).
   5. Save the model (safetensors) and tokenizer; report test-split accuracy per level.
 
+`task=persona` trains DivPO's seed model instead (papers_B.md §3.7, `selftaught.world.persona`): the
+same tokenizer and model, SFT on `Make a persona.` -> `name city job` conversations (Zipf-skewed slot
+values, 10% malformed) for a fixed `num_steps` (no stop rule: the goal is to reproduce the skewed data,
+not to reach an accuracy); validation and the final summary sample the instruction at T=1 and report
+validity and per-slot diversity (`persona_stats`; the summary over `persona_samples` samples).
+
 CPU:  selftaught world pretrain                      (about 2-5 minutes)
       selftaught world pretrain seed=1 bug=0.0       (a clean teacher)
+      selftaught world pretrain --preset tiny-persona  (the persona seed model, about 1-2 minutes)
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ import torch
 from selftaught.config import check, to_dict
 from selftaught.data.chat import render_conversation
 from selftaught.data.shards import compute_fingerprint, run_once
+from selftaught.engines.base import SamplingParams
+from selftaught.engines.hf import HFEngine
 from selftaught.models.io import cache_dir
 from selftaught.models.tiny import build_tiny_llama
 from selftaught.runlog import RunLog
@@ -44,8 +53,17 @@ from selftaught.train.evaluation import evaluate_policy
 from selftaught.train.loop import EvalConfig, RunConfig
 from selftaught.train.optim import OptimConfig, build_optimizer, build_scheduler
 from selftaught.train.supervised import train_supervised
-from selftaught.world.sources import sft_records
+from selftaught.types import Prompt, StrEnum
+from selftaught.world.persona import INSTRUCTION, TASK, persona_stats
+from selftaught.world.sources import persona_sft_records, sft_records
 from selftaught.world.tokenizer import build_tokenizer
+
+
+class PretrainTask(StrEnum):
+    ARITH = "arith"
+    """Arithmetic with a buggy teacher; stop on greedy valid accuracy (the `tiny-world` student)."""
+    PERSONA = "persona"
+    """DivPO's persona world (`world.persona`); a fixed number of steps (`tiny-world-persona`)."""
 
 
 @dataclass
@@ -60,6 +78,9 @@ class WorldPretrainConfig(RunConfig):
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(every=250, per_level=100, batch_size=512))
     """Greedy valid accuracy for the stop rule (`eval.every`); the final test uses `test_per_level`."""
     checkpoint_every: int = 0
+    task: PretrainTask = PretrainTask.ARITH
+    """What the student learns: `arith` (the fields from `levels` to `stop_accuracy` apply) or
+    `persona` (`num_examples`, `batch_size`, `optim*`, `persona_samples` apply; no stop rule)."""
     vocab_size: int = 320
     """BPE vocabulary size of the world tokenizer."""
     levels: list[int] = field(default_factory=lambda: [1, 2, 3])
@@ -86,6 +107,8 @@ class WorldPretrainConfig(RunConfig):
     test_per_level: int = 200
     stop_accuracy: float = 0.6
     """Stop once greedy valid accuracy (mean over levels) reaches this."""
+    persona_samples: int = 1000
+    """task=persona: samples of the instruction (T=1) in the final summary; validation draws 256."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -97,6 +120,7 @@ class WorldPretrainConfig(RunConfig):
             self.num_examples,
         )
         check(self.optim_steps >= 1, "optim_steps", ">= 1", self.optim_steps)
+        check(self.persona_samples >= 1, "persona_samples", ">= 1", self.persona_samples)
 
 
 def run(cfg: WorldPretrainConfig) -> dict[str, Any]:
@@ -111,18 +135,14 @@ def run(cfg: WorldPretrainConfig) -> dict[str, Any]:
         pad_token_id=tokenizer.pad_token_id,
         seed=cfg.seed,
     )
-    raw = sft_records(
-        num=cfg.num_examples,
-        levels=cfg.levels,
-        seed=cfg.seed,
-        strategy_weights=cfg.strategy_weights,
-        bug=cfg.bug,
-    )
-    examples = [render_conversation(tokenizer, ex["messages"]) for ex in raw]
+    examples = [render_conversation(tokenizer, ex["messages"]) for ex in training_records(cfg)]
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.optim_steps)
     step_batches = partial(epoch_batch, examples, cfg, tokenizer.pad_token_id)
-    validate = partial(valid_accuracy, model, tokenizer, cfg)
+    persona = cfg.task == PretrainTask.PERSONA
+    validate = partial(valid_persona_stats if persona else valid_accuracy, model, tokenizer, cfg)
+    stop = None if persona else lambda val: val["val_accuracy"] >= cfg.stop_accuracy
+    summarize = persona_summary if persona else test_summary
     start = time.perf_counter()
     with RunLog(cfg.out_dir, cfg) as run_log:
         run_log.info(
@@ -138,16 +158,39 @@ def run(cfg: WorldPretrainConfig) -> dict[str, Any]:
             step_batches,
             max_grad_norm=cfg.optim.max_grad_norm,
             validate=validate,
-            stop=lambda val: val["val_accuracy"] >= cfg.stop_accuracy,
+            stop=stop,
             desc="pretrain",
         )
-        summary = test_summary(model, tokenizer, cfg, int(result["steps"]), time.perf_counter() - start)
+        summary = summarize(model, tokenizer, cfg, int(result["steps"]), time.perf_counter() - start)
         (Path(cfg.out_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
-        run_log.info(
-            f"test accuracy {summary['test_accuracy']:.3f} +- {summary['test_stderr']:.3f} after "
-            f"{summary['steps']} steps"
-        )
+        run_log.info(summary_line(summary))
     return summary
+
+
+def training_records(cfg: WorldPretrainConfig) -> list[dict[str, Any]]:
+    """The SFT conversations of the pool: the buggy teacher's solutions, or sampled personas."""
+    if cfg.task == PretrainTask.PERSONA:
+        return persona_sft_records(num=cfg.num_examples, seed=cfg.seed)
+    return sft_records(
+        num=cfg.num_examples,
+        levels=cfg.levels,
+        seed=cfg.seed,
+        strategy_weights=cfg.strategy_weights,
+        bug=cfg.bug,
+    )
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    if summary.get("task") == PretrainTask.PERSONA:
+        slots = ", ".join(
+            f"{slot} top-1 {summary[f'{slot}_top1_share']:.2f} / {summary[f'{slot}_distinct']} distinct"
+            for slot in ("name", "city", "job")
+        )
+        return f"persona validity {summary['validity']:.3f} at T=1 ({slots}) after {summary['steps']} steps"
+    return (
+        f"test accuracy {summary['test_accuracy']:.3f} +- {summary['test_stderr']:.3f} after "
+        f"{summary['steps']} steps"
+    )
 
 
 def valid_accuracy(model: Any, tokenizer: Any, cfg: WorldPretrainConfig) -> dict[str, float]:
@@ -167,6 +210,45 @@ def test_summary(model: Any, tokenizer: Any, cfg: WorldPretrainConfig, steps: in
         "test_accuracy": result.accuracy,
         "test_stderr": result.stderr,
         "levels": _level_metrics(result, "test"),
+    }
+
+
+PERSONA_VALID_SAMPLES = 256
+PERSONA_MAX_NEW_TOKENS = 48
+"""Longer than any persona the data holds (at most 4 words of 3-8 tokens each)."""
+
+
+def sample_personas_from(
+    model: Any, tokenizer: Any, num: int, *, temperature: float = 1.0, seed: int = 0
+) -> list[str]:
+    """`num` samples of the persona instruction from `model` at `temperature`."""
+    engine = HFEngine(model, tokenizer, batch_size=512)
+    prompt = Prompt(id=TASK, messages=[{"role": "user", "content": INSTRUCTION}], task=TASK)
+    sampling = SamplingParams(
+        temperature=temperature, n=num, max_new_tokens=PERSONA_MAX_NEW_TOKENS, seed=seed
+    )
+    return [c.text for c in engine.generate([prompt], sampling)[0]]
+
+
+def valid_persona_stats(model: Any, tokenizer: Any, cfg: WorldPretrainConfig) -> dict[str, float]:
+    """Validity and slot diversity of `PERSONA_VALID_SAMPLES` samples at T=1 (`val_*` metrics)."""
+    texts = sample_personas_from(model, tokenizer, PERSONA_VALID_SAMPLES, seed=cfg.seed)
+    model.train()
+    return {f"val_{key}": value for key, value in persona_stats(texts).items() if key != "num_samples"}
+
+
+def persona_summary(model: Any, tokenizer: Any, cfg: WorldPretrainConfig, steps: int, seconds: float) -> dict:
+    """`persona_stats` of `persona_samples` samples at T=1, and the same unique ratios in pools of 16
+    (DivPO's samples per prompt) as `<slot>_unique_ratio_pool16`."""
+    texts = sample_personas_from(model, tokenizer, cfg.persona_samples, seed=cfg.seed + 1)
+    pooled = persona_stats(texts, pool_size=min(16, len(texts)))
+    return {
+        "task": str(PretrainTask.PERSONA),
+        "steps": steps,
+        "train_seconds": round(seconds, 1),
+        "temperature": 1.0,
+        **persona_stats(texts),
+        **{f"{key}_pool16": value for key, value in pooled.items() if key.endswith("unique_ratio")},
     }
 
 
@@ -197,10 +279,48 @@ def pretrained_student(cfg: WorldPretrainConfig | None = None, *, log: bool = Tr
     training starts over (it keeps no checkpoints).
     """
     cfg = cfg or WorldPretrainConfig()
-    fingerprint = compute_fingerprint({k: v for k, v in to_dict(cfg).items() if k != "out_dir"})
-    out_dir = cache_dir() / "world" / f"student-{fingerprint[:12]}"
+    fingerprint = student_fingerprint(cfg)
+    kind = "student" if cfg.task == PretrainTask.ARITH else f"{cfg.task}-student"
+    out_dir = cache_dir() / "world" / f"{kind}-{fingerprint[:12]}"
     run_once(out_dir, fingerprint, partial(_train_student, cfg, out_dir, log))
     return out_dir / "model"
+
+
+FINGERPRINT_DEFAULTS: dict[str, Any] = {"task": "arith", "persona_samples": 1000}
+"""Fields added after the first students were cached: they enter the fingerprint only when set to
+something else, so the default student keeps its cache directory (`student-8d58bb1e05f0`)."""
+NOT_FINGERPRINTED = ("out_dir", "report_to")
+"""Settings that do not change the trained student."""
+
+
+def student_fingerprint(cfg: WorldPretrainConfig) -> str:
+    """The cache key of the student `cfg` trains: its config but `NOT_FINGERPRINTED`, and the fields of
+    `FINGERPRINT_DEFAULTS` only where they differ from those defaults."""
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in NOT_FINGERPRINTED}
+    for key, default in FINGERPRINT_DEFAULTS.items():
+        if settings[key] == default:
+            del settings[key]
+    return compute_fingerprint(settings)
+
+
+def persona_student_config() -> WorldPretrainConfig:
+    """DivPO's seed model (`tiny-world-persona`, preset `tiny-persona`): the xs Llama, SFT on 20,000
+    persona conversations for 600 steps of 64 at lr 3e-3 (TINYWORLD.md §5's diversity-task budget)."""
+    base = WorldPretrainConfig()
+    return WorldPretrainConfig(
+        out_dir="runs/world-pretrain-persona",
+        task=PretrainTask.PERSONA,
+        num_examples=20_000,
+        num_steps=600,
+        optim_steps=600,
+        eval=EvalConfig(every=200, per_level=100, batch_size=512),
+        optim=replace(base.optim, warmup_steps=30),
+    )
+
+
+def pretrained_persona_student(*, log: bool = True) -> Path:
+    """Path of the cached persona seed model (`persona_student_config`), trained on first use."""
+    return pretrained_student(persona_student_config(), log=log)
 
 
 def _train_student(cfg: WorldPretrainConfig, out_dir: Path, log: bool) -> dict[str, Any]:
@@ -208,7 +328,7 @@ def _train_student(cfg: WorldPretrainConfig, out_dir: Path, log: bool) -> dict[s
     if summary.is_file():  # finished before run_once kept its record (summary.json is written last)
         return json.loads(summary.read_text())
     if log:
-        print(f"training the tiny-world student (first use; cached in {out_dir})")
+        print(f"training the tiny-world {cfg.task} student (first use; cached in {out_dir})")
     shutil.rmtree(out_dir / "model", ignore_errors=True)  # an interrupted run starts over
     for name in ("metrics.jsonl", "log.txt"):
         (out_dir / name).unlink(missing_ok=True)
