@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from selftaught.data.sources import json_type
 from selftaught.types import Message, Prompt
 
 DEFAULT_CHAT_TEMPLATE = (
@@ -102,7 +103,7 @@ def render_conversation(tokenizer: Any, messages: list[Message]) -> tuple[list[i
     """
     validate_messages(messages)
     if not any(m["role"] == "assistant" for m in messages):
-        raise ValueError("render_conversation needs at least one assistant turn to train on")
+        raise ValueError("the conversation needs at least one assistant turn to train on")
     if messages[0]["role"] == "assistant":
         # The template's text before a first assistant turn (BOS, turn header) cannot be rendered
         # on its own, so it would be trained; a reply needs something to reply to anyway.
@@ -153,7 +154,7 @@ def render_prompt_completion(
         return [*prompt_ids, *completion_ids], [False] * len(prompt_ids) + [True] * len(completion_ids)
     raise ValueError(
         f"{where}: `prompt` and `{column}` must both be message lists (conversational) or both "
-        f"strings, got {type(prompt).__name__} and {type(completion).__name__}"
+        f"strings, got {json_type(prompt)} and {json_type(completion)}"
     )
 
 

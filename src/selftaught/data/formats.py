@@ -16,7 +16,7 @@ from typing import Any
 
 from selftaught.data import gsm8k
 from selftaught.data.chat import render_conversation, render_prompt_completion, validate_messages
-from selftaught.data.sources import require_columns
+from selftaught.data.sources import json_type, require_columns
 from selftaught.types import Message, Prompt
 
 Example = tuple[list[int], list[bool]]
@@ -42,19 +42,31 @@ def prompt_from_record(record: dict[str, Any], index: int, source: str, *, num_s
         reference = gsm8k.reference_answer(record["answer"])
         return Prompt(pid, messages, text=text, answer=reference, task=record.get("task", "gsm8k"), meta=meta)
     answer = None if record.get("answer") is None else str(record["answer"])
-    if isinstance(record.get("messages"), list):
-        _check_messages(record["messages"], f"{source}: record {index} `messages`")
+    where = f"{source}: record {index}"
+    if isinstance(record.get("messages"), list) or ("messages" in record and "prompt" not in record):
+        _check_messages(record["messages"], f"{where} `messages`")
         messages = [m for m in record["messages"] if m.get("role") != "assistant"] or record["messages"]
         return Prompt(pid, messages, answer=answer, task=task, meta=meta)
-    if isinstance(record.get("prompt"), list):
-        validate_messages(record["prompt"])
+    if "prompt" not in record:
+        raise ValueError(
+            f"{where} has no `prompt` (text or messages), `messages` or `question` column; "
+            f"it has {sorted(record)}"
+        )
+    check_prompt(record["prompt"], where)
+    if isinstance(record["prompt"], list):
         return Prompt(pid, record["prompt"], answer=answer, task=task, meta=meta)
-    if isinstance(record.get("prompt"), str):
-        return Prompt(pid, [], text=record["prompt"], answer=answer, task=task, meta=meta)
-    raise ValueError(
-        f"{source}: record {index} has no `prompt` (text or messages), `messages` or `question` column; "
-        f"it has {sorted(record)}"
-    )
+    return Prompt(pid, [], text=record["prompt"], answer=answer, task=task, meta=meta)
+
+
+def check_prompt(value: Any, where: str) -> None:
+    """A ValueError naming the record (`where`) unless `value` is a non-empty string or a valid list
+    of messages: a TRL `prompt` column."""
+    if isinstance(value, list):
+        _check_messages(value, f"{where} `prompt`")
+    elif not isinstance(value, str):
+        raise ValueError(f"{where}: `prompt` must be a string or a list of messages, got {json_type(value)}")
+    elif not value.strip():
+        raise ValueError(f"{where} has an empty `prompt`; remove or fix it")
 
 
 def prompts_from_records(records: list[dict[str, Any]], source: str, *, num_shots: int = 0) -> list[Prompt]:
@@ -79,18 +91,24 @@ def trl_prompt(value: Any, index: int, where: str | None = None) -> Prompt:
     if isinstance(value, str):
         return Prompt(id=str(index), messages=[{"role": "user", "content": value}])
     if isinstance(value, list):
-        validate_messages(value)
+        _check_messages(value, f"prompts[{index}]" if where is None else f"{where} `prompt`")
         return Prompt(id=str(index), messages=value)
     what = f"prompts[{index}]" if where is None else f"{where}: `prompt`"
-    raise ValueError(f"{what} must be a string or a list of messages, got {type(value).__name__}")
+    raise ValueError(f"{what} must be a string or a list of messages, got {json_type(value)}")
 
 
 def sft_example(record: dict[str, Any], tokenizer: Any, where: str) -> Example:
-    """One training example from an SFT record (`messages`, `prompt` + `completion`, or GSM8K)."""
+    """One training example from an SFT record (`messages`, `prompt` + `completion`, or GSM8K); a
+    ValueError that names the record (`where`) when it cannot be one."""
     if "messages" in record:
-        return render_conversation(tokenizer, record["messages"])
+        _check_messages(record["messages"], f"{where} `messages`")
+        return _located(where, render_conversation, tokenizer, record["messages"])
     if "prompt" in record and "completion" in record:
-        return render_prompt_completion(tokenizer, record["prompt"], record["completion"], where=where)
+        check_prompt(record["prompt"], where)
+        _check_response(record["completion"], "completion", where)
+        return _located(
+            where, render_prompt_completion, tokenizer, record["prompt"], record["completion"], where=where
+        )
     if gsm8k.is_gsm8k_record(record):
         check_gsm8k_record(record, where)
         return render_conversation(tokenizer, gsm8k.conversation(record))
@@ -105,6 +123,8 @@ def sft_examples(
 ) -> list[Example]:
     """Tokenised examples truncated to `max_length`; those left with no trained token are dropped (and
     the drop is printed); an error when none is left."""
+    if not records:
+        raise ValueError(f"{source} holds no records")
     examples = []
     for i, record in enumerate(records):
         ids, mask = sft_example(record, tokenizer, f"{source} record {i}")
@@ -121,8 +141,10 @@ def sft_examples(
 
 
 def is_preference_records(records: list[dict[str, Any]]) -> bool:
-    """Whether `records` are preference pairs (TRL's `chosen` column, or GSM8K records)."""
-    return bool(records) and ("chosen" in records[0] or gsm8k.is_gsm8k_record(records[0]))
+    """Whether `records` are preference pairs (TRL's `chosen` or `rejected` column, or GSM8K records)."""
+    return bool(records) and (
+        bool({"chosen", "rejected"} & records[0].keys()) or gsm8k.is_gsm8k_record(records[0])
+    )
 
 
 def preference_records(records: list[dict[str, Any]], source: str, seed: int) -> list[dict[str, Any]]:
@@ -130,27 +152,46 @@ def preference_records(records: list[dict[str, Any]], source: str, seed: int) ->
     if records and gsm8k.is_gsm8k_record(records[0]):
         for index, record in enumerate(records):
             check_gsm8k_record(record, f"{source}: record {index}")
-        return gsm8k_preference_records(records, seed)
-    require_columns(records, ["prompt", "chosen", "rejected"], source)
-    for index, record in enumerate(records):
-        for column in ("chosen", "rejected"):
-            if not _response_text(record[column]).strip():
-                raise ValueError(
-                    f"{source}: record {index} has an empty `{column}` response; remove or fix it"
-                )
+        return gsm8k_preference_records(records, seed, source)
+    check_preference_records(records, source)
     return records
 
 
-def check_gsm8k_record(record: dict[str, Any], where: str) -> None:
-    """A ValueError naming the record unless `question` and `answer` are strings, the answer with a
-    `#### N` final line."""
-    for column in ("question", "answer"):
-        if not isinstance(record[column], str):
-            raise ValueError(
-                f"{where}: GSM8K `{column}` must be a string, got {type(record[column]).__name__}"
-            )
-    if "####" not in record["answer"]:
-        raise ValueError(f"{where}: GSM8K `answer` has no '#### N' final line")
+def check_preference_records(records: list[dict[str, Any]], source: str) -> None:
+    """A ValueError naming the first bad record of `source` unless each has a `prompt` (a non-empty
+    string or messages) and non-empty `chosen` and `rejected` responses (strings or message lists)."""
+    require_columns(records, ["prompt", "chosen", "rejected"], source)
+    for index, record in enumerate(records):
+        where = f"{source}: record {index}"
+        check_prompt(record["prompt"], where)
+        for column in ("chosen", "rejected"):
+            _check_response(record[column], column, where)
+
+
+check_gsm8k_record = gsm8k.check_record
+"""A ValueError naming the record unless it is a well-formed GSM8K record (`gsm8k.check_record`)."""
+
+
+def _check_response(value: Any, column: str, where: str) -> None:
+    """A response column (`completion`, `chosen`, `rejected`): a non-empty string or messages."""
+    if isinstance(value, list):
+        _check_messages(value, f"{where} `{column}`")
+    elif not isinstance(value, str):
+        raise ValueError(
+            f"{where}: `{column}` must be a string or a list of messages, got {json_type(value)}"
+        )
+    if not _response_text(value).strip():
+        raise ValueError(f"{where} has an empty `{column}` response; remove or fix it")
+
+
+def _located(location: str, render: Any, /, *args: Any, **kwargs: Any) -> Example:
+    """`render(*args, **kwargs)`, its ValueError prefixed with the record (`location`) unless it names it."""
+    try:
+        return render(*args, **kwargs)
+    except ValueError as err:
+        if str(err).startswith(location):
+            raise
+        raise ValueError(f"{location}: {err}") from None
 
 
 def _check_messages(messages: list[Any], where: str) -> None:
@@ -167,7 +208,9 @@ def _response_text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def gsm8k_preference_records(records: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+def gsm8k_preference_records(
+    records: list[dict[str, Any]], seed: int, source: str = "GSM8K"
+) -> list[dict[str, Any]]:
     """Pairs from GSM8K (`question`, `answer`): the same worked solution with the right final number
     (chosen) and with a wrong one (rejected).
 
@@ -181,7 +224,10 @@ def gsm8k_preference_records(records: list[dict[str, Any]], seed: int) -> list[d
     for index, record in enumerate(records):
         answer = gsm8k.reference_answer(record["answer"])
         if not answer.lstrip("-").isdigit():
-            raise ValueError(f"GSM8K record {index}: final answer {answer!r} is not an integer")
+            raise ValueError(
+                f"{source}: record {index}: GSM8K final answer {answer!r} is not an integer; "
+                "preference pairs change the final number"
+            )
         wrong = int(answer) + rng.choice([d for d in range(-10, 11) if d])
         pairs.append(
             {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from selftaught.data.sources import json_type
 from selftaught.types import Message, Prompt
 
 EXEMPLARS: list[tuple[str, str]] = [
@@ -77,6 +78,22 @@ def reference_answer(answer_field: str) -> str:
     return answer_field.rsplit("####", 1)[1].strip().replace(",", "")
 
 
+def check_record(record: dict[str, Any], where: str) -> None:
+    """A ValueError naming the record (`where`) unless it has a non-empty string `question` and a
+    string `answer` whose `#### N` final line has a non-empty N."""
+    for column in ("question", "answer"):
+        if column not in record:
+            raise ValueError(f"{where} has no {column!r} column (GSM8K records need `question` and `answer`)")
+        if not isinstance(record[column], str):
+            raise ValueError(f"{where}: GSM8K `{column}` must be a string, got {json_type(record[column])}")
+    if not record["question"].strip():
+        raise ValueError(f"{where}: GSM8K `question` is empty; remove or fix the record")
+    if "####" not in record["answer"]:
+        raise ValueError(f"{where}: GSM8K `answer` has no '#### N' final line")
+    if not reference_answer(record["answer"]):
+        raise ValueError(f"{where}: GSM8K `answer` has nothing after '####'; its final line must be '#### N'")
+
+
 def is_gsm8k_record(record: dict[str, Any]) -> bool:
     """A GSM8K-format record: `question` + `answer`, and none of TRL's `prompt` / `messages` columns."""
     return {"question", "answer"} <= record.keys() and not {"prompt", "messages"} & record.keys()
@@ -100,11 +117,7 @@ def gsm8k_prompts(records: list[dict], *, num_shots: int = 8, source: str = "gsm
     """Prompts from GSM8K records (`question`, `answer`), with few-shot `text` and the reference."""
     prompts = []
     for i, record in enumerate(records):
-        for column in ("question", "answer"):
-            if column not in record:
-                raise ValueError(
-                    f"{source} record {i} has no {column!r} column (GSM8K format needs question/answer)"
-                )
+        check_record(record, f"{source}: record {i}")
         prompts.append(
             Prompt(
                 id=f"{source}-{i}",

@@ -37,13 +37,13 @@ def preference_record(pair: Pair, provenance: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_pair_examples(
-    records: list[dict[str, Any]], tokenizer: Any, max_length: int
+    records: list[dict[str, Any]], tokenizer: Any, max_length: int, source: str = "preferences"
 ) -> tuple[list[PairExample], int]:
     """Tokenised `(chosen, rejected)` pairs truncated to `max_length`, and the number dropped because
-    a side had no response token left."""
+    a side had no response token left; `source` names the records in errors."""
     pairs: list[PairExample] = []
     for index, record in enumerate(records):
-        where = f"preference record {index}"
+        where = f"{source}: record {index}"
         chosen = _truncate(_render_response(record, "chosen", tokenizer, where), max_length)
         rejected = _truncate(_render_response(record, "rejected", tokenizer, where), max_length)
         if any(chosen[1]) and any(rejected[1]):

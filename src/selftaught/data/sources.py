@@ -259,3 +259,18 @@ def require_columns(records: list[dict[str, Any]], columns: Iterable[str], sourc
                 f"{source}: record {index} has no column {missing[0]!r} (it has {sorted(record)}); "
                 f"every record needs {columns}"
             )
+
+
+def json_type(value: Any) -> str:
+    """How a JSON reader would name `value`'s type: null, a boolean, a number, a string, a list, an object."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return "an object" if isinstance(value, dict) else type(value).__name__
