@@ -136,7 +136,7 @@ def test_overrides_index_into_lists():
         ("taskz[0].weight=1", "did you mean 'tasks'"),
         ("tasks[0].weight=abc", "config key 'tasks[0].weight': expected float"),
         ("levels[0]=a", "config key 'levels[0]': expected int"),
-        ("tasks[0]=3", "config at 'tasks[0]': expected a mapping for Task"),
+        ("tasks[0]=3", "config key 'tasks[0]' must be a mapping of its keys"),
         ("tasks[x].weight=1", "is not a field name with optional [index]"),
         ("tasks[-1].weight=1", "is not a field name with optional [index]"),
     ],

@@ -45,8 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     except user_errors() as err:
         if os.environ.get("SELFTAUGHT_TRACEBACK"):
             raise
-        print(f"selftaught: error: {err}", file=sys.stderr)
+        print(f"selftaught: error: {one_line(err)}", file=sys.stderr)
         return 2
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (a library's multi-line message joined with spaces)."""
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

@@ -48,8 +48,11 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 def from_dict(cls: type[C], data: dict[str, Any], *, where: str = "") -> C:
     """Build `cls` from a (possibly partial) nested dict; missing fields keep their defaults."""
     if not isinstance(data, dict):
+        keys = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        example = "{" + ", ".join(f"{k}: ..." for k in keys[:2]) + (", ...}" if len(keys) > 2 else "}")
+        what = f"config key {where!r}" if where else "a config"
         raise ValueError(
-            f"config{_at(where)}: expected a mapping for {cls.__name__}, got {type(data).__name__}"
+            f"{what} must be a mapping of its keys ({example}), got {data!r:.80} ({type(data).__name__})"
         )
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -69,20 +72,64 @@ def apply_overrides(cfg: C, overrides: list[str]) -> C:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"override {item!r} must look like key=value (e.g. optim.lr=3e-5)")
-        _set_dotted(data, type(cfg), key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ValueError(
+                f"override {item!r}: the value is not valid YAML ({problem}); quote it or fix the brackets"
+            ) from None
+        _set_dotted(data, type(cfg), key.strip(), value)
     return from_dict(type(cfg), data)
 
 
 def load_yaml(cls: type[C], path: str | Path) -> C:
     """Read a config written by `dump_yaml` (or by hand); unknown keys are errors."""
-    text = Path(path).read_text()
+    text = read_config_text(path)
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         raise ValueError(f"{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{path}: a config file must be a mapping of config keys (as --print-config writes it), "
+            f"got {type(data).__name__} {data!r:.60}"
+        )
     return from_dict(cls, data)
+
+
+def read_config_text(path: str | Path) -> str:
+    """The text of a config file; a ValueError naming the file when it is missing, a directory or
+    not UTF-8 text."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"config file {str(path)!r} is a directory; pass a YAML file")
+    if not path.is_file():
+        raise ValueError(f"config file {str(path)!r} does not exist")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"config file {str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start}); pass a YAML file"
+        ) from None
+
+
+def check_levels(levels: Any, key: str) -> None:
+    """`check` for a list of tiny-world difficulty levels: non-empty, distinct integers >= 1."""
+    ok = (
+        isinstance(levels, (list, tuple))
+        and bool(levels)
+        and len(set(levels)) == len(levels)
+        and all(isinstance(level, int) and level >= 1 for level in levels)
+    )
+    check(ok, key, "distinct integers >= 1, e.g. [1, 2, 3]", levels)
+
+
+def check_limit(limit: int | None, key: str) -> None:
+    """`check` for a "first N records" field: None (all) or >= 1."""
+    check(limit is None or limit >= 1, key, "None (all records) or >= 1", limit)
 
 
 def dump_yaml(cfg: Any, path: str | Path | None = None) -> str:
@@ -290,10 +337,6 @@ def _unknown_key_message(path: str, key: str, valid: list[str]) -> str:
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _at(where: str) -> str:
-    return f" at {where!r}" if where else ""
 
 
 def _plain(value: Any) -> Any:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from selftaught.commands.common import MODEL_HELP
@@ -20,7 +19,9 @@ def add_parsers(sub: Any) -> None:
     sub.add_parser("list", help="list recipes and presets").set_defaults(func=cmd_list)
     for recipe in RECIPES.values():
         add_recipe_parser(sub, recipe.name, recipe)
-    world = sub.add_parser("world", help="tiny-world commands").add_subparsers(metavar="COMMAND")
+    world = sub.add_parser("world", help="tiny-world commands").add_subparsers(
+        metavar="COMMAND", required=True
+    )
     add_recipe_parser(world, "pretrain", RECIPES["world-pretrain"])
 
 
@@ -41,7 +42,7 @@ def add_recipe_parser(sub: Any, command: str, recipe: Recipe) -> None:
 
 def recipe_config(recipe: str, preset: str, config_path: str | None, overrides: list[str]) -> Any:
     """The config a recipe run uses: the preset (or the YAML file) plus the overrides."""
-    from selftaught.config import apply_overrides, load_yaml
+    from selftaught.config import apply_overrides, load_yaml, read_config_text
 
     entry = RECIPES[recipe]
     if config_path and preset:
@@ -49,7 +50,7 @@ def recipe_config(recipe: str, preset: str, config_path: str | None, overrides: 
             f"give --config or --preset, not both (got --config {config_path} --preset {preset})"
         )
     if config_path:
-        if not Path(config_path).read_text().strip():
+        if not read_config_text(config_path).strip():
             raise ValueError(f"--config {config_path} is empty; pass a config written by --print-config")
         cfg = load_yaml(entry.config_class, config_path)
     else:

@@ -47,7 +47,7 @@ from typing import Any
 import torch
 
 from selftaught import dist
-from selftaught.config import check
+from selftaught.config import check, check_levels, check_limit
 from selftaught.data.catalog import load_records
 from selftaught.data.formats import is_preference_records, preference_records, prompts_from_records
 from selftaught.data.order import batch_indices
@@ -139,6 +139,12 @@ class DPOConfig(RunConfig):
             self.data.samples_per_prompt,
         )
         check(self.data.max_length >= 1, "data.max_length", ">= 1", self.data.max_length)
+        check(self.nll_scale >= 0, "nll_scale", ">= 0 (0: plain DPO)", self.nll_scale)
+        check_limit(self.data.limit, "data.limit")
+        check_levels(self.data.levels, "data.levels")
+        for key in ("num_prompts", "max_new_tokens", "generation_batch_size"):
+            check(getattr(self.data, key) >= 1, f"data.{key}", ">= 1", getattr(self.data, key))
+        check(self.data.temperature >= 0, "data.temperature", ">= 0 (0: greedy)", self.data.temperature)
 
 
 def run(cfg: DPOConfig) -> dict[str, Any]:
@@ -185,7 +191,7 @@ def prepare_pairs(
     """Tokenised pairs; their reference log-probs under `model` as it is now, [2N] (the N chosen
     sequences, then the N rejected ones); and data metrics (pair counts, yield, cache reuse)."""
     records, metrics = dist.main_first(partial(load_preference_records, cfg, model, tokenizer))
-    pairs, num_dropped = build_pair_examples(records, tokenizer, cfg.data.max_length)
+    pairs, num_dropped = build_pair_examples(records, tokenizer, cfg.data.max_length, cfg.data.source)
     sequences = [chosen for chosen, _ in pairs] + [rejected for _, rejected in pairs]
     compute = partial(
         load_or_compute_ref_logps,

@@ -49,10 +49,10 @@ from typing import Any
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from selftaught.config import check
+from selftaught.config import check, check_levels, check_limit
 from selftaught.data.catalog import load_records
+from selftaught.data.formats import check_preference_records
 from selftaught.data.order import batch_indices
-from selftaught.data.sources import require_columns
 from selftaught.models.io import resolve_model_source, save_model
 from selftaught.rewards.reward_model import (
     RewardModel,
@@ -125,6 +125,10 @@ class RewardModelConfig(RunConfig):
         check(
             self.micro_batch_size >= 0, "micro_batch_size", ">= 0 (0: one micro-batch)", self.micro_batch_size
         )
+        check_limit(self.data.limit, "data.limit")
+        check_levels(self.data.levels, "data.levels")
+        for key in ("num_pairs", "num_valid_pairs", "max_length"):
+            check(getattr(self.data, key) >= 1, f"data.{key}", ">= 1", getattr(self.data, key))
 
 
 @dataclass
@@ -247,10 +251,10 @@ def load_pair_records(cfg: RewardModelDataConfig) -> tuple[list[dict[str, Any]],
         "off_by_one": cfg.off_by_one,
     }
     records = load_records(cfg.source, limit=cfg.limit, num=cfg.num_pairs, **world)
-    require_columns(records, ["prompt", "chosen", "rejected"], cfg.source)
+    check_preference_records(records, cfg.source)
     if cfg.valid_source:
         held_out = load_records(cfg.valid_source, limit=cfg.limit, num=cfg.num_valid_pairs, **world)
-        require_columns(held_out, ["prompt", "chosen", "rejected"], cfg.valid_source)
+        check_preference_records(held_out, cfg.valid_source)
         return records, held_out
     is_held_out = [_held_out(record["prompt"], cfg.valid_fraction) for record in records]
     return (

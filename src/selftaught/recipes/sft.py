@@ -28,7 +28,7 @@ from functools import partial
 from typing import Any
 
 from selftaught import dist
-from selftaught.config import check
+from selftaught.config import check, check_levels, check_limit
 from selftaught.data.catalog import load_records
 from selftaught.data.formats import sft_examples
 from selftaught.models.policy import LoraConfig, load_policy
@@ -39,6 +39,7 @@ from selftaught.train.loop import RunConfig
 from selftaught.train.optim import OptimConfig, build_optimizer, build_scheduler
 from selftaught.train.parallel import wrap_model
 from selftaught.train.supervised import micro_batches, rank_indices, train_supervised
+from selftaught.world.arith import check_strategy_weights
 
 
 @dataclass
@@ -85,6 +86,11 @@ class SFTConfig(RunConfig):
             self.micro_batch_tokens,
         )
         check(self.data.max_length >= 1, "data.max_length", ">= 1", self.data.max_length)
+        check_limit(self.data.limit, "data.limit")
+        check(self.data.num_examples >= 1, "data.num_examples", ">= 1", self.data.num_examples)
+        check_levels(self.data.levels, "data.levels")
+        check(0 <= self.data.bug <= 1, "data.bug", "a probability in [0, 1]", self.data.bug)
+        check_strategy_weights(self.data.strategy_weights, "data.strategy_weights")
 
 
 def run(cfg: SFTConfig) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from selftaught.config import check, to_dict
+from selftaught.config import check, check_levels, to_dict
 from selftaught.data.chat import render_conversation
 from selftaught.data.shards import compute_fingerprint, run_once
 from selftaught.engines.base import SamplingParams
@@ -54,6 +54,7 @@ from selftaught.train.loop import EvalConfig, RunConfig
 from selftaught.train.optim import OptimConfig, build_optimizer, build_scheduler
 from selftaught.train.supervised import train_supervised
 from selftaught.types import Prompt, StrEnum
+from selftaught.world.arith import check_strategy_weights
 from selftaught.world.persona import INSTRUCTION, TASK, persona_stats
 from selftaught.world.sources import persona_sft_records, sft_records
 from selftaught.world.tokenizer import build_tokenizer
@@ -121,6 +122,9 @@ class WorldPretrainConfig(RunConfig):
         )
         check(self.optim_steps >= 1, "optim_steps", ">= 1", self.optim_steps)
         check(self.persona_samples >= 1, "persona_samples", ">= 1", self.persona_samples)
+        check_levels(self.levels, "levels")
+        check(0 <= self.bug <= 1, "bug", "a probability in [0, 1]", self.bug)
+        check_strategy_weights(self.strategy_weights)
 
 
 def run(cfg: WorldPretrainConfig) -> dict[str, Any]:

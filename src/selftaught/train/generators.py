@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from selftaught.config import check
 from selftaught.engines.hf import HFEngine
 from selftaught.engines.openai import OpenAIConfig
 from selftaught.engines.remote import RemoteSyncEngine
@@ -54,6 +55,15 @@ class GeneratorConfig:
     """remote: environment variable holding the server's API key (unset: no key)."""
     keep_last: int = 2
     """remote: saved generator checkpoints kept on disk."""
+
+    def __post_init__(self) -> None:
+        check(self.keep_last >= 1, "generator.keep_last", ">= 1", self.keep_last)
+        check(
+            0 < self.gpu_memory_utilization <= 1,
+            "generator.gpu_memory_utilization",
+            "in (0, 1]",
+            self.gpu_memory_utilization,
+        )
 
 
 def build_generator(

@@ -47,14 +47,14 @@ class OptimConfig:
     single process; else for-each."""
 
     def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"optim.lr must be a finite number > 0, got {self.lr}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(
                 f"optim.betas must be two numbers in [0, 1), e.g. (0.9, 0.999), got {self.betas}"
             )
-        if not self.eps > 0:
-            raise ValueError(f"optim.eps must be > 0, got {self.eps}")
+        if not 0 < self.eps < math.inf:
+            raise ValueError(f"optim.eps must be a finite number > 0, got {self.eps}")
         if self.weight_decay < 0:
             raise ValueError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
         if self.max_grad_norm is not None and self.max_grad_norm < 0:

@@ -363,7 +363,7 @@ def sample_sft_examples(
     another strategy or another teacher mistake.
     """
     _check_request("train", num, levels)
-    weights = _check_strategy_weights({"chain": 1.0} if strategy_weights is None else strategy_weights)
+    weights = check_strategy_weights({"chain": 1.0} if strategy_weights is None else strategy_weights)
     rng = random.Random(seed)
     problems = [
         _draw_split_problem(rng, "train", level, word)
@@ -375,10 +375,12 @@ def sample_sft_examples(
     return [to_sft_example(problem, s, bug, rng) for problem, s in zip(problems, strategies, strict=True)]
 
 
-def _check_strategy_weights(weights: dict[str, float]) -> dict[str, float]:
+def check_strategy_weights(weights: dict[str, float], key: str = "strategy_weights") -> dict[str, float]:
+    """`weights`, or a ValueError naming the config `key` when a strategy is unknown or the weights are
+    negative or sum to 0."""
     unknown = sorted(set(weights) - set(STRATEGIES))
     if unknown:
-        raise ValueError(f"strategy_weights has unknown strategies {unknown}; valid ones are {STRATEGIES}")
+        raise ValueError(f"config key {key!r} has unknown strategies {unknown}; valid ones are {STRATEGIES}")
     if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
-        raise ValueError(f"strategy_weights must be >= 0 with a positive sum, got {weights}")
+        raise ValueError(f"config key {key!r} must be weights >= 0 with a positive sum, got {weights}")
     return weights
