@@ -57,7 +57,8 @@ from typing import Any
 import torch
 
 from selftaught import dist
-from selftaught.config import check
+from selftaught.config import check, check_levels
+from selftaught.data import gsm8k
 from selftaught.losses.grpo import AdvantageType, LossNormalization
 from selftaught.models.policy import LoraConfig, load_policy, policy_source
 from selftaught.rewards import Rubric
@@ -130,11 +131,24 @@ class OnlineRLConfig(RunConfig):
         )
         check(self.beta > 0, "beta", "> 0", self.beta)
         check(self.kl_coef >= 0, "kl_coef", ">= 0", self.kl_coef)
+        check(self.clip > 0, "clip", "> 0 (the ratio is clipped to [1 - clip, 1 + clip])", self.clip)
+        shots = len(gsm8k.EXEMPLARS)
+        check(
+            0 <= self.rollouts.num_shots <= shots,
+            "rollouts.num_shots",
+            f"between 0 and {shots}",
+            self.rollouts.num_shots,
+        )
+        check(all(self.rollouts.stop), "rollouts.stop", "non-empty strings", self.rollouts.stop)
+        check_levels(self.rollouts.levels, "rollouts.levels")
         check_interval("sync_every", self.sync_every)
         check_interval("ref_sync_every", self.ref_sync_every)
         if not self.tasks:
             raise ValueError("tasks must name at least one task, e.g. tasks=[{name: arith}]")
-        for task in self.tasks:
+        for index, task in enumerate(self.tasks):
+            check(
+                task.weight > 0, f"tasks[{index}].weight", "> 0 (a share of each step's prompts)", task.weight
+            )
             if task.length_bonus and task.pair_rule == "correct_vs_incorrect" and self.loss == Objective.DPO:
                 raise ValueError(
                     f"task {task.name!r}: length_bonus makes rewards scalar; set its pair_rule to best_vs_worst"

@@ -25,7 +25,8 @@ from torch.distributed.fsdp import FSDPModule
 from transformers import AutoModelForCausalLM
 
 from selftaught import dist
-from selftaught.config import check, to_dict
+from selftaught.config import check, check_levels, to_dict
+from selftaught.data import gsm8k
 from selftaught.models.io import save_model
 from selftaught.runlog import RunLog
 from selftaught.trackers import check_tracker_names
@@ -36,6 +37,7 @@ from selftaught.train.checkpoint import (
     save_checkpoint,
 )
 from selftaught.train.parallel import ParallelConfig, unwrap
+from selftaught.world.arith import SPLITS
 
 Validate = Callable[[], dict[str, float]]
 """Evaluates the model as it is now; flat metrics for `metrics.jsonl` (e.g. `val_accuracy`)."""
@@ -70,9 +72,18 @@ class EvalConfig:
         check(self.every >= -1, "eval.every", ">= -1 (-1: never, 0: before and after training)", self.every)
         for key in ("per_level", "n", "batch_size"):
             check(getattr(self, key) >= 1, f"eval.{key}", ">= 1", getattr(self, key))
-        check(self.num_shots >= 0, "eval.num_shots", ">= 0", self.num_shots)
+        shots = len(gsm8k.EXEMPLARS)
+        check(0 <= self.num_shots <= shots, "eval.num_shots", f"between 0 and {shots}", self.num_shots)
         check(self.temperature >= 0, "eval.temperature", ">= 0 (0: greedy)", self.temperature)
         check(self.limit is None or self.limit >= 1, "eval.limit", "None or >= 1", self.limit)
+        check_levels(self.levels, "eval.levels")
+        if self.data.startswith("world:"):
+            check(
+                self.data.removeprefix("world:") in SPLITS,
+                "eval.data",
+                f"a world split ({', '.join('world:' + s for s in SPLITS)}) or a file",
+                self.data,
+            )
 
 
 @dataclass
@@ -110,14 +121,17 @@ class RunConfig:
         check_tracker_names(self.report_to)
 
 
-def check_out_dir(out_dir: str) -> None:
-    """A ValueError, before any work, when `out_dir` cannot be a run directory (a file, not writable)."""
+def check_out_dir(out_dir: str, name: str = "out_dir") -> None:
+    """A ValueError, before any work, when `out_dir` cannot be a run directory (a file, under a file,
+    not writable); `name` is what the user set (the config key, or a flag such as `--out`)."""
     path = Path(out_dir)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"out_dir {out_dir!r} is a file; name a directory for the run")
+        raise ValueError(f"{name} {out_dir!r} is a file; name a directory for the run")
     existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise ValueError(f"{name} {out_dir!r} is under {str(existing)!r}, which is a file; choose another")
     if not os.access(existing, os.W_OK):
-        raise ValueError(f"out_dir {out_dir!r} is not writable ({existing} denies writing); choose another")
+        raise ValueError(f"{name} {out_dir!r} is not writable ({existing} denies writing); choose another")
 
 
 def checkpoint_dir(cfg: RunConfig) -> Path:
