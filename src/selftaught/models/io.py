@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from selftaught.models.gguf import convert_gguf_cached, gguf_cache_dir
@@ -49,6 +51,9 @@ def register_model_alias(name: str, description: str, build: Callable[[], Path])
 HUB_ID = re.compile(r"\w[\w.-]*(/\w[\w.-]*)?")
 """`name` or `owner/name`: a spec of this shape that is not on disk goes to the hub."""
 
+WRITTEN_BY = "a selftaught run (its model/ directory) or by save_pretrained"
+"""What a loadable model directory is, for error messages."""
+
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "bfloat16": torch.bfloat16,
@@ -75,12 +80,15 @@ def load_model(
     try:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
         tokenizer = AutoTokenizer.from_pretrained(source)
-    except OSError as err:
+    except (OSError, ValueError, SafetensorError) as err:
         if isinstance(source, Path):
-            raise
+            raise ValueError(
+                f"model directory {str(source)!r} could not be loaded ({_first_line(err)}); pass a directory "
+                f"written by {WRITTEN_BY}"
+            ) from err
         raise ValueError(
             f"model {spec!r} is not an alias ({', '.join(MODEL_ALIASES)}), not an existing directory or "
-            f".gguf file, and could not be loaded as a Hugging Face hub id: {err}"
+            f".gguf file, and could not be loaded as a Hugging Face hub id: {_first_line(err)}"
         ) from err
     _prepare_tokenizer(tokenizer)
     return model.to(device).eval(), tokenizer
@@ -108,17 +116,20 @@ def resolve_model_source(spec: str) -> Path | str:
     if spec.endswith(".gguf"):
         if not path.is_file():
             raise ValueError(f"model {spec!r}: no such .gguf file")
-        return convert_gguf_cached(path, cache_dir() / "models")
+        try:
+            return convert_gguf_cached(path, cache_dir() / "models")
+        except (struct.error, ValueError, KeyError, IndexError, OSError) as err:
+            raise ValueError(f"model {spec!r} is not a readable GGUF file ({_first_line(err)})") from err
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ValueError(
-                f"model directory {spec!r} has no config.json; pass a directory written by save_model"
+                f"model directory {spec!r} has no config.json; pass a directory written by {WRITTEN_BY}"
             )
         return path
     if path.exists() or not HUB_ID.fullmatch(spec):
         raise ValueError(
             f"model {spec!r} is not a model directory or .gguf file; pass an alias "
-            f"({', '.join(MODEL_ALIASES)}), a directory written by save_model, a .gguf file, or a hub id"
+            f"({', '.join(MODEL_ALIASES)}), a directory written by {WRITTEN_BY}, a .gguf file, or a hub id"
         )
     return spec
 
@@ -139,6 +150,12 @@ def _gemma_3_270m_dir() -> Path:
     with tempfile.TemporaryDirectory(dir=models_dir, prefix=".gguf.tmp-") as tmp:
         gguf_path = package.assemble(Path(tmp) / package.MODEL_NAME)  # checks the sha256
         return convert_gguf_cached(gguf_path, models_dir, sha256=package.EXPECTED_SHA256)
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of a library's (often multi-line) error message."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
 
 
 def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:

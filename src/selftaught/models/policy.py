@@ -59,4 +59,12 @@ def add_lora(model: Any, lora: LoraConfig) -> Any:
         target_modules=lora.target_modules,
         task_type="CAUSAL_LM",
     )
-    return peft.get_peft_model(model, config)
+    try:
+        return peft.get_peft_model(model, config)
+    except ValueError as err:  # peft: "Target modules {...} not found in the base model ..."
+        last_parts = {name.rpartition(".")[2] for name, _ in model.named_modules()}
+        names = sorted(n for n in last_parts if n and not n.isdigit())
+        raise ValueError(
+            f"config key 'lora.target_modules' {lora.target_modules}: {str(err).splitlines()[0]} "
+            f"(the model's module names include {', '.join(names[:12])})"
+        ) from err

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from selftaught.rewards.base import RewardFn
@@ -60,7 +61,13 @@ def build_reward(spec: str, *, judge_model: str | None = None, judge_max_new_tok
     if spec.startswith(REWARD_MODEL_PREFIX):
         from selftaught.rewards.reward_model import RewardModel
 
-        return RewardModel.from_pretrained(spec.removeprefix(REWARD_MODEL_PREFIX))
+        directory = Path(spec.removeprefix(REWARD_MODEL_PREFIX)).expanduser()
+        if not (directory / "config.json").is_file():
+            raise ValueError(
+                f"reward {spec!r}: {str(directory)!r} is not a model directory (no config.json); name the "
+                "model/ directory that `selftaught reward-model` writes"
+            )
+        return RewardModel.from_pretrained(directory)
     if spec.startswith(JUDGE_PREFIX):
         return _judge_reward(spec.removeprefix(JUDGE_PREFIX), judge_model, judge_max_new_tokens)
     if ":" in spec:
