@@ -12,7 +12,7 @@ from selftaught.data.sources import read_records
 from selftaught.evals import gsm8k
 from selftaught.evals.accuracy import Checker
 from selftaught.types import Completion, Prompt
-from selftaught.world.arith import is_correct, sample_eval_set, to_prompt
+from selftaught.world.arith import SPLITS, is_correct, sample_eval_set, to_prompt
 
 
 @dataclass
@@ -28,6 +28,14 @@ def world_is_correct(prompt: Prompt, completion: Completion) -> bool:
     return prompt.answer is not None and is_correct(completion.text, int(prompt.answer))
 
 
+def world_split(data: str) -> str:
+    """The split of `world:<split>`; a ValueError naming `data` when it is not train, valid or test."""
+    split = data.removeprefix("world:")
+    if split not in SPLITS:
+        raise ValueError(f"{data!r} is not a world split; use {', '.join('world:' + s for s in SPLITS)}")
+    return split
+
+
 def load_eval_set(
     data: str,
     *,
@@ -39,7 +47,7 @@ def load_eval_set(
 ) -> EvalSet:
     """`world:train|valid|test` (`per_level` problems of each of `levels`) or a GSM8K-format file."""
     if data.startswith("world:"):
-        problems = sample_eval_set(data.split(":", 1)[1], per_level, levels or [1, 2, 3], seed)
+        problems = sample_eval_set(world_split(data), per_level, levels or [1, 2, 3], seed)
         return EvalSet([to_prompt(p) for p in problems], world_is_correct, [], 64)
     records = read_records(data, limit=limit)
     return EvalSet(

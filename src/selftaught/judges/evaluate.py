@@ -15,6 +15,7 @@ from typing import Any
 
 from selftaught.data.formats import trl_prompt
 from selftaught.data.sources import read_records, require_columns
+from selftaught.evals.sets import world_split
 from selftaught.judges.judge import PairwiseJudge, PointwiseJudge, mean_scores
 from selftaught.judges.metrics import JudgeMetrics, compute_pairwise_metrics, compute_pointwise_metrics
 from selftaught.types import Completion, Judgment, Pair
@@ -47,7 +48,7 @@ def load_judge_pairs(
 ) -> list[Pair]:
     """`world:<split>` (`limit` pairs, default 300, of `levels`) or a preference file (its first `limit` records)."""
     if data.startswith(WORLD_PREFIX):
-        split = data.removeprefix(WORLD_PREFIX)
+        split = world_split(data)
         return [to_pair(p) for p in sample_judge_pairs(split, limit or DEFAULT_NUM_WORLD_PAIRS, levels, seed)]
     return pairs_from_records(read_records(data, limit=limit), data)
 
