@@ -240,7 +240,7 @@ def selection_table(cfg: OnlineRLConfig, per_level: int) -> str:
 def add_parser(sub: Any) -> None:
     """`selftaught repro online-rl` and `selftaught repro online-rl-length`."""
     repro = sub.add_parser("repro", help="reproduce a paper's claim in the tiny world")
-    commands = repro.add_subparsers(metavar="COMMAND")
+    commands = repro.add_subparsers(metavar="COMMAND", required=True)
     table = commands.add_parser("online-rl", help="offline vs semi-online vs online DPO vs GRPO, over seeds")
     table.add_argument("--out", default="runs/repro-online-rl", help="output directory")
     table.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -270,9 +270,31 @@ def _add_common(parser: Any, steps: int) -> None:
 
 
 def _shared(args: Any) -> dict[str, Any]:
-    """The arguments both commands take: run length, evaluation, and the optimizer overrides."""
+    """The arguments both commands take: run length, evaluation, and the optimizer overrides; a
+    ValueError naming the flag, before any work, when one is out of range or `--out` is unusable."""
+    from selftaught.train.loop import check_out_dir
+
+    for flag, value, ok, must in (
+        ("--steps", args.steps, args.steps >= 1, ">= 1"),
+        ("--per-level", args.per_level, args.per_level >= 1, ">= 1"),
+        ("--eval-every", args.eval_every, args.eval_every >= 0, ">= 0 (0: only before and after training)"),
+        ("--lr", args.lr, args.lr is None or 0 < args.lr < float("inf"), "a finite number > 0"),
+        (
+            "--adam-eps",
+            args.adam_eps,
+            args.adam_eps is None or 0 < args.adam_eps < float("inf"),
+            "a finite number > 0",
+        ),
+    ):
+        if not ok:
+            raise ValueError(f"{flag} must be {must}, got {value!r}")
+    check_out_dir(args.out, "--out")
     optim = ONLINE_RL.preset("tiny").optim
-    optim = replace(optim, lr=args.lr or optim.lr, eps=args.adam_eps or optim.eps)
+    optim = replace(
+        optim,
+        lr=optim.lr if args.lr is None else args.lr,
+        eps=optim.eps if args.adam_eps is None else args.adam_eps,
+    )
     return {
         "num_steps": args.steps,
         "per_level": args.per_level,

@@ -4,6 +4,7 @@ turning them into a loaded model and `SamplingParams`."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 MODEL_HELP = "model directory, GGUF file, hub id, or alias (tiny-world, gemma-3-270m)"
@@ -46,8 +47,11 @@ def sampling(args: argparse.Namespace, stop: list[str] | None = None, max_new_to
         ("--n", args.n),
         ("--batch-size", args.batch_size),
     ):
-        if value is not None and value < 1:
-            raise ValueError(f"{flag} must be >= 1, got {value}")
+        require(value is None or value >= 1, flag, ">= 1", value)
+    require(args.temperature >= 0, "--temperature", ">= 0 (0: greedy)", args.temperature)
+    require(0 < args.top_p <= 1, "--top-p", "in (0, 1]", args.top_p)
+    for stop in args.stop or []:
+        require(bool(stop), "--stop", "a non-empty string", stop)
     return SamplingParams(
         temperature=args.temperature,
         top_p=args.top_p,
@@ -56,6 +60,23 @@ def sampling(args: argparse.Namespace, stop: list[str] | None = None, max_new_to
         stop=args.stop if args.stop is not None else (stop or []),
         seed=args.seed,
     )
+
+
+def require(ok: bool, flag: str, must: str, value: Any) -> None:
+    """A ValueError `<flag> must be <must>, got <value>` unless `ok`: a command-line flag's check."""
+    if not ok:
+        raise ValueError(f"{flag} must be {must}, got {value!r}")
+
+
+def check_out_file(flag: str, path: str) -> None:
+    """A ValueError, before any work, when the output file `path` of `flag` cannot be written: it is
+    a directory, or a parent of it is a file."""
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"{flag} {path} is a directory; name a file")
+    parent = next((p for p in out.parents if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path}: {parent} is a file, not a directory")
 
 
 def load_model_spec(spec: str) -> tuple[Any, Any]:

@@ -14,6 +14,8 @@ def add_parser(sub: Any) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from selftaught.demo import run_demo
+    from selftaught.train.loop import check_out_dir
 
+    check_out_dir(args.out, "--out")  # before the student is trained or loaded
     run_demo(args.out)
     return 0

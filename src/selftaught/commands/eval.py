@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from selftaught.commands.common import add_model_arg, add_sampling_args, hf_engine, sampling
+from selftaught.commands.common import (
+    add_model_arg,
+    add_sampling_args,
+    check_out_file,
+    hf_engine,
+    require,
+    sampling,
+)
 
 
 def add_parser(sub: Any) -> None:
@@ -34,19 +41,28 @@ def add_parser(sub: Any) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Load the eval set (before the model, so a bad file fails fast), sample, print the table."""
+    from selftaught.data.gsm8k import EXEMPLARS
     from selftaught.evals.accuracy import evaluate_accuracy
     from selftaught.evals.sets import load_eval_set
 
+    require(args.limit is None or args.limit >= 1, "--limit", ">= 1", args.limit)
+    require(args.per_level >= 1, "--per-level", ">= 1", args.per_level)
+    shots = len(EXEMPLARS)
+    require(0 <= args.num_shots <= shots, "--num-shots", f"between 0 and {shots}", args.num_shots)
+    if args.out:
+        check_out_file("--out", args.out)
     eval_set = load_eval_set(
         args.data,
         per_level=args.per_level,
-        levels=[int(x) for x in args.levels.split(",")],
+        levels=parse_levels(args.levels),
         limit=args.limit,
         num_shots=args.num_shots,
         seed=args.seed,
     )
+    if not eval_set.prompts:
+        raise ValueError(f"--data {args.data} holds no problems; nothing to evaluate")
+    params = sampling(args, eval_set.stop, eval_set.max_new_tokens)  # bad flags fail before the model load
     engine = hf_engine(args)
-    params = sampling(args, eval_set.stop, eval_set.max_new_tokens)
     result = evaluate_accuracy(engine, eval_set.prompts, eval_set.is_correct, params)
     print(
         f"model {args.model} on {args.data}: {result.num_problems} problems x {args.n} samples, "
@@ -56,6 +72,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.out:
         write_eval(args, eval_set.prompts, result)
     return 0
+
+
+def parse_levels(text: str) -> list[int]:
+    """`--levels 1,2,3` as distinct integers >= 1; a ValueError naming the flag otherwise."""
+    try:
+        levels = [int(part) for part in text.split(",")]
+    except ValueError:
+        levels = []
+    require(
+        bool(levels) and len(set(levels)) == len(levels) and min(levels) >= 1,
+        "--levels",
+        "distinct comma-separated integers >= 1, e.g. 1,2,3",
+        text,
+    )
+    return levels
 
 
 def write_eval(args: argparse.Namespace, prompts: list[Any], result: Any) -> None:

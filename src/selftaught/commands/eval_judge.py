@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from selftaught.commands.common import add_model_arg, add_sampling_args, hf_engine, sampling
+from selftaught.commands.common import (
+    add_model_arg,
+    add_sampling_args,
+    check_out_file,
+    hf_engine,
+    require,
+    sampling,
+)
 
 
 def add_parser(sub: Any) -> None:
@@ -49,8 +56,14 @@ def cmd_eval_judge(args: argparse.Namespace) -> int:
     from selftaught.judges import build_judge, evaluate_judge, get_template, load_judge_pairs
 
     template = get_template(args.template)  # before the slow model load: a typo fails fast
+    require(args.limit is None or args.limit >= 1, "--limit", ">= 1", args.limit)
+    if args.out:
+        check_out_file("--out", args.out)
+    params = sampling(args)
     pairs = load_judge_pairs(args.data, limit=args.limit, seed=args.seed)
-    judge = build_judge(hf_engine(args), template, sampling(args), args.prompt_style)
+    if not pairs:
+        raise ValueError(f"--data {args.data} holds no pairs; nothing to judge")
+    judge = build_judge(hf_engine(args), template, params, args.prompt_style)
     result = evaluate_judge(judge, pairs)
     print(
         f"judge {args.model} ({result.template}, {args.prompt_style}) on {args.data}: {len(pairs)} pairs, "

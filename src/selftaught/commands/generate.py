@@ -13,7 +13,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from selftaught.commands.common import add_model_arg, add_sampling_args, hf_engine, sampling
+from selftaught.commands.common import (
+    add_model_arg,
+    add_sampling_args,
+    check_out_file,
+    hf_engine,
+    require,
+    sampling,
+)
 
 
 def add_parser(sub: Any) -> None:
@@ -39,14 +46,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from selftaught.data.shards import compute_fingerprint, run_stage
     from selftaught.data.sources import read_records, write_jsonl
 
+    require(args.limit is None or args.limit >= 1, "--limit", ">= 1", args.limit)
+    require(args.shard_size >= 1, "--shard-size", ">= 1", args.shard_size)
+    check_out_file("--out", args.out)
+    params = replace(sampling(args), per_prompt_seeds=True)  # bad flags fail before the model load
     prompts = prompts_from_records(read_records(args.prompts, limit=args.limit), args.prompts)
     if not prompts:
         raise ValueError(f"{args.prompts} holds no prompt; nothing to generate")
-    params = replace(sampling(args), per_prompt_seeds=True)  # bad flags fail before the model load
-    if Path(args.out).is_dir() or args.shard_size < 1:
-        raise ValueError(
-            f"--out {args.out} is a directory" if args.shard_size >= 1 else "--shard-size must be >= 1"
-        )
     engine = hf_engine(args)
     start = time.perf_counter()
     fingerprint = compute_fingerprint(

@@ -11,7 +11,7 @@ import argparse
 import signal
 from typing import Any
 
-from selftaught.commands.common import add_model_arg, load_model_spec
+from selftaught.commands.common import add_model_arg, load_model_spec, require
 
 
 def add_parser(sub: Any) -> None:
@@ -62,6 +62,16 @@ def add_limit_args(p: argparse.ArgumentParser) -> None:
         p.add_argument(flag, type=kind, default=default, help=f"{text} (default: %(default)s)")
 
 
+def check_serve_args(args: argparse.Namespace) -> None:
+    """A ValueError naming the flag when a port, batch size, wait or limit is out of range."""
+    require(0 <= args.port <= 65535, "--port", "between 0 and 65535 (0 picks a free one)", args.port)
+    require(args.batch_size >= 1, "--batch-size", ">= 1", args.batch_size)
+    require(args.max_wait_ms >= 0, "--max-wait-ms", ">= 0", args.max_wait_ms)
+    for flag, _, _, _ in LIMIT_FLAGS:
+        value = getattr(args, flag.removeprefix("--").replace("-", "_"))
+        require(value > 0, flag, "> 0", value)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve until Ctrl+C or SIGTERM."""
     from selftaught.engines.hf import HFEngine
@@ -70,6 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from selftaught.engines.server import EngineServer, read_api_key
 
     # Before the slow model load: a missing key or a bad limit fails fast.
+    check_serve_args(args)
     api_key = read_api_key(args.api_key_env)
     if args.allow_reload and api_key is None:
         raise ValueError("--allow-reload needs --api-key-env: reload loads files from the server's disk")
