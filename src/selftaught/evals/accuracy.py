@@ -43,6 +43,9 @@ class EvalResult:
     completions: list[list[Completion]] = field(default_factory=list, repr=False)
     prompts: list[Prompt] = field(default_factory=list, repr=False)
     """The evaluated prompts, aligned with `completions` (to score them further, e.g. with a rubric)."""
+    diversity: dict[str, float] = field(default_factory=dict)
+    """Diversity of all the samples, for sets that measure it (`world:persona`: validity is the
+    accuracy, and per-slot unique ratios, entropies and head shares are here)."""
 
     def table(self) -> str:
         """A small markdown table: one row per group, then the overall row."""

@@ -6,13 +6,16 @@ every recipe's periodic validation use, so both measure the same thing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from selftaught.data.sources import read_records
 from selftaught.evals import gsm8k
 from selftaught.evals.accuracy import Checker
+from selftaught.evals.diversity import mean_token_nll
 from selftaught.types import Completion, Prompt
 from selftaught.world.arith import SPLITS, is_correct, sample_eval_set, to_prompt
+from selftaught.world.persona import parse_persona, persona_prompts, persona_stats
 
 
 @dataclass
@@ -22,6 +25,8 @@ class EvalSet:
     stop: list[str] = field(default_factory=list)
     """Stop strings the format needs (few-shot prompts end at the next 'Question:')."""
     max_new_tokens: int = 64
+    diversity: Callable[[list[Completion]], dict[str, float]] | None = None
+    """Diversity metrics of all the samples (sets whose task asks for varied outputs)."""
 
 
 def world_is_correct(prompt: Prompt, completion: Completion) -> bool:
@@ -36,6 +41,25 @@ def world_split(data: str) -> str:
     return split
 
 
+PERSONA = "world:persona"
+"""The persona task (DivPO): `per_level` samples of the instruction; accuracy is validity."""
+PERSONA_MAX_NEW_TOKENS = 24
+PERSONA_POOL = 16
+"""Unique ratios are the mean over consecutive pools of this many samples (DivPO's pool size)."""
+
+
+def persona_is_valid(prompt: Prompt, completion: Completion) -> bool:
+    return parse_persona(completion.text) is not None
+
+
+def persona_diversity(completions: list[Completion]) -> dict[str, float]:
+    """`world.persona.persona_stats` over pools of `PERSONA_POOL`, and the samples' mean token NLL."""
+    metrics = persona_stats([c.text for c in completions], pool_size=min(PERSONA_POOL, len(completions)))
+    if all(c.logprobs for c in completions):
+        metrics["mean_token_nll"] = mean_token_nll([c.logprobs or [] for c in completions])
+    return metrics
+
+
 def load_eval_set(
     data: str,
     *,
@@ -46,6 +70,9 @@ def load_eval_set(
     seed: int = 0,
 ) -> EvalSet:
     """`world:train|valid|test` (`per_level` problems of each of `levels`) or a GSM8K-format file."""
+    if data == PERSONA:
+        prompts = [Prompt(id=r["id"], messages=r["prompt"], task=r["task"]) for r in persona_prompts(per_level)]
+        return EvalSet(prompts, persona_is_valid, [], PERSONA_MAX_NEW_TOKENS, persona_diversity)
     if data.startswith("world:"):
         problems = sample_eval_set(world_split(data), per_level, levels or [1, 2, 3], seed)
         return EvalSet([to_prompt(p) for p in problems], world_is_correct, [], 64)

@@ -32,11 +32,14 @@ class Recipe:
     """Preset names; the first is the default of the command line."""
     arms: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Reproduction arms: arm name -> the `key=value` overrides that set it apart from the shared base."""
+    presets_name: str | None = None
+    """The presets module's name when it is not the recipe module's (a recipe that is another's
+    loop with its own presets: `divpo` runs `online_rl` with `presets/divpo.py`)."""
 
     @property
     def presets_module(self) -> str:
-        """`selftaught.presets.<the recipe module's own name>`: where the preset functions live."""
-        return f"{__name__}.{self.module.rpartition('.')[2]}"
+        """`selftaught.presets.<presets_name, else the recipe module's own name>`: the preset functions."""
+        return f"{__name__}.{self.presets_name or self.module.rpartition('.')[2]}"
 
     @property
     def config_class(self) -> type:
@@ -110,6 +113,20 @@ RECIPES: dict[str, Recipe] = {
                 "online-dpo": ("sync_every=1", "ref_sync_every=1"),
                 "online-dpo-frozen-ref": ("sync_every=1", "ref_sync_every=0"),
                 "grpo": ("loss=grpo", "sync_every=1"),
+            },
+        ),
+        Recipe(
+            name="divpo",
+            summary="diversity-aware preference optimisation: online DPO on the most diverse good vs the "
+            "least diverse bad sample (persona task)",
+            module="selftaught.recipes.online_rl",
+            config_name="OnlineRLConfig",
+            presets_name="divpo",
+            presets=("tiny", "tiny-smoke"),
+            arms={  # papers_B §3.7: the same seed, steps, batch and lr; only the pair rule differs
+                "dpo": ("tasks[0].pair_rule=correct_vs_incorrect",),
+                "divpo-frequency": ("tasks[0].divpo.criterion=frequency",),
+                "divpo-probability": ("tasks[0].divpo.criterion=probability",),
             },
         ),
     ]

@@ -63,7 +63,7 @@ from selftaught.losses.grpo import AdvantageType, LossNormalization
 from selftaught.models.policy import LoraConfig, load_policy, policy_source
 from selftaught.rewards import Rubric
 from selftaught.runlog import RunLog
-from selftaught.selection.rollouts import pair_rule, rollout_metrics
+from selftaught.selection.rollouts import rollout_metrics
 from selftaught.train import generators, loop
 from selftaught.train.evaluation import eval_metrics, evaluate_policy
 from selftaught.train.generators import GeneratorConfig
@@ -81,6 +81,7 @@ from selftaught.train.parallel import wrap_model
 from selftaught.train.rollouts import (
     RolloutConfig,
     TaskConfig,
+    build_pair_rule,
     build_rollout_source,
     generate_burst,
     offline_rollouts,
@@ -221,7 +222,7 @@ def build_objective(cfg: OnlineRLConfig, reference: Any) -> OnlineObjective:
     """The one dispatch on `cfg.loss`."""
     match cfg.loss:
         case Objective.DPO:
-            rules = {task.name: pair_rule(task.pair_rule) for task in cfg.tasks}
+            rules = {task.name: build_pair_rule(task) for task in cfg.tasks}
             return PairObjective(reference, rules, cfg.beta, cfg.seed, cfg.micro_batch_tokens)
         case Objective.GRPO:
             return PolicyGradientObjective(

@@ -2,6 +2,8 @@
 
 - `world:<split>` or a GSM8K-format file: accuracy of sampled (greedy by default) answers, with its
   standard error and per-level accuracy (`selftaught.evals`).
+- `world:persona`: validity of `per_level` samples as the accuracy, and their diversity (per-slot
+  unique ratios, entropies, head shares, mean token NLL) as `val_<name>`.
 - a preference file (`prompt` / `chosen` / `rejected`): preference accuracy, the share of pairs whose
   chosen response has the higher summed log-probability under the policy, and the mean margin.
 - a conversation file (`messages`, or `prompt` + `completion`): held-out loss per trained token.
@@ -59,7 +61,10 @@ def evaluate_policy(model: Any, tokenizer: Any, cfg: EvalConfig, *, seed: int = 
         stop=eval_set.stop,
         seed=seed,
     )
-    return evaluate_accuracy(engine, eval_set.prompts, eval_set.is_correct, sampling)
+    result = evaluate_accuracy(engine, eval_set.prompts, eval_set.is_correct, sampling)
+    if eval_set.diversity is not None:
+        result.diversity = eval_set.diversity([c for cs in result.completions for c in cs])
+    return result
 
 
 def eval_metrics(result: EvalResult, prefix: str = "val") -> dict[str, float]:
@@ -70,6 +75,7 @@ def eval_metrics(result: EvalResult, prefix: str = "val") -> dict[str, float]:
         f"{prefix}_mean_tokens": result.mean_completion_tokens,
     }
     metrics.update({f"{prefix}_{name.replace(' ', '')}": g.accuracy for name, g in result.groups.items()})
+    metrics.update({f"{prefix}_{name}": value for name, value in result.diversity.items()})
     return metrics
 
 

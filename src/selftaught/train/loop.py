@@ -54,7 +54,7 @@ class EvalConfig:
     every: int = 0
     """Evaluate every this many optimizer steps (0: only before training and at the end; -1: never)."""
     per_level: int = 100
-    """World sets: problems per level."""
+    """World sets: problems per level (`world:persona`: samples)."""
     levels: list[int] = field(default_factory=lambda: [1, 2, 3])
     limit: int | None = None
     """File sets: only the first N records."""
@@ -79,9 +79,9 @@ class EvalConfig:
         check_levels(self.levels, "eval.levels")
         if self.data.startswith("world:"):
             check(
-                self.data.removeprefix("world:") in SPLITS,
+                self.data.removeprefix("world:") in (*SPLITS, "persona"),
                 "eval.data",
-                f"a world split ({', '.join('world:' + s for s in SPLITS)}) or a file",
+                f"a world split ({', '.join('world:' + s for s in SPLITS)}), world:persona or a file",
                 self.data,
             )
 

@@ -1,0 +1,63 @@
+"""divpo presets: online DPO with DivPO's pair rule on the tiny world's persona task (papers_B §3.7),
+and on Gemma 3 270M with a JSON persona prompt.
+
+`selftaught divpo` is the online-rl loop (`selftaught.recipes.online_rl`) with `pair_rule=divpo`:
+these presets only choose the seed model, the task and the pair rule's settings.
+"""
+
+from __future__ import annotations
+
+from selftaught.recipes.online_rl import OnlineRLConfig, RolloutConfig, TaskConfig
+from selftaught.selection.diversity import Criterion, DivPOConfig
+from selftaught.train.loop import EvalConfig
+from selftaught.train.optim import OptimConfig
+
+PERSONA = "persona"
+
+
+def _persona_task(criterion: Criterion = Criterion.FREQUENCY, rho: float = 0.3) -> TaskConfig:
+    """The persona task scored by validity (all valid personas tie), pairs by DivPO."""
+    return TaskConfig(
+        name=PERSONA,
+        reward="persona_valid",
+        pair_rule="divpo",
+        divpo=DivPOConfig(criterion=criterion, rho=rho),
+    )
+
+
+def tiny() -> OnlineRLConfig:
+    """Online DivPO (s = 1, reference frozen at the seed) of the persona seed model: 32 prompts x 16
+    samples at T = 1, beta 0.1, lr 1e-4 (papers_B §3.7); validity and unique ratios of 1000 samples
+    at T = 1 every 50 steps."""
+    return OnlineRLConfig(
+        out_dir="runs/divpo-tiny",
+        model="tiny-world-persona",
+        sync_every=1,
+        ref_sync_every=0,
+        num_steps=100,
+        beta=0.1,
+        tasks=[_persona_task()],
+        rollouts=RolloutConfig(
+            prompts="world:persona-prompts", num_prompts=32, samples_per_prompt=16, max_new_tokens=24
+        ),
+        optim=OptimConfig(lr=1e-4, eps=1e-8, schedule="constant"),
+        eval=EvalConfig(data="world:persona", per_level=1000, temperature=1.0, every=50, seed=0),
+    )
+
+
+def tiny_smoke() -> OnlineRLConfig:
+    """Four DivPO steps on 4 prompts x 4 samples: checks the pipeline, not the effect."""
+    return OnlineRLConfig(
+        out_dir="runs/divpo-smoke",
+        model="tiny-world-persona",
+        sync_every=1,
+        ref_sync_every=0,
+        num_steps=4,
+        tasks=[_persona_task()],
+        rollouts=RolloutConfig(
+            prompts="world:persona-prompts", num_prompts=4, samples_per_prompt=4, max_new_tokens=24
+        ),
+        optim=OptimConfig(lr=1e-4, schedule="constant"),
+        eval=EvalConfig(data="world:persona", per_level=64, temperature=1.0, every=2, seed=0),
+        checkpoint_every=2,
+    )
