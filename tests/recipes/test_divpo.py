@@ -93,3 +93,23 @@ def test_unknown_arms_are_refused_with_the_choices(tmp_path):
         repro_divpo.divpo_table(
             str(tmp_path), seeds=[0], arms=["ppo"], num_steps=1, num_samples=1, betas=[], temperatures=[]
         )
+
+
+@pytest.mark.slow
+def test_gemma_divpo_preset_trains_on_json_personas(tmp_path, monkeypatch):
+    """`selftaught divpo --preset gemma3-270m`: Gemma 3 270M base, LoRA, the JSON persona prompt, its
+    validity reward (the real one) and DivPO pairs by JSON-value rarity; three online steps on the CPU."""
+    from selftaught.cli import main
+    from selftaught.world.persona import persona_json_valid
+
+    monkeypatch.setitem(registry.REWARDS, "persona_json_valid", persona_json_valid)  # undo the stand-in
+    out = tmp_path / "gemma-divpo"
+    assert main(["divpo", "--preset", "gemma3-270m", f"out_dir={out}"]) == 0
+    rows = read_metrics(out)
+    steps = [r for r in rows if "rollout_length" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    assert all(r["reward_num_none"] == 0 and 0 <= r["reward"] <= 1 for r in steps)
+    validations = [r for r in rows if "val_validity" in r]
+    assert [r["step"] for r in validations] == [0, 3]
+    assert all(0 <= r["val_occupation_unique_ratio"] <= 1 for r in validations)
+    assert (out / "model" / "adapter_model.safetensors").is_file() or (out / "model").is_dir()

@@ -166,7 +166,8 @@ class HFEngine:
         """
         if not Path(directory).is_dir():
             raise ValueError(
-                f"model directory {str(directory)!r} does not exist; pass a directory written by save_model"
+                f"model directory {str(directory)!r} does not exist; pass a directory written by a selftaught "
+                "run (its model/ directory) or by save_pretrained"
             )
         # Another dtype loads as float32: `load_state_dict` converts it in `sync_weights` anyway.
         dtype = {dt: name for name, dt in DTYPES.items()}.get(self.model.dtype, "float32")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from selftaught.data.sources import read_records
 from selftaught.evals import gsm8k
@@ -15,7 +16,14 @@ from selftaught.evals.accuracy import Checker
 from selftaught.evals.diversity import mean_token_nll
 from selftaught.types import Completion, Prompt
 from selftaught.world.arith import SPLITS, is_correct, sample_eval_set, to_prompt
-from selftaught.world.persona import parse_persona, persona_prompts, persona_stats
+from selftaught.world.persona import (
+    JSON_KEYS,
+    parse_persona,
+    parse_persona_json,
+    persona_json_prompts,
+    persona_prompts,
+    persona_stats,
+)
 
 
 @dataclass
@@ -48,13 +56,24 @@ PERSONA_POOL = 16
 """Unique ratios are the mean over consecutive pools of this many samples (DivPO's pool size)."""
 
 
+PERSONA_JSON = "world:persona-json"
+"""The persona task's JSON form for real models (a raw-text prompt, one line of JSON)."""
+
+
 def persona_is_valid(prompt: Prompt, completion: Completion) -> bool:
     return parse_persona(completion.text) is not None
 
 
-def persona_diversity(completions: list[Completion]) -> dict[str, float]:
+def persona_json_is_valid(prompt: Prompt, completion: Completion) -> bool:
+    return parse_persona_json(completion.text) is not None
+
+
+def persona_diversity(completions: list[Completion], json_form: bool = False) -> dict[str, float]:
     """`world.persona.persona_stats` over pools of `PERSONA_POOL`, and the samples' mean token NLL."""
-    metrics = persona_stats([c.text for c in completions], pool_size=min(PERSONA_POOL, len(completions)))
+    parse, slots = (parse_persona_json, JSON_KEYS) if json_form else (parse_persona, None)
+    pool = min(PERSONA_POOL, len(completions))
+    texts = [c.text for c in completions]
+    metrics = persona_stats(texts, pool_size=pool, parse=parse, **({"slots": slots} if slots else {}))
     if all(c.logprobs for c in completions):
         metrics["mean_token_nll"] = mean_token_nll([c.logprobs or [] for c in completions])
     return metrics
@@ -71,8 +90,16 @@ def load_eval_set(
 ) -> EvalSet:
     """`world:train|valid|test` (`per_level` problems of each of `levels`) or a GSM8K-format file."""
     if data == PERSONA:
-        prompts = [Prompt(id=r["id"], messages=r["prompt"], task=r["task"]) for r in persona_prompts(per_level)]
+        prompts = [
+            Prompt(id=r["id"], messages=r["prompt"], task=r["task"]) for r in persona_prompts(per_level)
+        ]
         return EvalSet(prompts, persona_is_valid, [], PERSONA_MAX_NEW_TOKENS, persona_diversity)
+    if data == PERSONA_JSON:
+        prompts = [
+            Prompt(id=r["id"], messages=[], text=r["prompt"], task=r["task"])
+            for r in persona_json_prompts(per_level)
+        ]
+        return EvalSet(prompts, persona_json_is_valid, ["\n"], 48, partial(persona_diversity, json_form=True))
     if data.startswith("world:"):
         problems = sample_eval_set(world_split(data), per_level, levels or [1, 2, 3], seed)
         return EvalSet([to_prompt(p) for p in problems], world_is_correct, [], 64)

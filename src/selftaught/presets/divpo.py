@@ -7,10 +7,12 @@ these presets only choose the seed model, the task and the pair rule's settings.
 
 from __future__ import annotations
 
+from selftaught.models.policy import LoraConfig
 from selftaught.recipes.online_rl import OnlineRLConfig, RolloutConfig, TaskConfig
-from selftaught.selection.diversity import Criterion, DivPOConfig
+from selftaught.selection.diversity import Criterion, DivPOConfig, Units
 from selftaught.train.loop import EvalConfig
 from selftaught.train.optim import OptimConfig
+from selftaught.world.persona import JSON_TASK
 
 PERSONA = "persona"
 
@@ -60,4 +62,40 @@ def tiny_smoke() -> OnlineRLConfig:
         optim=OptimConfig(lr=1e-4, schedule="constant"),
         eval=EvalConfig(data="world:persona", per_level=64, temperature=1.0, every=2, seed=0),
         checkpoint_every=2,
+    )
+
+
+def gemma3_270m() -> OnlineRLConfig:
+    """A few online DivPO steps of Gemma 3 270M base (LoRA) on the persona task's JSON form: a raw-text
+    prompt continued with one line of JSON, rewarded by validity (`persona_json_valid`), pairs by the
+    rarity of the sample's JSON values in its pool; validity and diversity of 32 samples before and
+    after. Checks the real-model path on a CPU (scale `rollouts.*` and `num_steps` up on a GPU)."""
+    task = TaskConfig(
+        name=JSON_TASK,
+        reward="persona_json_valid",
+        pair_rule="divpo",
+        divpo=DivPOConfig(criterion=Criterion.FREQUENCY, units=Units.JSON_VALUES, rho=0.3),
+    )
+    return OnlineRLConfig(
+        out_dir="runs/divpo-gemma3-270m",
+        model="gemma-3-270m",
+        sync_every=1,
+        ref_sync_every=0,
+        num_steps=3,
+        beta=0.1,
+        tasks=[task],
+        rollouts=RolloutConfig(
+            prompts="world:persona-json-prompts",
+            num_prompts=2,
+            samples_per_prompt=8,
+            max_new_tokens=40,
+            stop=["\n"],
+            generation_batch_size=16,
+        ),
+        micro_batch_tokens=1024,
+        lora=LoraConfig(r=8, alpha=16),
+        optim=OptimConfig(lr=1e-4, eps=1e-8, schedule="constant"),
+        eval=EvalConfig(data="world:persona-json", per_level=32, temperature=1.0, batch_size=32, seed=0),
+        checkpoint_every=0,
+        log_every=1,
     )

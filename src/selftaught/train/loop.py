@@ -79,9 +79,9 @@ class EvalConfig:
         check_levels(self.levels, "eval.levels")
         if self.data.startswith("world:"):
             check(
-                self.data.removeprefix("world:") in (*SPLITS, "persona"),
+                self.data.removeprefix("world:") in (*SPLITS, "persona", "persona-json"),
                 "eval.data",
-                f"a world split ({', '.join('world:' + s for s in SPLITS)}), world:persona or a file",
+                f"a world split ({', '.join('world:' + s for s in SPLITS)}), world:persona(-json) or a file",
                 self.data,
             )
 

@@ -22,10 +22,11 @@ order, a slot replaced by a junk word, a slot's value written twice.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 INSTRUCTION = "Make a persona."
@@ -182,7 +183,13 @@ def _text(completion: Any) -> str:
     raise ValueError(f"a completion must be a string or a list of chat messages, got {completion!r:.200}")
 
 
-def persona_stats(texts: Sequence[str], *, pool_size: int | None = None) -> dict[str, float]:
+def persona_stats(
+    texts: Sequence[str],
+    *,
+    pool_size: int | None = None,
+    parse: Callable[[str], dict[str, str] | None] | None = None,
+    slots: Sequence[str] = SLOTS,
+) -> dict[str, float]:
     """Validity and per-slot diversity of sampled outputs (papers_B.md §3.4), as flat metrics:
 
     - `validity`: share of texts that parse (`parse_persona`);
@@ -194,24 +201,28 @@ def persona_stats(texts: Sequence[str], *, pool_size: int | None = None) -> dict
     - `<slot>_distinct`, `<slot>_top1_share` (share of the commonest value among valid outputs),
       `<slot>_entropy_bits` (over valid outputs; uniform is log2 40 = 5.32);
     - `mean_unique_ratio` over the slots, and `num_samples`.
+
+    `parse` and `slots` default to this task's `parse_persona` and `SLOTS`; the JSON form for real
+    models passes `parse_persona_json` and `JSON_KEYS`.
     """
+    parse = parse or parse_persona
     if not texts:
         raise ValueError("persona_stats needs at least one text")
     if pool_size is not None and not 1 <= pool_size <= len(texts):
         raise ValueError(f"pool_size must be in [1, {len(texts)}] (the number of texts), got {pool_size}")
-    parsed = [parse_persona(t) for t in texts]
+    parsed = [parse(t) for t in texts]
     valid = [p for p in parsed if p is not None]
     stats: dict[str, float] = {"num_samples": len(texts), "validity": len(valid) / len(texts)}
     size = pool_size or len(texts)
     pools = [parsed[i : i + size] for i in range(0, len(parsed) - size + 1, size)]
-    for slot in SLOTS:
+    for slot in slots:
         counts = Counter(p[slot] for p in valid)
         ratios = [len({p[slot] for p in pool if p is not None}) / size for pool in pools]
         stats[f"{slot}_unique_ratio"] = sum(ratios) / len(ratios)
         stats[f"{slot}_distinct"] = len(counts)
         stats[f"{slot}_top1_share"] = max(counts.values()) / len(valid) if valid else 0.0
         stats[f"{slot}_entropy_bits"] = _entropy_bits(counts)
-    stats["mean_unique_ratio"] = sum(stats[f"{s}_unique_ratio"] for s in SLOTS) / len(SLOTS)
+    stats["mean_unique_ratio"] = sum(stats[f"{s}_unique_ratio"] for s in slots) / len(slots)
     return stats
 
 
@@ -232,3 +243,43 @@ def persona_prompts(num: int) -> list[dict[str, Any]]:
     """`num` prompt-only records, all the instruction, with distinct ids `persona-<i>` and task `persona`."""
     prompt = [{"role": "user", "content": INSTRUCTION}]
     return [{"id": f"persona-{i}", "prompt": [dict(m) for m in prompt], "task": TASK} for i in range(num)]
+
+
+# --- the JSON form, for real models -----------------------------------------------------------------
+
+JSON_TASK = "persona_json"
+JSON_KEYS = ("name", "city", "occupation")
+JSON_PROMPT = (
+    'A random person, described as one line of JSON with the keys "name", "city" and "occupation".\nPerson:'
+)
+"""The raw-text prompt of the JSON form (base models continue it; the completion stops at a newline)."""
+
+
+def parse_persona_json(text: str) -> dict[str, str] | None:
+    """`{"name", "city", "occupation"}` of a one-line JSON persona, or None unless `text` (stripped) is
+    exactly one JSON object with those three keys and non-empty string values, nothing else.
+
+    >>> parse_persona_json(' {"name": "Ava", "city": "Oslo", "occupation": "baker"}')
+    {'name': 'Ava', 'city': 'Oslo', 'occupation': 'baker'}
+    >>> parse_persona_json('{"name": "Ava", "city": "Oslo"}') is None
+    True
+    """
+    try:
+        value = json.loads(text.strip())
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(value, dict) or set(value) != set(JSON_KEYS):
+        return None
+    if not all(isinstance(value[key], str) and value[key].strip() for key in JSON_KEYS):
+        return None
+    return {key: value[key].strip() for key in JSON_KEYS}
+
+
+def persona_json_valid(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
+    """TRL-signature reward: 1.0 when the completion is a JSON persona (`parse_persona_json`), else 0.0."""
+    return [float(parse_persona_json(_text(completion)) is not None) for completion in completions]
+
+
+def persona_json_prompts(num: int) -> list[dict[str, Any]]:
+    """`num` raw-text prompt records of the JSON form (ids `persona-json-<i>`, task `persona_json`)."""
+    return [{"id": f"persona-json-{i}", "prompt": JSON_PROMPT, "task": JSON_TASK} for i in range(num)]

@@ -8,6 +8,8 @@
                             10% malformed; `world.persona`), for the DivPO seed model
     world:persona-prompts   the persona instruction as prompt-only records (ids `persona-<i>`, task
                             `persona`; reward `persona_valid`), for DivPO's online loop
+    world:persona-json-prompts  the same task as a raw-text JSON prompt for real models (reward
+                            `persona_json_valid`)
 
 `<split>` is `train` (default), `valid` or `test`. Each builder takes the keyword options it
 documents; `world_records` passes each builder the options it accepts, so a recipe hands over its
@@ -25,7 +27,7 @@ from typing import Any
 
 from selftaught.world.arith import Problem, sample_problems, sample_sft_examples, solve, to_prompt
 from selftaught.world.judge_pairs import sample_judge_pairs, to_preference_record
-from selftaught.world.persona import persona_conversations, persona_prompts
+from selftaught.world.persona import persona_conversations, persona_json_prompts, persona_prompts
 
 PREFIX = "world:"
 
@@ -152,6 +154,12 @@ def persona_sft_records(
     return persona_conversations(num, seed, malformed)
 
 
+def persona_json_prompt_records(*, split: str = "train", num: int = 512) -> list[dict[str, Any]]:
+    """`num` raw-text prompts of the persona task's JSON form (real models; reward `persona_json_valid`)."""
+    _train_only("persona-json-prompts", split, PERSONA_HINT)
+    return persona_json_prompts(num)
+
+
 def persona_prompt_records(*, split: str = "train", num: int = 512) -> list[dict[str, Any]]:
     """`num` prompt-only records (`id` `persona-<i>`, `prompt` the instruction, `task` `persona`): the
     same text each time, so an online pool of `num` prompts is `num` draws of the one instruction."""
@@ -166,6 +174,7 @@ WORLD_SOURCES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "judge-pairs": judge_pair_records,
     "persona-sft": persona_sft_records,
     "persona-prompts": persona_prompt_records,
+    "persona-json-prompts": persona_json_prompt_records,
 }
 
 
