@@ -9,6 +9,7 @@ import pytest
 from selftaught.data.catalog import load_records
 from selftaught.data.prompt_source import load_prompt_source
 from selftaught.rewards.registry import build_reward
+from selftaught.world import persona
 from selftaught.world.persona import (
     INSTRUCTION,
     JUNK_WORDS,
@@ -170,3 +171,48 @@ def test_stats_of_the_training_data_show_the_skew():
     for slot in SLOTS:
         assert 0.23 < stats[f"{slot}_top1_share"] < 0.31
         assert 3.9 < stats[f"{slot}_entropy_bits"] < 4.4 < math.log2(40)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            ' {"name": "Ava", "city": "Oslo", "occupation": "baker"}',
+            {"name": "Ava", "city": "Oslo", "occupation": "baker"},
+        ),
+        (
+            '{"occupation": "baker", "city": "Oslo", "name": "Ava"}',
+            {"name": "Ava", "city": "Oslo", "occupation": "baker"},
+        ),
+        ('{"name": "Ava", "city": "Oslo"}', None),  # a key missing
+        ('{"name": "Ava", "city": "Oslo", "occupation": "baker", "age": "3"}', None),  # an extra key
+        ('{"name": "", "city": "Oslo", "occupation": "baker"}', None),  # an empty value
+        ('{"name": 3, "city": "Oslo", "occupation": "baker"}', None),  # not a string
+        ('{"name": "Ava", "city": "Oslo", "occupation": "baker"} and more', None),  # trailing text
+        ('{"name": "Ava", "city": "Oslo", "occupation": "bak', None),  # truncated
+        ("Ava Oslo baker", None),
+    ],
+)
+def test_the_json_form_parses_exactly_one_object_with_the_three_keys(text, expected):
+    assert persona.parse_persona_json(text) == expected
+    assert persona.persona_json_valid(["p"], [text]) == [float(expected is not None)]
+
+
+def test_json_prompts_are_raw_text_with_distinct_ids_and_stats_read_the_json_form():
+    records = persona.persona_json_prompts(3)
+    assert [r["id"] for r in records] == ["persona-json-0", "persona-json-1", "persona-json-2"]
+    assert {r["prompt"] for r in records} == {persona.JSON_PROMPT} and {r["task"] for r in records} == {
+        "persona_json"
+    }
+    texts = [
+        '{"name": "Ava", "city": "Oslo", "occupation": "baker"}',
+        '{"name": "Mia", "city": "Oslo", "occupation": "x"}',
+        "junk",
+        "junk",
+    ]
+    stats = persona.persona_stats(texts, parse=persona.parse_persona_json, slots=persona.JSON_KEYS)
+    assert (
+        stats["validity"] == 0.5
+        and stats["name_unique_ratio"] == 2 / 4
+        and stats["city_unique_ratio"] == 1 / 4
+    )
