@@ -172,6 +172,7 @@ def test_resume_from_a_checkpoint_reproduces_the_run(tiny_model_dir, tmp_path, p
     assert all(torch.equal(straight[k], v) for k, v in _weights(out / "model").items())
     losses = [(m["step"], m["loss"]) for m in _metrics(out) if "loss" in m]
     assert [step for step, _ in losses] == [1, 2, 3, 4] and losses == straight_losses
+    assert [m["step"] for m in _metrics(out)] == [0, 1, 2, 3, 4]  # one step-0 record (data counts)
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> str:

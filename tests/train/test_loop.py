@@ -127,3 +127,16 @@ def test_a_resume_drops_the_metrics_of_the_redone_steps_and_one_run_at_a_time(ti
     kept = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert kept == [r for r in rows if r["step"] <= 2]
     RunLog(tmp_path / "run").close()  # the lock is released with the run
+
+
+def test_a_restart_before_the_first_checkpoint_drops_the_earlier_attempts_metrics(tiny_model_dir, tmp_path):
+    """kill -9 before any checkpoint: the rerun starts from step 0, so the records of the killed
+    attempt must go (they were logged twice before: issue 16's kill -9 probe)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = [{"step": s, "loss": 9.0} for s in (0, 1)]
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stale))
+    _, rows = _supervised(tiny_model_dir, out, num_steps=2)
+    assert all(r.get("loss") != 9.0 for r in rows)
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2]
+    assert [r["step"] for r in rows if "val_accuracy" in r] == [0, 2]

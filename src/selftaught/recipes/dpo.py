@@ -166,8 +166,7 @@ def run(cfg: DPOConfig) -> dict[str, Any]:
     save = partial(loop.checkpoint, cfg, model, optimizer, scheduler)
     with RunLog(cfg.out_dir, cfg, enabled=dist.is_main()) as run_log:
         run_log.info("dpo: " + ", ".join(f"{key}={value}" for key, value in data_metrics.items()))
-        run_log.log(0, **data_metrics)
-        state = loop.start(cfg, run_log, model, optimizer, scheduler, validate)
+        state = loop.start(cfg, run_log, model, optimizer, scheduler, validate, first_metrics=data_metrics)
         for step in run_log.progress(loop.remaining_steps(cfg, state), total=cfg.num_steps, desc="dpo"):
             micro_batches = step_micro_batches(pairs, ref_logps, step, cfg, tokenizer.pad_token_id)
             metrics = train_step(

@@ -147,18 +147,32 @@ def resume(checkpoints: Path, model: Any, optimizer: Any, scheduler: Any) -> dic
 
 
 def start(
-    cfg: RunConfig, run_log: RunLog, model: Any, optimizer: Any, scheduler: Any, validate: Validate | None
+    cfg: RunConfig,
+    run_log: RunLog,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    validate: Validate | None,
+    first_metrics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Resume from the latest checkpoint (its train state; `{"step": 0}` when fresh); on a fresh run,
-    log the evaluation of the starting model (step 0) unless `eval.every` is -1."""
+    """Resume from the latest checkpoint (its train state; `{"step": 0}` when fresh). A resumed run
+    drops the metric records after its checkpoint; a fresh one drops any records an earlier attempt
+    left (it was stopped before its first checkpoint) and logs `first_metrics` (e.g. the data stage's
+    counts) with the evaluation of the starting model at step 0 (no evaluation when `eval.every` is -1)."""
     state = resume(checkpoint_dir(cfg), model, optimizer, scheduler)
     if state["step"]:
         check_resumed_config(cfg, run_log)
         dropped = run_log.rewind(state["step"])
         redo = f"; {dropped} metric records after it are redone" if dropped else ""
         run_log.info(f"resuming from step {state['step']} of {cfg.num_steps}{redo}")
-    elif validate is not None and cfg.eval.every >= 0:
-        run_log.log(0, **validate())
+        return state
+    if run_log.rewind(-1):
+        run_log.info("no checkpoint to resume from: the metric records of the earlier attempt are dropped")
+    metrics = dict(first_metrics or {})
+    if validate is not None and cfg.eval.every >= 0:
+        metrics.update(validate())
+    if metrics:
+        run_log.log(0, **metrics)
     return state
 
 
