@@ -260,7 +260,7 @@ def test_cli_serve_refuses_reload_without_a_key_and_bad_limits(capsys):
     assert main(["serve", "--model", "unused", "--allow-reload", "/tmp"]) == 2
     assert "--allow-reload needs --api-key-env" in capsys.readouterr().err
     assert main(["serve", "--model", "unused", "--max-body-bytes", "0"]) == 2
-    assert "max_body_bytes must be > 0" in capsys.readouterr().err
+    assert "--max-body-bytes must be > 0" in capsys.readouterr().err
 
 
 def test_cli_limit_defaults_are_the_servers():
@@ -273,9 +273,10 @@ def test_cli_limit_defaults_are_the_servers():
         request.max_tokens,
         request.max_prompt_tokens,
     )
-    assert (args.max_body_bytes, args.timeout_s, args.max_connections) == (
+    assert (args.max_body_bytes, args.timeout_s, args.idle_timeout_s, args.max_connections) == (
         http.max_body_bytes,
         http.timeout_s,
+        http.idle_timeout_s,
         http.max_connections,
     )
     assert args.allow_reload == []
@@ -384,7 +385,8 @@ def test_connections_beyond_max_connections_wait_for_a_free_slot(engine):
     limits = HttpLimits(max_connections=1, timeout_s=5)
     with EngineServer(engine, engine.tokenizer, MODEL, port=0, http_limits=limits).start() as server:
         host, port = server.url.removeprefix("http://").removesuffix("/v1").split(":")
-        holder = socket.create_connection((host, int(port)), timeout=5)  # takes the one slot, idle
+        holder = socket.create_connection((host, int(port)), timeout=5)  # takes the one slot, busy:
+        holder.sendall(head("POST", "/v1/completions", "Content-Length: 100"))  # its body is pending
         answers: list[int] = []
         waiter = threading.Thread(
             target=lambda: answers.append(httpx.get(f"{server.url}/models").status_code)
@@ -474,3 +476,32 @@ def test_a_queued_request_whose_client_hung_up_never_runs(tokenizer_only, caplog
         assert answers == ["done"]
         assert wait_until(lambda: server.batcher.num_abandoned == 1)
     assert engine.prompts == ["kept"]
+
+
+def test_idle_connections_cannot_lock_clients_out(engine):
+    """All slots held by connections that send nothing (issue 16's probe: 300 of them locked a real
+    client out for 58 s): a new client closes the longest idle one and is served at once."""
+    limits = HttpLimits(max_connections=4, timeout_s=30, idle_timeout_s=30)
+    with EngineServer(engine, engine.tokenizer, MODEL, port=0, http_limits=limits).start() as server:
+        host, port = server.url.removeprefix("http://").removesuffix("/v1").split(":")
+        idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(6)]
+        assert wait_until(lambda: server.num_open_connections == 4)
+        answers: list[int] = []
+        client = threading.Thread(
+            target=lambda: answers.append(httpx.get(f"{server.url}/models").status_code)
+        )
+        client.start()
+        client.join(timeout=10)
+        assert answers == [200], "a client waited behind idle connections"
+        closed = sum(sock.recv(1) == b"" for sock in idle[:2])  # the two oldest were closed for others
+        assert closed == 2
+        for sock in idle:
+            sock.close()
+
+
+def test_a_connection_waiting_for_a_request_closes_after_the_idle_timeout(engine):
+    limits = HttpLimits(idle_timeout_s=0.3)
+    with EngineServer(engine, engine.tokenizer, MODEL, port=0, http_limits=limits).start() as server:
+        host, port = server.url.removeprefix("http://").removesuffix("/v1").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            assert sock.recv(1) == b""  # closed by the server, well before the client's 10 s

@@ -49,8 +49,14 @@ LIMIT_FLAGS: list[tuple[str, type, float, str]] = [
     ("--max-tokens", int, 4096, "most new tokens per sample (max_tokens)"),
     ("--max-prompt-tokens", int, 8192, "most tokens in a rendered prompt"),
     ("--max-body-bytes", int, 8 * 1024 * 1024, "largest request body in bytes; larger ones get a 413"),
-    ("--timeout-s", float, 60.0, "socket timeout per read or write; an idle connection closes after it"),
-    ("--max-connections", int, 256, "connections served at once, a thread each; more wait until one closes"),
+    ("--timeout-s", float, 60.0, "socket timeout per read or write of a request"),
+    ("--idle-timeout-s", float, 5.0, "a connection waiting for its next request closes after it"),
+    (
+        "--max-connections",
+        int,
+        256,
+        "connections served at once, a thread each; a new one closes the longest idle one, else waits",
+    ),
 ]
 """`(flag, type, default, help)` of the limits: the defaults of `RequestLimits` and `HttpLimits`, spelled
 out so that building the parser imports no engine (a test checks that they agree)."""
@@ -85,7 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.allow_reload and api_key is None:
         raise ValueError("--allow-reload needs --api-key-env: reload loads files from the server's disk")
     request_limits = RequestLimits(args.max_n, args.max_tokens, args.max_prompt_tokens)
-    http_limits = HttpLimits(args.max_body_bytes, args.timeout_s, args.max_connections)
+    http_limits = HttpLimits(args.max_body_bytes, args.timeout_s, args.idle_timeout_s, args.max_connections)
     model, tokenizer = load_model_spec(args.model)
     engine = HFEngine(model, tokenizer, batch_size=args.batch_size)
     name = args.served_model_name or args.model

@@ -16,10 +16,12 @@ not read: the connection is closed after the answer (a small one is drained firs
 client sees the answer rather than a reset). An unexpected error answers a generic 500; the details
 go to the server log only.
 
-Limits (`HttpLimits`): every socket read and write times out after `timeout_s` (a stalled upload
-gets a 408, an idle keep-alive connection is closed), and at most `max_connections` connections
-are served at once, each by its own thread. Further connections wait in the listen backlog, unread,
-until one closes: they are served late, not refused.
+Limits (`HttpLimits`): every socket read and write of a request times out after `timeout_s` (a
+stalled upload gets a 408); a connection waiting for its next request (a new or a keep-alive one)
+is closed after `idle_timeout_s`. At most `max_connections` connections are served at once, each by
+its own thread. When all are taken, a new connection closes the one that has been idle the longest
+(waiting for a request, none in progress), so idle sockets cannot lock clients out; when none is
+idle, it waits in the listen backlog until one closes: served late, not refused.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import select
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,12 +76,15 @@ class HttpLimits:
     max_body_bytes: int = 8 * 1024 * 1024
     """Largest request body read (413 above it)."""
     timeout_s: float = 60.0
-    """Socket timeout of every read and write on a client connection."""
+    """Socket timeout of every read and write of a request on a client connection."""
+    idle_timeout_s: float = 5.0
+    """How long a connection may wait for its next request (uvicorn's keep-alive default)."""
     max_connections: int = 256
-    """Connections (hence handler threads) served at once; more wait in the listen backlog."""
+    """Connections (hence handler threads) served at once; a new one closes the longest idle one,
+    else waits in the listen backlog."""
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "timeout_s", "max_connections"):
+        for name in ("max_body_bytes", "timeout_s", "idle_timeout_s", "max_connections"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
@@ -108,6 +114,8 @@ class JsonHTTPServer(ThreadingHTTPServer):
         self.api_key = api_key
         self.limits = limits or HttpLimits()
         self.connections: set[socket.socket] = set()
+        self.idle_since: dict[socket.socket, float] = {}
+        """Connections waiting for their next request, and since when (monotonic seconds)."""
         self._connections_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(self.limits.max_connections)
         self._closing = threading.Event()
@@ -119,6 +127,7 @@ class JsonHTTPServer(ThreadingHTTPServer):
             if self._closing.is_set():  # `shutdown` must not wait for a slot
                 self.shutdown_request(request)
                 return
+            self._close_longest_idle()
         with self._connections_lock:
             self.connections.add(request)
         try:
@@ -133,6 +142,29 @@ class JsonHTTPServer(ThreadingHTTPServer):
         finally:
             self._slots.release()
 
+    def set_idle(self, connection: socket.socket, idle: bool) -> None:
+        """Mark `connection` as waiting for its next request (or not: a request has arrived)."""
+        with self._connections_lock:
+            if idle:
+                self.idle_since[connection] = time.monotonic()
+            else:
+                self.idle_since.pop(connection, None)
+
+    def _close_longest_idle(self) -> None:
+        """Close the connection idle the longest (its handler then ends and frees its slot)."""
+        with self._connections_lock:
+            if not self.idle_since:
+                return
+            connection = min(self.idle_since, key=self.idle_since.__getitem__)
+            del self.idle_since[connection]
+        try:
+            connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        logger.debug(
+            "all %d connection slots taken: closed the longest idle one", self.limits.max_connections
+        )
+
     def shutdown(self) -> None:
         self._closing.set()
         super().shutdown()
@@ -140,6 +172,7 @@ class JsonHTTPServer(ThreadingHTTPServer):
     def shutdown_request(self, request: Any) -> None:
         with self._connections_lock:
             self.connections.discard(request)
+            self.idle_since.pop(request, None)
         super().shutdown_request(request)
 
     def drop_connections(self) -> None:
@@ -166,6 +199,18 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection.settimeout(self.server.limits.timeout_s)  # every read and write of this client
+
+    def handle_one_request(self) -> None:
+        """Wait at most `idle_timeout_s` for the next request line (closable meanwhile), then serve it."""
+        self.server.set_idle(self.connection, True)
+        self.connection.settimeout(self.server.limits.idle_timeout_s)
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        """A request line arrived: the connection is busy, its reads and writes get `timeout_s`."""
+        self.server.set_idle(self.connection, False)
+        self.connection.settimeout(self.server.limits.timeout_s)
+        return super().parse_request()
 
     def __getattr__(self, name: str) -> Any:
         """`do_<METHOD>` for every method but GET and POST: a JSON 405 (http.server would send HTML 501)."""
