@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from selftaught import __version__, repro
@@ -35,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
-        return args.func(args) or 0
+        code = args.func(args) or 0
+        if argv is None:  # the `selftaught` command: the work is saved, so a Ctrl-C now must not
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupt the exit (atexit tracebacks)
+        return code
     except KeyboardInterrupt:
         print(
             "selftaught: interrupted; rerunning the same command resumes from the last checkpoint",
