@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from selftaught import repro_divpo
+from selftaught.repro import divpo as repro_divpo
 from selftaught.evals.sets import load_eval_set, persona_diversity
 from selftaught.presets import RECIPES
 from selftaught.rewards import registry
