@@ -3,6 +3,7 @@
     world_answer | math_answer | choice | exact_match | num_tokens    a function of `rewards/`
     persona_valid                                                    the tiny world's persona format check
     persona_json_valid                                               the persona task's JSON form (real models)
+    keywords_quality                                                 the tiny world's graded keywords task
     package.module:function                                          a user's function (TRL signature)
     reward_model:<dir>                                               a sequence-classification reward model
     judge:<template>@<n>                                             an LLM judge (`judge_model` + template)
@@ -25,6 +26,7 @@ from selftaught.rewards.choice import choice_reward
 from selftaught.rewards.math import math_answer_reward
 from selftaught.rewards.text import exact_match_reward, num_tokens_reward
 from selftaught.rewards.world import world_answer_reward
+from selftaught.world.keywords import keywords_quality
 from selftaught.world.persona import persona_json_valid, persona_valid
 
 REWARDS: dict[str, RewardFn] = {
@@ -35,6 +37,7 @@ REWARDS: dict[str, RewardFn] = {
     "num_tokens": num_tokens_reward,
     "persona_valid": persona_valid,
     "persona_json_valid": persona_json_valid,
+    "keywords_quality": keywords_quality,
 }
 """Built-in rewards by name."""
 REWARD_MODEL_PREFIX = "reward_model:"

@@ -10,12 +10,17 @@
                             `persona`; reward `persona_valid`), for DivPO's online loop
     world:persona-json-prompts  the same task as a raw-text JSON prompt for real models (reward
                             `persona_json_valid`)
+    world:keywords-sft      keywords conversations: `Keywords for a story about the <topic>.` -> five
+                            words (Zipf-skewed, 10% malformed; `world.keywords`), DivPO's graded seed model
+    world:keywords-prompts  the four topics' instructions in turn as prompt-only records (ids
+                            `keywords-<i>`, task `keywords`, a `topic` column; reward `keywords_quality`)
 
 `<split>` is `train` (default), `valid` or `test`. Each builder takes the keyword options it
 documents; `world_records` passes each builder the options it accepts, so a recipe hands over its
 data config's fields without knowing which source it reads (`num` is what a recipe calls
 `num_examples`, `num_pairs`, `num_prompts` or `pool_size`). Records use the TRL vocabulary, so the
-same code path reads a world source and a user's file. The persona sources have a train split only.
+same code path reads a world source and a user's file. The persona and keywords sources have a train
+split only.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 
 from selftaught.world.arith import Problem, sample_problems, sample_sft_examples, solve, to_prompt
 from selftaught.world.judge_pairs import sample_judge_pairs, to_preference_record
+from selftaught.world.keywords import keywords_conversations, keywords_prompts
 from selftaught.world.persona import persona_conversations, persona_json_prompts, persona_prompts
 
 PREFIX = "world:"
@@ -167,6 +173,25 @@ def persona_prompt_records(*, split: str = "train", num: int = 512) -> list[dict
     return persona_prompts(num)
 
 
+KEYWORDS_HINT = "(evaluate by sampling the topics' instructions: `world.keywords.keywords_stats`)"
+
+
+def keywords_sft_records(
+    *, split: str = "train", num: int = 20_000, seed: int = 0, malformed: float = 0.1
+) -> list[dict[str, Any]]:
+    """`num` keywords conversations (`messages`: a uniform topic's instruction, then five sampled words),
+    a share `malformed` of them broken; a pure function of `seed`."""
+    _train_only("keywords-sft", split, KEYWORDS_HINT)
+    return keywords_conversations(num, seed, malformed)
+
+
+def keywords_prompt_records(*, split: str = "train", num: int = 512) -> list[dict[str, Any]]:
+    """`num` prompt-only records cycling over the topics (`id` `keywords-<i>`, `prompt` the instruction,
+    `task` `keywords`, `topic`), so an online pool of `num` prompts holds each topic about `num` / 4 times."""
+    _train_only("keywords-prompts", split, KEYWORDS_HINT)
+    return keywords_prompts(num)
+
+
 WORLD_SOURCES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "sft": sft_records,
     "prompts": prompt_records,
@@ -175,6 +200,8 @@ WORLD_SOURCES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "persona-sft": persona_sft_records,
     "persona-prompts": persona_prompt_records,
     "persona-json-prompts": persona_json_prompt_records,
+    "keywords-sft": keywords_sft_records,
+    "keywords-prompts": keywords_prompt_records,
 }
 
 
