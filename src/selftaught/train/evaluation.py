@@ -4,6 +4,8 @@
   standard error and per-level accuracy (`selftaught.evals`).
 - `world:persona`: validity of `per_level` samples as the accuracy, and their diversity (per-slot
   unique ratios, entropies, head shares, mean token NLL) as `val_<name>`.
+- `world:keywords`: validity as the accuracy, and quality and per-topic word diversity (unique 1-grams
+  per pool of 16, 1-gram entropy, head word share, compression ratio, mean token NLL) as `val_<name>`.
 - a preference file (`prompt` / `chosen` / `rejected`): preference accuracy, the share of pairs whose
   chosen response has the higher summed log-probability under the policy, and the mean margin.
 - a conversation file (`messages`, or `prompt` + `completion`): held-out loss per trained token.
