@@ -9,12 +9,13 @@ from dataclasses import replace
 
 import pytest
 
-from selftaught.repro import divpo as repro_divpo
-from selftaught.evals.sets import load_eval_set, persona_diversity
+from selftaught.evals.sets import keywords_diversity, load_eval_set, persona_diversity
 from selftaught.presets import RECIPES
+from selftaught.repro import divpo as repro_divpo
 from selftaught.rewards import registry
 from selftaught.runlog import read_metrics
 from selftaught.types import Completion
+from selftaught.world.keywords import TOPICS, instruction, word_scores
 from selftaught.world.persona import VALUES
 
 DIVPO = RECIPES["divpo"]
@@ -60,6 +61,74 @@ def test_the_persona_eval_set_scores_validity_and_pool_diversity():
     assert metrics["name_top1_share"] == 0.5 and metrics["mean_token_nll"] == 2.0
     assert eval_set.is_correct(eval_set.prompts[0], Completion("p", texts[0]))
     assert not eval_set.is_correct(eval_set.prompts[0], Completion("p", "junk"))
+
+
+def graded_stand_in(prompts, completions, topic, **columns):
+    """A stand-in for `keywords_quality` with graded values on a random-init model's output; it needs the
+    prompts' `topic` column."""
+    assert all(t in TOPICS for t in topic), topic
+    return [len(c[0]["content"]) % 5 / 4 for c in completions]
+
+
+def test_divpo_tiny_keywords_trains_on_graded_rewards_and_logs_quality_and_diversity(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setitem(registry.REWARDS, "keywords_quality", graded_stand_in)
+    preset = DIVPO.preset("tiny-keywords")
+    assert preset.tasks[0].reward == "keywords_quality" and preset.tasks[0].divpo.rho == 0.3
+    assert preset.tasks[0].divpo.criterion == "probability" and preset.model == "tiny-world-keywords"
+    assert (preset.rollouts.num_prompts, preset.rollouts.samples_per_prompt, preset.num_steps) == (
+        32,
+        16,
+        100,
+    )
+    assert preset.eval.data == "world:keywords" and preset.eval.per_level == 1000
+    cfg = replace(
+        preset,
+        model=tiny_model_dir,
+        out_dir=str(tmp_path / "run"),
+        num_steps=2,
+        rollouts=replace(preset.rollouts, num_prompts=4, samples_per_prompt=4),
+        eval=replace(preset.eval, per_level=16, every=1),
+    )
+    DIVPO.run(cfg)
+    rows = read_metrics(cfg.out_dir)
+    steps = [r for r in rows if "num_pairs" in r]
+    assert len(steps) == 2 and sum(r["num_pairs"] for r in steps) > 0
+    assert all(math.isfinite(r["loss"]) for r in steps)
+    validations = [r for r in rows if "val_quality" in r]
+    assert [r["step"] for r in validations] == [0, 1, 2]
+    for key in ("val_validity", "val_entropy_1gram_bits", "val_unique_1grams", "val_head_word_share"):
+        assert key in validations[-1]
+
+
+def test_the_keywords_eval_set_cycles_topics_and_scores_per_topic_diversity():
+    eval_set = load_eval_set("world:keywords", per_level=8)
+    assert [p.messages[-1]["content"] for p in eval_set.prompts] == [instruction(t) for t in TOPICS] * 2
+    assert [p.meta["topic"] for p in eval_set.prompts] == list(TOPICS) * 2
+    top = [w for w, s in word_scores()["sea"].items() if s == 1.0][:6]
+    a, b = " ".join(top[:5]), " ".join(top[1:])
+    ids = {t: [p.id for p in eval_set.prompts if p.meta["topic"] == t] for t in TOPICS}
+    completions = [
+        Completion(ids["sea"][0], a, logprobs=[-1.0, -3.0]),
+        Completion(ids["sea"][1], b, logprobs=[-2.0]),
+    ]
+    completions += [Completion(ids[t][i], "junk", logprobs=[-2.0]) for t in TOPICS[2:] for i in range(2)]
+    completions += [Completion(ids["forest"][i], a, logprobs=[-2.0]) for i in range(2)]
+    metrics = eval_set.diversity(completions)
+    assert metrics["validity"] == 0.5 and metrics["num_samples"] == 8
+    assert metrics["quality"] == pytest.approx((1 + 1 + 2 * _quality(a, "forest")) / 8)
+    assert metrics["unique_1grams"] == pytest.approx((6 + 5 + 0 + 0) / 4)  # pools of 2 per topic
+    assert metrics["mean_token_nll"] == pytest.approx(18 / 9) and metrics["compression_ratio"] > 0
+    assert eval_set.is_correct(eval_set.prompts[0], Completion("p", a))
+    assert not eval_set.is_correct(eval_set.prompts[0], Completion("p", "junk"))
+    assert (
+        keywords_diversity(completions[:2], {c.prompt_id: "sea" for c in completions[:2]})["top_share"] == 1.0
+    )
+
+
+def _quality(text, topic):
+    return sum(word_scores()[topic][w] for w in text.split()) / 5
 
 
 def test_the_table_reports_each_arm_over_seeds_and_a_rerun_reuses_the_runs(tiny_model_dir, tmp_path):

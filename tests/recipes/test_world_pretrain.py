@@ -5,7 +5,7 @@ import pytest
 from selftaught.models.io import MODEL_ALIASES
 from selftaught.presets import get_preset
 from selftaught.presets.world_pretrain import tiny_smoke as world_pretrain_smoke
-from selftaught.recipes import TINY_WORLD_PERSONA, world_pretrain
+from selftaught.recipes import TINY_WORLD_KEYWORDS, TINY_WORLD_PERSONA, world_pretrain
 from selftaught.recipes.world_pretrain import (
     PretrainTask,
     WorldPretrainConfig,
@@ -45,7 +45,12 @@ def test_the_default_student_keeps_its_cache_key():
     cfg.report_to = ["tensorboard"]
     assert student_fingerprint(cfg)[:12] == "8d58bb1e05f0"
     persona = get_preset("world-pretrain", "tiny-persona")
-    assert persona.task == PretrainTask.PERSONA and student_fingerprint(persona) != student_fingerprint(cfg)
+    assert persona.task == PretrainTask.PERSONA and student_fingerprint(persona)[:12] == "501dcbbb7bd7"
+    keywords = get_preset("world-pretrain", "tiny-keywords")
+    assert keywords.task == PretrainTask.KEYWORDS
+    assert len({student_fingerprint(c) for c in (cfg, persona, keywords)}) == 3
+    keywords.keywords_samples = 500  # a non-default sample count enters the key
+    assert student_fingerprint(keywords) != student_fingerprint(get_preset("world-pretrain", "tiny-keywords"))
 
 
 def test_persona_task_trains_a_few_steps_and_writes_a_model(tmp_path, monkeypatch):
@@ -68,6 +73,27 @@ def test_persona_task_trains_a_few_steps_and_writes_a_model(tmp_path, monkeypatc
     assert [r["step"] for r in records if "val_validity" in r] == [0, 2, 4, 5]  # sampled; no stop rule
     assert any("loss" in r for r in records) and not any("val_accuracy" in r for r in records)
     assert TINY_WORLD_PERSONA in MODEL_ALIASES
+
+
+def test_keywords_task_trains_a_few_steps_and_writes_a_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFTAUGHT_CACHE", str(tmp_path))
+    cfg = get_preset("world-pretrain", "tiny-keywords")
+    assert (cfg.num_steps, cfg.model, cfg.num_examples) == (600, "xs", 20_000)
+    cfg.num_steps = cfg.optim_steps = 5
+    cfg.optim.warmup_steps = 1
+    cfg.num_examples, cfg.keywords_samples, cfg.eval.every = 128, 32, 2
+    model_dir = pretrained_student(cfg, log=False)
+    assert model_dir.parent.name.startswith("keywords-student-")
+    assert (model_dir / "model.safetensors").exists() and (model_dir / "tokenizer.json").exists()
+    summary = json.loads((model_dir.parent / "summary.json").read_text())
+    assert summary["task"] == "keywords" and summary["steps"] == 5 and summary["num_samples"] == 32
+    assert summary["pool_size"] == 8  # 32 samples over 4 topics
+    assert 0 <= summary["validity"] <= 1 and 0 <= summary["quality"] <= 1
+    assert {"entropy_1gram_bits", "head_word_share", "unique_1grams", "top_share"} <= set(summary)
+    records = [json.loads(line) for line in (model_dir.parent / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_quality" in r] == [0, 2, 4, 5]  # sampled; no stop rule
+    assert any("loss" in r for r in records) and not any("val_accuracy" in r for r in records)
+    assert TINY_WORLD_KEYWORDS in MODEL_ALIASES
 
 
 def _with(cfg: WorldPretrainConfig, **changes) -> WorldPretrainConfig:

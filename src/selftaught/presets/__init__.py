@@ -67,7 +67,7 @@ RECIPES: dict[str, Recipe] = {
             summary="train the tiny-world base student from scratch (buggy teacher, accuracy-based stop)",
             module="selftaught.recipes.world_pretrain",
             config_name="WorldPretrainConfig",
-            presets=("tiny", "tiny-smoke", "tiny-persona"),
+            presets=("tiny", "tiny-smoke", "tiny-persona", "tiny-keywords"),
         ),
         Recipe(
             name="sft",
@@ -118,11 +118,11 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             name="divpo",
             summary="diversity-aware preference optimisation: online DPO on the most diverse good vs the "
-            "least diverse bad sample (persona task)",
+            "least diverse bad sample (persona and graded keywords tasks)",
             module="selftaught.recipes.online_rl",
             config_name="OnlineRLConfig",
             presets_name="divpo",
-            presets=("tiny", "tiny-smoke", "gemma3-270m"),
+            presets=("tiny", "tiny-smoke", "tiny-keywords", "gemma3-270m"),
             arms={  # papers_B §3.7: the same seed, steps, batch and lr; only the pair rule differs
                 "dpo": ("tasks[0].pair_rule=correct_vs_incorrect",),
                 "divpo-frequency": ("tasks[0].divpo.criterion=frequency",),

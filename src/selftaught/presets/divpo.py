@@ -1,5 +1,6 @@
 """divpo presets: online DPO with DivPO's pair rule on the tiny world's persona task (papers_B §3.7),
-and on Gemma 3 270M with a JSON persona prompt.
+on its graded keywords task (`tiny-keywords`: the rho of the quality pools matters there), and on
+Gemma 3 270M with a JSON persona prompt.
 
 `selftaught divpo` is the online-rl loop (`selftaught.recipes.online_rl`) with `pair_rule=divpo`:
 these presets only choose the seed model, the task and the pair rule's settings.
@@ -12,6 +13,7 @@ from selftaught.recipes.online_rl import OnlineRLConfig, RolloutConfig, TaskConf
 from selftaught.selection.diversity import Criterion, DivPOConfig, Units
 from selftaught.train.loop import EvalConfig
 from selftaught.train.optim import OptimConfig
+from selftaught.world.keywords import TASK as KEYWORDS
 from selftaught.world.persona import JSON_TASK
 
 PERSONA = "persona"
@@ -44,6 +46,35 @@ def tiny() -> OnlineRLConfig:
         ),
         optim=OptimConfig(lr=1e-4, eps=1e-8, schedule="constant"),
         eval=EvalConfig(data="world:persona", per_level=1000, temperature=1.0, every=50, seed=0),
+    )
+
+
+def tiny_keywords() -> OnlineRLConfig:
+    """Online DivPO of the keywords seed model (`tiny-world-keywords`) on the graded keywords task:
+    quality = mean word score in {0, 0.1, ..., 1} with many top outputs, pools by range with rho 0.3,
+    diversity by model probability (the paper's keyword-story setting); the `tiny` preset's online
+    settings (32 prompts x 16 samples, 100 steps, beta 0.1, lr 1e-4); validity, quality and word
+    diversity of 1000 samples at T = 1 every 50 steps. Sweep `tasks[0].divpo.rho` for the frontier;
+    `tasks[0].pair_rule=best_vs_worst` is online DPO."""
+    task = TaskConfig(
+        name=KEYWORDS,
+        reward="keywords_quality",
+        pair_rule="divpo",
+        divpo=DivPOConfig(criterion=Criterion.PROBABILITY, rho=0.3),
+    )
+    return OnlineRLConfig(
+        out_dir="runs/divpo-tiny-keywords",
+        model="tiny-world-keywords",
+        sync_every=1,
+        ref_sync_every=0,
+        num_steps=100,
+        beta=0.1,
+        tasks=[task],
+        rollouts=RolloutConfig(
+            prompts="world:keywords-prompts", num_prompts=32, samples_per_prompt=16, max_new_tokens=40
+        ),
+        optim=OptimConfig(lr=1e-4, eps=1e-8, schedule="constant"),
+        eval=EvalConfig(data="world:keywords", per_level=1000, temperature=1.0, every=50, seed=0),
     )
 
 

@@ -1,10 +1,14 @@
-"""world-pretrain presets: the tiny-world base student, and DivPO's persona seed model."""
+"""world-pretrain presets: the tiny-world base student, and DivPO's persona and keywords seed models."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from selftaught.recipes.world_pretrain import WorldPretrainConfig, persona_student_config
+from selftaught.recipes.world_pretrain import (
+    WorldPretrainConfig,
+    keywords_student_config,
+    persona_student_config,
+)
 from selftaught.train.loop import EvalConfig
 
 
@@ -17,6 +21,13 @@ def tiny_persona() -> WorldPretrainConfig:
     """DivPO's persona seed model (the `tiny-world-persona` alias): xs Llama, 600 steps of SFT on
     Zipf-skewed personas with 10% malformed; reports validity and slot diversity at T=1."""
     return persona_student_config()
+
+
+def tiny_keywords() -> WorldPretrainConfig:
+    """DivPO's graded keywords seed model (the `tiny-world-keywords` alias): xs Llama, 600 steps of SFT
+    on Zipf-skewed five-word keywords for four topics, 10% malformed; reports validity, quality and
+    word diversity at T=1."""
+    return keywords_student_config()
 
 
 def tiny_smoke() -> WorldPretrainConfig:

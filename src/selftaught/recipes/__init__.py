@@ -3,7 +3,8 @@
 A recipe module imports only layers below it, never another recipe; the table of recipes (names,
 presets, reproductions) lives in `selftaught.presets` (L7). Importing this package registers the
 `tiny-world` model alias, the student that the world-pretrain recipe trains on first use and caches,
-and `tiny-world-persona`, DivPO's persona seed model trained and cached the same way.
+and `tiny-world-persona` / `tiny-world-keywords`, DivPO's persona and keywords seed models trained and
+cached the same way.
 """
 
 from pathlib import Path
@@ -12,6 +13,7 @@ from selftaught.models.io import register_model_alias
 
 TINY_WORLD = "tiny-world"
 TINY_WORLD_PERSONA = "tiny-world-persona"
+TINY_WORLD_KEYWORDS = "tiny-world-keywords"
 
 
 def _tiny_world_student() -> Path:
@@ -38,4 +40,18 @@ register_model_alias(
     "DivPO's persona seed model: an xs Llama trained on `Make a persona.` -> `name city job` "
     "(`selftaught world pretrain --preset tiny-persona`) on first use, then cached",
     _tiny_world_persona_student,
+)
+
+
+def _tiny_world_keywords_student() -> Path:
+    from selftaught.recipes.world_pretrain import pretrained_keywords_student
+
+    return pretrained_keywords_student()
+
+
+register_model_alias(
+    TINY_WORLD_KEYWORDS,
+    "DivPO's graded keywords seed model: an xs Llama trained on `Keywords for a story about the <topic>.` "
+    "-> five words (`selftaught world pretrain --preset tiny-keywords`) on first use, then cached",
+    _tiny_world_keywords_student,
 )

@@ -20,10 +20,15 @@ same tokenizer and model, SFT on `Make a persona.` -> `name city job` conversati
 values, 10% malformed) for a fixed `num_steps` (no stop rule: the goal is to reproduce the skewed data,
 not to reach an accuracy); validation and the final summary sample the instruction at T=1 and report
 validity and per-slot diversity (`persona_stats`; the summary over `persona_samples` samples).
+`task=keywords` trains the seed model of DivPO's graded variant the same way (`selftaught.world.keywords`:
+`Keywords for a story about the <topic>.` -> five words, Zipf-skewed, 10% malformed); validation and the
+summary (`keywords_samples` samples, the four topics in turn) report validity, quality and per-topic word
+diversity (`keywords_stats`).
 
 CPU:  selftaught world pretrain                      (about 2-5 minutes)
       selftaught world pretrain seed=1 bug=0.0       (a clean teacher)
       selftaught world pretrain --preset tiny-persona  (the persona seed model, about 1-2 minutes)
+      selftaught world pretrain --preset tiny-keywords (the keywords seed model, about 1-2 minutes)
 """
 
 from __future__ import annotations
@@ -55,8 +60,9 @@ from selftaught.train.optim import OptimConfig, build_optimizer, build_scheduler
 from selftaught.train.supervised import train_supervised
 from selftaught.types import Prompt, StrEnum
 from selftaught.world.arith import check_strategy_weights
+from selftaught.world.keywords import keywords_prompts, keywords_stats, largest_pool
 from selftaught.world.persona import INSTRUCTION, TASK, persona_stats
-from selftaught.world.sources import persona_sft_records, sft_records
+from selftaught.world.sources import keywords_sft_records, persona_sft_records, sft_records
 from selftaught.world.tokenizer import build_tokenizer
 
 
@@ -65,6 +71,8 @@ class PretrainTask(StrEnum):
     """Arithmetic with a buggy teacher; stop on greedy valid accuracy (the `tiny-world` student)."""
     PERSONA = "persona"
     """DivPO's persona world (`world.persona`); a fixed number of steps (`tiny-world-persona`)."""
+    KEYWORDS = "keywords"
+    """DivPO's graded keywords task (`world.keywords`); a fixed number of steps (`tiny-world-keywords`)."""
 
 
 @dataclass
@@ -80,8 +88,9 @@ class WorldPretrainConfig(RunConfig):
     """Greedy valid accuracy for the stop rule (`eval.every`); the final test uses `test_per_level`."""
     checkpoint_every: int = 0
     task: PretrainTask = PretrainTask.ARITH
-    """What the student learns: `arith` (the fields from `levels` to `stop_accuracy` apply) or
-    `persona` (`num_examples`, `batch_size`, `optim*`, `persona_samples` apply; no stop rule)."""
+    """What the student learns: `arith` (the fields from `levels` to `stop_accuracy` apply), `persona`
+    or `keywords` (`num_examples`, `batch_size`, `optim*`, `persona_samples` / `keywords_samples` apply;
+    no stop rule)."""
     vocab_size: int = 320
     """BPE vocabulary size of the world tokenizer."""
     levels: list[int] = field(default_factory=lambda: [1, 2, 3])
@@ -110,6 +119,8 @@ class WorldPretrainConfig(RunConfig):
     """Stop once greedy valid accuracy (mean over levels) reaches this."""
     persona_samples: int = 1000
     """task=persona: samples of the instruction (T=1) in the final summary; validation draws 256."""
+    keywords_samples: int = 1000
+    """task=keywords: samples (T=1, the topics in turn) in the final summary; validation draws 256."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -122,6 +133,7 @@ class WorldPretrainConfig(RunConfig):
         )
         check(self.optim_steps >= 1, "optim_steps", ">= 1", self.optim_steps)
         check(self.persona_samples >= 1, "persona_samples", ">= 1", self.persona_samples)
+        check(self.keywords_samples >= 1, "keywords_samples", ">= 1", self.keywords_samples)
         check_levels(self.levels, "levels")
         check(0 <= self.bug <= 1, "bug", "a probability in [0, 1]", self.bug)
         check_strategy_weights(self.strategy_weights)
@@ -143,10 +155,10 @@ def run(cfg: WorldPretrainConfig) -> dict[str, Any]:
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.optim_steps)
     step_batches = partial(epoch_batch, examples, cfg, tokenizer.pad_token_id)
-    persona = cfg.task == PretrainTask.PERSONA
-    validate = partial(valid_persona_stats if persona else valid_accuracy, model, tokenizer, cfg)
-    stop = None if persona else lambda val: val["val_accuracy"] >= cfg.stop_accuracy
-    summarize = persona_summary if persona else test_summary
+    validate = partial(VALIDATE[cfg.task], model, tokenizer, cfg)
+    arith = cfg.task == PretrainTask.ARITH
+    stop = (lambda val: val["val_accuracy"] >= cfg.stop_accuracy) if arith else None
+    summarize = SUMMARIZE[cfg.task]
     start = time.perf_counter()
     with RunLog(cfg.out_dir, cfg) as run_log:
         run_log.info(
@@ -172,9 +184,11 @@ def run(cfg: WorldPretrainConfig) -> dict[str, Any]:
 
 
 def training_records(cfg: WorldPretrainConfig) -> list[dict[str, Any]]:
-    """The SFT conversations of the pool: the buggy teacher's solutions, or sampled personas."""
+    """The SFT conversations of the pool: the buggy teacher's solutions, sampled personas or keywords."""
     if cfg.task == PretrainTask.PERSONA:
         return persona_sft_records(num=cfg.num_examples, seed=cfg.seed)
+    if cfg.task == PretrainTask.KEYWORDS:
+        return keywords_sft_records(num=cfg.num_examples, seed=cfg.seed)
     return sft_records(
         num=cfg.num_examples,
         levels=cfg.levels,
@@ -191,6 +205,13 @@ def summary_line(summary: dict[str, Any]) -> str:
             for slot in ("name", "city", "job")
         )
         return f"persona validity {summary['validity']:.3f} at T=1 ({slots}) after {summary['steps']} steps"
+    if summary.get("task") == PretrainTask.KEYWORDS:
+        return (
+            f"keywords validity {summary['validity']:.3f}, quality {summary['quality']:.3f} at T=1 (head word "
+            f"share {summary['head_word_share']:.2f}, 1-gram entropy {summary['entropy_1gram_bits']:.2f} bits, "
+            f"{summary['unique_1grams']:.1f} unique words per pool of {summary['pool_size']}) after "
+            f"{summary['steps']} steps"
+        )
     return (
         f"test accuracy {summary['test_accuracy']:.3f} +- {summary['test_stderr']:.3f} after "
         f"{summary['steps']} steps"
@@ -256,6 +277,57 @@ def persona_summary(model: Any, tokenizer: Any, cfg: WorldPretrainConfig, steps:
     }
 
 
+KEYWORDS_MAX_NEW_TOKENS = 48
+"""Longer than any keywords output the data holds (six words of at most 7 tokens with their space)."""
+
+
+def sample_keywords_from(
+    model: Any, tokenizer: Any, num: int, *, temperature: float = 1.0, seed: int = 0
+) -> tuple[list[str], list[str]]:
+    """`num` samples of the keywords prompts (the topics in turn) from `model`, and their topics."""
+    engine = HFEngine(model, tokenizer, batch_size=512)
+    records = keywords_prompts(num)
+    prompts = [Prompt(id=r["id"], messages=r["prompt"], task=r["task"]) for r in records]
+    sampling = SamplingParams(temperature=temperature, max_new_tokens=KEYWORDS_MAX_NEW_TOKENS, seed=seed)
+    return [cs[0].text for cs in engine.generate(prompts, sampling)], [r["topic"] for r in records]
+
+
+def valid_keywords_stats(model: Any, tokenizer: Any, cfg: WorldPretrainConfig) -> dict[str, float]:
+    """Validity, quality and word diversity of `PERSONA_VALID_SAMPLES` samples at T=1 (`val_*` metrics)."""
+    texts, topics = sample_keywords_from(model, tokenizer, PERSONA_VALID_SAMPLES, seed=cfg.seed)
+    model.train()
+    stats = keywords_stats(texts, topics, pool_size=largest_pool(topics))
+    return {f"val_{key}": value for key, value in stats.items() if key != "num_samples"}
+
+
+def keywords_summary(
+    model: Any, tokenizer: Any, cfg: WorldPretrainConfig, steps: int, seconds: float
+) -> dict:
+    """`keywords_stats` of `keywords_samples` samples at T=1, unique words in pools of up to 16."""
+    texts, topics = sample_keywords_from(model, tokenizer, cfg.keywords_samples, seed=cfg.seed + 1)
+    pool_size = largest_pool(topics)
+    return {
+        "task": str(PretrainTask.KEYWORDS),
+        "steps": steps,
+        "train_seconds": round(seconds, 1),
+        "temperature": 1.0,
+        "pool_size": pool_size,
+        **keywords_stats(texts, topics, pool_size=pool_size),
+    }
+
+
+VALIDATE = {
+    PretrainTask.ARITH: valid_accuracy,
+    PretrainTask.PERSONA: valid_persona_stats,
+    PretrainTask.KEYWORDS: valid_keywords_stats,
+}
+SUMMARIZE = {
+    PretrainTask.ARITH: test_summary,
+    PretrainTask.PERSONA: persona_summary,
+    PretrainTask.KEYWORDS: keywords_summary,
+}
+
+
 def epoch_batch(examples: list[Example], cfg: WorldPretrainConfig, pad_id: int, step: int) -> list[Batch]:
     """The batch of step `step` (1-based): epochs of the pool reshuffled by one `Random(seed)` stream,
     each cut into whole batches (a pure function of the step)."""
@@ -290,9 +362,10 @@ def pretrained_student(cfg: WorldPretrainConfig | None = None, *, log: bool = Tr
     return out_dir / "model"
 
 
-FINGERPRINT_DEFAULTS: dict[str, Any] = {"task": "arith", "persona_samples": 1000}
+FINGERPRINT_DEFAULTS: dict[str, Any] = {"task": "arith", "persona_samples": 1000, "keywords_samples": 1000}
 """Fields added after the first students were cached: they enter the fingerprint only when set to
-something else, so the default student keeps its cache directory (`student-8d58bb1e05f0`)."""
+something else, so the default student keeps its cache directory (`student-8d58bb1e05f0`), and the
+persona student its own (`persona-student-501dcbbb7bd7`)."""
 NOT_FINGERPRINTED = ("out_dir", "report_to")
 """Settings that do not change the trained student."""
 
@@ -325,6 +398,20 @@ def persona_student_config() -> WorldPretrainConfig:
 def pretrained_persona_student(*, log: bool = True) -> Path:
     """Path of the cached persona seed model (`persona_student_config`), trained on first use."""
     return pretrained_student(persona_student_config(), log=log)
+
+
+def keywords_student_config() -> WorldPretrainConfig:
+    """The seed model of DivPO's graded keywords task (`tiny-world-keywords`, preset `tiny-keywords`):
+    the persona student's recipe (xs Llama, 20,000 conversations, 600 steps of 64 at lr 3e-3) on
+    keywords conversations."""
+    return replace(
+        persona_student_config(), out_dir="runs/world-pretrain-keywords", task=PretrainTask.KEYWORDS
+    )
+
+
+def pretrained_keywords_student(*, log: bool = True) -> Path:
+    """Path of the cached keywords seed model (`keywords_student_config`), trained on first use."""
+    return pretrained_student(keywords_student_config(), log=log)
 
 
 def _train_student(cfg: WorldPretrainConfig, out_dir: Path, log: bool) -> dict[str, Any]:
