@@ -250,9 +250,13 @@ def persona_prompts(num: int) -> list[dict[str, Any]]:
 JSON_TASK = "persona_json"
 JSON_KEYS = ("name", "city", "occupation")
 JSON_PROMPT = (
-    'A random person, described as one line of JSON with the keys "name", "city" and "occupation".\nPerson:'
+    'Random people, each described as one line of JSON with the keys "name", "city" and "occupation".\n'
+    '{"name": "Maria", "city": "Lisbon", "occupation": "teacher"}\n'
+    '{"name": "Kenji", "city": "Osaka", "occupation": "engineer"}\n'
 )
-"""The raw-text prompt of the JSON form (base models continue it; the completion stops at a newline)."""
+"""The raw-text prompt of the JSON form: two examples, which a base model continues with a third line
+(the completion stops at the newline). Without them Gemma 3 270M base wrote 0 valid lines of 16; with
+them 13 of 16."""
 
 
 def parse_persona_json(text: str) -> dict[str, str] | None:
