@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from selftaught.config import apply_overrides
 from selftaught.evals.sets import keywords_diversity, load_eval_set, persona_diversity
 from selftaught.presets import RECIPES
 from selftaught.repro import divpo as repro_divpo
@@ -182,3 +183,34 @@ def test_gemma_divpo_preset_trains_on_json_personas(tmp_path, monkeypatch):
     assert [r["step"] for r in validations] == [0, 3]
     assert all(0 <= r["val_occupation_unique_ratio"] <= 1 for r in validations)
     assert (out / "model" / "adapter_model.safetensors").is_file() or (out / "model").is_dir()
+
+
+def test_the_keywords_study_sweeps_rho_with_its_own_columns(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(
+        registry.REWARDS,
+        "keywords_quality",
+        lambda prompts, completions, **c: [len(x[0]["content"]) % 3 / 2 for x in completions],
+    )
+    study = repro_divpo.KEYWORDS
+    for arm, overrides in study.arms.items():  # each arm is a valid override of the preset
+        assert apply_overrides(DIVPO.preset(study.preset), list(overrides)) is not None, arm
+    smoke = DIVPO.preset("tiny-smoke")
+    table = repro_divpo.divpo_table(
+        str(tmp_path / "kw"),
+        seeds=[0],
+        arms=["dpo", "divpo-rho-0.3"],
+        num_steps=2,
+        num_samples=16,
+        betas=[],
+        temperatures=[],
+        overrides={
+            "model": tiny_model_dir,
+            "rollouts": replace(smoke.rollouts, prompts="world:keywords-prompts"),
+        },
+        study=study,
+    )
+    assert "| arm | quality | unique_1grams | entropy_1gram_bits | head_word_share | validity |" in table
+    done = json.loads((tmp_path / "kw" / "divpo-rho-0.3" / "seed-0" / "done.json").read_text())["result"]
+    assert re.search(rf"\| divpo-rho-0.3 \| {done['final']['quality']:.3f} \+- 0.000 \|", table)
+    config = (tmp_path / "kw" / "divpo-rho-0.3" / "seed-0" / "config.yaml").read_text()
+    assert "rho: 0.3" in config and "pair_rule: divpo" in config
