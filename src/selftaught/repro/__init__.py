@@ -35,10 +35,10 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from selftaught.repro import divpo as repro_divpo
 from selftaught.config import apply_overrides, to_dict
 from selftaught.data.shards import compute_fingerprint, run_once
 from selftaught.presets import RECIPES
+from selftaught.repro import divpo as repro_divpo
 from selftaught.runlog import read_metrics
 
 if TYPE_CHECKING:
@@ -239,8 +239,8 @@ def selection_table(cfg: OnlineRLConfig, per_level: int) -> str:
 
 
 def add_parser(sub: Any) -> None:
-    """`selftaught repro online-rl`, `selftaught repro online-rl-length` and `selftaught repro divpo`
-    (`selftaught.repro.divpo`)."""
+    """`selftaught repro online-rl`, `selftaught repro online-rl-length`, and `repro divpo` and
+    `repro divpo-keywords` (`selftaught.repro.divpo`)."""
     repro = sub.add_parser("repro", help="reproduce a paper's claim in the tiny world")
     commands = repro.add_subparsers(metavar="COMMAND", required=True)
     table = commands.add_parser("online-rl", help="offline vs semi-online vs online DPO vs GRPO, over seeds")
