@@ -49,6 +49,7 @@ def recipe_config(recipe: str, preset: str, config_path: str | None, overrides: 
         raise ValueError(
             f"give --config or --preset, not both (got --config {config_path} --preset {preset})"
         )
+    cfg: Any
     if config_path:
         if not read_config_text(config_path).strip():
             raise ValueError(f"--config {config_path} is empty; pass a config written by --print-config")

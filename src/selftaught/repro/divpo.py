@@ -111,14 +111,12 @@ def temperature_point(
     out_dir: str, base: OnlineRLConfig, temperature: float, metrics: tuple[str, ...] = PERSONA.metrics
 ) -> dict[str, float]:
     """The seed model's metrics on the base's validation set at `temperature` (cached in `out_dir`)."""
-    settings = {
-        "model": base.model,
-        "data": base.eval.data,
-        "temperature": temperature,
-        "num_samples": base.eval.per_level,
-        "metrics": list(metrics),
-    }
-    return run_once(out_dir, compute_fingerprint(settings), partial(_sample_stats, **settings))
+    model, data, num_samples = base.model, base.eval.data, base.eval.per_level
+    settings = {"model": model, "data": data, "temperature": temperature, "num_samples": num_samples}
+    fingerprint = compute_fingerprint({**settings, "metrics": list(metrics)})
+    return run_once(
+        out_dir, fingerprint, partial(_sample_stats, model, data, temperature, num_samples, list(metrics))
+    )
 
 
 def _sample_stats(

@@ -271,8 +271,9 @@ def divpo_pairs(
             raise ValueError("divpo_pairs needs a score criterion or a judge")
         values = score(prompt, [completions[i] for i in scored])
         diversity = dict(zip(scored, values, strict=True))
-        chosen = _pick(good, lambda i: (diversity[i], rewards[i]), rng)
-        rejected = _pick(bad, lambda i: (-diversity[i], -rewards[i]), rng)  # type: ignore[operator]
+        reward = {i: float(rewards[i] or 0.0) for i in scored}  # pools hold scored samples only
+        chosen = _pick(good, lambda i: (diversity[i], reward[i]), rng)
+        rejected = _pick(bad, lambda i: (-diversity[i], -reward[i]), rng)
     if chosen == rejected or completions[chosen].text == completions[rejected].text:
         return GroupPairs(num_unscored=num_unscored, skip_reason=SkipReason.SAME_RESPONSE)
     meta = {

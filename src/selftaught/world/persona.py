@@ -165,7 +165,7 @@ def parse_persona(text: str) -> dict[str, str] | None:
     return dict(zip(SLOTS, words, strict=True))
 
 
-def persona_valid(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
+def persona_valid(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float | None]:
     """TRL-signature reward: 1.0 when the completion parses as a persona (`parse_persona`), else 0.0.
     A completion is a string or a list of chat messages (the last one's content is scored).
 
@@ -279,7 +279,7 @@ def parse_persona_json(text: str) -> dict[str, str] | None:
     return {key: value[key].strip() for key in JSON_KEYS}
 
 
-def persona_json_valid(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
+def persona_json_valid(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float | None]:
     """TRL-signature reward: 1.0 when the completion is a JSON persona (`parse_persona_json`), else 0.0."""
     return [float(parse_persona_json(_text(completion)) is not None) for completion in completions]
 
