@@ -110,6 +110,32 @@ def test_logprobs_equal_teacher_forced(any_model, tokenizer, prompts, sampling):
             torch.testing.assert_close(torch.tensor(completion.logprobs), expected, atol=1e-4, rtol=0)
 
 
+def test_top_logprobs_are_the_teacher_forced_top_k(model, tokenizer, prompts):
+    """The k alternatives per step are the top k of the teacher-forced log-softmax, most likely first;
+    the sampled token's own logprob is unchanged by asking for them."""
+    add_eos_bias(model, tokenizer.eos_token_id, 3.0)  # rows finish at different steps
+    engine = HFEngine(model, tokenizer, batch_size=3)
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=8, n=2, seed=5)
+    plain = engine.generate(prompts, sampling)
+    results = engine.generate(prompts, SamplingParams(**{**sampling.__dict__, "top_logprobs": 3}))
+    for prompt, completions, plain_completions in zip(prompts, results, plain, strict=True):
+        for completion, plain_completion in zip(completions, plain_completions, strict=True):
+            assert completion.token_ids == plain_completion.token_ids
+            assert completion.logprobs == plain_completion.logprobs
+            prompt_ids = engine.encode_prompt(prompt)
+            input_ids = torch.tensor([prompt_ids + completion.token_ids])
+            with torch.no_grad():
+                logits = model(input_ids=input_ids).logits[0].float()
+            expected = logits[len(prompt_ids) - 1 : -1].log_softmax(-1).topk(3, dim=-1)  # [T, 3]
+            top = completion.meta["top_logprobs"]
+            assert len(top) == len(completion.token_ids)
+            assert [[i for i, _ in step] for step in top] == expected.indices.tolist()
+            got = torch.tensor([[lp for _, lp in step] for step in top])
+            torch.testing.assert_close(got, expected.values, atol=1e-4, rtol=0)
+            assert completion.meta["sample_index"] in (0, 1)
+    assert "top_logprobs" not in plain[0][0].meta
+
+
 def test_greedy_is_independent_of_padding_and_batching(any_model, tokenizer, prompts):
     model = any_model
     engine = HFEngine(model, tokenizer)

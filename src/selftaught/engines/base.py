@@ -31,6 +31,10 @@ class SamplingParams:
     """Stop strings: generation of a sequence ends at the first one, which is cut from the text."""
     seed: int = 0
     """Seed of the sampling randomness; same seed, prompts and weights give the same samples."""
+    top_logprobs: int = 0
+    """Also return, per generated token, the `top_logprobs` most likely tokens and their logprobs under
+    the unprocessed distribution, in `Completion.meta["top_logprobs"]` as `[[token_id, logprob], ...]`
+    per token, most likely first. Only engines with `supports_top_logprobs` (`HFEngine`) compute them."""
     per_prompt_seeds: bool = False
     """Sample j of prompt p draws its randomness from its own stream, keyed by `(seed, p.id, j)`
     (`sample_key`): a prompt's samples then do not depend on the other prompts of the call or on
@@ -43,6 +47,8 @@ class SamplingParams:
             raise ValueError(f"sampling.top_p must be in (0, 1], got {self.top_p}")
         if self.max_new_tokens < 1:
             raise ValueError(f"sampling.max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.top_logprobs < 0:
+            raise ValueError(f"sampling.top_logprobs must be >= 0, got {self.top_logprobs}")
         if self.n < 1:
             raise ValueError(f"sampling.n must be >= 1, got {self.n}")
         if any(not isinstance(s, str) or not s for s in self.stop):

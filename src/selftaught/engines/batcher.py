@@ -55,7 +55,7 @@ class _Job:
         """Jobs with equal keys can share one `generate` call (greedy ones whatever their seed)."""
         s = self.sampling
         seed = s.seed if self.seeded and s.temperature > 0 else None
-        return (s.temperature, s.top_p, s.max_new_tokens, tuple(s.stop), s.n, seed)
+        return (s.temperature, s.top_p, s.max_new_tokens, tuple(s.stop), s.n, s.top_logprobs, seed)
 
 
 class DynamicBatcher:
@@ -83,6 +83,11 @@ class DynamicBatcher:
                 raise BatcherClosed("the server is shutting down")
             self._queue.put(job)
         return job.future
+
+    @property
+    def queue_length(self) -> int:
+        """Requests submitted and not yet taken by the engine thread (approximate, as `Queue.qsize`)."""
+        return self._queue.qsize()
 
     def close(self) -> None:
         """Finish the requests already queued, then stop the engine thread (waits for it)."""

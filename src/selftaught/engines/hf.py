@@ -9,9 +9,10 @@ One micro-batch, step by step:
 1. Left-pad the distinct prompts of the batch; `position_ids` count real tokens only, so a prompt
    gets the same positions whatever it is batched with.
 2. Prefill them once into a `DynamicCache`, then copy each prompt's cache to its `n` sample rows.
-3. Per step: fp32 log-softmax of the last logits (the logprobs), pick the next token (argmax at
-   temperature 0, else temperature + nucleus sampling from a seeded `torch.Generator`), and mark
-   rows that produced EOS, completed a stop string or used up their token budget.
+3. Per step: fp32 log-softmax of the last logits (the logprobs; with `sampling.top_logprobs = k`
+   also its k largest entries, the alternatives), pick the next token (argmax at temperature 0,
+   else temperature + nucleus sampling from a seeded `torch.Generator`), and mark rows that
+   produced EOS, completed a stop string or used up their token budget.
 4. Drop finished rows from the batch and the cache; stop when no row is left.
 
 `generate_cancellable` (the server's path) also drops the rows of prompts whose client hung up, every
@@ -54,6 +55,9 @@ class HFEngine:
     characters past the stop string), or after `max_new_tokens` ("length"; fewer when the prompt
     plus `max_new_tokens` would pass the model's `max_position_embeddings`).
     """
+
+    supports_top_logprobs = True
+    """Computes `SamplingParams.top_logprobs` (`selftaught serve` checks it)."""
 
     def __init__(
         self,
@@ -139,7 +143,7 @@ class HFEngine:
                             [prompt_ids[i] for i, _ in batch], sampling, generator, keys, rows_cancelled
                         )
                     for (i, j), completion in zip(batch, completions, strict=True):
-                        completion.meta = {"sample_index": j, "seed": sampling.seed}
+                        completion.meta = {"sample_index": j, "seed": sampling.seed, **completion.meta}
                         results[i].append(completion)
         finally:
             self.model.train(was_training)
@@ -232,6 +236,10 @@ class HFEngine:
             aborted=torch.zeros(len(prompt_ids), dtype=torch.bool, device=device),
             keys=None if keys is None else torch.tensor(keys, dtype=torch.long, device=device),
         )
+        if sampling.top_logprobs:
+            k = min(sampling.top_logprobs, logits.shape[-1])
+            state.top_ids = torch.zeros(len(prompt_ids), max_new_tokens, k, dtype=torch.long, device=device)
+            state.top_logps = torch.zeros(len(prompt_ids), max_new_tokens, k, device=device)
         self._decode(state, logits[row_to_unique], cache, sampling, generator, rows_cancelled)
         return self._completions(state, sampling.stop)
 
@@ -252,6 +260,10 @@ class HFEngine:
             next_tokens, next_logps = sample_next_tokens(logits, sampling, generator, keys, step)  # [A], [A]
             state.tokens[state.active, step] = next_tokens
             state.token_logps[state.active, step] = next_logps
+            if state.top_ids is not None and state.top_logps is not None:
+                top = logits.float().log_softmax(-1).topk(state.top_ids.shape[-1], dim=-1)  # [A, k]
+                state.top_ids[state.active, step] = top.indices
+                state.top_logps[state.active, step] = top.values
             stopped = torch.isin(next_tokens, eos_ids)
             if sampling.stop:
                 stopped |= self._completes_stop_string(state.tokens[state.active, : step + 1], sampling.stop)
@@ -303,7 +315,9 @@ class HFEngine:
             state.aborted.tolist(),
             strict=True,
         )
-        for tokens, logps, length, stopped, aborted in rows:
+        top_ids = None if state.top_ids is None else state.top_ids.tolist()
+        top_logps = None if state.top_logps is None else state.top_logps.tolist()
+        for row, (tokens, logps, length, stopped, aborted) in enumerate(rows):
             token_ids = tokens[:length]
             text = self._decode_text(token_ids)
             hit_positions = [text.find(s) for s in stop if s in text]
@@ -319,6 +333,11 @@ class HFEngine:
                     policy_version=self.policy_version,
                 )
             )
+            if top_ids is not None and top_logps is not None:
+                completions[-1].meta["top_logprobs"] = [
+                    [[i, lp] for i, lp in zip(ids, lps, strict=True)]
+                    for ids, lps in zip(top_ids[row][:length], top_logps[row][:length], strict=True)
+                ]
         return completions
 
     def _decode_text(self, token_ids: list[int]) -> str:
@@ -348,6 +367,8 @@ class _DecodeState:
     stopped: torch.Tensor  # [B] ended by EOS or a stop string (else by its token budget)
     aborted: torch.Tensor  # [B] stopped because its prompt was cancelled
     keys: torch.Tensor | None = None  # [B] per-sample random-stream keys (per_prompt_seeds), else None
+    top_ids: torch.Tensor | None = None  # [B, N, k] the k most likely tokens per step (top_logprobs)
+    top_logps: torch.Tensor | None = None  # [B, N, k] their logprobs
 
     def keep_rows(self, keep: torch.Tensor) -> None:
         """Keep only the active rows at indices `keep` [A']."""
