@@ -3,10 +3,18 @@ JSON answers, checks the bearer key, bounds what one client may ask, and can dro
 connection at once.
 
 It knows nothing of engines: a route is a function from a `Request` (the raw body, and a way to
-ask whether the client is still there) to a JSON-able dict (`engines/server.py` supplies them), and
-any `ApiError` it raises becomes an OpenAI-style error body.
-Every answer, refusals included, is JSON. One thread per connection, keep-alive (clients reuse
-connections), no TLS: bind to loopback or keep an API key on.
+ask whether the client is still there) to a JSON-able dict (`engines/server.py` supplies them), a
+`TextResponse` (e.g. Prometheus metrics) or an `EventStream` (server-sent events), and any
+`ApiError` it raises becomes an OpenAI-style error body. Every refusal is JSON. A dict or text
+answer is sent with a `Content-Length`; an event stream with `Transfer-Encoding: chunked`, one
+HTTP chunk per `data: ...` event, so the connection stays open for the next request. A stream
+whose client hangs up is closed (`close()` on its iterator), so the work behind it stops. One
+thread per connection, keep-alive (clients reuse connections), no TLS: bind to loopback or keep an
+API key on.
+
+Each answered request is reported to the server's `observer` (`endpoint, status, seconds`; the
+endpoint is the route's path, or "other" for unknown paths), which `engines/server.py` turns into
+`/metrics`.
 
 Order of checks, so that an unauthenticated or oversized request costs the server little: the key
 (from the headers; 401), the method and path (405, 404), the declared body size (411 without a
@@ -34,7 +42,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -54,8 +62,26 @@ class Request:
     """True once the client has closed its side of the connection: nobody will read the answer."""
 
 
-Route = Callable[[Request], dict[str, Any]]
-"""Answers a request: JSON body out (status 200); raises ApiError to refuse it."""
+@dataclass(frozen=True)
+class TextResponse:
+    """A non-JSON answer (status 200), sent with a Content-Length."""
+
+    body: bytes
+    content_type: str
+
+
+@dataclass
+class EventStream:
+    """Server-sent events (status 200): each item of `events` is sent as `data: <item>\n\n`."""
+
+    events: Iterator[str]
+
+
+Route = Callable[[Request], "dict[str, Any] | TextResponse | EventStream"]
+"""Answers a request (status 200); raises ApiError to refuse it."""
+
+Observer = Callable[[str, int, float], None]
+"""Told `(endpoint, status, seconds)` of every answered request."""
 
 DRAIN_LIMIT_BYTES = 64 * 1024
 """A refused request's body up to this size is read and dropped before closing (see the module doc)."""
@@ -109,8 +135,11 @@ class JsonHTTPServer(ThreadingHTTPServer):
         routes: Mapping[tuple[str, str], Route],
         api_key: str | None,
         limits: HttpLimits | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.routes = routes
+        self.observer = observer
+        self.paths = frozenset(path for _, path in routes)
         self.api_key = api_key
         self.limits = limits or HttpLimits()
         self.connections: set[socket.socket] = set()
@@ -204,13 +233,31 @@ class _Handler(BaseHTTPRequestHandler):
         """Wait at most `idle_timeout_s` for the next request line (closable meanwhile), then serve it."""
         self.server.set_idle(self.connection, True)
         self.connection.settimeout(self.server.limits.idle_timeout_s)
-        super().handle_one_request()
+        self._status: int | None = None
+        self._started = time.monotonic()  # reset when the request line arrives
+        try:
+            super().handle_one_request()
+        finally:
+            self._observe()
 
     def parse_request(self) -> bool:
         """A request line arrived: the connection is busy, its reads and writes get `timeout_s`."""
         self.server.set_idle(self.connection, False)
         self.connection.settimeout(self.server.limits.timeout_s)
+        self._started = time.monotonic()
         return super().parse_request()
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._status = code
+        super().send_response(code, message)
+
+    def _observe(self) -> None:
+        """Report the request just answered (if any) to the server's observer."""
+        observer, status = self.server.observer, self._status
+        if observer is None or status is None:
+            return
+        path = self.path.split("?")[0].rstrip("/")
+        observer(path if path in self.server.paths else "other", status, time.monotonic() - self._started)
 
     def __getattr__(self, name: str) -> Any:
         """`do_<METHOD>` for every method but GET and POST: a JSON 405 (http.server would send HTML 501)."""
@@ -245,7 +292,12 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             logger.exception("%s %s failed", self.command, self.path)
             status, response = 500, ApiError(500, INTERNAL_ERROR).body()
-        self._send_json(status, response)
+        if isinstance(response, EventStream):
+            self._send_events(response)
+        elif isinstance(response, TextResponse):
+            self._send_body(200, response.body, response.content_type)
+        else:
+            self._send_json(status, response)
 
     def _route(self) -> Route | None:
         """The route for this request, or None after refusing it (401, 405, 404)."""
@@ -334,9 +386,39 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(
         self, status: int, body: dict[str, Any], close: bool = False, headers: Mapping[str, str] | None = None
     ) -> None:
-        data = json.dumps(body).encode()
+        self._send_body(status, json.dumps(body).encode(), "application/json", close, headers)
+
+    def _send_events(self, stream: EventStream) -> None:
+        """Send `stream` as server-sent events in HTTP chunks; a failed write closes the stream's iterator."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for event in stream.events:
+                self._write_chunk(f"data: {event}\n\n".encode())
+            self._write_chunk(b"")  # the last chunk: the answer is complete
+        except DropConnection:
+            self.close_connection = True
+        finally:
+            close = getattr(stream.events, "close", None)
+            if close is not None:
+                close()
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+    def _send_body(
+        self,
+        status: int,
+        data: bytes,
+        content_type: str,
+        close: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
