@@ -36,7 +36,7 @@ def test_a_completion_request_is_raw_text_with_default_max_tokens():
     [
         ([], 400, "must be a JSON object"),
         (CHAT | {"model": "other"}, 404, "'other' is not served here"),
-        (CHAT | {"stream": True}, 400, "streaming is not supported"),
+        (CHAT | {"tools": [{"type": "function"}]}, 400, "`tools`: tool and function calling"),
         (CHAT | {"n": True}, 400, "`n` must be int, got true"),
         (CHAT | {"max_tokens": 0}, 400, "max_tokens must be >= 1"),
         ({"model": "m", "messages": [{"role": "bot", "content": "x"}]}, 400, "must be one of"),
@@ -90,3 +90,61 @@ def test_error_types_follow_openai():
     assert ApiError(403, "x").body()["error"]["type"] == "permission_error"
     assert ApiError(500, "x").body()["error"]["type"] == "server_error"
     assert ApiError(413, "x").body()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_list_of_prompts_maps_to_one_prompt_each_and_caps_the_total_samples():
+    call = parse_request({"model": "m", "prompt": ["a", "b"], "n": 2}, False, "m", 4)
+    assert [p.text for p in call.prompts] == ["a", "b"] and call.id.startswith("cmpl-")
+    assert [p.id for p in call.prompts] == [f"{call.id}-0", f"{call.id}-1"]
+    with pytest.raises(ApiError, match="2 prompts x `n` 2 = 4 samples"):
+        parse_request({"model": "m", "prompt": ["a", "b"], "n": 2}, False, "m", 4, RequestLimits(max_n=3))
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"tools": [{"type": "function"}]}, "tools"),
+        ({"functions": [{"name": "f"}]}, "functions"),
+        ({"tool_choice": "auto"}, "tool_choice"),
+        ({"parallel_tool_calls": False}, "parallel_tool_calls"),
+        ({"response_format": {"type": "json_schema"}}, "response_format"),
+        ({"logit_bias": {"1": 5}}, "logit_bias"),
+        ({"presence_penalty": 1}, "presence_penalty"),
+        ({"frequency_penalty": -1}, "frequency_penalty"),
+        ({"repetition_penalty": 1.1}, "repetition_penalty"),
+        ({"top_k": 40}, "top_k"),
+        ({"min_p": 0.1}, "min_p"),
+        ({"echo": True}, "echo"),
+        ({"no_such_field": 1}, "no_such_field"),
+    ],
+)
+def test_every_unsupported_chat_field_is_refused_by_name(extra, param):
+    with pytest.raises(ApiError) as raised:
+        parse_request(CHAT | extra, True, "m", 8)
+    assert (raised.value.status, raised.value.param) == (400, param)
+    assert f"`{param}`" in str(raised.value)
+
+
+def test_null_and_no_op_values_are_accepted():
+    no_ops = {"tools": [], "tool_choice": "none", "logit_bias": {}, "presence_penalty": 0, "top_k": -1}
+    assert parse_request(CHAT | no_ops | {"functions": None, "user": "u"}, True, "m", 8).chat
+    body = {"model": "m", "prompt": "x", "best_of": 2, "n": 2, "suffix": "", "echo": False}
+    assert parse_request(body, False, "m", 8).sampling.n == 2
+
+
+def test_stream_chunks_follow_openai_and_end_with_usage(tokenizer):
+    from selftaught.engines.openai_protocol import stream_chunks
+    from selftaught.types import Completion
+
+    call = parse_request(CHAT | {"stream": True, "stream_options": {"include_usage": True}}, True, "m", 8)
+    done = Completion(prompt_id="", text="hey", token_ids=[5, 6], finish_reason="length")
+    chunks = list(stream_chunks(call, [[done]], "m", tokenizer))
+    assert [c["object"] for c in chunks] == ["chat.completion.chunk"] * 4
+    assert [c["choices"][0]["delta"] for c in chunks[:3]] == [
+        {"role": "assistant", "content": ""},
+        {"content": "hey"},
+        {},
+    ]
+    assert [c["choices"][0]["finish_reason"] for c in chunks[:3]] == [None, None, "length"]
+    assert all(c["usage"] is None for c in chunks[:3])
+    assert chunks[3]["choices"] == [] and chunks[3]["usage"]["completion_tokens"] == 2

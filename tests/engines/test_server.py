@@ -124,7 +124,7 @@ def test_stop_strings_and_string_stop_are_honoured(server, engine):
     ("kwargs", "error", "message"),
     [
         ({"model": "other"}, openai.NotFoundError, "not served here"),
-        ({"stream": True}, openai.BadRequestError, "streaming is not supported"),
+        ({"response_format": {"type": "json_object"}}, openai.BadRequestError, "structured output"),
         ({"temperature": -1}, openai.BadRequestError, "temperature must be >= 0"),
         ({"max_tokens": 0}, openai.BadRequestError, "max_tokens must be >= 1"),
         ({"n": "2"}, openai.BadRequestError, "`n` must be int"),

@@ -1,10 +1,18 @@
 """`selftaught serve`: an OpenAI-compatible HTTP server over any Engine, so a local model can be the
 teacher or judge of another process (`OpenAIEngine`, the `openai` client, any OpenAI-speaking tool).
 
-Endpoints: `GET /health` (no key needed, as vLLM's), `GET /v1/models`, `POST /v1/completions`, `POST /v1/chat/completions` (non-streaming;
-the fields they honour are listed in `engines/openai_protocol.py`) and `POST /v1/admin/reload`.
-The HTTP plumbing (threads, routes, bearer key) is `engines/http_server.py`; this module wires an
-engine to it.
+Endpoints: `GET /health` (no key needed, as vLLM's), `GET /v1/models`, `POST /v1/completions`,
+`POST /v1/chat/completions` (streamed or not; the fields they honour and refuse are tabled in
+`engines/openai_protocol.py`), vLLM's `POST /tokenize` and `POST /detokenize`, `GET /metrics`
+(Prometheus text, `engines/metrics.py`) and `POST /v1/admin/reload`. Every endpoint but `/health`
+needs the key when one is set. The HTTP plumbing (threads, routes, bearer key, event streams) is
+`engines/http_server.py`; this module wires an engine to it.
+
+A completions request with a list of prompts submits one batcher request per prompt (they batch
+together) and answers when all are done. Streaming (`stream: true`) answers with server-sent
+events once the completions are generated: the engines produce whole completions, so the time to
+first token is the whole generation, and a client that hangs up meanwhile is abandoned as a
+non-streamed one is.
 
 Requests are served by a `DynamicBatcher`: the one thread that runs the engine collects the
 requests that arrive within `max_wait_s` of the first and runs each group with the same sampling
@@ -42,27 +50,41 @@ Binds 127.0.0.1 unless told otherwise; with `api_key` set, every request must ca
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from selftaught.data.chat import encode_prompt
 from selftaught.engines.base import CancellableEngine, Engine, ReloadableEngine, SamplingParams
-from selftaught.engines.batcher import BatcherClosed, DynamicBatcher
-from selftaught.engines.http_server import DropConnection, HttpLimits, JsonHTTPServer, Request, Route
+from selftaught.engines.batcher import BatcherClosed, DynamicBatcher, PendingCompletions
+from selftaught.engines.http_server import (
+    DropConnection,
+    EventStream,
+    HttpLimits,
+    JsonHTTPServer,
+    Request,
+    Route,
+    TextResponse,
+)
+from selftaught.engines.metrics import CONTENT_TYPE, ServerMetrics
 from selftaught.engines.openai_protocol import (
+    ApiCall,
     ApiError,
     RequestLimits,
     build_response,
     check_prompt_tokens,
     json_body,
     models_response,
+    parse_detokenize_request,
     parse_reload_request,
     parse_request,
+    parse_tokenize_request,
+    stream_chunks,
 )
 from selftaught.types import Completion, Prompt
 
@@ -159,8 +181,11 @@ class EngineServer:
         self.created = int(time.time())
         self.reload_roots = [Path(root).resolve() for root in allow_reload]
         """Directories reloads may load from (and below), resolved; empty: reload is off."""
+        self.metrics = ServerMetrics()
         # First: a port in use fails before any thread starts.
-        self._httpd = JsonHTTPServer((host, port), self._routes(), api_key, http_limits)
+        self._httpd = JsonHTTPServer(
+            (host, port), self._routes(), api_key, http_limits, observer=self.metrics.observe_request
+        )
         self._gate = _BatchGate(engine)
         self._reload_lock = threading.Lock()  # one reload at a time: the answered version is the served one
         self.batcher = DynamicBatcher(self._gate, max_wait_s, max_batch_requests)
@@ -179,6 +204,9 @@ class EngineServer:
             ("POST", "/v1/completions"): lambda request: self.complete(request, chat=False),
             ("POST", "/v1/chat/completions"): lambda request: self.complete(request, chat=True),
             ("POST", RELOAD_ROUTE): lambda request: self.reload(request.body),
+            ("POST", "/tokenize"): self.tokenize,
+            ("POST", "/detokenize"): self.detokenize,
+            ("GET", "/metrics"): lambda request: TextResponse(self.render_metrics().encode(), CONTENT_TYPE),
         }
 
     @property
@@ -191,29 +219,87 @@ class EngineServer:
         """Version of the served weights (None: the engine does not track one)."""
         return getattr(self.engine, "policy_version", None)
 
-    def complete(self, request: Request, chat: bool) -> dict[str, Any]:
+    @property
+    def max_model_len(self) -> int | None:
+        """Positions the served model attends to (None: the engine does not say)."""
+        return getattr(self.engine, "max_positions", None)
+
+    def complete(self, request: Request, chat: bool) -> dict[str, Any] | EventStream:
         """Answer one generation request (raises ApiError for a bad one)."""
         if self.request_hook is not None:
             self.request_hook()
         limits = self.request_limits
         call = parse_request(json_body(request.body), chat, self.model_name, self.default_max_tokens, limits)
-        check_prompt_tokens(len(encode_prompt(self.tokenizer, call.prompt)), chat, limits)
-        pending = self.batcher.submit(call.prompt, call.sampling, call.seeded)
+        if call.top_logprobs and not getattr(self.engine, "supports_top_logprobs", False):
+            raise ApiError(
+                400,
+                f"this server's engine ({type(self.engine).__name__}) does not compute top logprobs; "
+                "ask for the sampled tokens' logprobs only",
+                "top_logprobs" if chat else "logprobs",
+            )
+        prompt_tokens = [len(encode_prompt(self.tokenizer, prompt)) for prompt in call.prompts]
+        for num_tokens in prompt_tokens:
+            check_prompt_tokens(num_tokens, chat, limits)
         try:
-            while True:
-                try:
-                    completions = pending.result(timeout=DISCONNECT_POLL_S)
-                    break
-                except TimeoutError:
-                    if request.client_gone():
-                        pending.abandon()
-                        logger.info("client disconnected: its request was abandoned")
-                        raise DropConnection from None
-        except ValueError as err:  # the engine refused the prompt (e.g. longer than the context)
+            pending = [self.batcher.submit(prompt, call.sampling, call.seeded) for prompt in call.prompts]
+        except BatcherClosed as err:
+            raise ApiError(503, str(err)) from err
+        completions = self._wait(pending, request)
+        self.metrics.add_tokens(sum(prompt_tokens), sum(c.num_tokens for cs in completions for c in cs))
+        if call.stream:
+            return EventStream(self._events(call, completions))
+        return build_response(call, completions, self.model_name, self.tokenizer)
+
+    def _wait(self, pending: list[PendingCompletions], request: Request) -> list[list[Completion]]:
+        """The completions of every prompt of a request; all are abandoned when the client hangs up
+        (DropConnection) or one fails."""
+        results: list[list[Completion]] = []
+        try:
+            for future in pending:
+                while True:
+                    try:
+                        results.append(future.result(timeout=DISCONNECT_POLL_S))
+                        break
+                    except TimeoutError:
+                        if request.client_gone():
+                            self.metrics.add_abandoned()
+                            logger.info("client disconnected: its request was abandoned")
+                            raise DropConnection from None
+        except ValueError as err:  # the engine refused a prompt (e.g. longer than the context)
             raise ApiError(400, str(err)) from err
         except BatcherClosed as err:
             raise ApiError(503, str(err)) from err
-        return build_response(call, completions, self.model_name, self.tokenizer)
+        finally:
+            if len(results) < len(pending):
+                for future in pending:
+                    future.abandon()
+        return results
+
+    def _events(self, call: ApiCall, completions: list[list[Completion]]) -> Iterator[str]:
+        """The server-sent events of a streamed answer: the chunks, then `[DONE]`."""
+        for chunk in stream_chunks(call, completions, self.model_name, self.tokenizer):
+            yield json.dumps(chunk)
+        yield "[DONE]"
+
+    def tokenize(self, request: Request) -> dict[str, Any]:
+        """vLLM's `/tokenize`: the token ids of a prompt or of chat messages (as they are generated from)."""
+        ids = parse_tokenize_request(json_body(request.body), self.model_name, self.tokenizer)
+        return {"tokens": ids, "count": len(ids), "max_model_len": self.max_model_len}
+
+    def detokenize(self, request: Request) -> dict[str, Any]:
+        """vLLM's `/detokenize`: the text of token ids (special tokens kept)."""
+        ids = parse_detokenize_request(json_body(request.body), self.model_name, len(self.tokenizer))
+        return {"prompt": self.tokenizer.decode(ids)}
+
+    def render_metrics(self) -> str:
+        """The `/metrics` text (see `engines/metrics.py`)."""
+        return self.metrics.render(
+            {
+                "queue_length": ("Requests waiting for the engine thread.", self.batcher.queue_length),
+                "open_connections": ("Client connections open now.", self.num_open_connections),
+                "policy_version": ("Version of the served weights.", self.policy_version),
+            }
+        )
 
     def reload(self, raw: bytes) -> dict[str, Any]:
         """Answer a reload request body: serve the weights of a model directory (see the module doc)."""
