@@ -1,6 +1,8 @@
 """The command line end to end on a random-init tiny model (fast) and the smoke pretrain preset."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,37 @@ def test_list_and_print_config(capsys):
     assert "seed: 3" in out and "lr: 0.001" in out
     assert main(["world-pretrain", "--describe"]) == 0
     assert "Probability that the teacher forgets" in capsys.readouterr().out
+
+
+PARSER_ONLY = [
+    ["--help"],
+    ["online-rl", "--help"],
+    ["generate", "--help"],
+    ["list"],
+    ["online-rl", "--describe"],
+    ["divpo", "--describe"],
+    ["world", "pretrain", "--describe"],
+    ["sft", "--print-config"],
+]
+"""Commands that only read the recipe table, the presets and the configs: they start fast (no torch)."""
+
+
+@pytest.mark.parametrize("argv", PARSER_ONLY, ids=" ".join)
+def test_help_list_describe_and_print_config_import_no_torch(argv):
+    code = (
+        "import sys\n"
+        "from selftaught.cli import main\n"
+        "try:\n"
+        f"    code = main({argv!r})\n"
+        "except SystemExit as exit:\n"
+        "    code = exit.code\n"
+        "assert code in (0, None), code\n"
+        "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,7 @@ LAYERS = {
     "judges": 3,
     "evals": 3,
     "selection": 4,
+    "configs": 4,
     "losses": 5,
     "train": 5,
     "pipelines": 5,

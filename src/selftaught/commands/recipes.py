@@ -63,7 +63,6 @@ def cmd_recipe(args: argparse.Namespace) -> int:
     """Print the config (`--print-config`), its keys (`--describe`), or run the recipe and print
     what it returns as JSON."""
     from selftaught.config import describe, dump_yaml
-    from selftaught.train.loop import check_out_dir
 
     cfg = recipe_config(args.recipe, args.preset, args.config, args.overrides)
     if args.print_config:
@@ -73,6 +72,8 @@ def cmd_recipe(args: argparse.Namespace) -> int:
         for key, value, doc in describe(cfg):
             print(f"{key} = {value!r}" + (f"\n    {doc}" if doc else ""))
         return 0
+    from selftaught.train.loop import check_out_dir  # torch: only when the recipe runs
+
     check_out_dir(cfg.out_dir)  # before any model load
     result = RECIPES[args.recipe].run(cfg)
     if result is not None:

@@ -10,37 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from selftaught.types import StrEnum
-
-
-class DPOLossType(StrEnum):
-    """Which preference loss `dpo_loss` computes. `z_c`, `z_r` are the chosen / rejected log-ratios
-    `log pi(y|x) - log pi_ref(y|x)`, summed over tokens; `n_c`, `n_r` the response lengths."""
-
-    SIGMOID = "sigmoid"
-    """`-log sigmoid(beta * (z_c - z_r))`: DPO (Rafailov et al. 2023, Eq. 7), the papers' default."""
-    LENGTH_NORMALIZED = "length_normalized"
-    """`-log sigmoid(beta * (z_c / n_c - z_r / n_r))`: per-token log-ratios, still against the
-    reference (LN-DPO; SimPO's length normalisation without dropping the reference). TRL
-    `loss_type="sigmoid_norm"`."""
-    IPO = "ipo"
-    """`(z_c / n_c - z_r / n_r - 1 / (2 beta))^2`: IPO (Azar et al. 2023, Eq. 17, beta = tau). The
-    paper writes sequence log-ratios; like TRL (confirmed with the IPO authors) we average them per
-    token, otherwise the squared target `1 / (2 beta)` would have to scale with response length."""
-
-    @property
-    def needs_lengths(self) -> bool:
-        """Whether `chosen_lengths` and `rejected_lengths` are required."""
-        return self is not DPOLossType.SIGMOID
-
-
-class NLLNormalization(StrEnum):
-    """How the optional NLL term on the chosen response is normalised per pair."""
-
-    SUM = "sum"
-    """`-log pi(y_c|x)` summed over tokens (fairseq2 2024 `DpoFinetuneUnit`)."""
-    TOKEN_MEAN = "token_mean"
-    """`-log pi(y_c|x) / |y_c|` (later fairseq2 versions; RPO, Pang et al. 2024)."""
+from selftaught.configs.losses import DPOLossType as DPOLossType
+from selftaught.configs.losses import NLLNormalization as NLLNormalization
 
 
 def dpo_loss(

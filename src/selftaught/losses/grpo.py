@@ -9,30 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from selftaught.types import StrEnum
-
-
-class AdvantageType(StrEnum):
-    """How rewards of a group (the N completions of one prompt) become advantages."""
-
-    GROUP_MEAN = "group_mean"
-    """`A_i = r_i - mean_j r_j`: the online-RL paper's default (Dr. GRPO argues against the std)."""
-    GROUP_MEAN_STD = "group_mean_std"
-    """`A_i = (r_i - mean_j r_j) / (std_j r_j + eps)`: DeepSeekMath GRPO (§4.1.2)."""
-
-
-class LossNormalization(StrEnum):
-    """What the summed per-token loss is divided by. `l_it` is the loss of token t of sequence i,
-    `m_it` the loss mask, `|y_i| = sum_t m_it`."""
-
-    TOKEN = "token"
-    """`sum_it m_it l_it / num_tokens` (default: the batch's trained tokens). DAPO; TRL "dapo"
-    (and "bnpo" within one micro-batch); with `num_tokens = B * max_len` it is TRL "dr_grpo"."""
-    SEQUENCE = "sequence"
-    """`sum_i (sum_t m_it l_it / |y_i|) / num_sequences` (default B). Original GRPO; TRL "grpo"."""
-    NONE = "none"
-    """`sum_it m_it l_it / num_sequences` (default B): no length normalisation, the online-RL paper.
-    fairseq2 averages over each group and sums over prompts, i.e. `num_sequences` = group size."""
+from selftaught.configs.losses import AdvantageType as AdvantageType
+from selftaught.configs.losses import LossNormalization as LossNormalization
 
 
 def compute_advantages(

@@ -2,6 +2,9 @@
 
 A spec is what `selftaught.models.io.load_model` takes: an alias (`gemma-3-270m`, or `tiny-world`
 once the recipes have registered it), a directory, a `.gguf` file, or a hub id.
+
+`LoraConfig` is part of every recipe's config, so this module imports torch (through
+`selftaught.models.io`) only inside the functions that load a model.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from selftaught.config import check
-from selftaught.models.io import load_model, resolve_model_source
 
 
 @dataclass
@@ -34,11 +36,15 @@ class LoraConfig:
 
 def policy_source(spec: str) -> str:
     """The directory (or hub id) a model spec loads from, building an alias on first use."""
+    from selftaught.models.io import resolve_model_source
+
     return str(resolve_model_source(spec))
 
 
 def load_policy(spec: str, lora: LoraConfig, *, device: str = "cpu") -> tuple[Any, Any]:
     """Model (in train mode, with adapters when `lora.r > 0`) and tokenizer of a model spec."""
+    from selftaught.models.io import load_model
+
     model, tokenizer = load_model(spec, device=device)
     if lora.r > 0:
         model = add_lora(model, lora)

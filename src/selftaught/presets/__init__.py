@@ -2,7 +2,9 @@
 
 One `Recipe` per CLI name says where the recipe lives (`module`, `config_name`), which presets it
 has, and the arms of its reproduction as override lists. Nothing here imports a recipe or a presets
-module until it is needed, so `selftaught list` stays fast and never imports torch.
+module until it is needed, so `selftaught list` stays fast and never imports torch. The presets
+modules and the config classes (`selftaught.configs`) import no torch either, so `--help`,
+`--print-config` and `--describe` stay fast too; only `Recipe.run` imports the recipe module.
 
 A preset is a function of the recipe's presets module, `selftaught.presets.<module>`, named after the
 preset with `-` as `_` (`tiny-smoke` -> `tiny_smoke()`): `tiny*` presets run on the embedded tiny
@@ -27,7 +29,8 @@ class Recipe:
     module: str
     """Import path of the recipe module (`selftaught.recipes.online_rl`), which defines `run(cfg)`."""
     config_name: str
-    """Name of the recipe's config class in `module` (`OnlineRLConfig`)."""
+    """Name of the recipe's config class in `selftaught.configs.recipes` (`OnlineRLConfig`), which
+    imports no torch (the recipe module re-exports it)."""
     presets: tuple[str, ...]
     """Preset names; the first is the default of the command line."""
     arms: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -43,8 +46,8 @@ class Recipe:
 
     @property
     def config_class(self) -> type:
-        """The config dataclass (imports the recipe module)."""
-        return getattr(importlib.import_module(self.module), self.config_name)
+        """The config dataclass (imports `selftaught.configs.recipes`, not the recipe module)."""
+        return getattr(importlib.import_module("selftaught.configs.recipes"), self.config_name)
 
     def preset(self, name: str) -> Any:
         """A fresh config of preset `name`; a ValueError lists the valid names."""

@@ -8,11 +8,9 @@ these presets only choose the seed model, the task and the pair rule's settings.
 
 from __future__ import annotations
 
-from selftaught.models.policy import LoraConfig
-from selftaught.recipes.online_rl import OnlineRLConfig, RolloutConfig, TaskConfig
+from selftaught.configs.recipes import OnlineRLConfig
+from selftaught.configs.train import EvalConfig, LoraConfig, OptimConfig, RolloutConfig, TaskConfig
 from selftaught.selection.diversity import Criterion, DivPOConfig, Units
-from selftaught.train.loop import EvalConfig
-from selftaught.train.optim import OptimConfig
 from selftaught.world.keywords import TASK as KEYWORDS
 from selftaught.world.persona import JSON_TASK
 

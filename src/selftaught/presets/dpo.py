@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from selftaught.models.policy import LoraConfig
-from selftaught.recipes.dpo import DPOConfig, DPODataConfig
-from selftaught.train.loop import EvalConfig
-from selftaught.train.optim import OptimConfig
+from selftaught.configs.recipes import DPOConfig, DPODataConfig
+from selftaught.configs.train import EvalConfig, LoraConfig, OptimConfig
 
 GSM8K_DIR = Path("../shared/data/gsm8k")
 """Where the GSM8K files are expected relative to the working directory (override `data.source`)."""

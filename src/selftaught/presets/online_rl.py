@@ -6,12 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from selftaught.configs.recipes import OnlineRLConfig
+from selftaught.configs.train import EvalConfig, LoraConfig, Objective, OptimConfig, RolloutConfig, TaskConfig
 from selftaught.data.gsm8k import STOP as GSM8K_STOP
-from selftaught.models.policy import LoraConfig
-from selftaught.recipes.online_rl import OnlineRLConfig, RolloutConfig, TaskConfig
-from selftaught.train.loop import EvalConfig
-from selftaught.train.objectives import Objective
-from selftaught.train.optim import OptimConfig
 
 GSM8K_DIR = Path("../shared/data/gsm8k")
 """Where the GSM8K files are expected relative to the working directory (override `rollouts.prompts`)."""

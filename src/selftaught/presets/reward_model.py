@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from selftaught.recipes.reward_model import RewardModelConfig, RewardModelDataConfig
-from selftaught.train.loop import EvalConfig
-from selftaught.train.optim import OptimConfig
+from selftaught.configs.recipes import RewardModelConfig, RewardModelDataConfig
+from selftaught.configs.train import EvalConfig, OptimConfig
 
 
 def tiny() -> RewardModelConfig:

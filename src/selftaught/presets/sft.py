@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from selftaught.models.policy import LoraConfig
-from selftaught.recipes.sft import SFTConfig, SFTDataConfig
-from selftaught.train.loop import EvalConfig
-from selftaught.train.optim import OptimConfig
+from selftaught.configs.recipes import SFTConfig, SFTDataConfig
+from selftaught.configs.train import EvalConfig, LoraConfig, OptimConfig
 
 GSM8K_DIR = Path("../shared/data/gsm8k")
 """Where the GSM8K files are expected relative to the working directory (override `data.source`)."""

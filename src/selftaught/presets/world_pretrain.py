@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from selftaught.recipes.world_pretrain import (
+from selftaught.configs.recipes import (
     WorldPretrainConfig,
     keywords_student_config,
     persona_student_config,
 )
-from selftaught.train.loop import EvalConfig
+from selftaught.configs.train import EvalConfig
 
 
 def tiny() -> WorldPretrainConfig:

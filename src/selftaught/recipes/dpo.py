@@ -39,7 +39,6 @@ N GPUs: torchrun --nproc-per-node 8 -m selftaught.cli dpo --preset ... parallel.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -47,22 +46,21 @@ from typing import Any
 import torch
 
 from selftaught import dist
-from selftaught.config import check, check_levels, check_limit
+from selftaught.configs.recipes import DPOConfig as DPOConfig
+from selftaught.configs.recipes import DPODataConfig as DPODataConfig
 from selftaught.data.catalog import load_records
 from selftaught.data.formats import is_preference_records, preference_records, prompts_from_records
 from selftaught.data.order import batch_indices
 from selftaught.data.preferences import PairExample, build_pair_examples
 from selftaught.engines.base import SamplingParams
 from selftaught.engines.hf import HFEngine
-from selftaught.losses.dpo import DPOLossType, NLLNormalization
-from selftaught.models.policy import LoraConfig, load_policy
+from selftaught.models.policy import load_policy
 from selftaught.pipelines import sample_pairs
 from selftaught.rewards.registry import build_reward
 from selftaught.runlog import RunLog
 from selftaught.train import loop
 from selftaught.train.evaluation import validate_policy
-from selftaught.train.loop import RunConfig
-from selftaught.train.optim import OptimConfig, build_optimizer, build_scheduler
+from selftaught.train.optim import build_optimizer, build_scheduler
 from selftaught.train.parallel import global_num_tokens, no_sync_context, wrap_model
 from selftaught.train.preference import PairBatch, build_pair_batches, pair_loss
 from selftaught.train.reference import load_or_compute_ref_logps, weights_fingerprint
@@ -72,79 +70,6 @@ PAIRS_TEMPLATE = "dpo-world-pairs@1"
 """Version of the sampled pair stage's record format and rule; part of its fingerprint."""
 PROMPTS_PER_SHARD = 256
 """Sampled pairs: prompts per stage shard (an interrupted build redoes at most one shard)."""
-
-
-@dataclass
-class DPODataConfig:
-    source: str = "world:prompts"
-    """A prompt source (`world:prompts`, a prompt-only file): pairs sampled from the starting policy;
-    or a TRL preference file (`prompt`, `chosen`, `rejected`; conversational or plain text); or a
-    GSM8K-format file (`question`, `answer`)."""
-    max_length: int = 512
-    """Each sequence (prompt + response) is truncated to this many tokens."""
-    limit: int | None = None
-    """Files: use only the first N records."""
-    reward: str = "world_answer"
-    """Sampled pairs: the reward of each sample (a name, `reward_model:<dir>`, or `package.module:function`)."""
-    pair_rule: str = "correct_vs_incorrect"
-    """Sampled pairs: how a prompt's scored samples become pairs (`best_vs_worst` for scalar rewards)."""
-    num_prompts: int = 512
-    """Sampled pairs: world problems to sample from."""
-    samples_per_prompt: int = 8
-    levels: list[int] = field(default_factory=lambda: [1, 2, 3])
-    temperature: float = 1.0
-    """Sampled pairs: sampling temperature of the pair pool (the paper samples at 1.0)."""
-    max_new_tokens: int = 64
-    generation_batch_size: int = 256
-    """Sampled pairs: sequences decoded together."""
-    seed: int = 2
-    """Seed of the problems, the samples and the pair choice; GSM8K: of the wrong answers."""
-
-
-@dataclass
-class DPOConfig(RunConfig):
-    out_dir: str = "runs/dpo"
-    log_every: int = 5
-    checkpoint_every: int = 50
-    data: DPODataConfig = field(default_factory=DPODataConfig)
-    batch_size: int = 32
-    """Pairs per optimizer step (global, over all processes)."""
-    micro_batch_tokens: int = 8192
-    """Padded tokens per micro-batch, chosen and rejected rows together; 0 = one micro-batch."""
-    beta: float = 0.1
-    """Inverse temperature of the implicit reward (tau for IPO)."""
-    loss_type: DPOLossType = DPOLossType.SIGMOID
-    """See `selftaught.losses.dpo.DPOLossType`."""
-    nll_scale: float = 0.0
-    """Weight of the NLL term on the chosen response (fairseq2 `nll_scale`; 0 = plain DPO)."""
-    nll_normalization: NLLNormalization = NLLNormalization.SUM
-    """NLL per pair summed over tokens (fairseq2 2024) or averaged per token (RPO)."""
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-5, eps=1e-8, schedule="constant"))
-    lora: LoraConfig = field(default_factory=LoraConfig)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
-        check(
-            self.micro_batch_tokens >= 0,
-            "micro_batch_tokens",
-            ">= 0 (0: one micro-batch)",
-            self.micro_batch_tokens,
-        )
-        check(self.beta > 0, "beta", "> 0", self.beta)
-        check(
-            self.data.samples_per_prompt >= 2,
-            "data.samples_per_prompt",
-            ">= 2 (a pair needs two)",
-            self.data.samples_per_prompt,
-        )
-        check(self.data.max_length >= 1, "data.max_length", ">= 1", self.data.max_length)
-        check(self.nll_scale >= 0, "nll_scale", ">= 0 (0: plain DPO)", self.nll_scale)
-        check_limit(self.data.limit, "data.limit")
-        check_levels(self.data.levels, "data.levels")
-        for key in ("num_prompts", "max_new_tokens", "generation_batch_size"):
-            check(getattr(self.data, key) >= 1, f"data.{key}", ">= 1", getattr(self.data, key))
-        check(self.data.temperature >= 0, "data.temperature", ">= 0 (0: greedy)", self.data.temperature)
 
 
 def run(cfg: DPOConfig) -> dict[str, Any]:

@@ -49,7 +49,7 @@ vLLM: selftaught online-rl model=<dir> generator.kind=vllm   (pip install 'selft
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -57,17 +57,13 @@ from typing import Any
 import torch
 
 from selftaught import dist
-from selftaught.config import check, check_levels
-from selftaught.data import gsm8k
-from selftaught.losses.grpo import AdvantageType, LossNormalization
-from selftaught.models.policy import LoraConfig, load_policy, policy_source
+from selftaught.configs.recipes import OnlineRLConfig as OnlineRLConfig
+from selftaught.models.policy import load_policy, policy_source
 from selftaught.rewards import Rubric
 from selftaught.runlog import RunLog
 from selftaught.selection.rollouts import rollout_metrics
 from selftaught.train import generators, loop
 from selftaught.train.evaluation import eval_metrics, evaluate_policy
-from selftaught.train.generators import GeneratorConfig
-from selftaught.train.loop import RunConfig
 from selftaught.train.objectives import Objective, OnlineObjective, PairObjective, PolicyGradientObjective
 from selftaught.train.online import (
     RolloutBuffer,
@@ -76,7 +72,7 @@ from selftaught.train.online import (
     save_online_checkpoint,
     update_policy,
 )
-from selftaught.train.optim import OptimConfig, build_optimizer, build_scheduler
+from selftaught.train.optim import build_optimizer, build_scheduler
 from selftaught.train.parallel import wrap_model
 from selftaught.train.rollouts import (
     RolloutConfig,
@@ -86,76 +82,9 @@ from selftaught.train.rollouts import (
     generate_burst,
     offline_rollouts,
 )
-from selftaught.train.sync import SyncableEngine, check_interval, copy_weights, is_sync_step
+from selftaught.train.sync import SyncableEngine, copy_weights, is_sync_step
 
 __all__ = ["OnlineRLConfig", "RolloutConfig", "TaskConfig", "build_objective", "run"]
-
-
-@dataclass
-class OnlineRLConfig(RunConfig):
-    out_dir: str = "runs/online-rl"
-    seed: int = 5
-    """Seed of the prompt order, the sampling and the pair choice (TINYWORLD: RL prompts 5000+)."""
-    log_every: int = 1
-    checkpoint_every: int = 50
-    loss: Objective = Objective.DPO
-    sync_every: int = 10
-    """s: refresh the generator from the policy every s steps (1 online, > 1 semi-online, 0 offline)."""
-    ref_sync_every: int = 0
-    """Refresh the reference from the policy every this many steps (0: the frozen seed)."""
-    rollouts: RolloutConfig = field(default_factory=RolloutConfig)
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
-    tasks: list[TaskConfig] = field(default_factory=lambda: [TaskConfig()])
-    group_scorer: str | None = None
-    """`package.module:function` called with every scored rollout group of a burst (sibling groups
-    included) and returning their rewards (J1's both-order consistency reward)."""
-    beta: float = 0.1
-    """DPO inverse temperature."""
-    kl_coef: float = 0.001
-    """GRPO: weight of the k3 KL to the reference (0: no reference model)."""
-    advantage: AdvantageType = AdvantageType.GROUP_MEAN
-    grpo_normalization: LossNormalization = LossNormalization.NONE
-    clip: float = 0.2
-    """GRPO ratio clip (both sides); inactive at s = 1."""
-    micro_batch_tokens: int = 8192
-    """Padded tokens per micro-batch; 0 = one micro-batch."""
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-5, eps=1e-8, schedule="constant"))
-    lora: LoraConfig = field(default_factory=LoraConfig)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check(
-            self.micro_batch_tokens >= 0,
-            "micro_batch_tokens",
-            ">= 0 (0: one micro-batch)",
-            self.micro_batch_tokens,
-        )
-        check(self.beta > 0, "beta", "> 0", self.beta)
-        check(self.kl_coef >= 0, "kl_coef", ">= 0", self.kl_coef)
-        check(self.clip > 0, "clip", "> 0 (the ratio is clipped to [1 - clip, 1 + clip])", self.clip)
-        shots = len(gsm8k.EXEMPLARS)
-        check(
-            0 <= self.rollouts.num_shots <= shots,
-            "rollouts.num_shots",
-            f"between 0 and {shots}",
-            self.rollouts.num_shots,
-        )
-        check(all(self.rollouts.stop), "rollouts.stop", "non-empty strings", self.rollouts.stop)
-        check_levels(self.rollouts.levels, "rollouts.levels")
-        check_interval("sync_every", self.sync_every)
-        check_interval("ref_sync_every", self.ref_sync_every)
-        if not self.tasks:
-            raise ValueError("tasks must name at least one task, e.g. tasks=[{name: arith}]")
-        for index, task in enumerate(self.tasks):
-            check(
-                task.weight > 0, f"tasks[{index}].weight", "> 0 (a share of each step's prompts)", task.weight
-            )
-            if task.length_bonus and task.pair_rule == "correct_vs_incorrect" and self.loss == Objective.DPO:
-                raise ValueError(
-                    f"task {task.name!r}: length_bonus makes rewards scalar; set its pair_rule to best_vs_worst"
-                )
-        if self.rollouts.samples_per_prompt < 2:
-            raise ValueError("rollouts.samples_per_prompt must be >= 2 (pairs and group baselines need two)")
 
 
 def run(cfg: OnlineRLConfig) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,8 @@ from typing import Any
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from selftaught.config import check, check_levels, check_limit
+from selftaught.configs.recipes import RewardModelConfig as RewardModelConfig
+from selftaught.configs.recipes import RewardModelDataConfig as RewardModelDataConfig
 from selftaught.data.catalog import load_records
 from selftaught.data.formats import check_preference_records
 from selftaught.data.order import batch_indices
@@ -64,71 +65,9 @@ from selftaught.rewards.reward_model import (
 from selftaught.runlog import RunLog
 from selftaught.train import loop
 from selftaught.train.batching import collate
-from selftaught.train.loop import EvalConfig, RunConfig
-from selftaught.train.optim import OptimConfig, build_optimizer, build_scheduler
+from selftaught.train.optim import build_optimizer, build_scheduler
 from selftaught.train.preference import PairBatch
 from selftaught.train.step import train_step
-
-
-@dataclass
-class RewardModelDataConfig:
-    source: str = "world:pairs"
-    """`world:pairs` (generated tiny-world pairs) or a JSONL/Parquet/dataset path with `prompt`/`chosen`/`rejected`."""
-    valid_source: str | None = "world:pairs:valid"
-    """Held-out pairs; None: hold out `valid_fraction` of the prompts of `source` (by a hash of the prompt)."""
-    num_pairs: int = 4000
-    """World: training pairs, one per distinct train-split problem (with a carry, unless `off_by_one`)."""
-    num_valid_pairs: int = 300
-    """World: held-out pairs, on valid-split problems."""
-    levels: list[int] = field(default_factory=lambda: [1, 2, 3])
-    length_bias: float = 0.0
-    """World: share of pairs whose chosen is the longer correct solution (grouped strategy) and whose
-    rejected is the chain solution of the same problem. 0 = only correct-vs-wrong pairs."""
-    off_by_one: bool = False
-    """World: also pair problems without a units carry, against their chain solution with the last
-    result off by 1 or 10. Off: only carry problems, against the buggy teacher's solution."""
-    valid_fraction: float = 0.1
-    """Share of prompts held out when `valid_source` is None (all pairs of a prompt on one side)."""
-    limit: int | None = None
-    """Files: use only the first N records."""
-    max_length: int = 512
-    """Pairs with a sequence longer than this (tokens) are dropped, and counted."""
-    seed: int = 3
-    """World: seed of the problems and the pair kinds."""
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.length_bias <= 1:
-            raise ValueError(f"data.length_bias must be in [0, 1], got {self.length_bias}")
-        if not 0 < self.valid_fraction < 1:
-            raise ValueError(f"data.valid_fraction must be in (0, 1), got {self.valid_fraction}")
-
-
-@dataclass
-class RewardModelConfig(RunConfig):
-    out_dir: str = "runs/reward-model"
-    num_steps: int = 300
-    data: RewardModelDataConfig = field(default_factory=RewardModelDataConfig)
-    batch_size: int = 32
-    """Pairs per optimizer step."""
-    micro_batch_size: int = 0
-    """Pairs per micro-batch (gradient accumulation splits a step into these); 0 = one micro-batch."""
-    optim: OptimConfig = field(
-        default_factory=lambda: OptimConfig(lr=1e-3, schedule="cosine", warmup_steps=10, min_lr_ratio=0.1)
-    )
-    eval: EvalConfig = field(default_factory=lambda: EvalConfig(every=50, batch_size=128))
-    """Held-out pairwise accuracy every `eval.every` steps, scored `eval.batch_size` sequences at a time
-    (the held-out pairs are `data.valid_source`; `eval.data` is not used)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
-        check(
-            self.micro_batch_size >= 0, "micro_batch_size", ">= 0 (0: one micro-batch)", self.micro_batch_size
-        )
-        check_limit(self.data.limit, "data.limit")
-        check_levels(self.data.levels, "data.levels")
-        for key in ("num_pairs", "num_valid_pairs", "max_length"):
-            check(getattr(self.data, key) >= 1, f"data.{key}", ">= 1", getattr(self.data, key))
 
 
 @dataclass

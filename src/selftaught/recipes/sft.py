@@ -23,74 +23,21 @@ N GPUs: torchrun --nproc-per-node 8 -m selftaught.cli sft --preset ... parallel.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from selftaught import dist
-from selftaught.config import check, check_levels, check_limit
+from selftaught.configs.recipes import SFTConfig as SFTConfig
+from selftaught.configs.recipes import SFTDataConfig as SFTDataConfig
 from selftaught.data.catalog import load_records
 from selftaught.data.formats import sft_examples
-from selftaught.models.policy import LoraConfig, load_policy
+from selftaught.models.policy import load_policy
 from selftaught.runlog import RunLog
 from selftaught.train.batching import Batch, Example
 from selftaught.train.evaluation import validate_policy
-from selftaught.train.loop import RunConfig
-from selftaught.train.optim import OptimConfig, build_optimizer, build_scheduler
+from selftaught.train.optim import build_optimizer, build_scheduler
 from selftaught.train.parallel import wrap_model
 from selftaught.train.supervised import micro_batches, rank_indices, train_supervised
-from selftaught.world.arith import check_strategy_weights
-
-
-@dataclass
-class SFTDataConfig:
-    source: str = "world:sft"
-    """`world:sft` (generated tiny-world solutions), or a JSONL/Parquet/dataset path or `hf:` name."""
-    max_length: int = 512
-    """Examples are truncated to this many tokens."""
-    limit: int | None = None
-    """Use only the first N records."""
-    num_examples: int = 20_000
-    """World: size of the example pool."""
-    levels: list[int] = field(default_factory=lambda: [1, 2, 3])
-    bug: float = 0.0
-    """World: probability that the teacher forgets a carry (0 = a clean teacher)."""
-    strategy_weights: dict[str, float] = field(default_factory=lambda: {"chain": 1.0})
-    seed: int = 1
-    """World: seed of the example pool (different from the pretraining pool's 0)."""
-
-
-@dataclass
-class SFTConfig(RunConfig):
-    out_dir: str = "runs/sft"
-    num_steps: int = 300
-    data: SFTDataConfig = field(default_factory=SFTDataConfig)
-    batch_size: int = 64
-    """Examples per optimizer step (global, over all processes)."""
-    micro_batch_tokens: int = 8192
-    """Padded tokens per micro-batch (gradient accumulation splits a step into these); 0 = one micro-batch."""
-    optim: OptimConfig = field(
-        default_factory=lambda: OptimConfig(
-            lr=3e-4, betas=(0.9, 0.98), schedule="cosine", warmup_steps=10, min_lr_ratio=0.1
-        )
-    )
-    lora: LoraConfig = field(default_factory=LoraConfig)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
-        check(
-            self.micro_batch_tokens >= 0,
-            "micro_batch_tokens",
-            ">= 0 (0: one micro-batch)",
-            self.micro_batch_tokens,
-        )
-        check(self.data.max_length >= 1, "data.max_length", ">= 1", self.data.max_length)
-        check_limit(self.data.limit, "data.limit")
-        check(self.data.num_examples >= 1, "data.num_examples", ">= 1", self.data.num_examples)
-        check_levels(self.data.levels, "data.levels")
-        check(0 <= self.data.bug <= 1, "data.bug", "a probability in [0, 1]", self.data.bug)
-        check_strategy_weights(self.data.strategy_weights, "data.strategy_weights")
 
 
 def run(cfg: SFTConfig) -> dict[str, Any]:

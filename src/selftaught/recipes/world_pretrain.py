@@ -38,14 +38,18 @@ import json
 import random
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from selftaught.config import check, check_levels, to_dict
+from selftaught.config import to_dict
+from selftaught.configs.recipes import PretrainTask as PretrainTask
+from selftaught.configs.recipes import WorldPretrainConfig as WorldPretrainConfig
+from selftaught.configs.recipes import keywords_student_config as keywords_student_config
+from selftaught.configs.recipes import persona_student_config as persona_student_config
 from selftaught.data.chat import render_conversation
 from selftaught.data.shards import compute_fingerprint, run_once
 from selftaught.engines.base import SamplingParams
@@ -55,88 +59,13 @@ from selftaught.models.tiny import build_tiny_llama
 from selftaught.runlog import RunLog
 from selftaught.train.batching import Batch, Example, collate
 from selftaught.train.evaluation import evaluate_policy
-from selftaught.train.loop import EvalConfig, RunConfig
-from selftaught.train.optim import OptimConfig, build_optimizer, build_scheduler
+from selftaught.train.optim import build_optimizer, build_scheduler
 from selftaught.train.supervised import train_supervised
-from selftaught.types import Prompt, StrEnum
-from selftaught.world.arith import check_strategy_weights
+from selftaught.types import Prompt
 from selftaught.world.keywords import keywords_prompts, keywords_stats, largest_pool
 from selftaught.world.persona import INSTRUCTION, TASK, persona_stats
 from selftaught.world.sources import keywords_sft_records, persona_sft_records, sft_records
 from selftaught.world.tokenizer import build_tokenizer
-
-
-class PretrainTask(StrEnum):
-    ARITH = "arith"
-    """Arithmetic with a buggy teacher; stop on greedy valid accuracy (the `tiny-world` student)."""
-    PERSONA = "persona"
-    """DivPO's persona world (`world.persona`); a fixed number of steps (`tiny-world-persona`)."""
-    KEYWORDS = "keywords"
-    """DivPO's graded keywords task (`world.keywords`); a fixed number of steps (`tiny-world-keywords`)."""
-
-
-@dataclass
-class WorldPretrainConfig(RunConfig):
-    out_dir: str = "runs/world-pretrain"
-    """Run directory; the trained model goes to `<out_dir>/model`."""
-    model: str = "xs"
-    """Tiny Llama shape built from scratch: xs (144k params), s (1M), m (3.3M), l (8M)."""
-    num_steps: int = 6000
-    """Hard cap on optimizer steps."""
-    log_every: int = 50
-    eval: EvalConfig = field(default_factory=lambda: EvalConfig(every=250, per_level=100, batch_size=512))
-    """Greedy valid accuracy for the stop rule (`eval.every`); the final test uses `test_per_level`."""
-    checkpoint_every: int = 0
-    task: PretrainTask = PretrainTask.ARITH
-    """What the student learns: `arith` (the fields from `levels` to `stop_accuracy` apply), `persona`
-    or `keywords` (`num_examples`, `batch_size`, `optim*`, `persona_samples` / `keywords_samples` apply;
-    no stop rule)."""
-    vocab_size: int = 320
-    """BPE vocabulary size of the world tokenizer."""
-    levels: list[int] = field(default_factory=lambda: [1, 2, 3])
-    """Difficulty levels (number of steps) in the training mix and the evaluation."""
-    bug: float = 0.6
-    """Probability that the teacher forgets a units carry (0 = a clean teacher)."""
-    strategy_weights: dict[str, float] = field(default_factory=lambda: {"chain": 1.0})
-    """Mix of solution strategies in the SFT data."""
-    num_examples: int = 50_000
-    """Size of the training pool (sampled once, then shuffled every epoch)."""
-    batch_size: int = 64
-    optim_steps: int = 3000
-    """Length of the warmup + cosine schedule; after it the lr stays at its floor."""
-    optim: OptimConfig = field(
-        default_factory=lambda: OptimConfig(
-            lr=3e-3,
-            betas=(0.9, 0.98),
-            schedule="cosine",
-            warmup_steps=50,
-            min_lr_ratio=0.1,
-            max_grad_norm=1.0,
-        )
-    )
-    test_per_level: int = 200
-    stop_accuracy: float = 0.6
-    """Stop once greedy valid accuracy (mean over levels) reaches this."""
-    persona_samples: int = 1000
-    """task=persona: samples of the instruction (T=1) in the final summary; validation draws 256."""
-    keywords_samples: int = 1000
-    """task=keywords: samples (T=1, the topics in turn) in the final summary; validation draws 256."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
-        check(
-            self.num_examples >= self.batch_size,
-            "num_examples",
-            f">= batch_size ({self.batch_size})",
-            self.num_examples,
-        )
-        check(self.optim_steps >= 1, "optim_steps", ">= 1", self.optim_steps)
-        check(self.persona_samples >= 1, "persona_samples", ">= 1", self.persona_samples)
-        check(self.keywords_samples >= 1, "keywords_samples", ">= 1", self.keywords_samples)
-        check_levels(self.levels, "levels")
-        check(0 <= self.bug <= 1, "bug", "a probability in [0, 1]", self.bug)
-        check_strategy_weights(self.strategy_weights)
 
 
 def run(cfg: WorldPretrainConfig) -> dict[str, Any]:
@@ -380,33 +309,9 @@ def student_fingerprint(cfg: WorldPretrainConfig) -> str:
     return compute_fingerprint(settings)
 
 
-def persona_student_config() -> WorldPretrainConfig:
-    """DivPO's seed model (`tiny-world-persona`, preset `tiny-persona`): the xs Llama, SFT on 20,000
-    persona conversations for 600 steps of 64 at lr 3e-3 (TINYWORLD.md §5's diversity-task budget)."""
-    base = WorldPretrainConfig()
-    return WorldPretrainConfig(
-        out_dir="runs/world-pretrain-persona",
-        task=PretrainTask.PERSONA,
-        num_examples=20_000,
-        num_steps=600,
-        optim_steps=600,
-        eval=EvalConfig(every=200, per_level=100, batch_size=512),
-        optim=replace(base.optim, warmup_steps=30),
-    )
-
-
 def pretrained_persona_student(*, log: bool = True) -> Path:
     """Path of the cached persona seed model (`persona_student_config`), trained on first use."""
     return pretrained_student(persona_student_config(), log=log)
-
-
-def keywords_student_config() -> WorldPretrainConfig:
-    """The seed model of DivPO's graded keywords task (`tiny-world-keywords`, preset `tiny-keywords`):
-    the persona student's recipe (xs Llama, 20,000 conversations, 600 steps of 64 at lr 3e-3) on
-    keywords conversations."""
-    return replace(
-        persona_student_config(), out_dir="runs/world-pretrain-keywords", task=PretrainTask.KEYWORDS
-    )
 
 
 def pretrained_keywords_student(*, log: bool = True) -> Path:

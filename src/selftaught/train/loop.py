@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,101 +24,21 @@ from torch.distributed.fsdp import FSDPModule
 from transformers import AutoModelForCausalLM
 
 from selftaught import dist
-from selftaught.config import check, check_levels, to_dict
-from selftaught.data import gsm8k
+from selftaught.config import to_dict
+from selftaught.configs.train import EvalConfig as EvalConfig
+from selftaught.configs.train import RunConfig as RunConfig
 from selftaught.models.io import save_model
 from selftaught.runlog import RunLog
-from selftaught.trackers import check_tracker_names
 from selftaught.train.checkpoint import (
     gather_model_state,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
-from selftaught.train.parallel import ParallelConfig, unwrap
-from selftaught.world.arith import SPLITS
+from selftaught.train.parallel import unwrap
 
 Validate = Callable[[], dict[str, float]]
 """Evaluates the model as it is now; flat metrics for `metrics.jsonl` (e.g. `val_accuracy`)."""
-
-
-@dataclass
-class EvalConfig:
-    """Periodic validation of the policy on a named evaluation set (`selftaught.train.evaluation`)."""
-
-    data: str = "world:valid"
-    """`world:<split>` or a GSM8K-format file (accuracy); a preference file (`prompt`/`chosen`/
-    `rejected`: preference accuracy of the policy's log-probs); a conversation file (`messages` or
-    `prompt` + `completion`: held-out loss per token)."""
-    every: int = 0
-    """Evaluate every this many optimizer steps (0: only before training and at the end; -1: never)."""
-    per_level: int = 100
-    """World sets: problems per level (`world:persona`, `world:keywords`: samples)."""
-    levels: list[int] = field(default_factory=lambda: [1, 2, 3])
-    limit: int | None = None
-    """File sets: only the first N records."""
-    num_shots: int = 8
-    """File sets (GSM8K): few-shot exemplars in the prompt."""
-    n: int = 1
-    """Samples per problem."""
-    temperature: float = 0.0
-    batch_size: int = 256
-    seed: int | None = None
-    """Seed of the evaluated problem sample and of sampling (None: the run's seed). Fix it to compare
-    runs with different seeds on the same problems."""
-
-    def __post_init__(self) -> None:
-        check(self.every >= -1, "eval.every", ">= -1 (-1: never, 0: before and after training)", self.every)
-        for key in ("per_level", "n", "batch_size"):
-            check(getattr(self, key) >= 1, f"eval.{key}", ">= 1", getattr(self, key))
-        shots = len(gsm8k.EXEMPLARS)
-        check(0 <= self.num_shots <= shots, "eval.num_shots", f"between 0 and {shots}", self.num_shots)
-        check(self.temperature >= 0, "eval.temperature", ">= 0 (0: greedy)", self.temperature)
-        check(self.limit is None or self.limit >= 1, "eval.limit", "None or >= 1", self.limit)
-        check_levels(self.levels, "eval.levels")
-        if self.data.startswith("world:"):
-            check(
-                self.data.removeprefix("world:") in (*SPLITS, "persona", "persona-json", "keywords"),
-                "eval.data",
-                f"a world split ({', '.join('world:' + s for s in SPLITS)}), world:persona(-json), "
-                "world:keywords or a file",
-                self.data,
-            )
-
-
-@dataclass
-class RunConfig:
-    """The fields every training recipe has; a recipe's config inherits them (and may change defaults)."""
-
-    out_dir: str = "runs/run"
-    """Run directory: config.yaml, metrics.jsonl, checkpoints/, and the final model in model/."""
-    model: str = "tiny-world"
-    """Model to start from: `tiny-world`, `gemma-3-270m`, a directory, a GGUF file or a hub id."""
-    num_steps: int = 100
-    """Optimizer steps."""
-    seed: int = 0
-    log_every: int = 10
-    """Log training metrics every this many steps (and at the last step)."""
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    checkpoint_every: int = 100
-    """Save a resumable checkpoint every this many steps (0: never)."""
-    keep_last: int | None = 2
-    """Checkpoints kept (None: all, e.g. to select one after the run)."""
-    parallel: ParallelConfig = field(default_factory=ParallelConfig)
-    """Under torchrun: DDP or FSDP2 (recipes that run in one process say so)."""
-    report_to: list[str] = field(default_factory=list)
-    """Experiment trackers besides metrics.jsonl: `tensorboard`, `wandb` (`WANDB_MODE=offline` keeps
-    it local); e.g. `report_to=[tensorboard]`."""
-
-    def __post_init__(self) -> None:
-        check(bool(self.out_dir), "out_dir", "a directory path", self.out_dir)
-        check(self.num_steps >= 1, "num_steps", ">= 1", self.num_steps)
-        check(self.log_every >= 1, "log_every", ">= 1", self.log_every)
-        check(self.checkpoint_every >= 0, "checkpoint_every", ">= 0 (0: never)", self.checkpoint_every)
-        check(
-            self.keep_last is None or self.keep_last >= 1, "keep_last", "None (all) or >= 1", self.keep_last
-        )
-        check_tracker_names(self.report_to)
 
 
 def check_out_dir(out_dir: str, name: str = "out_dir") -> None:

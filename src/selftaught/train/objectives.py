@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import torch
 
+from selftaught.configs.train import Objective as Objective
 from selftaught.data.preferences import PairExample
 from selftaught.losses.grpo import AdvantageType, LossNormalization
 from selftaught.selection.pairs import compute_pair_stats
@@ -25,16 +26,7 @@ from selftaught.train.online import rollout_examples
 from selftaught.train.policy_gradient import build_rollout_batches, group_advantages, rollout_loss
 from selftaught.train.preference import build_pair_batches, pair_loss
 from selftaught.train.reference import compute_sequence_logps
-from selftaught.types import Pair, StrEnum
-
-
-class Objective(StrEnum):
-    """The loss of the online loop."""
-
-    DPO = "dpo"
-    """Pairs per task rule; -log sigmoid(beta * margin against the reference), summed over pairs."""
-    GRPO = "grpo"
-    """All scored samples with group-relative advantages; clipped ratio and k3 KL to the reference."""
+from selftaught.types import Pair
 
 
 class OnlineObjective(Protocol):

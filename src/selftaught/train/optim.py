@@ -10,63 +10,12 @@ Typical use (the tiny-world SFT settings):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
-Schedule = Literal["constant", "linear", "cosine"]
-SCHEDULES: tuple[Schedule, ...] = ("constant", "linear", "cosine")
-
-
-@dataclass
-class OptimConfig:
-    """AdamW hyper-parameters, gradient clipping and the learning-rate schedule."""
-
-    lr: float = 1e-5
-    """Peak learning rate. SFT of the tiny models wants about 3e-3; RL and DPO 1e-5 to 1e-4 (higher
-    collapses them, see TINYWORLD.md section 3)."""
-    betas: tuple[float, float] = (0.9, 0.999)
-    """AdamW (beta1, beta2)."""
-    eps: float = 1e-8
-    """AdamW epsilon. The online-RL paper (2506.21495) needed 1e-4 for stable DPO."""
-    weight_decay: float = 0.0
-    """Decoupled weight decay, applied to weight matrices only (not to norms and biases)."""
-    max_grad_norm: float | None = 1.0
-    """Clip the global gradient norm to this; 0 or None = no clipping (the norm is still logged)."""
-    schedule: Schedule = "constant"
-    """Shape after warmup: `constant`, `linear` or `cosine` decay to `min_lr_ratio * lr` at the last step."""
-    warmup_steps: int = 0
-    """Steps of linear warmup from `lr / warmup_steps` to `lr`."""
-    min_lr_ratio: float = 0.0
-    """Floor of the linear and cosine decay, as a fraction of `lr`."""
-    fused: bool | None = None
-    """AdamW's fused kernel (one pass over all parameters: ~5x faster steps than the for-each
-    implementation on a 20M model on CPU; same update to float rounding). None: fused when every
-    trainable tensor is a plain floating-point tensor (not an FSDP2 DTensor) on CUDA, or on CPU in a
-    single process; else for-each."""
-
-    def __post_init__(self) -> None:
-        if not 0 < self.lr < math.inf:
-            raise ValueError(f"optim.lr must be a finite number > 0, got {self.lr}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(
-                f"optim.betas must be two numbers in [0, 1), e.g. (0.9, 0.999), got {self.betas}"
-            )
-        if not 0 < self.eps < math.inf:
-            raise ValueError(f"optim.eps must be a finite number > 0, got {self.eps}")
-        if self.weight_decay < 0:
-            raise ValueError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
-        if self.max_grad_norm is not None and self.max_grad_norm < 0:
-            raise ValueError(
-                f"optim.max_grad_norm must be >= 0 (0 or None = no clipping), got {self.max_grad_norm}"
-            )
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"optim.schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"optim.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+from selftaught.configs.train import SCHEDULES as SCHEDULES
+from selftaught.configs.train import OptimConfig as OptimConfig
+from selftaught.configs.train import Schedule as Schedule
 
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:

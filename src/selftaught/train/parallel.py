@@ -18,10 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from functools import partial
 from itertools import chain
-from typing import Literal
 
 import torch
 import torch.distributed as torch_dist
@@ -29,25 +27,9 @@ from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
 from selftaught import dist
-
-Strategy = Literal["none", "ddp", "fsdp2"]
-STRATEGIES: tuple[Strategy, ...] = ("none", "ddp", "fsdp2")
-
-
-@dataclass
-class ParallelConfig:
-    """How the trained model is replicated or sharded across the processes of a `torchrun` job."""
-
-    strategy: Strategy = "ddp"
-    """`ddp`: a full replica per process, gradients all-reduced (`DistributedDataParallel`).
-    `fsdp2`: parameters, gradients and optimizer state sharded across processes
-    (`torch.distributed.fsdp.fully_shard` on each decoder layer, then the whole model), for models
-    whose training state does not fit one device. `none`: no wrapping, every process trains its
-    own copy. In a single process every strategy leaves the model as it is."""
-
-    def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"parallel.strategy must be one of {list(STRATEGIES)}, got {self.strategy!r}")
+from selftaught.configs.train import STRATEGIES as STRATEGIES
+from selftaught.configs.train import ParallelConfig as ParallelConfig
+from selftaught.configs.train import Strategy as Strategy
 
 
 def wrap_model(model: torch.nn.Module, cfg: ParallelConfig) -> torch.nn.Module:

@@ -14,12 +14,14 @@ optional group scorer sees every group of a burst after the per-sample rubric.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from selftaught import dist
-from selftaught.config import check, to_dict
+from selftaught.config import to_dict
+from selftaught.configs.train import RolloutConfig as RolloutConfig
+from selftaught.configs.train import TaskConfig as TaskConfig
 from selftaught.data.prompt_source import PromptSource, load_prompt_source
 from selftaught.data.shards import compute_fingerprint, run_stage
 from selftaught.engines.base import Engine, SamplingParams
@@ -28,7 +30,6 @@ from selftaught.rewards.registry import build_reward, load_callable
 from selftaught.selection.diversity import (
     Criterion,
     DiversityJudge,
-    DivPOConfig,
     divpo_pairs,
     embedding_distance,
     model_probability,
@@ -42,66 +43,6 @@ from selftaught.types import Prompt
 
 ROLLOUTS_TEMPLATE = "online-rl-rollouts@1"
 """Version of the offline rollout stage's record format; part of its fingerprint."""
-
-
-@dataclass
-class TaskConfig:
-    """One task of the prompt mix: a share of each step's prompts, and the reward that scores them."""
-
-    name: str = "arith"
-    reward: str = "world_answer"
-    """A named reward (`world_answer`, `math_answer`, `choice`, `exact_match`), `reward_model:<dir>`,
-    `judge:<template>@<n>` (with `judge_model`), or a user's `package.module:function` with TRL's
-    signature `f(prompts, completions, **columns)`; `reward_model` alone reads the `reward_model`
-    field (e.g. the reward-model recipe's output). See `selftaught.rewards.registry`."""
-    reward_model: str | None = None
-    judge_model: str | None = None
-    """`judge:` rewards: the judge's model spec."""
-    pair_rule: str = "correct_vs_incorrect"
-    """DPO pair builder for this task (`correct_vs_incorrect`, `best_vs_worst` for scalar rewards,
-    `all_pairs`, `divpo` (diversity-aware, set by `divpo`), or `package.module:function`)."""
-    divpo: DivPOConfig = field(default_factory=DivPOConfig)
-    """`pair_rule=divpo`: quality pools and diversity criterion (`selftaught.selection.diversity`)."""
-    weight: float = 1.0
-    """Share of each step's prompts (normalised over the tasks)."""
-    length_bonus: float = 0.0
-    """Added to the reward per completion token: a deliberately length-biased reward (papers_B
-    §1.12's non-verifiable analogue). Validation then logs the reward per token, the paper's
-    criterion for checkpoint selection."""
-
-
-@dataclass
-class RolloutConfig:
-    prompts: str = "world:prompts"
-    """Prompt source: `world:prompts`, or a TRL prompt-only file (`prompt` as text or messages; extra
-    columns such as `answer` reach the reward functions as keyword arguments), or a GSM8K file."""
-    num_prompts: int = 32
-    """Prompts per optimizer step (global, over all processes)."""
-    samples_per_prompt: int = 8
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 48
-    stop: list[str] = field(default_factory=list)
-    """Stop strings (few-shot prompts: the next "Question:")."""
-    levels: list[int] = field(default_factory=lambda: [1, 2, 3])
-    """World prompts: difficulty levels."""
-    pool_size: int = 4096
-    """World prompts: distinct train-split problems the step batches are drawn from (files: all records,
-    or the first `limit`)."""
-    limit: int | None = None
-    num_shots: int = 0
-    """GSM8K prompt files: few-shot exemplars in a raw-text prompt (for base models); 0 = a chat turn."""
-    generation_batch_size: int = 256
-    per_prompt_seeds: bool = False
-    """Each prompt's samples from their own random stream (seed, prompt id, sample), independent of
-    the other prompts of the call; forced on under torchrun, so N processes sample what 1 does."""
-
-    def __post_init__(self) -> None:
-        for key in ("num_prompts", "max_new_tokens", "pool_size", "generation_batch_size"):
-            check(getattr(self, key) >= 1, f"rollouts.{key}", ">= 1", getattr(self, key))
-        check(self.temperature >= 0, "rollouts.temperature", ">= 0", self.temperature)
-        check(0 < self.top_p <= 1, "rollouts.top_p", "in (0, 1]", self.top_p)
-        check(self.limit is None or self.limit >= 1, "rollouts.limit", "None or >= 1", self.limit)
 
 
 def build_pair_rule(task: TaskConfig) -> PairRuleFn:

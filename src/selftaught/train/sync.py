@@ -21,6 +21,7 @@ from typing import Protocol
 
 import torch
 
+from selftaught.configs.train import check_interval as check_interval
 from selftaught.engines.base import Engine
 
 
@@ -36,12 +37,6 @@ class SyncableEngine(Engine, Protocol):
     """The policy version the engine's weights are from (stamped on every completion)."""
 
     def sync_weights(self, source_model: torch.nn.Module, policy_version: int) -> None: ...
-
-
-def check_interval(name: str, every: int) -> None:
-    """ValueError for a negative interval, naming the config field."""
-    if every < 0:
-        raise ValueError(f"{name} must be >= 0 (0 = never after the start, 1 = every step), got {every}")
 
 
 def is_sync_step(step: int, every: int) -> bool:

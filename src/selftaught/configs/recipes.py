@@ -1,0 +1,371 @@
+"""One config per recipe (`selftaught.presets.RECIPES` names them); each recipe module re-exports its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from selftaught.config import check, check_levels, check_limit
+from selftaught.configs.losses import AdvantageType, DPOLossType, LossNormalization, NLLNormalization
+from selftaught.configs.train import (
+    EvalConfig,
+    GeneratorConfig,
+    LoraConfig,
+    Objective,
+    OptimConfig,
+    RolloutConfig,
+    RunConfig,
+    TaskConfig,
+    check_interval,
+)
+from selftaught.data import gsm8k
+from selftaught.types import StrEnum
+from selftaught.world.arith import check_strategy_weights
+
+
+class PretrainTask(StrEnum):
+    ARITH = "arith"
+    """Arithmetic with a buggy teacher; stop on greedy valid accuracy (the `tiny-world` student)."""
+    PERSONA = "persona"
+    """DivPO's persona world (`world.persona`); a fixed number of steps (`tiny-world-persona`)."""
+    KEYWORDS = "keywords"
+    """DivPO's graded keywords task (`world.keywords`); a fixed number of steps (`tiny-world-keywords`)."""
+
+
+@dataclass
+class WorldPretrainConfig(RunConfig):
+    out_dir: str = "runs/world-pretrain"
+    """Run directory; the trained model goes to `<out_dir>/model`."""
+    model: str = "xs"
+    """Tiny Llama shape built from scratch: xs (144k params), s (1M), m (3.3M), l (8M)."""
+    num_steps: int = 6000
+    """Hard cap on optimizer steps."""
+    log_every: int = 50
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(every=250, per_level=100, batch_size=512))
+    """Greedy valid accuracy for the stop rule (`eval.every`); the final test uses `test_per_level`."""
+    checkpoint_every: int = 0
+    task: PretrainTask = PretrainTask.ARITH
+    """What the student learns: `arith` (the fields from `levels` to `stop_accuracy` apply), `persona`
+    or `keywords` (`num_examples`, `batch_size`, `optim*`, `persona_samples` / `keywords_samples` apply;
+    no stop rule)."""
+    vocab_size: int = 320
+    """BPE vocabulary size of the world tokenizer."""
+    levels: list[int] = field(default_factory=lambda: [1, 2, 3])
+    """Difficulty levels (number of steps) in the training mix and the evaluation."""
+    bug: float = 0.6
+    """Probability that the teacher forgets a units carry (0 = a clean teacher)."""
+    strategy_weights: dict[str, float] = field(default_factory=lambda: {"chain": 1.0})
+    """Mix of solution strategies in the SFT data."""
+    num_examples: int = 50_000
+    """Size of the training pool (sampled once, then shuffled every epoch)."""
+    batch_size: int = 64
+    optim_steps: int = 3000
+    """Length of the warmup + cosine schedule; after it the lr stays at its floor."""
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(
+            lr=3e-3,
+            betas=(0.9, 0.98),
+            schedule="cosine",
+            warmup_steps=50,
+            min_lr_ratio=0.1,
+            max_grad_norm=1.0,
+        )
+    )
+    test_per_level: int = 200
+    stop_accuracy: float = 0.6
+    """Stop once greedy valid accuracy (mean over levels) reaches this."""
+    persona_samples: int = 1000
+    """task=persona: samples of the instruction (T=1) in the final summary; validation draws 256."""
+    keywords_samples: int = 1000
+    """task=keywords: samples (T=1, the topics in turn) in the final summary; validation draws 256."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        check(
+            self.num_examples >= self.batch_size,
+            "num_examples",
+            f">= batch_size ({self.batch_size})",
+            self.num_examples,
+        )
+        check(self.optim_steps >= 1, "optim_steps", ">= 1", self.optim_steps)
+        check(self.persona_samples >= 1, "persona_samples", ">= 1", self.persona_samples)
+        check(self.keywords_samples >= 1, "keywords_samples", ">= 1", self.keywords_samples)
+        check_levels(self.levels, "levels")
+        check(0 <= self.bug <= 1, "bug", "a probability in [0, 1]", self.bug)
+        check_strategy_weights(self.strategy_weights)
+
+
+@dataclass
+class SFTDataConfig:
+    source: str = "world:sft"
+    """`world:sft` (generated tiny-world solutions), or a JSONL/Parquet/dataset path or `hf:` name."""
+    max_length: int = 512
+    """Examples are truncated to this many tokens."""
+    limit: int | None = None
+    """Use only the first N records."""
+    num_examples: int = 20_000
+    """World: size of the example pool."""
+    levels: list[int] = field(default_factory=lambda: [1, 2, 3])
+    bug: float = 0.0
+    """World: probability that the teacher forgets a carry (0 = a clean teacher)."""
+    strategy_weights: dict[str, float] = field(default_factory=lambda: {"chain": 1.0})
+    seed: int = 1
+    """World: seed of the example pool (different from the pretraining pool's 0)."""
+
+
+@dataclass
+class SFTConfig(RunConfig):
+    out_dir: str = "runs/sft"
+    num_steps: int = 300
+    data: SFTDataConfig = field(default_factory=SFTDataConfig)
+    batch_size: int = 64
+    """Examples per optimizer step (global, over all processes)."""
+    micro_batch_tokens: int = 8192
+    """Padded tokens per micro-batch (gradient accumulation splits a step into these); 0 = one micro-batch."""
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(
+            lr=3e-4, betas=(0.9, 0.98), schedule="cosine", warmup_steps=10, min_lr_ratio=0.1
+        )
+    )
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        check(
+            self.micro_batch_tokens >= 0,
+            "micro_batch_tokens",
+            ">= 0 (0: one micro-batch)",
+            self.micro_batch_tokens,
+        )
+        check(self.data.max_length >= 1, "data.max_length", ">= 1", self.data.max_length)
+        check_limit(self.data.limit, "data.limit")
+        check(self.data.num_examples >= 1, "data.num_examples", ">= 1", self.data.num_examples)
+        check_levels(self.data.levels, "data.levels")
+        check(0 <= self.data.bug <= 1, "data.bug", "a probability in [0, 1]", self.data.bug)
+        check_strategy_weights(self.data.strategy_weights, "data.strategy_weights")
+
+
+@dataclass
+class DPODataConfig:
+    source: str = "world:prompts"
+    """A prompt source (`world:prompts`, a prompt-only file): pairs sampled from the starting policy;
+    or a TRL preference file (`prompt`, `chosen`, `rejected`; conversational or plain text); or a
+    GSM8K-format file (`question`, `answer`)."""
+    max_length: int = 512
+    """Each sequence (prompt + response) is truncated to this many tokens."""
+    limit: int | None = None
+    """Files: use only the first N records."""
+    reward: str = "world_answer"
+    """Sampled pairs: the reward of each sample (a name, `reward_model:<dir>`, or `package.module:function`)."""
+    pair_rule: str = "correct_vs_incorrect"
+    """Sampled pairs: how a prompt's scored samples become pairs (`best_vs_worst` for scalar rewards)."""
+    num_prompts: int = 512
+    """Sampled pairs: world problems to sample from."""
+    samples_per_prompt: int = 8
+    levels: list[int] = field(default_factory=lambda: [1, 2, 3])
+    temperature: float = 1.0
+    """Sampled pairs: sampling temperature of the pair pool (the paper samples at 1.0)."""
+    max_new_tokens: int = 64
+    generation_batch_size: int = 256
+    """Sampled pairs: sequences decoded together."""
+    seed: int = 2
+    """Seed of the problems, the samples and the pair choice; GSM8K: of the wrong answers."""
+
+
+@dataclass
+class DPOConfig(RunConfig):
+    out_dir: str = "runs/dpo"
+    log_every: int = 5
+    checkpoint_every: int = 50
+    data: DPODataConfig = field(default_factory=DPODataConfig)
+    batch_size: int = 32
+    """Pairs per optimizer step (global, over all processes)."""
+    micro_batch_tokens: int = 8192
+    """Padded tokens per micro-batch, chosen and rejected rows together; 0 = one micro-batch."""
+    beta: float = 0.1
+    """Inverse temperature of the implicit reward (tau for IPO)."""
+    loss_type: DPOLossType = DPOLossType.SIGMOID
+    """See `selftaught.losses.dpo.DPOLossType`."""
+    nll_scale: float = 0.0
+    """Weight of the NLL term on the chosen response (fairseq2 `nll_scale`; 0 = plain DPO)."""
+    nll_normalization: NLLNormalization = NLLNormalization.SUM
+    """NLL per pair summed over tokens (fairseq2 2024) or averaged per token (RPO)."""
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-5, eps=1e-8, schedule="constant"))
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        check(
+            self.micro_batch_tokens >= 0,
+            "micro_batch_tokens",
+            ">= 0 (0: one micro-batch)",
+            self.micro_batch_tokens,
+        )
+        check(self.beta > 0, "beta", "> 0", self.beta)
+        check(
+            self.data.samples_per_prompt >= 2,
+            "data.samples_per_prompt",
+            ">= 2 (a pair needs two)",
+            self.data.samples_per_prompt,
+        )
+        check(self.data.max_length >= 1, "data.max_length", ">= 1", self.data.max_length)
+        check(self.nll_scale >= 0, "nll_scale", ">= 0 (0: plain DPO)", self.nll_scale)
+        check_limit(self.data.limit, "data.limit")
+        check_levels(self.data.levels, "data.levels")
+        for key in ("num_prompts", "max_new_tokens", "generation_batch_size"):
+            check(getattr(self.data, key) >= 1, f"data.{key}", ">= 1", getattr(self.data, key))
+        check(self.data.temperature >= 0, "data.temperature", ">= 0 (0: greedy)", self.data.temperature)
+
+
+@dataclass
+class RewardModelDataConfig:
+    source: str = "world:pairs"
+    """`world:pairs` (generated tiny-world pairs) or a JSONL/Parquet/dataset path with `prompt`/`chosen`/`rejected`."""
+    valid_source: str | None = "world:pairs:valid"
+    """Held-out pairs; None: hold out `valid_fraction` of the prompts of `source` (by a hash of the prompt)."""
+    num_pairs: int = 4000
+    """World: training pairs, one per distinct train-split problem (with a carry, unless `off_by_one`)."""
+    num_valid_pairs: int = 300
+    """World: held-out pairs, on valid-split problems."""
+    levels: list[int] = field(default_factory=lambda: [1, 2, 3])
+    length_bias: float = 0.0
+    """World: share of pairs whose chosen is the longer correct solution (grouped strategy) and whose
+    rejected is the chain solution of the same problem. 0 = only correct-vs-wrong pairs."""
+    off_by_one: bool = False
+    """World: also pair problems without a units carry, against their chain solution with the last
+    result off by 1 or 10. Off: only carry problems, against the buggy teacher's solution."""
+    valid_fraction: float = 0.1
+    """Share of prompts held out when `valid_source` is None (all pairs of a prompt on one side)."""
+    limit: int | None = None
+    """Files: use only the first N records."""
+    max_length: int = 512
+    """Pairs with a sequence longer than this (tokens) are dropped, and counted."""
+    seed: int = 3
+    """World: seed of the problems and the pair kinds."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.length_bias <= 1:
+            raise ValueError(f"data.length_bias must be in [0, 1], got {self.length_bias}")
+        if not 0 < self.valid_fraction < 1:
+            raise ValueError(f"data.valid_fraction must be in (0, 1), got {self.valid_fraction}")
+
+
+@dataclass
+class RewardModelConfig(RunConfig):
+    out_dir: str = "runs/reward-model"
+    num_steps: int = 300
+    data: RewardModelDataConfig = field(default_factory=RewardModelDataConfig)
+    batch_size: int = 32
+    """Pairs per optimizer step."""
+    micro_batch_size: int = 0
+    """Pairs per micro-batch (gradient accumulation splits a step into these); 0 = one micro-batch."""
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(lr=1e-3, schedule="cosine", warmup_steps=10, min_lr_ratio=0.1)
+    )
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(every=50, batch_size=128))
+    """Held-out pairwise accuracy every `eval.every` steps, scored `eval.batch_size` sequences at a time
+    (the held-out pairs are `data.valid_source`; `eval.data` is not used)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        check(
+            self.micro_batch_size >= 0, "micro_batch_size", ">= 0 (0: one micro-batch)", self.micro_batch_size
+        )
+        check_limit(self.data.limit, "data.limit")
+        check_levels(self.data.levels, "data.levels")
+        for key in ("num_pairs", "num_valid_pairs", "max_length"):
+            check(getattr(self.data, key) >= 1, f"data.{key}", ">= 1", getattr(self.data, key))
+
+
+@dataclass
+class OnlineRLConfig(RunConfig):
+    out_dir: str = "runs/online-rl"
+    seed: int = 5
+    """Seed of the prompt order, the sampling and the pair choice (TINYWORLD: RL prompts 5000+)."""
+    log_every: int = 1
+    checkpoint_every: int = 50
+    loss: Objective = Objective.DPO
+    sync_every: int = 10
+    """s: refresh the generator from the policy every s steps (1 online, > 1 semi-online, 0 offline)."""
+    ref_sync_every: int = 0
+    """Refresh the reference from the policy every this many steps (0: the frozen seed)."""
+    rollouts: RolloutConfig = field(default_factory=RolloutConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    tasks: list[TaskConfig] = field(default_factory=lambda: [TaskConfig()])
+    group_scorer: str | None = None
+    """`package.module:function` called with every scored rollout group of a burst (sibling groups
+    included) and returning their rewards (J1's both-order consistency reward)."""
+    beta: float = 0.1
+    """DPO inverse temperature."""
+    kl_coef: float = 0.001
+    """GRPO: weight of the k3 KL to the reference (0: no reference model)."""
+    advantage: AdvantageType = AdvantageType.GROUP_MEAN
+    grpo_normalization: LossNormalization = LossNormalization.NONE
+    clip: float = 0.2
+    """GRPO ratio clip (both sides); inactive at s = 1."""
+    micro_batch_tokens: int = 8192
+    """Padded tokens per micro-batch; 0 = one micro-batch."""
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-5, eps=1e-8, schedule="constant"))
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(
+            self.micro_batch_tokens >= 0,
+            "micro_batch_tokens",
+            ">= 0 (0: one micro-batch)",
+            self.micro_batch_tokens,
+        )
+        check(self.beta > 0, "beta", "> 0", self.beta)
+        check(self.kl_coef >= 0, "kl_coef", ">= 0", self.kl_coef)
+        check(self.clip > 0, "clip", "> 0 (the ratio is clipped to [1 - clip, 1 + clip])", self.clip)
+        shots = len(gsm8k.EXEMPLARS)
+        check(
+            0 <= self.rollouts.num_shots <= shots,
+            "rollouts.num_shots",
+            f"between 0 and {shots}",
+            self.rollouts.num_shots,
+        )
+        check(all(self.rollouts.stop), "rollouts.stop", "non-empty strings", self.rollouts.stop)
+        check_levels(self.rollouts.levels, "rollouts.levels")
+        check_interval("sync_every", self.sync_every)
+        check_interval("ref_sync_every", self.ref_sync_every)
+        if not self.tasks:
+            raise ValueError("tasks must name at least one task, e.g. tasks=[{name: arith}]")
+        for index, task in enumerate(self.tasks):
+            check(
+                task.weight > 0, f"tasks[{index}].weight", "> 0 (a share of each step's prompts)", task.weight
+            )
+            if task.length_bonus and task.pair_rule == "correct_vs_incorrect" and self.loss == Objective.DPO:
+                raise ValueError(
+                    f"task {task.name!r}: length_bonus makes rewards scalar; set its pair_rule to best_vs_worst"
+                )
+        if self.rollouts.samples_per_prompt < 2:
+            raise ValueError("rollouts.samples_per_prompt must be >= 2 (pairs and group baselines need two)")
+
+
+def persona_student_config() -> WorldPretrainConfig:
+    """DivPO's seed model (`tiny-world-persona`, preset `tiny-persona`): the xs Llama, SFT on 20,000
+    persona conversations for 600 steps of 64 at lr 3e-3 (TINYWORLD.md §5's diversity-task budget)."""
+    base = WorldPretrainConfig()
+    return WorldPretrainConfig(
+        out_dir="runs/world-pretrain-persona",
+        task=PretrainTask.PERSONA,
+        num_examples=20_000,
+        num_steps=600,
+        optim_steps=600,
+        eval=EvalConfig(every=200, per_level=100, batch_size=512),
+        optim=replace(base.optim, warmup_steps=30),
+    )
+
+
+def keywords_student_config() -> WorldPretrainConfig:
+    """The seed model of DivPO's graded keywords task (`tiny-world-keywords`, preset `tiny-keywords`):
+    the persona student's recipe (xs Llama, 20,000 conversations, 600 steps of 64 at lr 3e-3) on
+    keywords conversations."""
+    return replace(
+        persona_student_config(), out_dir="runs/world-pretrain-keywords", task=PretrainTask.KEYWORDS
+    )
