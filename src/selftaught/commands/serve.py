@@ -1,4 +1,7 @@
-"""`selftaught serve`: an OpenAI-compatible HTTP server over `HFEngine`, on 127.0.0.1 by default.
+"""`selftaught serve`: an OpenAI-compatible HTTP server over `HFEngine`, on 127.0.0.1 by default:
+completions and chat completions (streamed or not, lists of prompts, logprobs with top
+alternatives), `/tokenize`, `/detokenize` and Prometheus `/metrics`, as vLLM serves them; the
+fields honoured and refused are tabled in `engines/openai_protocol.py`.
 
 Weight reload (`POST /v1/admin/reload`, for `RemoteSyncEngine`) is off unless `--allow-reload DIR`
 names the directories it may load from, and it needs `--api-key-env`. The `--max-*` and
@@ -18,8 +21,9 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "serve",
         help="serve a model over an OpenAI-compatible HTTP API",
-        description="/v1/models, /v1/completions and /v1/chat/completions (non-streaming, "
-        "with logprobs) over HFEngine; concurrent requests are batched together.",
+        description="/v1/models, /v1/completions and /v1/chat/completions (streamed or not, with "
+        "logprobs and top logprobs), /tokenize, /detokenize and Prometheus /metrics over HFEngine; "
+        "concurrent requests are batched together.",
     )
     add_model_arg(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1: this machine)")

@@ -35,7 +35,7 @@ class ServerMetrics:
         self.completion_tokens = 0
         self.abandoned = 0
         self._buckets: dict[str, list[int]] = {}
-        self._sums: Counter[str] = Counter()
+        self._sums: dict[str, float] = {}
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
         """One answered request (the `http_server.Observer` signature)."""
@@ -44,7 +44,7 @@ class ServerMetrics:
             buckets = self._buckets.setdefault(endpoint, [0] * (len(LATENCY_BUCKETS_S) + 1))
             for i, bound in enumerate((*LATENCY_BUCKETS_S, math.inf)):
                 buckets[i] += seconds <= bound
-            self._sums[endpoint] += seconds
+            self._sums[endpoint] = self._sums.get(endpoint, 0.0) + seconds
 
     def add_tokens(self, prompt_tokens: int, completion_tokens: int) -> None:
         with self._lock:
