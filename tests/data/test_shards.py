@@ -41,7 +41,8 @@ def test_fresh_run_writes_shards_then_manifest(tmp_path):
     records = run_stage(out_dir, INPUTS, square, shard_size=SHARD_SIZE, fingerprint="f", meta={"seed": 3})
     assert records == square(INPUTS)
     names = sorted(p.name for p in out_dir.iterdir())
-    assert names == sorted(["manifest.json", "stage.json", *(f"part-{k:05d}.jsonl" for k in range(5))])
+    parts = [f"part-{k:05d}.jsonl" for k in range(5)]
+    assert names == sorted(["README.md", "manifest.json", "stage.json", *parts])
     manifest = json.loads((out_dir / "manifest.json").read_text())
     assert manifest["num_shards"] == 5
     assert manifest["num_records_per_shard"] == [10, 10, 10, 10, 6]
@@ -160,3 +161,20 @@ def test_compute_fingerprint():
     assert compute_fingerprint({"a": 1, "b": [1, 2]}) == compute_fingerprint({"b": [1, 2], "a": 1})
     assert compute_fingerprint({"a": 1}) != compute_fingerprint({"a": 2})
     assert len(compute_fingerprint("x")) == 64
+
+
+@pytest.mark.parametrize("how", ["data_files", "directory"])
+def test_a_completed_stage_loads_with_hugging_face_datasets(tmp_path, monkeypatch, how):
+    """The shard pattern, or the directory itself (its README.md card names the data files); the JSON
+    manifest beside the shards is not read as data."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    datasets = pytest.importorskip("datasets")
+    out_dir = tmp_path / "stage"
+    records = run_stage(out_dir, INPUTS, square, shard_size=SHARD_SIZE, fingerprint="f", meta={"seed": 3})
+    if how == "data_files":
+        loaded = datasets.load_dataset(
+            "json", data_files=f"{out_dir}/part-*.jsonl", split="train", cache_dir=str(tmp_path / "cache")
+        )
+    else:
+        loaded = datasets.load_dataset(str(out_dir), split="train", cache_dir=str(tmp_path / "cache"))
+    assert loaded.to_list() == records

@@ -5,7 +5,18 @@
 
     stage.json          written first: the fingerprint, shard size and input count it is computed from
     part-00000.jsonl    records of inputs[0 : shard_size], then the next chunk, ...
+    README.md           a dataset card whose YAML header names the shards (`data_files: part-*.jsonl`)
     manifest.json       written last: the stage is complete
+
+A completed stage is a Hugging Face dataset as it stands; load it by its shard pattern, or by its
+directory (the card tells `datasets` which files are data):
+
+    datasets.load_dataset("json", data_files=f"{stage_dir}/part-*.jsonl", split="train")
+    datasets.load_dataset(stage_dir, split="train")
+
+(`load_dataset("json", data_dir=stage_dir)` reads every file of the directory, the JSON manifest
+included, and fails: use one of the two above.) `selftaught` itself reads a stage with `read_stage`
+or `data.sources.read_records(stage_dir)`, which check the shards against the manifest.
 
 Every file is written to `<name>.tmp` and renamed when complete, so a killed process leaves at most
 a `.tmp` file. On a rerun a stage with a manifest is skipped (its records are read back), and an
@@ -35,6 +46,9 @@ T = TypeVar("T")
 
 STAGE_FILE = "stage.json"
 MANIFEST_FILE = "manifest.json"
+CARD_FILE = "README.md"
+DATA_FILES = "part-*.jsonl"
+"""The shards of a stage as a glob (`datasets.load_dataset("json", data_files=f"{stage_dir}/{DATA_FILES}")`)."""
 STARTED_FILE = "started.json"
 DONE_FILE = "done.json"
 
@@ -100,6 +114,7 @@ def run_stage(
         "meta": meta or {},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    _write_card(out_dir, manifest)
     _write_json(out_dir / MANIFEST_FILE, manifest)
     return [record for shard in shards for record in shard]
 
@@ -194,6 +209,29 @@ def _checked_records(records: Any, index: int) -> list[dict[str, Any]]:
             f"a stage's fn must return a list of dicts; for shard {index} it returned {records!r:.200}"
         )
     return records
+
+
+def _write_card(out_dir: Path, manifest: dict[str, Any]) -> None:
+    """`README.md`: a dataset card whose YAML header makes `datasets.load_dataset(out_dir)` read the
+    shards only (not the JSON manifest), and whose text says how the stage was made and how to load it."""
+    meta = json.dumps(manifest["meta"], ensure_ascii=False, default=str)
+    with atomic_write(out_dir / CARD_FILE) as f:
+        f.write(
+            "---\n"
+            "configs:\n"
+            "- config_name: default\n"
+            f'  data_files: "{DATA_FILES}"\n'
+            "---\n\n"
+            f"# {out_dir.name}\n\n"
+            f"A `selftaught` data stage: {manifest['num_records']} records in {manifest['num_shards']} "
+            f"JSONL shards (`{DATA_FILES}`), fingerprint `{manifest['fingerprint']}`.\n\n"
+            f"Provenance: `{meta}`\n\n"
+            "```python\n"
+            "import datasets\n\n"
+            f'datasets.load_dataset("json", data_files="{out_dir.name}/{DATA_FILES}", split="train")\n'
+            f'datasets.load_dataset("{out_dir.name}", split="train")  # this card names the data files\n'
+            "```\n"
+        )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
