@@ -96,6 +96,60 @@ def test_generate_writes_n_samples_per_prompt(tiny_model_dir, tmp_path):
     assert all(
         0 < len(c["token_ids"]) <= 5 and len(c["logprobs"]) == len(c["token_ids"]) for c in completions
     )
+    # TRL prompt/completion records: both prompts went through the chat template, so both are messages
+    assert all(c["prompt"] == [{"role": "user", "content": "12+7"}] for c in completions[:3])
+    assert all(c["prompt"] == [{"role": "user", "content": "3-1"}] for c in completions[3:])
+    assert all(c["completion"] == [{"role": "assistant", "content": c["text"]}] for c in completions)
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-chat-template"]], ids=["chat-template", "no-chat-template"])
+def test_generate_renders_text_prompts_with_the_chat_template_unless_told(
+    flag, tiny_model_dir, tmp_path, monkeypatch
+):
+    """The tiny model's tokenizer has a chat template: a text prompt becomes one user turn, unless
+    --no-chat-template sends it raw. The output's `prompt` is what the model was given, and reads back
+    (`prompt_from_record`) as the same generation input."""
+    from selftaught.data.chat import encode_prompt
+    from selftaught.data.formats import prompt_from_record
+    from selftaught.engines.hf import HFEngine
+    from selftaught.models.io import load_model
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"id": "q", "prompt": "12+7"}) + "\n")
+    seen = []
+    real = HFEngine.generate
+    monkeypatch.setattr(
+        HFEngine, "generate", lambda self, chunk, sampling: seen.extend(chunk) or real(self, chunk, sampling)
+    )
+    out = tmp_path / "out.jsonl"
+    argv = ["generate", "--model", tiny_model_dir, "--prompts", str(prompts), "--out", str(out)]
+    assert main([*argv, "--max-new-tokens", "4", *flag]) == 0
+    [record] = [json.loads(line) for line in out.read_text().splitlines()]
+    [prompt] = seen
+    if flag:
+        assert (prompt.text, prompt.messages) == ("12+7", [])
+        assert (record["prompt"], record["completion"]) == ("12+7", record["text"])
+    else:
+        assert (prompt.text, prompt.messages) == (None, [{"role": "user", "content": "12+7"}])
+        assert record["prompt"] == [{"role": "user", "content": "12+7"}]
+    assert record["prompt_id"] == "q" and record["token_ids"] and record["finish_reason"]
+    _, tokenizer = load_model(tiny_model_dir)
+    assert encode_prompt(tokenizer, prompt_from_record(record, 0, "out")) == encode_prompt(tokenizer, prompt)
+
+
+def test_a_tokenizer_without_a_chat_template_gets_text_prompts_raw():
+    from types import SimpleNamespace
+
+    from selftaught.commands.generate import chat_or_raw
+    from selftaught.types import Prompt
+
+    prompts = [Prompt("0", [], text="Q: 1+1\nA:"), Prompt("1", [{"role": "user", "content": "hi"}])]
+    assert chat_or_raw(prompts, SimpleNamespace(chat_template=None), no_chat_template=False) == prompts
+    as_chat = chat_or_raw(prompts, SimpleNamespace(chat_template="{{ x }}"), no_chat_template=False)
+    assert [(p.text, p.messages) for p in as_chat] == [
+        (None, [{"role": "user", "content": "Q: 1+1\nA:"}]),
+        (None, [{"role": "user", "content": "hi"}]),
+    ]
 
 
 def test_eval_world_split_prints_level_table(tiny_model_dir, tmp_path, capsys):

@@ -17,7 +17,7 @@ from typing import Any
 from selftaught.data import gsm8k
 from selftaught.data.chat import render_conversation, render_prompt_completion, validate_messages
 from selftaught.data.sources import json_type, require_columns
-from selftaught.types import Message, Prompt
+from selftaught.types import Completion, Message, Prompt
 
 Example = tuple[list[int], list[bool]]
 """`(input_ids, loss_mask)` of one training sequence."""
@@ -83,6 +83,35 @@ def prompt_record(prompt: Prompt) -> dict[str, Any]:
     if prompt.answer is not None:
         record["answer"] = prompt.answer
     return {**record, "task": prompt.task, **prompt.meta}
+
+
+def as_chat(prompt: Prompt) -> Prompt:
+    """`prompt` with its raw `text` (if any) as one user turn, so that it is rendered with the chat
+    template; a chat prompt is returned as it is."""
+    if prompt.text is None:
+        return prompt
+    return Prompt(
+        prompt.id,
+        [{"role": "user", "content": prompt.text}],
+        answer=prompt.answer,
+        task=prompt.task,
+        meta=prompt.meta,
+    )
+
+
+def prompt_completion_record(prompt: Prompt, completion: Completion) -> dict[str, Any]:
+    """A sample as a TRL prompt/completion record, followed by the `Completion`'s own fields
+    (`prompt_id`, `text`, `token_ids`, `logprobs`, `finish_reason`, ...).
+
+    A raw-text prompt (sent without a chat template) gives the standard format, `prompt` and
+    `completion` strings; a chat prompt gives the conversational one, `prompt` as its messages and
+    `completion` as one assistant turn. Either way the record says what the model was given, and
+    `prompt_from_record` reads its `prompt` back as the same generation input."""
+    if prompt.text is not None:
+        head: dict[str, Any] = {"prompt": prompt.text, "completion": completion.text}
+    else:
+        head = {"prompt": prompt.messages, "completion": [{"role": "assistant", "content": completion.text}]}
+    return {**head, **completion.to_dict()}
 
 
 def trl_prompt(value: Any, index: int, where: str | None = None) -> Prompt:
