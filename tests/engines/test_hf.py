@@ -136,6 +136,24 @@ def test_top_logprobs_are_the_teacher_forced_top_k(model, tokenizer, prompts):
     assert "top_logprobs" not in plain[0][0].meta
 
 
+def test_prompt_logprobs_of_prompt_plus_completion_end_with_the_completions(model, tokenizer, prompts):
+    """A forward over prompt + sampled completion scores the completion's tokens as decoding did."""
+    engine = HFEngine(model, tokenizer)
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=6, seed=2, top_logprobs=2)
+    for prompt, (completion,) in zip(prompts, engine.generate(prompts, sampling), strict=True):
+        prompt_ids = engine.encode_prompt(prompt)
+        logps, tops = engine.prompt_logprobs(prompt_ids + completion.token_ids, top_logprobs=2)
+        assert logps[0] is None and tops is not None and tops[0] == []
+        assert len(logps) == len(tops) == len(prompt_ids) + len(completion.token_ids)
+        tail = torch.tensor(logps[len(prompt_ids) :])
+        torch.testing.assert_close(tail, torch.tensor(completion.logprobs), atol=1e-4, rtol=0)
+        got_top = tops[len(prompt_ids) :]
+        assert [[i for i, _ in step] for step in got_top] == [
+            [i for i, _ in step] for step in completion.meta["top_logprobs"]
+        ]
+    assert engine.prompt_logprobs([5, 6])[1] is None
+
+
 def test_greedy_is_independent_of_padding_and_batching(any_model, tokenizer, prompts):
     model = any_model
     engine = HFEngine(model, tokenizer)

@@ -176,7 +176,7 @@ def test_chat_top_logprobs_and_their_refusals(server, tokenizer_only):
             client_for(other).completions.create(model=MODEL, prompt="1", logprobs=2)
 
 
-def test_echo_prepends_the_prompt_and_is_refused_with_logprobs(server, engine):
+def test_echo_prepends_the_prompt_text(server, engine):
     client = client_for(server)
     response = client.completions.create(
         model=MODEL, prompt="1 + 1 =", max_tokens=4, temperature=0, echo=True
@@ -186,8 +186,41 @@ def test_echo_prepends_the_prompt_and_is_refused_with_logprobs(server, engine):
         model=MODEL, prompt="1 + 1 =", max_tokens=4, temperature=0, echo=True, stream=True
     )
     assert "".join(c.choices[0].text for c in streamed) == response.choices[0].text
-    with pytest.raises(openai.BadRequestError, match="`echo` with `logprobs` is not supported"):
-        client.completions.create(model=MODEL, prompt="1", echo=True, logprobs=1)
+
+
+def test_echo_with_logprobs_scores_the_prompt_as_lm_eval_asks(server, engine, tokenizer_only):
+    """lm-evaluation-harness's loglikelihood request: echo, logprobs=1, greedy, one new token. The
+    prompt's tokens come first, the first with null logprob and null alternatives, the others with
+    the engine's teacher-forced logprobs (`HFEngine.prompt_logprobs`, checked against decoding in
+    test_hf)."""
+    prompt = Prompt(id="p", messages=[], text="12 + 7 =")
+    sampling = SamplingParams(temperature=0, max_new_tokens=3)
+    (completion,) = engine.generate([prompt], sampling)[0]
+    prompt_ids = engine.encode_prompt(prompt)
+    response = client_for(server).completions.create(
+        model=MODEL,
+        prompt=[prompt.text, prompt.text + completion.text],
+        max_tokens=1,
+        temperature=0,
+        echo=True,
+        logprobs=1,
+        extra_body={"return_tokens_as_token_ids": True},
+    )
+    first, second = (choice.logprobs for choice in response.choices)
+    assert first.tokens[: len(prompt_ids)] == [f"token_id:{t}" for t in prompt_ids]
+    assert first.token_logprobs[0] is None and first.top_logprobs[0] is None
+    assert len(first.tokens) == len(prompt_ids) + 1 == len(first.top_logprobs)
+    # The second prompt's tokens carry the engine's teacher-forced logprobs.
+    echoed_ids = engine.encode_prompt(Prompt(id="q", messages=[], text=prompt.text + completion.text))
+    expected, _ = engine.prompt_logprobs(echoed_ids)
+    assert second.tokens[: len(echoed_ids)] == [f"token_id:{t}" for t in echoed_ids]
+    assert second.token_logprobs[: len(echoed_ids)] == pytest.approx(expected, abs=1e-5)
+    assert response.choices[1].text.startswith(prompt.text + completion.text)
+    with EngineServer(HoldingEngine(), tokenizer_only, MODEL, port=0).start() as other:
+        with pytest.raises(
+            openai.BadRequestError, match="`echo` with `logprobs` needs the prompt's logprobs"
+        ):
+            client_for(other).completions.create(model=MODEL, prompt="1", echo=True, logprobs=0)
 
 
 @pytest.mark.parametrize(

@@ -149,6 +149,34 @@ class HFEngine:
             self.model.train(was_training)
         return results
 
+    def prompt_logprobs(
+        self, prompt_ids: list[int], top_logprobs: int = 0
+    ) -> tuple[list[float | None], list[list[list[Any]]] | None]:
+        """Logprobs of each token of `prompt_ids` given the ones before it (the first: None) from one
+        forward (fp32 log-softmax of the unprocessed logits, as generation computes them), and with
+        `top_logprobs = k` the k most likely tokens per position as `[[token_id, logprob], ...]`
+        (the first position: `[]`). The server's `echo` with `logprobs` uses them.
+        """
+        self._check_prompt_lengths([prompt_ids])
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                input_ids = torch.tensor([prompt_ids], device=self.model.device)
+                logps = self.model(input_ids=input_ids).logits[0, :-1].float().log_softmax(-1)  # [L - 1, V]
+        finally:
+            self.model.train(was_training)
+        targets = torch.tensor(prompt_ids[1:], device=logps.device)
+        chosen: list[float | None] = [None, *logps.gather(-1, targets[:, None]).squeeze(-1).tolist()]
+        if not top_logprobs:
+            return chosen, None
+        top = logps.topk(min(top_logprobs, logps.shape[-1]), dim=-1)
+        tops = [
+            [[i, lp] for i, lp in zip(ids, lps, strict=True)]
+            for ids, lps in zip(top.indices.tolist(), top.values.tolist(), strict=True)
+        ]
+        return chosen, [[], *tops]
+
     def sync_weights(self, source_model: Any, policy_version: int) -> None:
         """Copy `source_model`'s weights into the generator and stamp later samples `policy_version`.
 

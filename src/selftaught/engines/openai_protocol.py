@@ -21,7 +21,7 @@ Honoured fields:
 | `stop` | both | a string or a list of strings, cut from the text |
 | `logprobs` | both | completions: an int k (0-20), the sampled tokens' logprobs and, for k > 0, `top_logprobs` dicts of the k most likely tokens; chat: a bool |
 | `top_logprobs` | chat | k (0-20) alternatives per token; needs `logprobs: true` |
-| `echo` | completions | the prompt text before each completion (not with `logprobs`: 400) |
+| `echo` | completions | the prompt text before each completion; with `logprobs`, the prompt's tokens and their logprobs first (the first one null), as OpenAI does; needs an engine with `prompt_logprobs` (`HFEngine`; others: 400) |
 | `stream`, `stream_options` | both | server-sent events; `{"include_usage": true}` adds a last chunk with `usage` |
 | `user` | both | accepted, no effect (OpenAI's end-user id) |
 | `return_tokens_as_token_ids` | both | vLLM's: tokens spelled `token_id:<id>` |
@@ -45,7 +45,6 @@ Refused fields (400 naming the field) unless sent at their no-op value:
 | `presence_penalty`, `frequency_penalty` | `0` | the engines apply no penalties |
 | `repetition_penalty` | `1` | same (vLLM's) |
 | `top_k`, `min_p` | `-1` or `0`, `0` | the engines sample with temperature and top-p only (vLLM's) |
-| `echo` with `logprobs` | - | needs the prompt tokens' logprobs, which the engines do not compute |
 | any other field | - | unknown here: refused rather than ignored |
 
 Streaming (`stream: true`) sends `data: {chunk}` events (`text_completion` or
@@ -172,6 +171,17 @@ class ApiError(Exception):
         return {"error": {"message": str(self), "type": kind, "param": self.param, "code": self.status}}
 
 
+@dataclass(frozen=True)
+class PromptLogprobs:
+    """A prompt's tokens scored by the engine (`echo` with `logprobs`): `HFEngine.prompt_logprobs`."""
+
+    token_ids: list[int]
+    logprobs: list[float | None]
+    """The first one is None (nothing before it)."""
+    top_logprobs: list[list[list[Any]]] | None = None
+    """`[[token_id, logprob], ...]` per position when alternatives were asked for."""
+
+
 @dataclass
 class ApiCall:
     """A parsed generation request."""
@@ -228,13 +238,6 @@ def parse_request(
     prompts, max_tokens = _parse_prompts(body, chat, request_id)
     logprobs, top_logprobs = _parse_logprobs(body, chat)
     echo = bool(read_field(body, "echo", bool, False))
-    if echo and logprobs:
-        raise ApiError(
-            400,
-            "`echo` with `logprobs` is not supported: it needs the prompt tokens' logprobs, which the "
-            "engines do not compute; send one of them",
-            "echo",
-        )
     stream = bool(read_field(body, "stream", bool, False))
     include_usage = _parse_stream_options(body, stream)
     stop = read_field(body, "stop", (str, list))
@@ -430,12 +433,21 @@ def _text(call: ApiCall, prompt: Prompt, completion: Completion) -> str:
 
 
 def build_response(
-    call: ApiCall, completions: list[list[Completion]], model_name: str, tokenizer: Any
+    call: ApiCall,
+    completions: list[list[Completion]],
+    model_name: str,
+    tokenizer: Any,
+    echoed: list[PromptLogprobs] | None = None,
 ) -> dict[str, Any]:
-    """The OpenAI response body for `call` answered by `completions` (one list per prompt)."""
+    """The OpenAI response body for `call` answered by `completions` (one list per prompt); `echoed`
+    holds each prompt's logprobs for `echo` with `logprobs`."""
     choices = []
     for index, prompt, completion in _choices(call, completions):
-        logprobs = _logprobs_body(completion, call, tokenizer) if call.logprobs else None
+        logprobs = (
+            _logprobs_body(completion, call, tokenizer, _echoed(call, echoed, prompt))
+            if call.logprobs
+            else None
+        )
         choice: dict[str, Any] = {
             "index": index,
             "logprobs": logprobs,
@@ -457,7 +469,11 @@ def build_response(
 
 
 def stream_chunks(
-    call: ApiCall, completions: list[list[Completion]], model_name: str, tokenizer: Any
+    call: ApiCall,
+    completions: list[list[Completion]],
+    model_name: str,
+    tokenizer: Any,
+    echoed: list[PromptLogprobs] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The chunks of a streamed answer, in order (see the module doc); `[DONE]` is the caller's."""
     head = {
@@ -473,7 +489,11 @@ def stream_chunks(
         return {**head, "choices": [choice], **usage_field}
 
     for index, prompt, completion in _choices(call, completions):
-        logprobs = _logprobs_body(completion, call, tokenizer) if call.logprobs else None
+        logprobs = (
+            _logprobs_body(completion, call, tokenizer, _echoed(call, echoed, prompt))
+            if call.logprobs
+            else None
+        )
         if call.chat:
             yield chunk(index, {"delta": {"role": "assistant", "content": ""}})
             yield chunk(index, {"delta": {"content": completion.text}}, logprobs)
@@ -503,14 +523,28 @@ def _token_strings(token_ids: list[int], call: ApiCall, tokenizer: Any) -> list[
     return tokenizer.batch_decode([[t] for t in token_ids])
 
 
-def _logprobs_body(completion: Completion, call: ApiCall, tokenizer: Any) -> dict[str, Any]:
+def _echoed(call: ApiCall, echoed: list[PromptLogprobs] | None, prompt: Prompt) -> PromptLogprobs | None:
+    """The logprobs of `prompt` when they are echoed."""
+    if not (call.echo and echoed):
+        return None
+    return echoed[call.prompts.index(prompt)]
+
+
+def _logprobs_body(
+    completion: Completion, call: ApiCall, tokenizer: Any, echoed: PromptLogprobs | None = None
+) -> dict[str, Any]:
     """Logprobs of the sampled tokens (and their top alternatives) in the chat (`content`) or
-    completions (`tokens`) layout."""
-    tokens = _token_strings(completion.token_ids, call, tokenizer)
-    logprobs = completion.logprobs or []
+    completions (`tokens`) layout; with `echoed`, the prompt's tokens come first."""
+    token_ids = completion.token_ids
+    logprobs: list[Any] = completion.logprobs or []
+    alternatives = completion.meta.get("top_logprobs") or [] if call.top_logprobs else []
+    if echoed is not None:
+        token_ids = echoed.token_ids + token_ids
+        logprobs = echoed.logprobs + logprobs
+        alternatives = (echoed.top_logprobs or []) + alternatives
+    tokens = _token_strings(token_ids, call, tokenizer)
     tops: list[list[tuple[str, float]]] = [[] for _ in tokens]
     if call.top_logprobs:
-        alternatives = completion.meta.get("top_logprobs") or []
         tops = [
             list(
                 zip(
@@ -534,7 +568,11 @@ def _logprobs_body(completion: Completion, call: ApiCall, tokenizer: Any) -> dic
                 for token, logprob, top in zip(tokens, logprobs, tops, strict=True)
             ]
         }
-    top_dicts = [dict(top) for top in tops] if call.top_logprobs else None
+    top_dicts: list[dict[str, float] | None] | None = None
+    if call.top_logprobs:
+        top_dicts = [dict(top) for top in tops]
+        if echoed is not None:
+            top_dicts[0] = None  # the first prompt token has no context, as its logprob
     return {"tokens": tokens, "token_logprobs": logprobs, "top_logprobs": top_dicts, "text_offset": None}
 
 

@@ -56,8 +56,9 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from selftaught.data.chat import encode_prompt
 from selftaught.engines.base import CancellableEngine, Engine, ReloadableEngine, SamplingParams
@@ -75,6 +76,7 @@ from selftaught.engines.metrics import CONTENT_TYPE, ServerMetrics
 from selftaught.engines.openai_protocol import (
     ApiCall,
     ApiError,
+    PromptLogprobs,
     RequestLimits,
     build_response,
     check_prompt_tokens,
@@ -89,6 +91,7 @@ from selftaught.engines.openai_protocol import (
 from selftaught.types import Completion, Prompt
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 RELOAD_ROUTE = "/v1/admin/reload"
@@ -115,11 +118,16 @@ class _BatchGate:
     def generate_cancellable(
         self, prompts: list[Prompt], sampling: SamplingParams, cancelled: Callable[[int], bool]
     ) -> list[list[Completion]]:
+        engine = self.engine
+        if isinstance(engine, CancellableEngine):
+            return self.run(lambda: engine.generate_cancellable(prompts, sampling, cancelled))
+        return self.run(lambda: engine.generate(prompts, sampling))
+
+    def run(self, work: Callable[[], T]) -> T:
+        """`work()` with the engine to itself (between two batches, not during a swap)."""
         self._no_swap_waiting.wait()  # a lock alone may hand itself back to the batcher thread
         with self._lock:
-            if isinstance(self.engine, CancellableEngine):
-                return self.engine.generate_cancellable(prompts, sampling, cancelled)
-            return self.engine.generate(prompts, sampling)
+            return work()
 
     def swap(self, swap_weights: Callable[[], None]) -> None:
         """Run `swap_weights` between two batches."""
@@ -237,7 +245,16 @@ class EngineServer:
                 "ask for the sampled tokens' logprobs only",
                 "top_logprobs" if chat else "logprobs",
             )
-        prompt_tokens = [len(encode_prompt(self.tokenizer, prompt)) for prompt in call.prompts]
+        scorer = getattr(self.engine, "prompt_logprobs", None)
+        if call.echo and call.logprobs and scorer is None:
+            raise ApiError(
+                400,
+                f"`echo` with `logprobs` needs the prompt's logprobs, which this server's engine "
+                f"({type(self.engine).__name__}) does not compute; send one of them",
+                "echo",
+            )
+        prompt_ids = [encode_prompt(self.tokenizer, prompt) for prompt in call.prompts]
+        prompt_tokens = [len(ids) for ids in prompt_ids]
         for num_tokens in prompt_tokens:
             check_prompt_tokens(num_tokens, chat, limits)
         try:
@@ -246,9 +263,15 @@ class EngineServer:
             raise ApiError(503, str(err)) from err
         completions = self._wait(pending, request)
         self.metrics.add_tokens(sum(prompt_tokens), sum(c.num_tokens for cs in completions for c in cs))
+        echoed = None
+        if call.echo and call.logprobs and scorer is not None:
+            echoed = [
+                PromptLogprobs(ids, *self._gate.run(partial(scorer, ids, call.top_logprobs)))
+                for ids in prompt_ids
+            ]
         if call.stream:
-            return EventStream(self._events(call, completions))
-        return build_response(call, completions, self.model_name, self.tokenizer)
+            return EventStream(self._events(call, completions, echoed))
+        return build_response(call, completions, self.model_name, self.tokenizer, echoed)
 
     def _wait(self, pending: list[PendingCompletions], request: Request) -> list[list[Completion]]:
         """The completions of every prompt of a request; all are abandoned when the client hangs up
@@ -275,9 +298,11 @@ class EngineServer:
                     future.abandon()
         return results
 
-    def _events(self, call: ApiCall, completions: list[list[Completion]]) -> Iterator[str]:
+    def _events(
+        self, call: ApiCall, completions: list[list[Completion]], echoed: list[PromptLogprobs] | None
+    ) -> Iterator[str]:
         """The server-sent events of a streamed answer: the chunks, then `[DONE]`."""
-        for chunk in stream_chunks(call, completions, self.model_name, self.tokenizer):
+        for chunk in stream_chunks(call, completions, self.model_name, self.tokenizer, echoed):
             yield json.dumps(chunk)
         yield "[DONE]"
 
