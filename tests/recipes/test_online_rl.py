@@ -18,6 +18,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from selftaught.cli import main
 from selftaught.rewards.registry import REWARDS
+from selftaught.selection.rollouts import RolloutGroup
 from selftaught.train.rollouts import RolloutSource
 
 
@@ -95,6 +96,46 @@ def test_offline_rollouts_are_a_stage_that_a_rerun_reuses(tiny_model_dir, tmp_pa
     shutil.rmtree(out / "model")
     _run(tiny_model_dir, out, "sync_every=0", "checkpoint_every=0")
     assert calls == [] and {p: p.stat().st_mtime_ns for p in (out / "rollouts").iterdir()} == stamps
+
+
+def test_saved_rollouts_are_step_files_that_datasets_loads_and_a_resume_redoes(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    """`save_rollouts=true`: every step's scored groups in `rollouts/step-NNNNNNN.jsonl`; the directory
+    loads with `datasets`; a run resumed from step 2 drops what an earlier attempt saved after step 2
+    (a stale step 3, a step 5, a half-written file) and saves steps 3 and 4 again, equal to the full run's."""
+    common = ["save_rollouts=true", "sync_every=2", "checkpoint_every=2", "eval.every=-1"]
+    _run(tiny_model_dir, tmp_path / "full", *common)
+    saved = tmp_path / "full" / "rollouts"
+    names = [f"step-{k:07d}.jsonl" for k in (1, 2, 3, 4)]
+    assert sorted(p.name for p in saved.glob("step-*")) == names
+    for k, name in enumerate(names, start=1):
+        groups = [
+            RolloutGroup.from_record(json.loads(line)) for line in (saved / name).read_text().splitlines()
+        ]
+        assert len(groups) == 4 and {g.step for g in groups} == {k}  # tiny-smoke: 4 prompts x 4 samples
+        assert all(len(g.completions) == len(g.rewards) == 4 for g in groups)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    datasets = pytest.importorskip("datasets")
+    loaded = datasets.load_dataset(str(saved), split="train", cache_dir=str(tmp_path / "cache"))
+    assert loaded.num_rows == 16 and sorted(set(loaded["step"])) == [1, 2, 3, 4]
+    assert (
+        loaded[0]["completions"][0]["text"]
+        == json.loads((saved / names[0]).read_text().splitlines()[0])["completions"][0]["text"]
+    )
+
+    resumed = tmp_path / "resumed"
+    shutil.copytree(
+        tmp_path / "full" / "checkpoints" / "step-0000002", resumed / "checkpoints" / "step-0000002"
+    )
+    shutil.copytree(saved, resumed / "rollouts")
+    (resumed / "rollouts" / names[2]).write_text('{"stale": true}\n')  # an earlier attempt's step 3
+    (resumed / "rollouts" / "step-0000005.jsonl").write_text('{"stale": true}\n')
+    (resumed / "rollouts" / "step-0000004.jsonl.tmp").write_text('{"step": 4, "pro')  # killed mid-write
+    _run(tiny_model_dir, resumed, *common)
+    assert sorted(p.name for p in (resumed / "rollouts").glob("step-*")) == names
+    for name in names:
+        assert (resumed / "rollouts" / name).read_text() == (saved / name).read_text(), name
 
 
 @pytest.mark.parametrize(

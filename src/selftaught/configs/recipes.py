@@ -295,6 +295,11 @@ class OnlineRLConfig(RunConfig):
     rollouts: RolloutConfig = field(default_factory=RolloutConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     tasks: list[TaskConfig] = field(default_factory=lambda: [TaskConfig()])
+    save_rollouts: bool = False
+    """Append each step's scored rollout groups (`RolloutGroup.to_record()`: step, prompt, completions,
+    rewards) to `<out_dir>/rollouts/step-NNNNNNN.jsonl`, to inspect or reload with `datasets`
+    (`load_dataset("<out_dir>/rollouts")`); a resumed run drops the steps after its checkpoint. Offline
+    runs (s = 0) always keep their rollouts there, as a data stage."""
     group_scorer: str | None = None
     """`package.module:function` called with every scored rollout group of a burst (sibling groups
     included) and returning their rewards (J1's both-order consistency reward)."""

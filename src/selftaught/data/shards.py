@@ -211,27 +211,29 @@ def _checked_records(records: Any, index: int) -> list[dict[str, Any]]:
     return records
 
 
+def write_dataset_card(directory: str | os.PathLike[str], data_files: str, text: str) -> None:
+    """`<directory>/README.md`: a dataset card whose YAML header names the data files (a glob relative
+    to `directory`), so `datasets.load_dataset(directory)` reads only those, and `text` below it."""
+    with atomic_write(Path(directory) / CARD_FILE) as f:
+        f.write(f'---\nconfigs:\n- config_name: default\n  data_files: "{data_files}"\n---\n\n{text}')
+
+
 def _write_card(out_dir: Path, manifest: dict[str, Any]) -> None:
-    """`README.md`: a dataset card whose YAML header makes `datasets.load_dataset(out_dir)` read the
-    shards only (not the JSON manifest), and whose text says how the stage was made and how to load it."""
+    """The stage's card: how it was made (fingerprint, provenance) and how to load it."""
     meta = json.dumps(manifest["meta"], ensure_ascii=False, default=str)
-    with atomic_write(out_dir / CARD_FILE) as f:
-        f.write(
-            "---\n"
-            "configs:\n"
-            "- config_name: default\n"
-            f'  data_files: "{DATA_FILES}"\n'
-            "---\n\n"
-            f"# {out_dir.name}\n\n"
-            f"A `selftaught` data stage: {manifest['num_records']} records in {manifest['num_shards']} "
-            f"JSONL shards (`{DATA_FILES}`), fingerprint `{manifest['fingerprint']}`.\n\n"
-            f"Provenance: `{meta}`\n\n"
-            "```python\n"
-            "import datasets\n\n"
-            f'datasets.load_dataset("json", data_files="{out_dir.name}/{DATA_FILES}", split="train")\n'
-            f'datasets.load_dataset("{out_dir.name}", split="train")  # this card names the data files\n'
-            "```\n"
-        )
+    write_dataset_card(
+        out_dir,
+        DATA_FILES,
+        f"# {out_dir.name}\n\n"
+        f"A `selftaught` data stage: {manifest['num_records']} records in {manifest['num_shards']} "
+        f"JSONL shards (`{DATA_FILES}`), fingerprint `{manifest['fingerprint']}`.\n\n"
+        f"Provenance: `{meta}`\n\n"
+        "```python\n"
+        "import datasets\n\n"
+        f'datasets.load_dataset("json", data_files="{out_dir.name}/{DATA_FILES}", split="train")\n'
+        f'datasets.load_dataset("{out_dir.name}", split="train")  # this card names the data files\n'
+        "```\n",
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:

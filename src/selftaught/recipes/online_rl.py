@@ -31,6 +31,12 @@ suits s = 0 and s > 1). Resume is exact: a checkpoint stores the pending rollout
 current window (and the reference weights when it is re-synced); prompts and sampling seeds are
 functions of the step. A step whose rollouts give no pair (or no scored GRPO group) makes no update.
 
+`save_rollouts=true` keeps what each step trained on: its scored groups (`RolloutGroup.to_record()`)
+appended to `<out_dir>/rollouts/step-NNNNNNN.jsonl`, a directory `datasets.load_dataset` reads (its
+README.md card names the files; or `data_files="<out_dir>/rollouts/step-*.jsonl"`). A resumed run
+drops the saved steps after its checkpoint and saves them again, as it does with `metrics.jsonl`.
+At s = 0 the rollouts are always there, as the offline data stage.
+
 Under torchrun (DDP) each rank samples, scores and trains on its share of every step's prompts,
 and the loss is divided by the units (pairs, tokens or sequences) of all ranks, so 2 processes
 take the step of 1 (with `rollouts.per_prompt_seeds`, set automatically, each prompt's samples come
@@ -81,6 +87,8 @@ from selftaught.train.rollouts import (
     build_rollout_source,
     generate_burst,
     offline_rollouts,
+    rewind_saved_rollouts,
+    save_step_rollouts,
 )
 from selftaught.train.sync import SyncableEngine, copy_weights, is_sync_step
 
@@ -125,6 +133,9 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
         state = loop.start(cfg, run_log, model, optimizer, scheduler, validate)
         if state["step"]:
             restore_online_state(state, loop.checkpoint_dir(cfg), buffer, synced_reference)
+        saved = Path(cfg.out_dir) / "rollouts" if cfg.save_rollouts and cfg.sync_every else None
+        if saved is not None and (dropped := rewind_saved_rollouts(saved, state["step"])):
+            run_log.info(f"save_rollouts: {dropped} saved steps after step {state['step']} are redone")
         for step in run_log.progress(loop.remaining_steps(cfg, state), total=cfg.num_steps):
             metrics: dict[str, float] = {}
             if cfg.sync_every and is_sync_step(step, cfg.sync_every):
@@ -135,6 +146,8 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
             if synced_reference is not None and step > 1 and is_sync_step(step, cfg.ref_sync_every):
                 copy_weights(policy, synced_reference)
             groups = buffer.pop(step)
+            if saved is not None:
+                save_step_rollouts(saved, step, groups)
             metrics.update(rollout_metrics(groups, step))
             micro_batches, data_metrics = objective.micro_batches(groups, tokenizer)
             metrics.update(data_metrics)  # no pair / no scored group on every rank: no update (counted)

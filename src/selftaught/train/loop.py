@@ -96,7 +96,16 @@ def start(
     return state
 
 
-RESUME_NEUTRAL = ("out_dir", "num_steps", "log_every", "checkpoint_every", "keep_last", "eval.", "report_to")
+RESUME_NEUTRAL = (
+    "out_dir",
+    "num_steps",
+    "log_every",
+    "checkpoint_every",
+    "keep_last",
+    "eval.",
+    "report_to",
+    "save_rollouts",
+)
 """Config keys (or key prefixes) a resumed run may change: they do not change the steps already
 taken (`num_steps` extends or shortens the run)."""
 

@@ -13,6 +13,7 @@ optional group scorer sees every group of a burst after the per-sample rubric.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +24,8 @@ from selftaught.config import to_dict
 from selftaught.configs.train import RolloutConfig as RolloutConfig
 from selftaught.configs.train import TaskConfig as TaskConfig
 from selftaught.data.prompt_source import PromptSource, load_prompt_source
-from selftaught.data.shards import compute_fingerprint, run_stage
+from selftaught.data.shards import compute_fingerprint, run_stage, write_dataset_card
+from selftaught.data.sources import write_jsonl
 from selftaught.engines.base import Engine, SamplingParams
 from selftaught.rewards import Rubric, num_tokens_reward
 from selftaught.rewards.registry import build_reward, load_callable
@@ -43,6 +45,8 @@ from selftaught.types import Prompt
 
 ROLLOUTS_TEMPLATE = "online-rl-rollouts@1"
 """Version of the offline rollout stage's record format; part of its fingerprint."""
+SAVED_STEP = re.compile(r"step-(\d{7})(?:-rank(\d+))?\.jsonl(?:\.tmp)?")
+"""A saved step's file (`save_rollouts`), or what a killed write of one left."""
 
 
 def build_pair_rule(task: TaskConfig) -> PairRuleFn:
@@ -220,3 +224,38 @@ def _fingerprint_settings(data: RolloutConfig) -> dict[str, Any]:
         if settings[key] == default:
             del settings[key]
     return settings
+
+
+def save_step_rollouts(directory: Path, step: int, groups: list[RolloutGroup]) -> Path:
+    """Write the scored groups of optimizer step `step` to `<directory>/step-NNNNNNN.jsonl` (one
+    `RolloutGroup.to_record()` per line; `-rank<r>` before `.jsonl` on rank r > 0 of a torchrun job,
+    each rank saving its own share), atomically; the dataset card is written with the first step."""
+    if dist.is_main() and not (directory / "README.md").is_file():
+        write_dataset_card(
+            directory,
+            "step-*.jsonl",
+            "# Rollouts\n\nThe scored rollout groups of each optimizer step of an online-rl run "
+            "(`save_rollouts=true`): one JSON line per prompt with `step`, `prompt`, `completions` "
+            "(text, token ids, logprobs, policy version) and `rewards`.\n\n"
+            "```python\nimport datasets\n\n"
+            'datasets.load_dataset("rollouts", split="train")\n'
+            'datasets.load_dataset("json", data_files="rollouts/step-*.jsonl", split="train")\n```\n',
+        )
+    suffix = f"-rank{dist.rank()}" if dist.rank() else ""
+    path = directory / f"step-{step:07d}{suffix}.jsonl"
+    write_jsonl(path, [group.to_record() for group in groups])
+    return path
+
+
+def rewind_saved_rollouts(directory: Path, step: int) -> int:
+    """Delete this rank's saved steps after `step` (a resumed run redoes them) and any half-written
+    file; how many steps were dropped."""
+    dropped = 0
+    for path in directory.glob("step-*.jsonl*") if directory.is_dir() else []:
+        match = SAVED_STEP.fullmatch(path.name)
+        if match is None or int(match.group(2) or 0) != dist.rank():
+            continue
+        if path.name.endswith(".tmp") or int(match.group(1)) > step:
+            dropped += not path.name.endswith(".tmp")
+            path.unlink()
+    return dropped
