@@ -154,6 +154,25 @@ def test_prompt_logprobs_of_prompt_plus_completion_end_with_the_completions(mode
     assert engine.prompt_logprobs([5, 6])[1] is None
 
 
+def test_on_token_reports_every_token_of_every_sample_in_order(model, tokenizer, prompts):
+    add_eos_bias(model, tokenizer.eos_token_id, 3.0)  # rows finish at different steps
+    engine = HFEngine(model, tokenizer, batch_size=3)
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=8, n=2, seed=4, stop=["e"], top_logprobs=2)
+    reported: dict[tuple[int, int], list[tuple[int, float, list]]] = {}
+    results = engine.generate_cancellable(
+        prompts,
+        sampling,
+        None,
+        lambda i, j, token, lp, alts: reported.setdefault((i, j), []).append((token, lp, alts)),
+    )
+    assert results == engine.generate(prompts, sampling)
+    for i, completions in enumerate(results):
+        for j, completion in enumerate(completions):
+            assert [t for t, _, _ in reported[(i, j)]] == completion.token_ids
+            assert [lp for _, lp, _ in reported[(i, j)]] == completion.logprobs
+            assert [alts for _, _, alts in reported[(i, j)]] == completion.meta["top_logprobs"]
+
+
 def test_greedy_is_independent_of_padding_and_batching(any_model, tokenizer, prompts):
     model = any_model
     engine = HFEngine(model, tokenizer)

@@ -148,3 +148,24 @@ def test_stream_chunks_follow_openai_and_end_with_usage(tokenizer):
     assert [c["choices"][0]["finish_reason"] for c in chunks[:3]] == [None, None, "length"]
     assert all(c["usage"] is None for c in chunks[:3])
     assert chunks[3]["choices"] == [] and chunks[3]["usage"]["completion_tokens"] == 2
+
+
+@pytest.mark.parametrize(
+    ("stop", "expected"),
+    [
+        ([], "What is 12 + 35?"),
+        (["12"], "What is "),
+        (["+ 3", "zzzzzz"], "What is 12 "),
+        (["?"], "What is 12 + 35"),
+    ],
+)
+def test_incremental_text_sends_a_prefix_of_the_final_text_and_no_stop_string(tokenizer, stop, expected):
+    from selftaught.engines.openai_protocol import IncrementalText
+
+    text = IncrementalText(tokenizer, stop)
+    deltas = [text.add(token) for token in tokenizer.encode("What is 12 + 35?", add_special_tokens=False)]
+    sent = "".join(deltas)
+    assert expected.startswith(sent) and not any(s in sent for s in stop)
+    assert sent + text.rest(expected) == expected
+    if not stop:
+        assert sent == expected and sum(bool(d) for d in deltas) > 3

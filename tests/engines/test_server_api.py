@@ -18,7 +18,7 @@ from selftaught.engines.hf import HFEngine
 from selftaught.engines.server import EngineServer
 from selftaught.models.io import load_model
 from selftaught.types import Prompt
-from tests.engines.test_server import MODEL, HoldingEngine, chat, client_for, head
+from tests.engines.test_server import MODEL, HoldingEngine, chat, client_for, head, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -334,3 +334,61 @@ def test_tokenize_and_detokenize_follow_vllm(server, engine):
     for path, body, status, message in refusals:
         response = httpx.post(f"{base}{path}", json=body)
         assert response.status_code == status and message in response.json()["error"]["message"], body
+
+
+class StreamingHoldingEngine(HoldingEngine):
+    """A streaming engine that reports one token, then holds until released or cancelled."""
+
+    supports_streaming = True
+
+    def __init__(self, token_id: int) -> None:
+        super().__init__()
+        self.token_id = token_id
+
+    def generate_cancellable(self, prompts, sampling, cancelled, on_token=None):
+        for i in range(len(prompts)):
+            if on_token is not None:
+                on_token(i, 0, self.token_id, -0.5, None)
+        return super().generate_cancellable(prompts, sampling, cancelled)
+
+
+def test_tokens_stream_while_generating_and_a_client_leaving_mid_stream_is_abandoned(tokenizer_only):
+    token_id = tokenizer_only.encode("cat", add_special_tokens=False)[0]
+    engine = StreamingHoldingEngine(token_id)
+    with EngineServer(engine, tokenizer_only, MODEL, port=0).start() as server:
+        stream = client_for(server).chat.completions.create(
+            model=MODEL, messages=chat("hi"), stream=True, logprobs=True
+        )
+        chunks = iter(stream)
+        assert next(chunks).choices[0].delta.role == "assistant"
+        first = next(chunks).choices[0]  # arrives while the engine still holds the request
+        assert first.delta.content == tokenizer_only.decode([token_id])
+        assert first.logprobs.content[0].logprob == -0.5 and not engine.release.is_set()
+        stream.close()  # the client leaves mid-stream
+        assert engine.saw_cancel.wait(10), "the engine was never told that the client left"
+        assert wait_until(lambda: server.metrics.abandoned == 1)
+
+
+def test_streamed_text_never_shows_a_stop_string(server):
+    client = client_for(server)
+    kwargs: dict[str, Any] = {"model": MODEL, "prompt": "The quick", "max_tokens": 12, "temperature": 0}
+    full = client.completions.create(**kwargs).choices[0].text
+    assert len(full) > 6, "the completion is long enough to cut"
+    for stop in [full[4:6], full[5], [full[3:6], "zzzz"]]:
+        whole = client.completions.create(**kwargs, stop=stop).choices[0]
+        chunks = list(client.completions.create(**kwargs, stop=stop, stream=True))
+        assert "".join(c.choices[0].text for c in chunks) == whole.text
+        assert chunks[-1].choices[0].finish_reason == whole.finish_reason == "stop"
+
+
+def test_a_long_completion_streams_in_several_chunks(server, engine):
+    kwargs: dict[str, Any] = {"model": MODEL, "prompt": "The quick", "max_tokens": 12, "temperature": 0}
+    chunks = list(client_for(server).completions.create(**kwargs, stream=True, logprobs=0))
+    texts = [c.choices[0].text for c in chunks]
+    assert sum(bool(t) for t in texts) > 2, texts
+    assert "".join(texts) == greedy_text(engine, "The quick", 12)
+    streamed = [lp for c in chunks if c.choices[0].logprobs for lp in c.choices[0].logprobs.token_logprobs]
+    (completion,) = engine.generate(
+        [Prompt(id="p", messages=[], text="The quick")], SamplingParams(temperature=0, max_new_tokens=12)
+    )[0]
+    assert streamed == pytest.approx(completion.logprobs, abs=1e-5)

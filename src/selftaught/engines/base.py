@@ -94,6 +94,11 @@ class CancellableEngine(Protocol):
     ) -> list[list[Completion]]: ...
 
 
+TokenListener = Callable[[int, int, int, float, "list[list[Any]] | None"], None]
+"""Told `(prompt index, sample index, token id, logprob, top alternatives or None)` of every token as
+it is generated (`HFEngine.generate_cancellable`'s `on_token`, for `selftaught serve`'s streams)."""
+
+
 class ServerError(RuntimeError):
     """A generation server could not be reached or refused a request after its retries: a problem of
     the deployment the user named (its address, key, limits), reported as one line by the CLI."""

@@ -7,6 +7,10 @@ Greedy requests are exact whatever they are batched with.
 
 A request whose client is gone is `abandon`ed: if it has not started it is dropped from the queue,
 and if it is running with a `CancellableEngine` its samples stop at the engine's next poll.
+
+A request submitted with `on_token` is told of each of its tokens as they are generated, when the
+engine can (`supports_streaming`, `HFEngine`); a failed call is then not retried for it (its
+listener has seen tokens), it fails.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import queue
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any
@@ -44,12 +49,19 @@ class PendingCompletions(Future[list[Completion]]):
         return self._abandoned.is_set()
 
 
+SampleTokenListener = Callable[[int, int, float, "list[list[Any]] | None"], None]
+"""Told `(sample index, token id, logprob, top alternatives or None)` of a request's tokens."""
+
+
 @dataclass
 class _Job:
     prompt: Prompt
     sampling: SamplingParams
     seeded: bool
     future: PendingCompletions
+    on_token: SampleTokenListener | None = None
+    streamed: bool = False
+    """`on_token` has been told of a token."""
 
     def group_key(self) -> tuple[Any, ...]:
         """Jobs with equal keys can share one `generate` call (greedy ones whatever their seed)."""
@@ -75,9 +87,21 @@ class DynamicBatcher:
         self._thread = threading.Thread(target=self._run, name="selftaught-batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, prompt: Prompt, sampling: SamplingParams, seeded: bool) -> PendingCompletions:
-        """Queue one prompt; the future resolves to its `sampling.n` completions."""
-        job = _Job(prompt, sampling, seeded, PendingCompletions())
+    @property
+    def supports_streaming(self) -> bool:
+        """`submit`'s `on_token` is honoured (the engine reports tokens as it generates them)."""
+        return bool(getattr(self.engine, "supports_streaming", False))
+
+    def submit(
+        self,
+        prompt: Prompt,
+        sampling: SamplingParams,
+        seeded: bool,
+        on_token: SampleTokenListener | None = None,
+    ) -> PendingCompletions:
+        """Queue one prompt; the future resolves to its `sampling.n` completions. `on_token` is told of
+        each token as it is generated when `supports_streaming` (else never)."""
+        job = _Job(prompt, sampling, seeded, PendingCompletions(), on_token)
         with self._lock:
             if self._closed:
                 raise BatcherClosed("the server is shutting down")
@@ -133,8 +157,13 @@ class DynamicBatcher:
         prompts = [job.prompt for job in jobs]
         try:
             if isinstance(self.engine, CancellableEngine):
+                streaming = self.supports_streaming and any(job.on_token for job in jobs)
+                kwargs = {"on_token": _job_listener(jobs)} if streaming else {}
                 results = self.engine.generate_cancellable(
-                    prompts, sampling, lambda i: jobs[i].future.abandoned
+                    prompts,
+                    sampling,
+                    lambda i: jobs[i].future.abandoned,
+                    **kwargs,  # type: ignore[call-arg]
                 )
             else:
                 results = self.engine.generate(prompts, sampling)
@@ -143,8 +172,23 @@ class DynamicBatcher:
                 jobs[0].future.set_exception(err)
                 return
             for job in jobs:
-                self._generate([job], sampling)
+                if job.streamed:
+                    job.future.set_exception(err)
+                else:
+                    self._generate([job], sampling)
             return
         for job, completions in zip(jobs, results, strict=True):
             self.num_abandoned += job.future.abandoned
             job.future.set_result(completions)
+
+
+def _job_listener(jobs: list[_Job]) -> Callable[[int, int, int, float, list[list[Any]] | None], None]:
+    """The engine's `on_token` for one call: prompt i's tokens go to `jobs[i].on_token`."""
+
+    def on_token(i: int, j: int, token: int, logprob: float, alternatives: list[list[Any]] | None) -> None:
+        job = jobs[i]
+        if job.on_token is not None:
+            job.streamed = True
+            job.on_token(j, token, logprob, alternatives)
+
+    return on_token

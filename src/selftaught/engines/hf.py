@@ -16,7 +16,8 @@ One micro-batch, step by step:
 4. Drop finished rows from the batch and the cache; stop when no row is left.
 
 `generate_cancellable` (the server's path) also drops the rows of prompts whose client hung up, every
-`CANCEL_POLL_STEPS` steps, and skips micro-batches nobody waits for.
+`CANCEL_POLL_STEPS` steps, and skips micro-batches nobody waits for; with `on_token` it reports
+every token as it is picked (the server streams them).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from transformers import DynamicCache
 
 from selftaught.data.chat import encode_prompt
 from selftaught.data.padding import pad_sequences, position_ids
-from selftaught.engines.base import SamplingParams, sample_key
+from selftaught.engines.base import SamplingParams, TokenListener, sample_key
 from selftaught.engines.sampling import sample_next_tokens
 from selftaught.models.io import DTYPES, load_model
 from selftaught.types import Completion, Prompt
@@ -58,6 +59,8 @@ class HFEngine:
 
     supports_top_logprobs = True
     """Computes `SamplingParams.top_logprobs` (`selftaught serve` checks it)."""
+    supports_streaming = True
+    """`generate_cancellable` takes `on_token` (`selftaught serve` streams with it)."""
 
     def __init__(
         self,
@@ -90,13 +93,15 @@ class HFEngine:
         prompts: list[Prompt],
         sampling: SamplingParams,
         cancelled: Callable[[int], bool] | None,
+        on_token: TokenListener | None = None,
     ) -> list[list[Completion]]:
-        """`generate`, stopping `prompts[i]`'s samples once `cancelled(i)` (`CancellableEngine`)."""
+        """`generate`, stopping `prompts[i]`'s samples once `cancelled(i)` (`CancellableEngine`), and
+        telling `on_token` of every token as it is picked (the EOS and stop-string tokens included)."""
         keys = None
         if sampling.per_prompt_seeds:
             keys = [[sample_key(sampling.seed, p.id, j) for j in range(sampling.n)] for p in prompts]
         prompt_ids = [self.encode_prompt(prompt) for prompt in prompts]
-        results = self.generate_ids(prompt_ids, sampling, keys, cancelled)
+        results = self.generate_ids(prompt_ids, sampling, keys, cancelled, on_token)
         for prompt, completions in zip(prompts, results, strict=True):
             for completion in completions:
                 completion.prompt_id = prompt.id
@@ -112,6 +117,7 @@ class HFEngine:
         sampling: SamplingParams,
         sample_keys: list[list[int]] | None = None,
         cancelled: Callable[[int], bool] | None = None,
+        on_token: TokenListener | None = None,
     ) -> list[list[Completion]]:
         """Like `generate_cancellable` for tokenised prompts; the completions' `prompt_id` is left empty.
 
@@ -139,8 +145,14 @@ class HFEngine:
                     if rows_cancelled is not None and bool(rows_cancelled().all()):
                         completions = [_aborted(self.policy_version) for _ in batch]
                     else:
+                        row_listener = None if on_token is None else _row_listener(on_token, batch)
                         completions = self._generate_batch(
-                            [prompt_ids[i] for i, _ in batch], sampling, generator, keys, rows_cancelled
+                            [prompt_ids[i] for i, _ in batch],
+                            sampling,
+                            generator,
+                            keys,
+                            rows_cancelled,
+                            row_listener,
                         )
                     for (i, j), completion in zip(batch, completions, strict=True):
                         completion.meta = {"sample_index": j, "seed": sampling.seed, **completion.meta}
@@ -227,10 +239,12 @@ class HFEngine:
         generator: torch.Generator,
         keys: list[int] | None = None,
         rows_cancelled: Callable[[], torch.Tensor] | None = None,
+        on_row_token: Callable[[int, int, float, list[list[Any]] | None], None] | None = None,
     ) -> list[Completion]:
         """Decode one micro-batch: one row per (prompt, sample), prompts possibly repeated.
 
-        `rows_cancelled()`, when given, is a [B] bool mask of rows to stop (polled while decoding).
+        `rows_cancelled()`, when given, is a [B] bool mask of rows to stop (polled while decoding);
+        `on_row_token(row, token, logprob, alternatives)` is told of each token picked.
         """
         device = self.model.device
         budgets = [self._token_budget(len(ids), sampling) for ids in prompt_ids]
@@ -268,7 +282,7 @@ class HFEngine:
             k = min(sampling.top_logprobs, logits.shape[-1])
             state.top_ids = torch.zeros(len(prompt_ids), max_new_tokens, k, dtype=torch.long, device=device)
             state.top_logps = torch.zeros(len(prompt_ids), max_new_tokens, k, device=device)
-        self._decode(state, logits[row_to_unique], cache, sampling, generator, rows_cancelled)
+        self._decode(state, logits[row_to_unique], cache, sampling, generator, rows_cancelled, on_row_token)
         return self._completions(state, sampling.stop)
 
     def _decode(
@@ -279,6 +293,7 @@ class HFEngine:
         sampling: SamplingParams,
         generator: torch.Generator,
         rows_cancelled: Callable[[], torch.Tensor] | None = None,
+        on_row_token: Callable[[int, int, float, list[list[Any]] | None], None] | None = None,
     ) -> None:
         """Sample until every row has finished (or is cancelled); fills `state` in place."""
         prompt_width = state.attention_mask.shape[1] - state.tokens.shape[1]
@@ -288,10 +303,13 @@ class HFEngine:
             next_tokens, next_logps = sample_next_tokens(logits, sampling, generator, keys, step)  # [A], [A]
             state.tokens[state.active, step] = next_tokens
             state.token_logps[state.active, step] = next_logps
+            top = None
             if state.top_ids is not None and state.top_logps is not None:
                 top = logits.float().log_softmax(-1).topk(state.top_ids.shape[-1], dim=-1)  # [A, k]
                 state.top_ids[state.active, step] = top.indices
                 state.top_logps[state.active, step] = top.values
+            if on_row_token is not None:
+                _report_tokens(on_row_token, state.active, next_tokens, next_logps, top)
             stopped = torch.isin(next_tokens, eos_ids)
             if sampling.stop:
                 stopped |= self._completes_stop_string(state.tokens[state.active, : step + 1], sampling.stop)
@@ -403,6 +421,37 @@ class _DecodeState:
         self.active = self.active[keep]
         self.attention_mask = self.attention_mask[keep]
         self.positions = self.positions[keep]
+
+
+def _row_listener(
+    on_token: TokenListener, batch: list[tuple[int, int]]
+) -> Callable[[int, int, float, list[list[Any]] | None], None]:
+    """`on_token` as a micro-batch's rows report: row r is sample `batch[r][1]` of prompt `batch[r][0]`."""
+
+    def on_row_token(row: int, token: int, logprob: float, alternatives: list[list[Any]] | None) -> None:
+        on_token(batch[row][0], batch[row][1], token, logprob, alternatives)
+
+    return on_row_token
+
+
+def _report_tokens(
+    on_row_token: Callable[[int, int, float, list[list[Any]] | None], None],
+    rows: torch.Tensor,
+    tokens: torch.Tensor,
+    logps: torch.Tensor,
+    top: Any,
+) -> None:
+    """Tell `on_row_token` of the token each active row (`rows` [A]) just picked."""
+    alternatives: list[list[list[Any]] | None] = [None] * len(rows)
+    if top is not None:
+        alternatives = [
+            [[i, lp] for i, lp in zip(ids, lps, strict=True)]
+            for ids, lps in zip(top.indices.tolist(), top.values.tolist(), strict=True)
+        ]
+    for row, token, logp, alts in zip(
+        rows.tolist(), tokens.tolist(), logps.tolist(), alternatives, strict=True
+    ):
+        on_row_token(row, token, logp, alts)
 
 
 def _rows_cancelled(cancelled: Callable[[int], bool], prompt_of_row: list[int]) -> Callable[[], torch.Tensor]:

@@ -48,11 +48,16 @@ Refused fields (400 naming the field) unless sent at their no-op value:
 | any other field | - | unknown here: refused rather than ignored |
 
 Streaming (`stream: true`) sends `data: {chunk}` events (`text_completion` or
-`chat.completion.chunk` objects) and then `data: [DONE]`. The engines generate whole completions,
-so the stream starts once every choice is generated (time to first token is the whole
-generation): chat sends a role chunk per choice, then each choice's whole text (and its logprobs)
-in one chunk, then a chunk with `finish_reason`; with `stream_options.include_usage` every chunk
-has `"usage": null` and a last chunk with no choices carries the usage, as OpenAI does.
+`chat.completion.chunk` objects) and then `data: [DONE]`: chat first sends a role chunk per choice
+(echo: the prompt text per choice), then text chunks with the logprobs of their tokens, then per
+choice a chunk with the rest of its text and its `finish_reason`; with
+`stream_options.include_usage` every chunk has `"usage": null` and a last chunk with no choices
+carries the usage, as OpenAI does. With an engine that reports tokens as it picks them
+(`HFEngine`, `supports_streaming`) text is sent per decode step (`IncrementalText`: the decoded
+text, cut at a stop string, holding back what could still become one and incomplete characters),
+chunks of the choices interleaved; an error after the headers is sent as a `data: {"error": ...}`
+event. Otherwise (other engines, `echo` with `logprobs`) the stream starts once every choice is
+generated, each choice's whole text in one chunk (`stream_chunks`).
 
 `POST /tokenize` and `POST /detokenize` follow vLLM: `{"model"?, "prompt"}` (BOS added unless
 `add_special_tokens` is false) or `{"model"?, "messages"}` (the chat template with the generation
@@ -468,6 +473,56 @@ def build_response(
     }
 
 
+class ChunkWriter:
+    """Builds the chunks of one streamed answer (see the module doc); `[DONE]` is the caller's."""
+
+    def __init__(self, call: ApiCall, model_name: str, tokenizer: Any) -> None:
+        self.call = call
+        self.tokenizer = tokenizer
+        self.head = {
+            "id": call.id or call.prompt.id,
+            "object": "chat.completion.chunk" if call.chat else "text_completion",
+            "created": int(time.time()),
+            "model": model_name,
+        }
+        self.usage_field = {"usage": None} if call.include_usage else {}
+
+    def _chunk(
+        self, index: int, content: dict[str, Any], logprobs: Any, finish: str | None
+    ) -> dict[str, Any]:
+        choice = {"index": index, **content, "logprobs": logprobs, "finish_reason": finish}
+        return {**self.head, "choices": [choice], **self.usage_field}
+
+    def role(self, index: int) -> dict[str, Any]:
+        """Chat: the first chunk of a choice."""
+        return self._chunk(index, {"delta": {"role": "assistant", "content": ""}}, None, None)
+
+    def text(
+        self,
+        index: int,
+        text: str,
+        tokens: Completion | None = None,
+        finish: str | None = None,
+        echoed: PromptLogprobs | None = None,
+    ) -> dict[str, Any]:
+        """A chunk of a choice's text; `tokens` (a completion, possibly partial) gives the logprobs
+        when they were asked for; `finish` ends the choice."""
+        logprobs = None
+        if self.call.logprobs and (tokens is not None or echoed is not None):
+            tokens = tokens or Completion(prompt_id="", text="", logprobs=[])
+            logprobs = _logprobs_body(tokens, self.call, self.tokenizer, echoed)
+        content = (
+            {"delta": {"content": text} if text or finish is None else {}}
+            if self.call.chat
+            else {"text": text}
+        )
+        return self._chunk(index, content, logprobs, finish)
+
+    def usage(self, completions: list[list[Completion]]) -> dict[str, Any]:
+        """The last chunk with `stream_options.include_usage`."""
+        return {**self.head, "choices": [], "usage": _usage(self.call, completions, self.tokenizer)}
+
+
 def stream_chunks(
     call: ApiCall,
     completions: list[list[Completion]],
@@ -475,34 +530,51 @@ def stream_chunks(
     tokenizer: Any,
     echoed: list[PromptLogprobs] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """The chunks of a streamed answer, in order (see the module doc); `[DONE]` is the caller's."""
-    head = {
-        "id": call.id or call.prompt.id,
-        "object": "chat.completion.chunk" if call.chat else "text_completion",
-        "created": int(time.time()),
-        "model": model_name,
-    }
-    usage_field = {"usage": None} if call.include_usage else {}
-
-    def chunk(index: int, content: dict[str, Any], logprobs: Any = None, finish: str | None = None) -> dict:
-        choice = {"index": index, **content, "logprobs": logprobs, "finish_reason": finish}
-        return {**head, "choices": [choice], **usage_field}
-
+    """The chunks of a streamed answer of finished `completions`: per choice (chat: a role chunk) its
+    whole text with its logprobs, then a chunk with its `finish_reason`; usage last when asked."""
+    writer = ChunkWriter(call, model_name, tokenizer)
     for index, prompt, completion in _choices(call, completions):
-        logprobs = (
-            _logprobs_body(completion, call, tokenizer, _echoed(call, echoed, prompt))
-            if call.logprobs
-            else None
-        )
         if call.chat:
-            yield chunk(index, {"delta": {"role": "assistant", "content": ""}})
-            yield chunk(index, {"delta": {"content": completion.text}}, logprobs)
-            yield chunk(index, {"delta": {}}, finish=completion.finish_reason)
-        else:
-            yield chunk(index, {"text": _text(call, prompt, completion)}, logprobs)
-            yield chunk(index, {"text": ""}, finish=completion.finish_reason)
+            yield writer.role(index)
+        text = _text(call, prompt, completion)
+        yield writer.text(index, text, completion, echoed=_echoed(call, echoed, prompt))
+        yield writer.text(index, "", finish=completion.finish_reason)
     if call.include_usage:
-        yield {**head, "choices": [], "usage": _usage(call, completions, tokenizer)}
+        yield writer.usage(completions)
+
+
+class IncrementalText:
+    """A choice's text as its tokens arrive: `add(token)` returns the text that became safe to send.
+
+    The text is decoded as `HFEngine` does (special tokens skipped), cut at the first stop string,
+    and the last `len(longest stop) - 1` characters (a stop string may be completing) and a trailing
+    incomplete character (U+FFFD) are held back. What is sent is always a prefix of the final text.
+    """
+
+    def __init__(self, tokenizer: Any, stop: list[str]) -> None:
+        self.tokenizer = tokenizer
+        self.stop = stop
+        self.hold = max((len(s) for s in stop), default=1) - 1
+        self.token_ids: list[int] = []
+        self.sent = ""
+
+    def add(self, token_id: int) -> str:
+        self.token_ids.append(token_id)
+        text = self.tokenizer.decode(self.token_ids, skip_special_tokens=True)
+        cuts = [text.find(s) for s in self.stop if s in text]
+        if cuts:
+            text = text[: min(cuts)]
+        else:
+            text = text[: max(0, len(text) - self.hold)]
+        text = text.rstrip("\ufffd")
+        if len(text) <= len(self.sent) or not text.startswith(self.sent):
+            return ""
+        delta, self.sent = text[len(self.sent) :], text
+        return delta
+
+    def rest(self, final_text: str) -> str:
+        """What is left to send of the choice's `final_text`."""
+        return final_text[len(self.sent) :] if final_text.startswith(self.sent) else ""
 
 
 def models_response(model_name: str, created: int, policy_version: int | None) -> dict[str, Any]:

@@ -10,9 +10,10 @@ needs the key when one is set. The HTTP plumbing (threads, routes, bearer key, e
 
 A completions request with a list of prompts submits one batcher request per prompt (they batch
 together) and answers when all are done. Streaming (`stream: true`) answers with server-sent
-events once the completions are generated: the engines produce whole completions, so the time to
-first token is the whole generation, and a client that hangs up meanwhile is abandoned as a
-non-streamed one is.
+events: with `HFEngine` the headers go out at once and each decode step's text follows as it is
+generated (the engine's `on_token`, through the batcher, to a queue the response drains); with
+other engines the finished completions are streamed. A streaming client that hangs up (a failed
+write, or a closed socket seen while waiting for tokens) is abandoned as a non-streamed one is.
 
 Requests are served by a `DynamicBatcher`: the one thread that runs the engine collects the
 requests that arrive within `max_wait_s` of the first and runs each group with the same sampling
@@ -53,6 +54,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -61,7 +63,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from selftaught.data.chat import encode_prompt
-from selftaught.engines.base import CancellableEngine, Engine, ReloadableEngine, SamplingParams
+from selftaught.engines.base import (
+    CancellableEngine,
+    Engine,
+    ReloadableEngine,
+    SamplingParams,
+    TokenListener,
+)
 from selftaught.engines.batcher import BatcherClosed, DynamicBatcher, PendingCompletions
 from selftaught.engines.http_server import (
     DropConnection,
@@ -76,6 +84,8 @@ from selftaught.engines.metrics import CONTENT_TYPE, ServerMetrics
 from selftaught.engines.openai_protocol import (
     ApiCall,
     ApiError,
+    ChunkWriter,
+    IncrementalText,
     PromptLogprobs,
     RequestLimits,
     build_response,
@@ -115,10 +125,20 @@ class _BatchGate:
     def generate(self, prompts: list[Prompt], sampling: SamplingParams) -> list[list[Completion]]:
         return self.generate_cancellable(prompts, sampling, lambda i: False)
 
+    @property
+    def supports_streaming(self) -> bool:
+        return bool(getattr(self.engine, "supports_streaming", False))
+
     def generate_cancellable(
-        self, prompts: list[Prompt], sampling: SamplingParams, cancelled: Callable[[int], bool]
+        self,
+        prompts: list[Prompt],
+        sampling: SamplingParams,
+        cancelled: Callable[[int], bool],
+        on_token: TokenListener | None = None,
     ) -> list[list[Completion]]:
         engine = self.engine
+        if on_token is not None:  # only asked of an engine that `supports_streaming`
+            return self.run(lambda: engine.generate_cancellable(prompts, sampling, cancelled, on_token))  # type: ignore[attr-defined]
         if isinstance(engine, CancellableEngine):
             return self.run(lambda: engine.generate_cancellable(prompts, sampling, cancelled))
         return self.run(lambda: engine.generate(prompts, sampling))
@@ -257,10 +277,22 @@ class EngineServer:
         prompt_tokens = [len(ids) for ids in prompt_ids]
         for num_tokens in prompt_tokens:
             check_prompt_tokens(num_tokens, chat, limits)
+        live = call.stream and self.batcher.supports_streaming and not (call.echo and call.logprobs)
+        tokens: queue.Queue[tuple[int, int, int, float, Any]] = queue.Queue()
         try:
-            pending = [self.batcher.submit(prompt, call.sampling, call.seeded) for prompt in call.prompts]
+            pending = [
+                self.batcher.submit(
+                    prompt,
+                    call.sampling,
+                    call.seeded,
+                    _enqueue(tokens, i) if live else None,
+                )
+                for i, prompt in enumerate(call.prompts)
+            ]
         except BatcherClosed as err:
             raise ApiError(503, str(err)) from err
+        if live:
+            return EventStream(self._live_events(call, pending, tokens, request, sum(prompt_tokens)))
         completions = self._wait(pending, request)
         self.metrics.add_tokens(sum(prompt_tokens), sum(c.num_tokens for cs in completions for c in cs))
         echoed = None
@@ -297,6 +329,73 @@ class EngineServer:
                 for future in pending:
                     future.abandon()
         return results
+
+    def _live_events(
+        self,
+        call: ApiCall,
+        pending: list[PendingCompletions],
+        tokens: queue.Queue[tuple[int, int, int, float, Any]],
+        request: Request,
+        prompt_tokens: int,
+    ) -> Iterator[str]:
+        """The server-sent events of a stream sent as the engine generates (see the module doc)."""
+        writer = ChunkWriter(call, self.model_name, self.tokenizer)
+        n = call.sampling.n
+        texts = [IncrementalText(self.tokenizer, call.sampling.stop) for _ in range(len(pending) * n)]
+        unsent: list[list[tuple[int, float, Any]]] = [[] for _ in texts]  # tokens not yet in a chunk
+        sent_tokens = [0] * len(texts)
+        finished = False
+        try:
+            for index in range(len(texts)):
+                if call.chat:
+                    yield json.dumps(writer.role(index))
+                if call.echo:
+                    yield json.dumps(writer.text(index, call.prompts[index // n].text or ""))
+            while not (all(future.done() for future in pending) and tokens.empty()):
+                try:
+                    i, j, token, logprob, alternatives = tokens.get(timeout=DISCONNECT_POLL_S)
+                except queue.Empty:
+                    if request.client_gone():
+                        logger.info("client disconnected: its request was abandoned")
+                        raise DropConnection from None
+                    continue
+                index = i * n + j
+                unsent[index].append((token, logprob, alternatives))
+                delta = texts[index].add(token)
+                if delta:
+                    yield json.dumps(writer.text(index, delta, _tokens_so_far(unsent[index])))
+                    sent_tokens[index] += len(unsent[index])
+                    unsent[index] = []
+            try:
+                completions = [future.result() for future in pending]
+            except (ValueError, BatcherClosed) as err:  # headers are sent: the error is an event
+                finished = True
+                status = 503 if isinstance(err, BatcherClosed) else 400
+                yield json.dumps(ApiError(status, str(err)).body())
+                yield "[DONE]"
+                return
+            for i, per_prompt in enumerate(completions):
+                for j, completion in enumerate(per_prompt):
+                    index, k = i * n + j, sent_tokens[i * n + j]
+                    rest = Completion(
+                        prompt_id="",
+                        text="",
+                        token_ids=completion.token_ids[k:],
+                        logprobs=(completion.logprobs or [])[k:],
+                        meta={"top_logprobs": (completion.meta.get("top_logprobs") or [])[k:]},
+                    )
+                    text = texts[index].rest(completion.text)
+                    yield json.dumps(writer.text(index, text, rest, finish=completion.finish_reason))
+            finished = True
+            self.metrics.add_tokens(prompt_tokens, sum(c.num_tokens for cs in completions for c in cs))
+            if call.include_usage:
+                yield json.dumps(writer.usage(completions))
+            yield "[DONE]"
+        finally:
+            if not finished and not all(future.done() for future in pending):
+                self.metrics.add_abandoned()
+                for future in pending:
+                    future.abandon()
 
     def _events(
         self, call: ApiCall, completions: list[list[Completion]], echoed: list[PromptLogprobs] | None
@@ -409,3 +508,25 @@ def read_api_key(env_name: str | None) -> str | None:
     if not key:
         raise ValueError(f"--api-key-env names {env_name}, but that environment variable is unset or empty")
     return key
+
+
+def _enqueue(
+    tokens: queue.Queue[tuple[int, int, int, float, Any]], prompt_index: int
+) -> Callable[[int, int, float, Any], None]:
+    """A batcher token listener that queues prompt `prompt_index`'s tokens for its stream."""
+
+    def put(sample: int, token: int, logprob: float, alternatives: Any) -> None:
+        tokens.put((prompt_index, sample, token, logprob, alternatives))
+
+    return put
+
+
+def _tokens_so_far(tokens: list[tuple[int, float, Any]]) -> Completion:
+    """Streamed `(token, logprob, alternatives)` as a partial completion (for its logprobs)."""
+    return Completion(
+        prompt_id="",
+        text="",
+        token_ids=[token for token, _, _ in tokens],
+        logprobs=[logprob for _, logprob, _ in tokens],
+        meta={"top_logprobs": [alternatives for _, _, alternatives in tokens]},
+    )
