@@ -107,7 +107,7 @@ def test_unknown_rewards_and_pair_rules_fail_before_any_work(tiny_model_dir, tmp
     with pytest.raises(ValueError, match="has no function 'missing'"):
         online_rl.run(apply_overrides(cfg, ["tasks[0].reward=tests.recipes.test_online_rl_plugins:missing"]))
     with pytest.raises(ValueError, match="unknown pair rule"):
-        online_rl.run(apply_overrides(cfg, ["loss=dpo", "tasks[0].pair_rule=divpo"]))
+        online_rl.run(apply_overrides(cfg, ["loss=dpo", "tasks[0].pair_rule=nope"]))
 
 
 def test_per_prompt_seeds_make_a_prompts_samples_independent_of_the_others(tiny_model_dir):
