@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 import torch
@@ -364,3 +365,54 @@ def test_eos_ids_include_generation_config_list(model, tokenizer):
     [[completion]] = HFEngine(model, tokenizer).generate_ids([[5, 6]], GREEDY)
     assert completion.token_ids == [7]
     assert completion.finish_reason == "stop"
+
+
+def forced_head(model, index: int, level: str = "sequence"):
+    """An adaptive head whose choice is always temperature `index` of the default grid."""
+    from selftaught.models.adaptive import AdaptiveDecoder
+
+    head = AdaptiveDecoder(model.config.hidden_size, level=level)
+    with torch.no_grad():
+        head.mlp[-1].bias[index] = 50.0
+    return head
+
+
+@pytest.mark.parametrize("level", ["sequence", "token"])
+def test_a_head_that_always_picks_tau_0_decodes_greedily_and_tau_1_samples_at_1(
+    model, tokenizer, prompts, level
+):
+    engine = HFEngine(model, tokenizer)
+    greedy = engine.generate(prompts, replace(GREEDY, n=2))
+    hot = engine.generate(prompts, SamplingParams(temperature=1.0, max_new_tokens=16, n=2, seed=3))
+    at_0 = HFEngine(model, tokenizer, temperature_head=forced_head(model, 0, level)).generate(
+        prompts, replace(GREEDY, n=2)
+    )
+    at_1 = HFEngine(model, tokenizer, temperature_head=forced_head(model, 5, level)).generate(
+        prompts,
+        SamplingParams(temperature=0.3, max_new_tokens=16, n=2, seed=3),  # the head's 1.0 overrides 0.3
+    )
+    assert [c.token_ids for c in flat(at_0)] == [c.token_ids for c in flat(greedy)]
+    assert [c.token_ids for c in flat(at_1)] == [c.token_ids for c in flat(hot)]
+    assert [c.logprobs for c in flat(at_1)] == [c.logprobs for c in flat(hot)]
+    for completion in flat(at_1):
+        expected = len(completion.token_ids) if level == "token" else 1
+        assert (
+            completion.meta["tau_index"] == [5] * expected
+            and completion.meta["temperatures"] == [1.0] * expected
+        )
+
+
+def test_a_sampling_head_records_its_per_token_choices_and_is_seeded(model, tokenizer, prompts):
+    from selftaught.models.adaptive import AdaptiveDecoder, Level
+
+    head = AdaptiveDecoder(model.config.hidden_size, level=Level.TOKEN)  # uniform over 6 temperatures
+    sampling = SamplingParams(max_new_tokens=12, n=3, seed=5)
+    first = HFEngine(model, tokenizer, temperature_head=head).generate(prompts, sampling)
+    again = HFEngine(model, tokenizer, temperature_head=head).generate(prompts, sampling)
+    traces = [c.meta["tau_index"] for c in flat(first)]
+    assert traces == [c.meta["tau_index"] for c in flat(again)]
+    assert [c.token_ids for c in flat(first)] == [c.token_ids for c in flat(again)]
+    assert all(len(t) == len(c.token_ids) for t, c in zip(traces, flat(first), strict=True))
+    assert len({i for t in traces for i in t}) == 6  # a uniform head visits every temperature
+    argmax = HFEngine(model, tokenizer, temperature_head=head, head_sample=False).generate(prompts, sampling)
+    assert {i for c in flat(argmax) for i in c.meta["tau_index"]} == {0}  # ties: the lowest temperature

@@ -26,7 +26,7 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -38,6 +38,12 @@ from selftaught.engines.base import SamplingParams, TokenListener, sample_key
 from selftaught.engines.sampling import sample_next_tokens
 from selftaught.models.io import DTYPES, load_model
 from selftaught.types import Completion, Prompt
+
+if TYPE_CHECKING:
+    from selftaught.models.adaptive import AdaptiveDecoder
+
+HEAD_SEED_OFFSET = 1_000_003
+"""The temperature head samples from its own stream, seeded `sampling.seed + HEAD_SEED_OFFSET`."""
 
 CANCEL_POLL_STEPS = 8
 """Decode steps between two polls of `generate_cancellable`'s `cancelled`."""
@@ -70,7 +76,14 @@ class HFEngine:
         batch_size: int = 256,
         policy_version: int = 0,
         show_progress: bool = False,
+        temperature_head: AdaptiveDecoder | None = None,
+        head_sample: bool = True,
     ) -> None:
+        """`temperature_head`: an adaptive decoder that picks each row's temperature from the model's
+        final hidden state (once per response, or per token: its `level`), in place of
+        `SamplingParams.temperature`; `head_sample` samples the choice, else takes the head's argmax.
+        Each completion's `meta` then holds `tau_index` and `temperatures` (one per response, or one
+        per token)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (sequences decoded together), got {batch_size}")
         self.model = model
@@ -78,6 +91,8 @@ class HFEngine:
         self.batch_size = batch_size
         self.policy_version = policy_version
         self.show_progress = show_progress
+        self.temperature_head = temperature_head
+        self.head_sample = head_sample
         self.eos_token_ids = eos_token_ids(model, tokenizer)
         self._cache_kwarg = cache_argument(model)
         self.max_positions: int | None = getattr(
@@ -257,14 +272,16 @@ class HFEngine:
         attention_mask = torch.nn.functional.pad(prompt_mask, (0, max_new_tokens), value=1)  # [U, L + N]
         prompt_positions = position_ids(prompt_mask)  # [U, L]
         cache = DynamicCache(config=self.model.config)
-        logits = self.model(
+        output = self.model(
             input_ids=input_ids,
             attention_mask=prompt_mask,
             position_ids=prompt_positions,
             **{self._cache_kwarg: cache},
             use_cache=True,
             logits_to_keep=1,
-        ).logits[:, -1]  # [U, V]
+            output_hidden_states=self.temperature_head is not None,
+        )
+        logits = output.logits[:, -1]  # [U, V]
         cache.batch_select_indices(row_to_unique)
         state = _DecodeState(
             active=torch.arange(len(prompt_ids), device=device),
@@ -278,6 +295,12 @@ class HFEngine:
             aborted=torch.zeros(len(prompt_ids), dtype=torch.bool, device=device),
             keys=None if keys is None else torch.tensor(keys, dtype=torch.long, device=device),
         )
+        if self.temperature_head is not None:
+            state.tau_index = torch.zeros(len(prompt_ids), max_new_tokens, dtype=torch.long, device=device)
+            state.hidden = output.hidden_states[-1][:, -1][row_to_unique]  # [B, d], the last prompt token
+            state.head_generator = torch.Generator(device=device).manual_seed(
+                sampling.seed + HEAD_SEED_OFFSET
+            )
         if sampling.top_logprobs:
             k = min(sampling.top_logprobs, logits.shape[-1])
             state.top_ids = torch.zeros(len(prompt_ids), max_new_tokens, k, dtype=torch.long, device=device)
@@ -298,9 +321,15 @@ class HFEngine:
         """Sample until every row has finished (or is cancelled); fills `state` in place."""
         prompt_width = state.attention_mask.shape[1] - state.tokens.shape[1]
         eos_ids = torch.tensor(self.eos_token_ids, dtype=torch.long, device=logits.device)
+        head = self.temperature_head
         for step in range(state.tokens.shape[1]):
             keys = None if state.keys is None else state.keys[state.active]
-            next_tokens, next_logps = sample_next_tokens(logits, sampling, generator, keys, step)  # [A], [A]
+            temperatures = None
+            if head is not None:
+                temperatures = self._choose_temperatures(head, state, step)
+            next_tokens, next_logps = sample_next_tokens(
+                logits, sampling, generator, keys, step, temperatures
+            )  # [A], [A]
             state.tokens[state.active, step] = next_tokens
             state.token_logps[state.active, step] = next_logps
             top = None
@@ -328,13 +357,32 @@ class HFEngine:
                 cache.batch_select_indices(keep)
                 next_tokens = next_tokens[keep]
             state.positions += 1
-            logits = self.model(
+            per_token = head is not None and head.level == "token"
+            output = self.model(
                 input_ids=next_tokens[:, None],
                 attention_mask=state.attention_mask[:, : prompt_width + step + 1],
                 position_ids=state.positions[:, None],
                 **{self._cache_kwarg: cache},
                 use_cache=True,
-            ).logits[:, -1]
+                output_hidden_states=per_token,
+            )
+            logits = output.logits[:, -1]
+            if per_token:
+                state.hidden[state.active] = output.hidden_states[-1][:, -1]
+
+    def _choose_temperatures(self, head: AdaptiveDecoder, state: _DecodeState, step: int) -> torch.Tensor:
+        """[A] the active rows' temperatures at `step`: the head's choice from each row's hidden state
+        (token level: every step; sequence level: the last prompt token's, chosen at step 0 and kept)."""
+        assert state.tau_index is not None and state.hidden is not None
+        if step == 0 or head.level == "token":
+            index, _ = head.select(
+                state.hidden[state.active], sample=self.head_sample, generator=state.head_generator
+            )
+            state.tau_index[state.active, step] = index.to(state.tau_index.device)
+        else:
+            state.tau_index[state.active, step] = state.tau_index[state.active, 0]
+        grid = torch.tensor(head.temperatures, device=state.tau_index.device)
+        return grid[state.tau_index[state.active, step]]
 
     def _completes_stop_string(self, tokens: torch.Tensor, stop: list[str]) -> torch.Tensor:
         """[A] True where the generated text of the active rows' `tokens` [A, T] contains a stop string.
@@ -379,6 +427,12 @@ class HFEngine:
                     policy_version=self.policy_version,
                 )
             )
+            if state.tau_index is not None and self.temperature_head is not None:
+                trace = state.tau_index[row, :length].tolist()
+                if self.temperature_head.level == "sequence":
+                    trace = trace[:1]
+                completions[-1].meta["tau_index"] = trace
+                completions[-1].meta["temperatures"] = [self.temperature_head.temperatures[i] for i in trace]
             if top_ids is not None and top_logps is not None:
                 completions[-1].meta["top_logprobs"] = [
                     [[i, lp] for i, lp in zip(ids, lps, strict=True)]
@@ -415,6 +469,9 @@ class _DecodeState:
     keys: torch.Tensor | None = None  # [B] per-sample random-stream keys (per_prompt_seeds), else None
     top_ids: torch.Tensor | None = None  # [B, N, k] the k most likely tokens per step (top_logprobs)
     top_logps: torch.Tensor | None = None  # [B, N, k] their logprobs
+    tau_index: torch.Tensor | None = None  # [B, N] the adaptive decoder's temperature index per step
+    hidden: torch.Tensor | None = None  # [B, d] each row's latest final hidden state (the head's input)
+    head_generator: torch.Generator | None = None  # the head's sampling stream
 
     def keep_rows(self, keep: torch.Tensor) -> None:
         """Keep only the active rows at indices `keep` [A']."""

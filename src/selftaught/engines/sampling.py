@@ -15,6 +15,7 @@ def sample_next_tokens(
     generator: torch.Generator,
     keys: torch.Tensor | None = None,
     step: int = 0,
+    temperatures: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pick the next token of each row and its logprob under the unprocessed distribution.
 
@@ -22,10 +23,18 @@ def sample_next_tokens(
     softmax(logits / temperature) restricted to the top-p nucleus. The logprob is always taken from
     log_softmax(logits) in fp32 (temperature 1, no top-p), the distribution a trainer recomputes.
     With `keys` [A] (per-sample stream keys), row r draws `counter_uniform(keys[r], step)` instead
-    of the next number of `generator`.
+    of the next number of `generator`. With `temperatures` [A] (an adaptive decoder's choice per row),
+    they replace `sampling.temperature`: rows at 0 take the argmax, the others are sampled (every row
+    draws its uniform, so a row's draw does not depend on the others' temperatures).
     """
     logits = logits.float()
-    if sampling.temperature == 0:
+    if temperatures is not None:
+        tau = temperatures.to(device=logits.device, dtype=logits.dtype)
+        greedy = tau == 0
+        probs = nucleus_probs(logits / torch.where(greedy, 1.0, tau)[:, None], sampling.top_p)
+        uniform = None if keys is None else counter_uniform(keys, step).to(probs.dtype)[:, None]
+        next_tokens = torch.where(greedy, logits.argmax(-1), sample_from_probs(probs, generator, uniform))
+    elif sampling.temperature == 0:
         next_tokens = logits.argmax(-1)
     else:
         probs = nucleus_probs(logits / sampling.temperature, sampling.top_p)
