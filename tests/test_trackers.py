@@ -1,4 +1,4 @@
-"""`report_to`: the records of metrics.jsonl also reach TensorBoard and Weights & Biases (offline)."""
+"""`report_to`: the records of metrics.jsonl also reach TensorBoard, Weights & Biases and Trackio (offline)."""
 
 import pytest
 
@@ -41,3 +41,46 @@ def test_wandb_offline_gets_the_config_and_the_metrics(tmp_path, monkeypatch):
 def test_an_unknown_tracker_is_a_config_error():
     with pytest.raises(ValueError, match=r"report_to: unknown tracker\(s\) \['mlflow'\]"):
         RunConfig(report_to=["mlflow"])
+
+
+TRACKIO_READBACK = """
+import json, sys
+from selftaught.runlog import RunLog
+from selftaught.train.loop import RunConfig
+
+cfg = RunConfig(out_dir=sys.argv[1], seed=7, report_to=["trackio"])
+with RunLog(cfg.out_dir, cfg, quiet=True) as run_log:
+    run_log.log(1, loss=2.0, note="text is not sent")
+    run_log.log(2, loss=1.5, val_accuracy=0.25)
+from trackio.sqlite_storage import SQLiteStorage
+
+logs = SQLiteStorage.get_logs("selftaught", "run")
+config = SQLiteStorage.get_run_config("selftaught", "run")
+print(json.dumps({"logs": logs, "seed": config["seed"], "runs": SQLiteStorage.get_runs("selftaught")}))
+"""
+
+
+def test_trackio_logs_the_config_and_the_metrics_locally(tmp_path):
+    """In a fresh process: Trackio reads its store's directory (`TRACKIO_DIR`) once, at import."""
+    pytest.importorskip("trackio")
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TRACKIO_DIR": str(tmp_path / "trackio"), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", TRACKIO_READBACK, str(tmp_path / "run")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    result = json.loads(next(line for line in out.stdout.splitlines() if line.startswith('{"logs"')))
+    assert result["runs"] == ["run"] and result["seed"] == 7
+    assert [{k: v for k, v in r.items() if k != "timestamp"} for r in result["logs"]] == [
+        {"step": 1, "loss": 2.0},
+        {"step": 2, "loss": 1.5, "val_accuracy": 0.25},
+    ]
+    assert (tmp_path / "trackio" / "selftaught.db").is_file()
