@@ -44,6 +44,10 @@ def test_the_default_student_keeps_its_cache_key():
     assert student_fingerprint(cfg)[:12] == "8d58bb1e05f0"
     cfg.report_to = ["tensorboard"]
     assert student_fingerprint(cfg)[:12] == "8d58bb1e05f0"
+    cfg.eval.seed = None  # the run's seed (0): the same problems as the fixed default 0
+    assert student_fingerprint(cfg)[:12] == "8d58bb1e05f0"
+    cfg.eval.seed = 3  # other problems for the stop rule: another student
+    assert student_fingerprint(cfg)[:12] != "8d58bb1e05f0"
     persona = get_preset("world-pretrain", "tiny-persona")
     assert persona.task == PretrainTask.PERSONA and student_fingerprint(persona)[:12] == "501dcbbb7bd7"
     keywords = get_preset("world-pretrain", "tiny-keywords")

@@ -50,9 +50,10 @@ class EvalConfig:
     """Samples per problem."""
     temperature: float = 0.0
     batch_size: int = 256
-    seed: int | None = None
-    """Seed of the evaluated problem sample and of sampling (None: the run's seed). Fix it to compare
-    runs with different seeds on the same problems."""
+    seed: int | None = 0
+    """Seed of the evaluated problem sample and of sampling: fixed (0) by default, so runs with
+    different seeds are evaluated on the same problems and start from the same step-0 accuracy;
+    None: the run's seed (a sample that changes with `seed`)."""
 
     def __post_init__(self) -> None:
         check(self.every >= -1, "eval.every", ">= -1 (-1: never, 0: before and after training)", self.every)
@@ -110,8 +111,9 @@ class RunConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     """Under torchrun: DDP or FSDP2 (recipes that run in one process say so)."""
     report_to: list[str] = field(default_factory=list)
-    """Experiment trackers besides metrics.jsonl: `tensorboard`, `wandb` (`WANDB_MODE=offline` keeps
-    it local); e.g. `report_to=[tensorboard]`."""
+    """Experiment trackers besides metrics.jsonl: `tensorboard` (`<out_dir>/tensorboard`), `wandb`
+    (`WANDB_MODE=offline` keeps it local), `trackio` (local store in `$TRACKIO_DIR`); e.g.
+    `report_to=[tensorboard,trackio]` (`pip install 'selftaught[track]'`)."""
 
     def __post_init__(self) -> None:
         check(bool(self.out_dir), "out_dir", "a directory path", self.out_dir)

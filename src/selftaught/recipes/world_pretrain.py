@@ -301,11 +301,15 @@ NOT_FINGERPRINTED = ("out_dir", "report_to")
 
 def student_fingerprint(cfg: WorldPretrainConfig) -> str:
     """The cache key of the student `cfg` trains: its config but `NOT_FINGERPRINTED`, and the fields of
-    `FINGERPRINT_DEFAULTS` only where they differ from those defaults."""
+    `FINGERPRINT_DEFAULTS` only where they differ from those defaults. `eval.seed` equal to `seed`
+    is keyed as None (the run's seed, the default when the first students were cached): both
+    evaluate the same problems, so the stop rule and the student are the same."""
     settings = {k: v for k, v in to_dict(cfg).items() if k not in NOT_FINGERPRINTED}
     for key, default in FINGERPRINT_DEFAULTS.items():
         if settings[key] == default:
             del settings[key]
+    if settings["eval"]["seed"] == cfg.seed:  # the same evaluation as `None` (the run's seed), the
+        settings["eval"]["seed"] = None  # default the first students were keyed with
     return compute_fingerprint(settings)
 
 

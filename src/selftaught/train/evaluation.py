@@ -35,7 +35,9 @@ MAX_LENGTH = 1024
 
 
 def validate_policy(model: Any, tokenizer: Any, cfg: EvalConfig, *, seed: int = 0) -> dict[str, float]:
-    """Flat `val_*` metrics of the policy on `cfg.data` (kind of metric: module doc)."""
+    """Flat `val_*` metrics of the policy on `cfg.data` (kind of metric: module doc), seeded by
+    `cfg.seed`, else (None) by `seed`."""
+    seed = seed if cfg.seed is None else cfg.seed
     if cfg.data.startswith("world:") or _is_gsm8k_file(cfg):
         return eval_metrics(evaluate_policy(model, tokenizer, cfg, seed=seed))
     records = load_records(cfg.data, limit=cfg.limit)
