@@ -2,7 +2,7 @@
 
 `metrics.jsonl` holds one record per `RunLog.log` call, and different calls log different keys
 (training steps, rollout diagnostics, validation), so every key is its own `Series` of
-(step, value) points. Each numeric metric goes to the panel of the first rule in `PANEL_RULES`
+(step, value) points, each with the wall time of the record that logged it. Each numeric metric goes to the panel of the first rule in `PANEL_RULES`
 that matches its name; a name no rule matches, and any metric with a value that is not a number,
 goes to "other", which the report lists as a table: nothing is dropped.
 """
@@ -36,11 +36,13 @@ class Panel:
     ylabel: str
     better: Literal["max", "min"] | None = None
     """The extreme that is best (the summary's `best` column); None: neither is."""
+    smooth: bool = True
+    """Per-step noise worth an EMA; False for evaluations (error bars), schedules and clocks."""
 
 
 PANELS = (
     Panel("reward", "Reward of the rollouts", "mean reward", "max"),
-    Panel("accuracy", "Validation accuracy (error bars: standard error)", "accuracy", "max"),
+    Panel("accuracy", "Validation accuracy (error bars: standard error)", "accuracy", "max", smooth=False),
     Panel("preference", "Chosen vs rejected rewards", "reward"),
     Panel("preference_accuracy", "Training preference accuracy", "share of pairs ranked right", "max"),
     Panel("length", "Lengths", "tokens"),
@@ -53,11 +55,11 @@ PANELS = (
     Panel("kl", "KL to the reference", "k3 estimate"),
     Panel("ratio", "Policy ratio and clipped share", "ratio / share"),
     Panel("grad_norm", "Gradient norm (before clipping)", "L2 norm"),
-    Panel("lr", "Learning rate", "lr"),
+    Panel("lr", "Learning rate", "lr", smooth=False),
     Panel("loss_units", "Loss denominator per step", "tokens (pairs for DPO)"),
     Panel("throughput", "Throughput", "per second", "max"),
     Panel("seconds", "Seconds per step", "s", "min"),
-    Panel("elapsed", "Elapsed time", "s since the run started"),
+    Panel("elapsed", "Elapsed time", "s since the run started", smooth=False),
 )
 PANEL_BY_NAME = {panel.name: panel for panel in PANELS}
 
@@ -107,6 +109,8 @@ class Series:
     steps: list[int]
     values: list[Any]
     """JSON values; the strings `RunLog` writes for non-finite floats ("nan", "inf") are floats again."""
+    times: list[float]
+    """Seconds since the run started when each value was logged (`run_clock`); NaN where unknown."""
 
     @property
     def is_numeric(self) -> bool:
@@ -154,16 +158,34 @@ def load_run(run_dir: str | Path, name: str | None = None) -> RunMetrics:
 def collect_series(records: list[dict[str, Any]], source: Path | str = "metrics.jsonl") -> dict[str, Series]:
     """One series per key of `records` but `step`. A key logged twice at one step keeps the later
     value: a resumed run logs again the steps after its last checkpoint, and the rerun is what counts."""
-    points: dict[str, dict[int, Any]] = {}
-    for index, record in enumerate(records):
+    points: dict[str, dict[int, tuple[Any, float]]] = {}
+    for index, (record, time) in enumerate(zip(records, run_clock(records), strict=True)):
         if not isinstance(record.get("step"), int):
             raise ValueError(f"{source}: record {index} has no integer `step`; log metrics with RunLog.log")
         for key, value in record.items():
             if key != "step":
-                points.setdefault(key, {})[record["step"]] = _from_json(value)
-    return {
-        key: Series(sorted(by_step), [by_step[s] for s in sorted(by_step)]) for key, by_step in points.items()
-    }
+                points.setdefault(key, {})[record["step"]] = (_from_json(value), time)
+    series = {}
+    for key, by_step in points.items():
+        steps = sorted(by_step)
+        series[key] = Series(steps, [by_step[s][0] for s in steps], [by_step[s][1] for s in steps])
+    return series
+
+
+def run_clock(records: list[dict[str, Any]]) -> list[float]:
+    """Seconds since the run started of each record, from the `time` RunLog writes (NaN without
+    one). A resumed process starts its clock at 0 again: its times continue the earlier process's."""
+    clock, offset, last = [], 0.0, 0.0
+    for record in records:
+        time = record.get("time")
+        if not is_number(time):
+            clock.append(math.nan)
+            continue
+        if time + offset < last:  # a new process (resume): its clock restarts
+            offset = last
+        last = time + offset
+        clock.append(last)
+    return clock
 
 
 def is_number(value: Any) -> bool:
