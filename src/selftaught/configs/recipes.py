@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from selftaught.config import check, check_levels, check_limit
+from selftaught.configs.adaptive import AdaptiveDecodingConfig as AdaptiveDecodingConfig
 from selftaught.configs.losses import AdvantageType, DPOLossType, LossNormalization, NLLNormalization
 from selftaught.configs.train import (
     EvalConfig,

@@ -132,6 +132,14 @@ RECIPES: dict[str, Recipe] = {
                 "divpo-probability": ("tasks[0].divpo.criterion=probability",),
             },
         ),
+        Recipe(
+            name="adaptive-decoding",
+            summary="a temperature head over a frozen model (sequence or token level) trained with latent "
+            "preference optimization (LPO)",
+            module="selftaught.recipes.adaptive_decoding",
+            config_name="AdaptiveDecodingConfig",
+            presets=("tiny", "tiny-token", "tiny-smoke"),
+        ),
     ]
 }
 """Every recipe by CLI name."""

@@ -1,0 +1,95 @@
+"""`selftaught adaptive-decoding`: only the head trains, pairs come from the head's own temperature
+choices, validation reports reward and argmax temperatures per task, resume is exact, and the head
+is saved next to the model."""
+
+import math
+import shutil
+from dataclasses import replace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from selftaught.configs.adaptive import AdaptiveDecodingConfig, HeadConfig, HeadLevel, LPOLoss
+from selftaught.configs.train import EvalConfig, RolloutConfig, TaskConfig
+from selftaught.models.adaptive import AdaptiveDecoder
+from selftaught.presets import RECIPES
+from selftaught.rewards import registry
+from selftaught.runlog import read_metrics
+
+RECIPE = RECIPES["adaptive-decoding"]
+
+
+def parity_reward(prompts, completions, **columns):
+    """A stand-in reward that a random model's samples split on (graded by length)."""
+    return [len(c[0]["content"]) % 3 / 2 for c in completions]
+
+
+@pytest.fixture(autouse=True)
+def _parity(monkeypatch):
+    monkeypatch.setitem(registry.REWARDS, "world_answer", parity_reward)
+
+
+def config(model_dir: str, out: str, **changes) -> AdaptiveDecodingConfig:
+    return replace(
+        AdaptiveDecodingConfig(
+            out_dir=out,
+            model=model_dir,
+            num_steps=4,
+            log_every=1,
+            checkpoint_every=2,
+            keep_last=None,
+            tasks=[TaskConfig(name="arith", reward="world_answer", pair_rule="best_vs_worst")],
+            rollouts=RolloutConfig(
+                prompts="world:prompts", num_prompts=4, samples_per_prompt=4, max_new_tokens=12
+            ),
+            eval=EvalConfig(data="world:valid", per_level=4, every=2, levels=[1]),
+        ),
+        **changes,
+    )
+
+
+@pytest.mark.parametrize(
+    ("level", "loss"),
+    [
+        (HeadLevel.SEQUENCE, LPOLoss.TOKENS_ONLY),
+        (HeadLevel.TOKEN, LPOLoss.MARGINAL),
+        (HeadLevel.SEQUENCE, LPOLoss.NLL),
+    ],
+)
+def test_only_the_head_trains_and_validation_reports_rewards_and_temperatures(
+    tiny_model_dir, tmp_path, level, loss
+):
+    cfg = config(tiny_model_dir, str(tmp_path / "run"), head=HeadConfig(level=level), loss=loss)
+    before = load_file(f"{tiny_model_dir}/model.safetensors")
+    RECIPE.run(cfg)
+    rows = read_metrics(cfg.out_dir)
+    steps = [r for r in rows if "num_pairs" in r]
+    assert len(steps) == 4 and sum(r["num_trained_pairs"] for r in steps) > 0
+    assert all(math.isfinite(r["loss"]) for r in steps)
+    validations = [r for r in rows if "val_reward" in r]
+    assert [r["step"] for r in validations] == [0, 2, 4]
+    assert "val_reward_arith" in validations[-1] and "val_argmax_tau_arith" in validations[-1]
+    head = AdaptiveDecoder.load(tmp_path / "run" / "head")
+    initial = AdaptiveDecoder.load(tmp_path / "run" / "initial-head")
+    assert head.level == level and not torch.equal(head.mlp[-1].bias, initial.mlp[-1].bias)  # it trained
+    after = load_file(f"{tiny_model_dir}/model.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the base model is untouched
+
+
+def test_a_resume_from_a_checkpoint_is_exact(tiny_model_dir, tmp_path):
+    cfg = config(tiny_model_dir, str(tmp_path / "run"))
+    RECIPE.run(cfg)
+    straight = load_file(tmp_path / "run" / "head" / "adaptive_head.safetensors")
+    losses = [(r["step"], r["loss"]) for r in read_metrics(cfg.out_dir) if "num_pairs" in r]
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "step-0000004")
+    shutil.rmtree(tmp_path / "run" / "head")
+    RECIPE.run(cfg)
+    resumed = load_file(tmp_path / "run" / "head" / "adaptive_head.safetensors")
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert [(r["step"], r["loss"]) for r in read_metrics(cfg.out_dir) if "num_pairs" in r] == losses
+
+
+def test_a_marginal_loss_needs_a_token_level_head():
+    with pytest.raises(ValueError, match="loss=marginal needs head.level=token"):
+        AdaptiveDecodingConfig(loss=LPOLoss.MARGINAL)
