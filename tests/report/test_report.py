@@ -1,5 +1,7 @@
-"""`selftaught report`: panels chosen from the logged names, valid PNGs, pages that show every plot,
-summary values equal to the logged ones, unknown metrics under "other", overlays, and the errors."""
+"""`selftaught report`: panels chosen from the logged names, valid PNGs, pages that show every plot
+(plots before the tables), summary values equal to the logged ones, unknown metrics under "other",
+overlays where identical runs stay visible, legends clear of the data, the page in a real browser,
+and the errors."""
 
 import argparse
 import base64
@@ -7,6 +9,8 @@ import contextlib
 import io
 import math
 import random
+import shutil
+import subprocess
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -16,7 +20,7 @@ import pytest
 
 from selftaught.report import add_report_parser, run_report
 from selftaught.report.metrics import OTHER, PANEL_BY_NAME, assign_panel, assign_panels, load_run
-from selftaught.report.render import plot_panel, render_report
+from selftaught.report.render import PlotOptions, plot_panel, render_report
 from selftaught.runlog import RunLog
 
 NUM_STEPS = 6
@@ -240,3 +244,111 @@ def test_missing_matplotlib_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"pip install 'selftaught\[report\]'"):
         render_report(tmp_path / "run", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_plots_come_before_the_tables(single):
+    _, _, page = single
+    html = page.read_text()
+    assert html.index("<img") < html.index("<table")
+    markdown = (page.parent / "report.md").read_text()
+    assert markdown.index("](reward.png)") < markdown.index("## Summary")
+
+
+def write_identical_runs(root: Path) -> list:
+    for name in ("first", "second"):
+        write_run(root / name, seed=0, sync_every=1)
+    return [load_run(root / name) for name in ("first", "second")]
+
+
+def test_identical_runs_are_two_visible_lines_and_two_legend_entries(tmp_path):
+    pytest.importorskip("matplotlib")
+    runs = write_identical_runs(tmp_path)
+    figure = plot_panel(runs, PANEL_BY_NAME["reward"], ["reward"], PlotOptions(smoothing=0.6))
+    [legend] = figure.legends
+    assert [text.get_text() for text in legend.get_texts()] == ["first", "second"]
+    [axes] = figure.axes
+    first, second = (
+        next(ln for ln in axes.get_lines() if ln.get_label() == name) for name in ("first", "second")
+    )
+    assert list(first.get_ydata()) == list(second.get_ydata())  # same values, no offset...
+    assert first.get_linestyle() != second.get_linestyle()  # ...told apart by dash, marker and width,
+    assert first.get_marker() != second.get_marker()
+    assert first.get_linewidth() > second.get_linewidth()  # the second drawn inside the first
+    assert second.get_zorder() > first.get_zorder()
+    raw = [ln for ln in axes.get_lines() if ln.get_label().startswith("_")]
+    assert len(raw) == 2 and all(ln.get_alpha() < 0.5 for ln in raw)  # the raw values, faint
+
+
+def test_smoothing_zero_draws_the_logged_values_only(tmp_path):
+    pytest.importorskip("matplotlib")
+    [run] = write_identical_runs(tmp_path)[:1]
+    figure = plot_panel([run], PANEL_BY_NAME["reward"], ["reward"], PlotOptions(smoothing=0.0))
+    [line] = figure.axes[0].get_lines()
+    assert list(line.get_ydata()) == run.series["reward"].values
+
+
+def overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+@pytest.mark.parametrize("num_runs", [1, 2])
+def test_legends_lie_outside_the_axes_and_titles(tmp_path, num_runs):
+    pytest.importorskip("matplotlib")
+    runs = write_identical_runs(tmp_path)[:num_runs]
+    many = ["reward", "rollout_length", "staleness", "loss", "grad_norm", "mystery_metric", "val_accuracy"]
+    for metrics in (["reward"], many):
+        figure = plot_panel(runs, PANEL_BY_NAME["reward"], metrics)
+        renderer = figure.canvas.get_renderer()
+        figure.draw(renderer)  # constrained layout places the legend
+        [legend] = figure.legends
+        box = legend.get_window_extent(renderer)
+        titles = [a.title for a in figure.axes] + ([figure._suptitle] if figure._suptitle else [])
+        for axes in figure.axes:
+            assert not overlaps(box, axes.get_window_extent(renderer)), (metrics, num_runs)
+        for title in titles:
+            assert not overlaps(box, title.get_window_extent(renderer)), title.get_text()
+        figure_box = figure.bbox
+        assert figure_box.x0 <= box.x0 and box.x1 <= figure_box.x1 + 1  # not cut off
+        assert figure_box.y0 <= box.y0 and box.y1 <= figure_box.y1 + 1
+
+
+def test_cli_options_reach_the_plots(tmp_path):
+    pytest.importorskip("matplotlib")
+    write_run(tmp_path / "run", seed=0, sync_every=1)
+    page = Path(cli([str(tmp_path / "run"), "--x", "time", "--smoothing", "0"]).strip())
+    assert "against wall time (s) (smoothing off)" in page.read_text()
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        cli([str(tmp_path / "run"), "--smoothing", "1"])
+
+
+CHROMIUM = ("chromium", "chromium-headless-shell", "chromium-browser", "google-chrome", "chrome")
+
+
+def chromium_binary() -> str | None:
+    return next((path for name in CHROMIUM if (path := shutil.which(name))), None)
+
+
+@pytest.mark.skipif(
+    chromium_binary() is None,
+    reason=f"no chromium binary on PATH (looked for {', '.join(CHROMIUM)}); on Debian: "
+    "apt-get install chromium-headless-shell",
+)
+def test_the_page_renders_in_headless_chromium(single, tmp_path):
+    """The documented check (`selftaught.report` docstring): a screenshot of report.html."""
+    Image = pytest.importorskip("PIL.Image")
+    _, _, page = single
+    shot = tmp_path / "report.png"
+    command = [
+        chromium_binary(),
+        "--headless",
+        "--no-sandbox",  # root in containers
+        "--hide-scrollbars",
+        f"--screenshot={shot}",
+        "--window-size=1400,2000",
+        page.resolve().as_uri(),
+    ]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    with Image.open(shot) as image:
+        assert image.size == (1400, 2000)
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+    assert colours is not None and len(colours) > 50  # plots drawn, not a blank or error page
