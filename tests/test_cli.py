@@ -280,3 +280,31 @@ def test_once_the_command_is_done_ctrl_c_no_longer_interrupts_the_exit(monkeypat
         assert signal.getsignal(signal.SIGINT) is previous
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_generate_with_an_adaptive_head_uses_its_temperatures(tiny_model_dir, tmp_path, capsys):
+    import torch
+
+    from selftaught.models.adaptive import AdaptiveDecoder
+
+    config = json.loads((Path(tiny_model_dir) / "config.json").read_text())
+    head = AdaptiveDecoder(config["hidden_size"])
+    with torch.no_grad():
+        head.mlp[-1].bias[0] = 50.0  # always tau = 0: greedy
+    head.save(tmp_path / "head")
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "12+7"}) + "\n" + json.dumps({"prompt": "3-1"}) + "\n")
+    base = ["generate", "--model", tiny_model_dir, "--prompts", str(prompts), "--max-new-tokens", "6"]
+    assert main([*base, "--out", str(tmp_path / "greedy.jsonl"), "--temperature", "0"]) == 0
+    assert (
+        main([*base, "--out", str(tmp_path / "head.jsonl"), "--adaptive-head", str(tmp_path / "head")]) == 0
+    )
+    greedy = [json.loads(line) for line in (tmp_path / "greedy.jsonl").read_text().splitlines()]
+    adaptive = [json.loads(line) for line in (tmp_path / "head.jsonl").read_text().splitlines()]
+    assert [r["token_ids"] for r in adaptive] == [r["token_ids"] for r in greedy]
+    assert all(r["meta"]["temperatures"] == [0.0] for r in adaptive)
+    AdaptiveDecoder(config["hidden_size"] + 1).save(tmp_path / "wrong")
+    assert main([*base, "--out", str(tmp_path / "w.jsonl"), "--adaptive-head", str(tmp_path / "wrong")]) == 2
+    assert "use a head trained over this model" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "x.jsonl"), "--sample-head"]) == 2
+    assert "--sample-head must be used with --adaptive-head" in capsys.readouterr().err

@@ -62,6 +62,19 @@ def add_parser(sub: Any) -> None:
         help="send text prompts as raw text (BOS first) even when the tokenizer has a chat template "
         "(base models, few-shot prompts); message prompts still use the template",
     )
+    p.add_argument(
+        "--adaptive-head",
+        default=None,
+        metavar="DIR",
+        help="an adaptive-decoding head (`selftaught adaptive-decoding`'s <out_dir>/head): it picks the "
+        "temperature of each sample (or token) and replaces --temperature; each record's meta holds the "
+        "chosen temperatures",
+    )
+    p.add_argument(
+        "--sample-head",
+        action="store_true",
+        help="with --adaptive-head: sample the head's choice (default: its argmax temperature)",
+    )
     add_sampling_args(p, temperature=1.0, max_new_tokens=256)
     p.set_defaults(func=cmd_generate)
 
@@ -80,11 +93,29 @@ def cmd_generate(args: argparse.Namespace) -> int:
     prompts = prompts_from_records(read_records(args.prompts, limit=args.limit), args.prompts)
     if not prompts:
         raise ValueError(f"{args.prompts} holds no prompt; nothing to generate")
+    head = load_head(args.adaptive_head, args.sample_head)
     engine = hf_engine(args)
+    if head is not None:
+        hidden = engine.model.config.get_text_config().hidden_size
+        if head.hidden_size != hidden:
+            raise ValueError(
+                f"--adaptive-head {args.adaptive_head} reads hidden states of size {head.hidden_size}, but "
+                f"{args.model} has {hidden}: use a head trained over this model"
+            )
+        engine.temperature_head, engine.head_sample = head, args.sample_head
     prompts = chat_or_raw(prompts, engine.tokenizer, no_chat_template=args.no_chat_template)
     start = time.perf_counter()
     fingerprint = compute_fingerprint(
-        {"model": args.model, "prompts": [p.to_dict() for p in prompts], "sampling": vars(params)}
+        {
+            "model": args.model,
+            "prompts": [p.to_dict() for p in prompts],
+            "sampling": vars(params),
+            **(
+                {"adaptive_head": str(Path(args.adaptive_head).resolve()), "sample_head": args.sample_head}
+                if head
+                else {}
+            ),
+        }
     )
     rows = run_stage(
         Path(args.out).with_name(Path(args.out).name + ".stage"),
@@ -107,6 +138,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
         f"{num_tokens / max(seconds, 1e-9):.0f} tok/s)"
     )
     return 0
+
+
+def load_head(directory: str | None, sample_head: bool) -> Any:
+    """The adaptive head saved in `directory` (None without one); `--sample-head` needs a head."""
+    if directory is None:
+        require(not sample_head, "--sample-head", "used with --adaptive-head", sample_head)
+        return None
+    from selftaught.models.adaptive import AdaptiveDecoder
+
+    return AdaptiveDecoder.load(directory)
 
 
 def chat_or_raw(prompts: list[Any], tokenizer: Any, *, no_chat_template: bool) -> list[Any]:
