@@ -26,6 +26,19 @@ def test_run_dir_holds_config_metrics_and_log(tmp_path):
     json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
 
 
+def test_the_progress_bar_shows_the_latest_loss_reward_and_accuracy(tmp_path):
+    with RunLog(tmp_path / "run", Tiny()) as run:
+        bar_texts = []
+        for step in run.progress(range(1, 4), total=3):
+            run.log(step, loss=1.0 / step, reward=0.25 * step, grad_norm=3.0, note="text")
+            if step == 2:
+                run.log(step, val_accuracy=0.612, val_stderr=0.034)
+            bar_texts.append(str(run._bar))
+    assert run.postfix == {"loss": "0.3333", "reward": "0.75", "val_accuracy": "0.612"}
+    assert "loss=1, reward=0.25" in bar_texts[0] and "grad_norm" not in bar_texts[0]
+    assert "loss=0.3333, reward=0.75, val_accuracy=0.612" in bar_texts[2]  # kept until the next eval
+
+
 def test_disabled_run_log_writes_nothing(tmp_path):
     run = RunLog(tmp_path / "rank1", Tiny(), enabled=False)
     run.log(1, loss=1.0)

@@ -3,9 +3,13 @@
     runs/<name>/
       config.yaml     the full config of the run (what to pass back to reproduce it)
       metrics.jsonl   one JSON object per logged step: {"step": 12, "time": ..., "loss": ...}
-      log.txt         timestamped human-readable lines (also printed)
+      log.txt         timestamped human-readable lines (also printed): the recipe's header,
+                      each evaluation (`step 50: val_accuracy 0.612 +- 0.034`), resumes, the end
       env.json        what ran it: selftaught version and git commit, Python / torch / transformers
                       versions, CPU and GPU, the command line (one entry per start, resumes included)
+
+The progress bar of `progress` shows the latest `POSTFIX_KEYS` that `log` received (loss, reward,
+validation accuracy), so it changes at the run's `log_every`.
 
 Only one process writes (rank 0 under torchrun): other ranks build a `RunLog` with
 `enabled=False` and every call becomes a no-op, so recipes need no `if rank == 0` around logging.
@@ -31,6 +35,16 @@ from selftaught.trackers import Tracker, build_trackers
 
 T = TypeVar("T")
 
+POSTFIX_KEYS = (
+    "loss",
+    "reward",
+    "val_accuracy",
+    "val_preference_accuracy",
+    "val_pairwise_accuracy",
+    "val_loss",
+)
+"""Logged metrics the progress bar shows (their latest values)."""
+
 
 class RunLog:
     """Writes one run directory. Use as a context manager or call `close()`."""
@@ -43,6 +57,9 @@ class RunLog:
         self.quiet = quiet
         self._start = time.time()
         self._metrics = self._log = self._lock = None
+        self._bar: Any = None
+        self.postfix: dict[str, str] = {}
+        """What the progress bar shows: the latest value of each `POSTFIX_KEYS` metric logged."""
         self.trackers: list[Tracker] = []
         self.previous_config_text: str | None = None
         """The config.yaml this run directory held before this run (None: a new directory)."""
@@ -69,7 +86,21 @@ class RunLog:
             self._metrics.flush()
         for tracker in self.trackers:
             tracker.log(step, record)
+        self._show_on_bar(record)
         return record
+
+    def _show_on_bar(self, record: dict[str, Any]) -> None:
+        shown = {
+            key: f"{record[key]:.4g}"
+            for key in POSTFIX_KEYS
+            if isinstance(record.get(key), int | float) and not isinstance(record.get(key), bool)
+        }
+        if not shown or not self.enabled:
+            return
+        merged = {**self.postfix, **shown}
+        self.postfix = {key: merged[key] for key in POSTFIX_KEYS if key in merged}  # a fixed order
+        if self._bar is not None:
+            self._bar.set_postfix(self.postfix, refresh=False)
 
     def info(self, message: str) -> None:
         """A timestamped line in `log.txt`, also printed to stderr unless quiet."""
@@ -83,10 +114,14 @@ class RunLog:
             self._log.flush()
 
     def progress(self, iterable: Iterable[T], *, total: int | None = None, desc: str = "") -> Iterator[T]:
-        """A progress bar over `iterable` (silent on non-writing ranks or when quiet)."""
-        return iter(
-            tqdm(iterable, total=total, desc=desc, disable=not self.enabled or self.quiet, leave=False)
+        """A progress bar over `iterable` (silent on non-writing ranks or when quiet), showing the
+        latest loss, reward and validation accuracy that `log` received."""
+        self._bar = tqdm(
+            iterable, total=total, desc=desc, disable=not self.enabled or self.quiet, leave=False
         )
+        if self.postfix:
+            self._bar.set_postfix(self.postfix, refresh=False)
+        return iter(self._bar)
 
     def rewind(self, step: int) -> int:
         """Drop the `metrics.jsonl` records after `step` (a resumed run redoes those steps); how many."""

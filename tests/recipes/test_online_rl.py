@@ -8,6 +8,7 @@ of the completion's length: groups are then mixed and give pairs and non-zero ad
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -67,6 +68,12 @@ def test_every_setting_writes_a_complete_run_with_finite_losses_and_its_stalenes
         assert (out / name).exists(), name
     assert (out / "rollouts" / "manifest.json").exists() == (setting == "offline-dpo")
     assert sorted(steps) == [1, 2, 3, 4]
+    log = (out / "log.txt").read_text()  # what the console showed: the header and every evaluation
+    mode = {"offline-dpo": "offline", "semi-online-dpo": "semi-online"}.get(setting, "online")
+    assert f"online-rl: model {tiny_model_dir}, loss {'grpo' if setting == 'grpo' else 'dpo'}" in log
+    assert f"({mode})" in log and "tasks [arith: reward world_answer" in log and "batch 4 prompts" in log
+    evals = re.findall(r"step (\d+)(?: \(final\))?: val_accuracy \d\.\d{3} \+- \d\.\d{3}", log)
+    assert evals == ["0", "2", "4"] and "step 4 (final): val_accuracy" in log
     for step, m in steps.items():
         assert m["staleness"] == expected_staleness(step)
         for key in ("reward", "rollout_length", "rollout_entropy", "loss", "grad_norm", "train_tokens_per_s"):

@@ -41,6 +41,9 @@ def test_smoke_run_writes_a_loadable_model_and_learns(tiny_model_dir, tmp_path):
     losses = [m["loss"] for m in metrics if "loss" in m]
     assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
     assert [m["step"] for m in metrics if "val_accuracy" in m] == [0, 2, 4]
+    log = (out / "log.txt").read_text()  # the header and one line per evaluation, as on the console
+    assert "sft: " in log and "step 0: val_accuracy" in log and "step 2: val_accuracy" in log
+    assert "step 4 (final): val_accuracy" in log
     AutoModelForCausalLM.from_pretrained(out / "model")  # plain transformers can load it
 
 

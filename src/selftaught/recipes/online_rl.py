@@ -130,6 +130,7 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
             )
 
     with RunLog(cfg.out_dir, cfg, enabled=dist.is_main()) as run_log:
+        run_log.info(header(cfg))
         state = loop.start(cfg, run_log, model, optimizer, scheduler, validate)
         if state["step"]:
             restore_online_state(state, loop.checkpoint_dir(cfg), buffer, synced_reference)
@@ -155,6 +156,25 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
             loop.end_of_step(cfg, run_log, step, metrics, validate, checkpoint)
         final = loop.finish(cfg, run_log, model, tokenizer, validate)
     return {"out_dir": cfg.out_dir, **final}
+
+
+def header(cfg: OnlineRLConfig) -> str:
+    """The run in one line, for the console and log.txt (model, objective, s, tasks, batch)."""
+    mode = {0: "offline"}.get(cfg.sync_every, "online" if cfg.sync_every == 1 else "semi-online")
+    dpo = cfg.loss == Objective.DPO
+    objective = f"dpo (beta {cfg.beta:g})" if dpo else f"grpo (kl_coef {cfg.kl_coef:g}, clip {cfg.clip:g})"
+    tasks = "; ".join(
+        f"{t.name}: reward {t.reward}, weight {t.weight:g}" + (f", pair_rule {t.pair_rule}" if dpo else "")
+        for t in cfg.tasks
+    )
+    r = cfg.rollouts
+    return (
+        f"online-rl: model {cfg.model}, loss {objective}, sync_every {cfg.sync_every} ({mode}), "
+        f"ref_sync_every {cfg.ref_sync_every}, generator {cfg.generator.kind}; tasks [{tasks}]; "
+        f"batch {r.num_prompts} prompts of {r.prompts} x {r.samples_per_prompt} samples (T {r.temperature:g}, "
+        f"max {r.max_new_tokens} tokens); {cfg.num_steps} steps, lr {cfg.optim.lr:g}; "
+        f"eval {cfg.eval.data} every {cfg.eval.every} steps"
+    )
 
 
 # --- plug points -----------------------------------------------------------------------------------

@@ -90,7 +90,9 @@ def start(
         run_log.info("no checkpoint to resume from: the metric records of the earlier attempt are dropped")
     metrics = dict(first_metrics or {})
     if validate is not None and cfg.eval.every >= 0:
-        metrics.update(validate())
+        val = validate()
+        metrics.update(val)
+        run_log.info(eval_line(0, val))
     if metrics:
         run_log.log(0, **metrics)
     return state
@@ -174,9 +176,33 @@ def end_of_step(
     if validate is not None and should_eval(cfg, step):
         val = validate()
         run_log.log(step, **val)
+        run_log.info(eval_line(step, val))
     if should_checkpoint(cfg, step):
         checkpoint(step)
     return val
+
+
+HEADLINE_METRICS = (
+    "val_accuracy",
+    "val_preference_accuracy",
+    "val_pairwise_accuracy",
+    "val_loss",
+    "val_reward",
+)
+"""The validation metrics an evaluation's console line shows (those present; accuracy with its
+standard error)."""
+
+
+def eval_line(step: int, val: dict[str, Any], *, final: bool = False) -> str:
+    """One line for the console and log.txt: `step 50: val_accuracy 0.612 +- 0.034`."""
+    parts = []
+    for key in HEADLINE_METRICS:
+        if isinstance(val.get(key), int | float):
+            stderr = f" +- {val['val_stderr']:.3f}" if key == "val_accuracy" and "val_stderr" in val else ""
+            parts.append(f"{key} {val[key]:.3f}{stderr}")
+    if not parts:  # another kind of evaluation: its first few numbers
+        parts = [f"{k} {v:.3f}" for k, v in val.items() if isinstance(v, int | float)][:3]
+    return f"step {step}{' (final)' if final else ''}: {', '.join(parts)}"
 
 
 def checkpoint(
@@ -209,10 +235,9 @@ def finish(
     if final is None:
         final = validate() if validate is not None and cfg.eval.every >= 0 else {}
         if final:
-            run_log.log(cfg.num_steps if step is None else step, **final)
-        if "val_accuracy" in final:
-            stderr = f" +- {final['val_stderr']:.3f}" if "val_stderr" in final else ""
-            run_log.info(f"final {cfg.eval.data} accuracy {final['val_accuracy']:.3f}{stderr}")
+            last = cfg.num_steps if step is None else step
+            run_log.log(last, **final)
+            run_log.info(eval_line(last, final, final=True))
     save_final_model(model, tokenizer, Path(cfg.out_dir) / "model")
     return final
 
