@@ -93,3 +93,27 @@ def test_a_resume_from_a_checkpoint_is_exact(tiny_model_dir, tmp_path):
 def test_a_marginal_loss_needs_a_token_level_head():
     with pytest.raises(ValueError, match="loss=marginal needs head.level=token"):
         AdaptiveDecodingConfig(loss=LPOLoss.MARGINAL)
+
+
+def test_the_reproduction_reports_arms_fixed_temperatures_and_win_rates(tiny_model_dir, tmp_path):
+    from selftaught.repro import adaptive
+
+    small = config(tiny_model_dir, "unused")
+    overrides = {
+        "model": tiny_model_dir,
+        "tasks": small.tasks,
+        "rollouts": small.rollouts,
+        "eval": small.eval,
+    }
+    kwargs = dict(seeds=[0, 1], arms=["lpo", "nll"], num_steps=2, num_eval=3)
+    table = adaptive.adaptive_table(str(tmp_path / "repro"), overrides=overrides, **kwargs)
+    assert "| lpo (argmax tau) |" in table and "| nll (argmax tau) |" in table
+    assert all(f"| fixed tau {t:g} |" in table for t in small.head.temperatures)
+    assert table.count("Win rate of") == 2
+    assert adaptive.adaptive_table(str(tmp_path / "repro"), overrides=overrides, **kwargs) == table  # reused
+
+
+def test_win_rate_counts_ties_half():
+    from selftaught.repro.adaptive import win_rate
+
+    assert win_rate([1.0, 0.0, 0.5, 0.2], [0.0, 1.0, 0.5, 0.1]) == (1 + 0 + 0.5 + 1) / 4

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from selftaught.config import apply_overrides, to_dict
 from selftaught.data.shards import compute_fingerprint, run_once
 from selftaught.presets import RECIPES
+from selftaught.repro import adaptive as repro_adaptive
 from selftaught.repro import divpo as repro_divpo
 from selftaught.runlog import read_metrics
 
@@ -240,7 +241,7 @@ def selection_table(cfg: OnlineRLConfig, per_level: int) -> str:
 
 def add_parser(sub: Any) -> None:
     """`selftaught repro online-rl`, `selftaught repro online-rl-length`, and `repro divpo` and
-    `repro divpo-keywords` (`selftaught.repro.divpo`)."""
+    `repro divpo-keywords` (`selftaught.repro.divpo`), `repro adaptive-decoding` (`selftaught.repro.adaptive`)."""
     repro = sub.add_parser("repro", help="reproduce a paper's claim in the tiny world")
     commands = repro.add_subparsers(metavar="COMMAND", required=True)
     table = commands.add_parser("online-rl", help="offline vs semi-online vs online DPO vs GRPO, over seeds")
@@ -262,6 +263,7 @@ def add_parser(sub: Any) -> None:
     _add_common(length, steps=200)
     length.set_defaults(func=_cmd_length)
     repro_divpo.add_parser(commands)
+    repro_adaptive.add_parser(commands)
 
 
 def _add_common(parser: Any, steps: int) -> None:
