@@ -5,10 +5,10 @@ X axes (`X_AXES`), from what `metrics.jsonl` records:
     step      the training step (every record has one)
     time      seconds since the run started: the `time` RunLog writes into every record; a resumed
               run's clock continues where the earlier process's stopped
-    samples   cumulative samples trained on, summed from the first per-step count a run logs of
-              `SAMPLE_FIELDS`: `num_prompts` (online-rl: prompts rolled out per step, each x the
-              group size in completions), else `num_pairs` (dpo, reward-model, self-taught-evaluator:
-              pairs per step). sft and world-pretrain log no sample count (their batches are tokens).
+    samples   cumulative samples, summed from the first per-step count a run logs of
+              `SAMPLE_FIELDS`: `num_prompts` (online-rl and its divpo preset: prompts rolled out per
+              step, each x the group size in completions), else `num_pairs` (dpo, reward-model: pairs
+              trained per step). sft and world-pretrain log no sample count (their batches are tokens).
     tokens    cumulative trained tokens, from the first of `TOKEN_FIELDS` a run logs: `num_tokens`
               (sft, world-pretrain: loss tokens per step), else `train_tokens_per_s` x `train_seconds`
               (online-rl: completion tokens trained per step). dpo and reward-model count pairs, not
@@ -16,7 +16,8 @@ X axes (`X_AXES`), from what `metrics.jsonl` records:
 
 A run with `log_every` k > 1 (its `config.yaml`) logs every k-th step: each logged count stands for the
 steps since the previous multiple of k. A step that logged no count (an evaluation at step 0, an
-online step that made no update) adds nothing; its points sit at the running total.
+online step that made no update) adds nothing: its points share the x of the step before, so an
+online-rl curve against tokens has vertical runs where steps made no pairs.
 
 Smoothing is TensorBoard's: an exponential moving average with weight w (0 = off) whose start is
 debiased (divided by 1 - w^n after n points), so the first points are not pulled towards 0.
@@ -36,7 +37,7 @@ from selftaught.report.metrics import RunMetrics, Series, is_number
 X_AXES = ("step", "samples", "tokens", "time")
 X_LABELS = {
     "step": "step",
-    "samples": "samples trained on (prompts or pairs)",
+    "samples": "samples (prompts or pairs)",
     "tokens": "trained tokens",
     "time": "wall time (s)",
 }

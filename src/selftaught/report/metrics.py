@@ -49,7 +49,7 @@ PANELS = (
     Panel("entropy", "Entropy", "nats per token"),
     Panel("staleness", "Staleness of the rollouts", "policy versions behind"),
     Panel("pair_yield", "Pair yield", "share of prompts with a pair", "max"),
-    Panel("counts", "Counts per step (prompts, pairs, skipped, unscored)", "count"),
+    Panel("counts", "Counts per step", "count"),  # the legend names them: prompts, pairs, skipped, ...
     Panel("loss", "Loss", "loss", "min"),
     Panel("logps", "Sequence log-probabilities", "log p"),
     Panel("kl", "KL to the reference", "k3 estimate"),
