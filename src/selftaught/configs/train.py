@@ -40,7 +40,8 @@ class EvalConfig:
     every: int = 0
     """Evaluate every this many optimizer steps (0: only before training and at the end; -1: never)."""
     per_level: int = 100
-    """World sets: problems per level (`world:persona`, `world:keywords`: samples)."""
+    """World sets: problems per level (`world:persona`, `world:keywords`: samples; `world:lpo`: MATH
+    test problems, levels mixed, and as many STORY prompts)."""
     levels: list[int] = field(default_factory=lambda: [1, 2, 3])
     limit: int | None = None
     """File sets: only the first N records."""
@@ -66,10 +67,10 @@ class EvalConfig:
         check_levels(self.levels, "eval.levels")
         if self.data.startswith("world:"):
             check(
-                self.data.removeprefix("world:") in (*SPLITS, "persona", "persona-json", "keywords"),
+                self.data.removeprefix("world:") in (*SPLITS, "persona", "persona-json", "keywords", "lpo"),
                 "eval.data",
                 f"a world split ({', '.join('world:' + s for s in SPLITS)}), world:persona(-json), "
-                "world:keywords or a file",
+                "world:keywords, world:lpo or a file",
                 self.data,
             )
 

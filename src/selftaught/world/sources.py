@@ -14,13 +14,19 @@
                             words (Zipf-skewed, 10% malformed; `world.keywords`), DivPO's graded seed model
     world:keywords-prompts  the four topics' instructions in turn as prompt-only records (ids
                             `keywords-<i>`, task `keywords`, a `topic` column; reward `keywords_quality`)
+    world:lpo-sft           adaptive decoding's base-model mix: half MATH (clean chain-of-thought
+                            arithmetic, levels 1-3) and half STORY conversations (`Tell a story about
+                            the <place>.` -> six Zipf words drawn with replacement; `world.stories`)
+    world:lpo-prompts       the same mix as prompt-only records, MATH and STORY in turn: MATH ones (task
+                            `math`, an `answer`; reward `world_answer`) from `<split>`, STORY ones
+                            (ids `story-<i>`, task `story`, a `place` column; reward `story_quality`)
 
 `<split>` is `train` (default), `valid` or `test`. Each builder takes the keyword options it
 documents; `world_records` passes each builder the options it accepts, so a recipe hands over its
 data config's fields without knowing which source it reads (`num` is what a recipe calls
 `num_examples`, `num_pairs`, `num_prompts` or `pool_size`). Records use the TRL vocabulary, so the
-same code path reads a world source and a user's file. The persona and keywords sources have a train
-split only.
+same code path reads a world source and a user's file. The persona, keywords and `lpo-sft` sources
+have a train split only (`lpo-prompts` takes the split of its MATH problems).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from selftaught.world.arith import Problem, sample_problems, sample_sft_examples
 from selftaught.world.judge_pairs import sample_judge_pairs, to_preference_record
 from selftaught.world.keywords import keywords_conversations, keywords_prompts
 from selftaught.world.persona import persona_conversations, persona_json_prompts, persona_prompts
+from selftaught.world.stories import story_conversations, story_prompts
 
 PREFIX = "world:"
 
@@ -192,6 +199,37 @@ def keywords_prompt_records(*, split: str = "train", num: int = 512) -> list[dic
     return keywords_prompts(num)
 
 
+MATH_TASK = "math"
+"""The task of the `lpo-prompts` source's arithmetic records (a Rubric routes it to `world_answer`)."""
+
+
+def lpo_sft_records(*, split: str = "train", num: int = 20_000, seed: int = 0) -> list[dict[str, Any]]:
+    """`num` conversations, shuffled: `num` // 2 clean chain-of-thought solutions of train problems of
+    levels 1-3 (a `level` column) and the rest STORY conversations; a pure function of `seed`."""
+    _train_only("lpo-sft", split, "(evaluate on world:lpo)")
+    num_math = num // 2
+    records = sample_sft_examples(num_math, [1, 2, 3], seed) + story_conversations(num - num_math, seed)
+    random.Random(f"lpo-sft|{seed}").shuffle(records)
+    return records
+
+
+def lpo_prompt_records(
+    *, split: str = "train", num: int = 512, levels: Sequence[int] = (1, 2, 3), seed: int = 0
+) -> list[dict[str, Any]]:
+    """`num` prompt-only records alternating MATH and STORY (MATH first, so any prefix is half and half):
+    `num` - `num` // 2 distinct `split` problems as `prompt_records` gives them but with task `math`,
+    and `num` // 2 STORY prompts cycling over the places (`story_prompts`). Each record names its task,
+    so a Rubric routes its reward: math -> `world_answer`, story -> `story_quality`."""
+    num_story = num // 2
+    maths = [
+        {**r, "task": MATH_TASK}
+        for r in prompt_records(split=split, num=num - num_story, levels=levels, seed=seed)
+    ]
+    stories = story_prompts(num_story)
+    records = [r for pair in zip(maths, stories, strict=False) for r in pair]
+    return records + maths[num_story:]
+
+
 WORLD_SOURCES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "sft": sft_records,
     "prompts": prompt_records,
@@ -202,6 +240,8 @@ WORLD_SOURCES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "persona-json-prompts": persona_json_prompt_records,
     "keywords-sft": keywords_sft_records,
     "keywords-prompts": keywords_prompt_records,
+    "lpo-sft": lpo_sft_records,
+    "lpo-prompts": lpo_prompt_records,
 }
 
 
