@@ -5,7 +5,7 @@ import pytest
 from selftaught.models.io import MODEL_ALIASES
 from selftaught.presets import get_preset
 from selftaught.presets.world_pretrain import tiny_smoke as world_pretrain_smoke
-from selftaught.recipes import TINY_WORLD_KEYWORDS, TINY_WORLD_PERSONA, world_pretrain
+from selftaught.recipes import TINY_WORLD_KEYWORDS, TINY_WORLD_LPO, TINY_WORLD_PERSONA, world_pretrain
 from selftaught.recipes.world_pretrain import (
     PretrainTask,
     WorldPretrainConfig,
@@ -52,7 +52,9 @@ def test_the_default_student_keeps_its_cache_key():
     assert persona.task == PretrainTask.PERSONA and student_fingerprint(persona)[:12] == "501dcbbb7bd7"
     keywords = get_preset("world-pretrain", "tiny-keywords")
     assert keywords.task == PretrainTask.KEYWORDS
-    assert len({student_fingerprint(c) for c in (cfg, persona, keywords)}) == 3
+    lpo = get_preset("world-pretrain", "tiny-lpo")
+    assert lpo.task == PretrainTask.LPO
+    assert len({student_fingerprint(c) for c in (cfg, persona, keywords, lpo)}) == 4
     keywords.keywords_samples = 500  # a non-default sample count enters the key
     assert student_fingerprint(keywords) != student_fingerprint(get_preset("world-pretrain", "tiny-keywords"))
 
@@ -98,6 +100,37 @@ def test_keywords_task_trains_a_few_steps_and_writes_a_model(tmp_path, monkeypat
     assert [r["step"] for r in records if "val_quality" in r] == [0, 2, 4, 5]  # sampled; no stop rule
     assert any("loss" in r for r in records) and not any("val_accuracy" in r for r in records)
     assert TINY_WORLD_KEYWORDS in MODEL_ALIASES
+
+
+def test_lpo_task_trains_a_few_steps_and_reports_the_fixed_temperature_sweep(tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFTAUGHT_CACHE", str(tmp_path))
+    cfg = get_preset("world-pretrain", "tiny-lpo")
+    assert (cfg.num_steps, cfg.optim_steps, cfg.model, cfg.batch_size, cfg.optim.lr) == (
+        2500,
+        3000,
+        "xs",
+        64,
+        3e-3,
+    )
+    assert cfg.optim.schedule == "cosine" and cfg.vocab_size == 320  # the world tokenizer, unchanged
+    cfg.num_steps = cfg.optim_steps = 5
+    cfg.optim.warmup_steps = 1
+    cfg.num_examples, cfg.test_per_level, cfg.eval.every, cfg.eval.per_level = 128, 3, 2, 4
+    model_dir = pretrained_student(cfg, log=False)
+    assert model_dir.parent.name.startswith("lpo-student-")
+    assert (model_dir / "model.safetensors").exists() and (model_dir / "tokenizer.json").exists()
+    summary = json.loads((model_dir.parent / "summary.json").read_text())
+    assert summary["task"] == "lpo" and summary["steps"] == 5 and summary["num_prompts"] == 6
+    assert [row["temperature"] for row in summary["sweep"]] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert all(
+        0 <= row[k] <= 1 for row in summary["sweep"] for k in ("math_accuracy", "story_quality", "all")
+    )
+    assert summary["story_quality_t0.4"] == summary["sweep"][2]["story_quality"]
+    records = [json.loads(line) for line in (model_dir.parent / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_math_reward_t0" in r] == [0, 2, 4, 5]  # no stop rule
+    assert all("val_story_reward_t1" in r for r in records if "val_math_reward_t0" in r)
+    assert any("loss" in r for r in records) and not any("val_accuracy" in r for r in records)
+    assert TINY_WORLD_LPO in MODEL_ALIASES
 
 
 def _with(cfg: WorldPretrainConfig, **changes) -> WorldPretrainConfig:

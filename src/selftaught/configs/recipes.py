@@ -30,6 +30,8 @@ class PretrainTask(StrEnum):
     """DivPO's persona world (`world.persona`); a fixed number of steps (`tiny-world-persona`)."""
     KEYWORDS = "keywords"
     """DivPO's graded keywords task (`world.keywords`); a fixed number of steps (`tiny-world-keywords`)."""
+    LPO = "lpo"
+    """Adaptive decoding's base: MATH (clean CoT) + STORY (`world.stories`); fixed steps (`tiny-world-lpo`)."""
 
 
 @dataclass
@@ -45,9 +47,9 @@ class WorldPretrainConfig(RunConfig):
     """Greedy valid accuracy for the stop rule (`eval.every`); the final test uses `test_per_level`."""
     checkpoint_every: int = 0
     task: PretrainTask = PretrainTask.ARITH
-    """What the student learns: `arith` (the fields from `levels` to `stop_accuracy` apply), `persona`
-    or `keywords` (`num_examples`, `batch_size`, `optim*`, `persona_samples` / `keywords_samples` apply;
-    no stop rule)."""
+    """What the student learns: `arith` (the fields from `levels` to `stop_accuracy` apply), `persona`,
+    `keywords` or `lpo` (`num_examples`, `batch_size`, `optim*`, `persona_samples` / `keywords_samples`
+    / `test_per_level` apply; no stop rule)."""
     vocab_size: int = 320
     """BPE vocabulary size of the world tokenizer."""
     levels: list[int] = field(default_factory=lambda: [1, 2, 3])
@@ -72,6 +74,8 @@ class WorldPretrainConfig(RunConfig):
         )
     )
     test_per_level: int = 200
+    """Final test: problems per level (`task=lpo`: MATH and as many STORY prompts of the fixed-temperature
+    sweep, 2 samples each)."""
     stop_accuracy: float = 0.6
     """Stop once greedy valid accuracy (mean over levels) reaches this."""
     persona_samples: int = 1000
@@ -374,4 +378,21 @@ def keywords_student_config() -> WorldPretrainConfig:
     keywords conversations."""
     return replace(
         persona_student_config(), out_dir="runs/world-pretrain-keywords", task=PretrainTask.KEYWORDS
+    )
+
+
+def lpo_student_config() -> WorldPretrainConfig:
+    """Adaptive decoding's frozen base model (`tiny-world-lpo`, preset `tiny-lpo`; TINYWORLD_JUDGES_LPO.md
+    §2.1, §3): the xs Llama, SFT on a 50/50 mix of clean chain-of-thought arithmetic (levels 1-3) and
+    STORY conversations, batches of 64 at lr 3e-3 on a 3000-step cosine, stopped at step 2500, where
+    greedy MATH clearly beats T=1 (.93 vs .83 there, against .94 vs .88 at 3000), so more MATH prompts
+    give a temperature head preference pairs. Validation samples at T=0 and T=1 every 500 steps; the
+    summary is the fixed-temperature sweep on 200 MATH + 200 STORY prompts."""
+    return WorldPretrainConfig(
+        out_dir="runs/world-pretrain-lpo",
+        task=PretrainTask.LPO,
+        num_steps=2500,
+        optim_steps=3000,
+        eval=EvalConfig(every=500, per_level=100, batch_size=512),
+        test_per_level=200,
     )

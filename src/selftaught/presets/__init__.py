@@ -70,7 +70,7 @@ RECIPES: dict[str, Recipe] = {
             summary="train the tiny-world base student from scratch (buggy teacher, accuracy-based stop)",
             module="selftaught.recipes.world_pretrain",
             config_name="WorldPretrainConfig",
-            presets=("tiny", "tiny-smoke", "tiny-persona", "tiny-keywords"),
+            presets=("tiny", "tiny-smoke", "tiny-persona", "tiny-keywords", "tiny-lpo"),
         ),
         Recipe(
             name="sft",

@@ -3,8 +3,8 @@
 A recipe module imports only layers below it, never another recipe; the table of recipes (names,
 presets, reproductions) lives in `selftaught.presets` (L7). Importing this package registers the
 `tiny-world` model alias, the student that the world-pretrain recipe trains on first use and caches,
-and `tiny-world-persona` / `tiny-world-keywords`, DivPO's persona and keywords seed models trained and
-cached the same way.
+`tiny-world-persona` / `tiny-world-keywords`, DivPO's persona and keywords seed models, and
+`tiny-world-lpo`, adaptive decoding's MATH + STORY base model, trained and cached the same way.
 """
 
 from pathlib import Path
@@ -14,6 +14,7 @@ from selftaught.models.io import register_model_alias
 TINY_WORLD = "tiny-world"
 TINY_WORLD_PERSONA = "tiny-world-persona"
 TINY_WORLD_KEYWORDS = "tiny-world-keywords"
+TINY_WORLD_LPO = "tiny-world-lpo"
 
 
 def _tiny_world_student() -> Path:
@@ -54,4 +55,19 @@ register_model_alias(
     "DivPO's graded keywords seed model: an xs Llama trained on `Keywords for a story about the <topic>.` "
     "-> five words (`selftaught world pretrain --preset tiny-keywords`) on first use, then cached",
     _tiny_world_keywords_student,
+)
+
+
+def _tiny_world_lpo_student() -> Path:
+    from selftaught.recipes.world_pretrain import pretrained_lpo_student
+
+    return pretrained_lpo_student()
+
+
+register_model_alias(
+    TINY_WORLD_LPO,
+    "adaptive decoding's frozen base model: an xs Llama trained on a 50/50 mix of arithmetic with clean "
+    "chain of thought and `Tell a story about the <place>.` -> six words (`selftaught world pretrain "
+    "--preset tiny-lpo`) on first use, then cached",
+    _tiny_world_lpo_student,
 )

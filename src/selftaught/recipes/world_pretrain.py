@@ -24,11 +24,18 @@ validity and per-slot diversity (`persona_stats`; the summary over `persona_samp
 `Keywords for a story about the <topic>.` -> five words, Zipf-skewed, 10% malformed); validation and the
 summary (`keywords_samples` samples, the four topics in turn) report validity, quality and per-topic word
 diversity (`keywords_stats`).
+`task=lpo` trains adaptive decoding's frozen base model (papers_B.md §4.7, TINYWORLD_JUDGES_LPO.md §2.1):
+SFT on a 50/50 mix of clean chain-of-thought arithmetic (MATH) and `Tell a story about the <place>.` ->
+six Zipf words drawn with replacement (STORY, `selftaught.world.stories`), for a fixed `num_steps`;
+validation samples `eval.per_level` MATH and STORY prompts at T=0 and T=1 (`val_math_reward_t0`, ...),
+and the summary is the fixed-temperature sweep (MATH accuracy, STORY quality at tau 0, .2, ..., 1 on
+`test_per_level` prompts of each type, 2 samples each; `selftaught.evals.sets.temperature_sweep`).
 
 CPU:  selftaught world pretrain                      (about 2-5 minutes)
       selftaught world pretrain seed=1 bug=0.0       (a clean teacher)
       selftaught world pretrain --preset tiny-persona  (the persona seed model, about 1-2 minutes)
       selftaught world pretrain --preset tiny-keywords (the keywords seed model, about 1-2 minutes)
+      OMP_NUM_THREADS=1 selftaught world pretrain --preset tiny-lpo  (adaptive decoding's base, 3-5 minutes)
 """
 
 from __future__ import annotations
@@ -49,11 +56,13 @@ from selftaught.config import to_dict
 from selftaught.configs.recipes import PretrainTask as PretrainTask
 from selftaught.configs.recipes import WorldPretrainConfig as WorldPretrainConfig
 from selftaught.configs.recipes import keywords_student_config as keywords_student_config
+from selftaught.configs.recipes import lpo_student_config as lpo_student_config
 from selftaught.configs.recipes import persona_student_config as persona_student_config
 from selftaught.data.chat import render_conversation
 from selftaught.data.shards import compute_fingerprint, run_once
 from selftaught.engines.base import SamplingParams
 from selftaught.engines.hf import HFEngine
+from selftaught.evals.sets import SWEEP_TEMPERATURES, format_sweep, temperature_sweep
 from selftaught.models.io import cache_dir
 from selftaught.models.tiny import build_tiny_llama
 from selftaught.runlog import RunLog
@@ -64,7 +73,12 @@ from selftaught.train.supervised import train_supervised
 from selftaught.types import Prompt
 from selftaught.world.keywords import keywords_prompts, keywords_stats, largest_pool
 from selftaught.world.persona import INSTRUCTION, TASK, persona_stats
-from selftaught.world.sources import keywords_sft_records, persona_sft_records, sft_records
+from selftaught.world.sources import (
+    keywords_sft_records,
+    lpo_sft_records,
+    persona_sft_records,
+    sft_records,
+)
 from selftaught.world.tokenizer import build_tokenizer
 
 
@@ -113,7 +127,10 @@ def run(cfg: WorldPretrainConfig) -> dict[str, Any]:
 
 
 def training_records(cfg: WorldPretrainConfig) -> list[dict[str, Any]]:
-    """The SFT conversations of the pool: the buggy teacher's solutions, sampled personas or keywords."""
+    """The SFT conversations of the pool: the buggy teacher's solutions, sampled personas or keywords,
+    or the MATH + STORY mix."""
+    if cfg.task == PretrainTask.LPO:
+        return lpo_sft_records(num=cfg.num_examples, seed=cfg.seed)
     if cfg.task == PretrainTask.PERSONA:
         return persona_sft_records(num=cfg.num_examples, seed=cfg.seed)
     if cfg.task == PretrainTask.KEYWORDS:
@@ -141,6 +158,8 @@ def summary_line(summary: dict[str, Any]) -> str:
             f"{summary['unique_1grams']:.1f} unique words per pool of {summary['pool_size']}) after "
             f"{summary['steps']} steps"
         )
+    if summary.get("task") == PretrainTask.LPO:
+        return f"fixed-temperature sweep after {summary['steps']} steps:\n{format_sweep(summary['sweep'])}"
     return (
         f"test accuracy {summary['test_accuracy']:.3f} +- {summary['test_stderr']:.3f} after "
         f"{summary['steps']} steps"
@@ -245,15 +264,52 @@ def keywords_summary(
     }
 
 
+def valid_lpo_rewards(model: Any, tokenizer: Any, cfg: WorldPretrainConfig) -> dict[str, float]:
+    """MATH accuracy and STORY quality of `eval.per_level` prompts of each type (one sample) at T=0 and
+    T=1: `val_math_reward_t0`, `val_story_reward_t0`, `val_math_reward_t1`, `val_story_reward_t1`."""
+    engine = HFEngine(model, tokenizer, batch_size=cfg.eval.batch_size)
+    rows = temperature_sweep(engine, (0.0, 1.0), 2 * cfg.eval.per_level, seed=cfg.seed, n=1)
+    model.train()
+    metrics = {}
+    for row in rows:
+        tag = f"t{row['temperature']:g}"
+        metrics[f"val_math_reward_{tag}"] = row["math_accuracy"]
+        metrics[f"val_story_reward_{tag}"] = row["story_quality"]
+    return metrics
+
+
+def lpo_summary(model: Any, tokenizer: Any, cfg: WorldPretrainConfig, steps: int, seconds: float) -> dict:
+    """The fixed-temperature sweep (tau 0, .2, ..., 1) on `test_per_level` MATH test problems and as many
+    STORY prompts, 2 samples each: `sweep` (rows) and flat `math_accuracy_t<tau>` / `story_quality_t<tau>`."""
+    engine = HFEngine(model, tokenizer, batch_size=512)
+    rows = temperature_sweep(engine, SWEEP_TEMPERATURES, 2 * cfg.test_per_level, seed=cfg.seed)
+    flat = {
+        f"{key}_t{row['temperature']:g}": row[key]
+        for row in rows
+        for key in ("math_accuracy", "story_quality", "all")
+    }
+    return {
+        "task": str(PretrainTask.LPO),
+        "steps": steps,
+        "train_seconds": round(seconds, 1),
+        "num_prompts": 2 * cfg.test_per_level,
+        "samples_per_prompt": 2,
+        "sweep": rows,
+        **flat,
+    }
+
+
 VALIDATE = {
     PretrainTask.ARITH: valid_accuracy,
     PretrainTask.PERSONA: valid_persona_stats,
     PretrainTask.KEYWORDS: valid_keywords_stats,
+    PretrainTask.LPO: valid_lpo_rewards,
 }
 SUMMARIZE = {
     PretrainTask.ARITH: test_summary,
     PretrainTask.PERSONA: persona_summary,
     PretrainTask.KEYWORDS: keywords_summary,
+    PretrainTask.LPO: lpo_summary,
 }
 
 
@@ -321,6 +377,11 @@ def pretrained_persona_student(*, log: bool = True) -> Path:
 def pretrained_keywords_student(*, log: bool = True) -> Path:
     """Path of the cached keywords seed model (`keywords_student_config`), trained on first use."""
     return pretrained_student(keywords_student_config(), log=log)
+
+
+def pretrained_lpo_student(*, log: bool = True) -> Path:
+    """Path of the cached base model of adaptive decoding (`lpo_student_config`), trained on first use."""
+    return pretrained_student(lpo_student_config(), log=log)
 
 
 def _train_student(cfg: WorldPretrainConfig, out_dir: Path, log: bool) -> dict[str, Any]:
