@@ -124,10 +124,38 @@ def test_overrides_index_into_lists():
     assert Cfg().tasks[0].weight == 1.0  # the input is not mutated
 
 
+def test_the_index_past_the_end_of_a_config_list_adds_an_item_and_describe_lists_its_keys():
+    cfg = apply_overrides(Cfg(), ["tasks[2].name=third", "tasks[2].weight=3", "tasks[3].reward_model=rm"])
+    assert cfg.tasks[2:] == [Task("third", weight=3.0), Task(reward_model="rm")]
+    rows = {key: value for key, value, _ in describe(cfg)}
+    assert rows["tasks[2].name"] == "third" and rows["tasks[3].reward_model"] == "rm" and "tasks" not in rows
+
+
+@dataclass
+class Renamed:
+    DEPRECATED_KEYS = {"old_steps": "steps"}
+    steps: int = 10
+    optim: Optim = field(default_factory=Optim)
+
+
+def test_a_renamed_key_still_works_with_a_one_line_warning(tmp_path, capsys):
+    assert apply_overrides(Renamed(), ["old_steps=5"]).steps == 5
+    err = capsys.readouterr().err
+    assert err == "warning: config key 'old_steps' is deprecated, use 'steps'\n"
+    (tmp_path / "c.yaml").write_text("old_steps: 7\n")
+    assert load_yaml(Renamed, tmp_path / "c.yaml").steps == 7
+    assert "'old_steps' is deprecated" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown config key 'old_step'"):
+        apply_overrides(Renamed(), ["old_step=5"])
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("tasks[2].weight=1", "config key 'tasks[2]': index 2 is out of range, 'tasks' has 2 items"),
+        (
+            "tasks[3].weight=1",
+            "config key 'tasks[3]': index 3 is out of range, 'tasks' has 2 items; index 2 adds",
+        ),
         ("levels[5]=1", "'levels' has 2 items"),
         ("maybe_levels[0]=1", "'maybe_levels' has 0 items"),
         ("steps[0]=1", "config key 'steps[0]': 'steps' has type int, it is not a list"),

@@ -8,7 +8,10 @@ field's type, and a wrong key or type is an error that names the key:
     cfg = apply_overrides(SFTConfig(), ["optim.lr=3e-4", "steps=500"])
     apply_overrides(cfg, ["optim.lrr=1"])  # ValueError: unknown config key 'optim.lrr' (did you mean 'optim.lr'?)
 
-A list item is addressed by its index (`tasks[1].weight=2`, `levels[0]=4`). A field typed with a
+A list item is addressed by its index (`tasks[0].reward=math_answer`, `levels[0]=4`); in a list of
+configs, the index one past the end appends an item with its defaults (`tasks[1].name=gsm8k` adds a
+second task), so no list needs inline YAML. A renamed key keeps working for a while: a config class
+lists it in `DEPRECATED_KEYS` (old name -> new name) and using it prints a one-line warning. A field typed with a
 `StrEnum` takes the member's value string (`loss_type=ipo`) and holds the member; YAML holds the
 string. Configs may inherit from one another: inherited fields and their docstrings work the same.
 """
@@ -20,6 +23,7 @@ import dataclasses
 import difflib
 import inspect
 import re
+import sys
 import textwrap
 import types
 import typing
@@ -58,6 +62,7 @@ def from_dict(cls: type[C], data: dict[str, Any], *, where: str = "") -> C:
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
+        key = _current_name(cls, key, f"{where}.{key}" if where else key)
         path = f"{where}.{key}" if where else key
         if key not in fields:
             raise ValueError(_unknown_key_message(path, key, list(fields)))
@@ -159,6 +164,11 @@ def describe(cfg: Any, prefix: str = "") -> list[tuple[str, Any, str]]:
         key = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(value):
             rows.extend(describe(value, key + "."))
+        elif isinstance(value, list) and value and all(dataclasses.is_dataclass(v) for v in value):
+            for index, item in enumerate(
+                value
+            ):  # `tasks[0].reward`: each item's keys, as overrides name them
+                rows.extend(describe(item, f"{key}[{index}]."))
         else:
             rows.append((key, _plain(value), docs.get(f.name, "")))
     return rows
@@ -205,6 +215,17 @@ def _key_steps(key: str) -> list[str | int]:
     return steps
 
 
+def _current_name(cls: Any, name: str, path: str) -> str:
+    """`name`, or the field it was renamed to (`cls.DEPRECATED_KEYS`), with a one-line warning."""
+    renamed = getattr(cls, "DEPRECATED_KEYS", {}).get(name)
+    if renamed is None:
+        return name
+    parent = path.rpartition(".")[0]
+    new_path = f"{parent}.{renamed}" if parent else renamed
+    print(f"warning: config key {path!r} is deprecated, use {new_path!r}", file=sys.stderr)
+    return renamed
+
+
 def _set_dotted(data: dict[str, Any], cls: type, key: str, value: Any) -> None:
     """Put `value` at `key` in `data` (the dict of a `cls`), checking every field name and index on the
     way; the value itself is type-checked later, by `from_dict`."""
@@ -217,6 +238,8 @@ def _set_dotted(data: dict[str, Any], cls: type, key: str, value: Any) -> None:
             child_type = _check_index(node, node_type, step, path)
             path = f"{path}[{step}]"
         else:
+            if isinstance(node_type, type) and dataclasses.is_dataclass(node_type):
+                step = _current_name(node_type, step, f"{path}.{step}" if path else step)
             child_type = _check_field(node_type, step, path)
             path = f"{path}.{step}" if path else step
         if depth == len(steps) - 1:
@@ -247,11 +270,17 @@ def _check_index(items: Any, list_type: Any, index: int, path: str) -> Any:
             f"config key '{path}[{index}]': {path!r} has type {_type_name(list_type)}, it is not a list"
         )
     length = len(items) if isinstance(items, list) else 0
-    if index >= length:
-        raise ValueError(
-            f"config key '{path}[{index}]': index {index} is out of range, {path!r} has {length} items"
-        )
     args = typing.get_args(list_type)
+    item_type = args[0] if origin is list and args else None
+    appendable = isinstance(item_type, type) and dataclasses.is_dataclass(item_type)
+    if index == length and appendable and isinstance(items, list):
+        items.append(to_dict(item_type()))  # one past the end of a list of configs: a new item
+        return item_type
+    if index >= length:
+        more = f"; index {length} adds an item" if appendable else ""
+        raise ValueError(
+            f"config key '{path}[{index}]': index {index} is out of range, {path!r} has {length} items{more}"
+        )
     if origin is tuple and args and args[-1] is not Ellipsis:
         return args[index]
     return args[0] if args else Any
