@@ -179,3 +179,46 @@ def test_cli_eval_judge_on_gemma(capsys):
         == 0
     )
     assert "2 pairs, 4 judgments" in capsys.readouterr().out
+
+
+def test_cli_eval_judge_defaults_fit_a_minute_and_say_so():
+    """Defaults: 10 pairs (20 judgments), a cap fitted to the template (the few-shot verdict: 8
+    tokens and a newline stop; reasoning templates: 256), and a plan line before the model loads."""
+    from selftaught.cli import build_parser
+    from selftaught.commands.eval_judge import judge_sampling, plan_line
+
+    parser = build_parser()
+    args = parser.parse_args(["eval-judge", "--model", "m", "--template", "world-pairwise-fewshot@1"])
+    assert args.limit == 10 and args.prompt_style == "auto"
+    params = judge_sampling(args)
+    assert params.max_new_tokens == 8 and params.stop == ["\n"] and params.temperature == 0
+    line = plan_line(args, 10, "pairwise", params)
+    assert "10 pairs of world:test (--limit 10) in both orders = 20 judgments" in line
+    assert "at most 8 new tokens each" in line and "about 1 min on a CPU" in line
+    j1 = judge_sampling(parser.parse_args(["eval-judge", "--model", "m"]))
+    assert j1.max_new_tokens == 256 and j1.stop == []
+    slow = parser.parse_args(["eval-judge", "--model", "m", "--limit", "300", "--max-new-tokens", "1024"])
+    assert "this can take hours on a CPU" in plan_line(slow, 300, "pairwise", judge_sampling(slow))
+
+
+def test_cli_eval_judge_warns_once_for_a_base_model(tiny_model_dir, tmp_path, capsys):
+    """A model without a chat template (a base model) is judged with raw-text prompts, with one warning."""
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model_dir, base)
+    (base / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (base / "tokenizer_config.json").write_text(json.dumps(config))
+    argv = ["eval-judge", "--model", str(base), "--data", "world:valid", "--limit", "2"]
+    assert main([*argv, "--template", "world-pairwise-verdict@1", "--max-new-tokens", "4"]) == 0
+    printed = capsys.readouterr().out
+    warnings = [line for line in printed.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "has no chat template (a base model)" in warnings[0]
+    assert "few-shot template (world-pairwise-fewshot@1)" in warnings[0]
+    assert "(world-pairwise-verdict@1, text)" in printed and "2 pairs, 4 judgments" in printed
+    # the model that has a chat template: no warning, chat prompts
+    assert main([*argv[:2], tiny_model_dir, *argv[3:], "--template", "world-pairwise-verdict@1"]) == 0
+    printed = capsys.readouterr().out
+    assert "warning:" not in printed and "(world-pairwise-verdict@1, chat)" in printed
