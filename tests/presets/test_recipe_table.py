@@ -6,6 +6,7 @@ import inspect
 import subprocess
 import sys
 from importlib import import_module
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +79,25 @@ def test_list_imports_no_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "online-rl" in done.stdout and "gemma3-270m-grpo" in done.stdout
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_every_file_and_module_describe_cites_exists_in_the_repo(recipe, capsys):
+    """`--describe` of every preset: each document it names (`*.md`, `*.py`) is a file of this
+    repository, and each `selftaught.<module>` it names is a module of the package."""
+    import re
+
+    for preset in RECIPES[recipe].presets:
+        assert main([recipe, "--preset", preset, "--describe"]) == 0
+        text = capsys.readouterr().out
+        for path in set(re.findall(r"[\w./-]+\.(?:md|py)\b", text)):
+            assert (REPO / path).is_file(), f"{recipe} --preset {preset} --describe cites {path}"
+        for dotted in set(re.findall(r"\bselftaught(?:\.\w+)+", text)):
+            parts = dotted.split(".")
+            modules = [REPO / "src" / Path(*parts[:n]) for n in range(len(parts), 1, -1)]
+            assert any(m.with_suffix(".py").is_file() or (m / "__init__.py").is_file() for m in modules), (
+                f"{recipe} --preset {preset} --describe cites {dotted}"
+            )

@@ -80,8 +80,8 @@ def test_resume_after_an_interruption_gives_the_same_model(tiny_model_dir, tmp_p
 
 def test_gradient_accumulation_equals_one_big_batch(tiny_model_dir, tmp_path):
     common = [*SMOKE, f"model={tiny_model_dir}", "eval.every=0", "checkpoint_every=0", "num_steps=2"]
-    assert main([*common, f"out_dir={tmp_path / 'one'}", "micro_batch_size=0"]) == 0
-    assert main([*common, f"out_dir={tmp_path / 'many'}", "micro_batch_size=3"]) == 0
+    assert main([*common, f"out_dir={tmp_path / 'one'}", "micro_batch_pairs=0"]) == 0
+    assert main([*common, f"out_dir={tmp_path / 'many'}", "micro_batch_size=3"]) == 0  # the old name
     losses = {
         name: [m[key] for m in _metrics(tmp_path / name) if "loss" in m for key in ("loss", "grad_norm")]
         for name in ("one", "many")

@@ -264,8 +264,11 @@ class RewardModelConfig(RunConfig):
     data: RewardModelDataConfig = field(default_factory=RewardModelDataConfig)
     batch_size: int = 32
     """Pairs per optimizer step."""
-    micro_batch_size: int = 0
-    """Pairs per micro-batch (gradient accumulation splits a step into these); 0 = one micro-batch."""
+    DEPRECATED_KEYS = {"micro_batch_size": "micro_batch_pairs"}
+    micro_batch_pairs: int = 0
+    """Pairs per micro-batch (gradient accumulation splits a step into these); 0 = one micro-batch.
+    (The other recipes budget micro-batches in tokens, `micro_batch_tokens`; a reward model scores
+    whole pairs, so its unit is the pair. Formerly `micro_batch_size`, still read with a warning.)"""
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=1e-3, schedule="cosine", warmup_steps=10, min_lr_ratio=0.1)
     )
@@ -277,7 +280,10 @@ class RewardModelConfig(RunConfig):
         super().__post_init__()
         check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
         check(
-            self.micro_batch_size >= 0, "micro_batch_size", ">= 0 (0: one micro-batch)", self.micro_batch_size
+            self.micro_batch_pairs >= 0,
+            "micro_batch_pairs",
+            ">= 0 (0: one micro-batch)",
+            self.micro_batch_pairs,
         )
         check_limit(self.data.limit, "data.limit")
         check_levels(self.data.levels, "data.levels")
@@ -289,7 +295,8 @@ class RewardModelConfig(RunConfig):
 class OnlineRLConfig(RunConfig):
     out_dir: str = "runs/online-rl"
     seed: int = 5
-    """Seed of the prompt order, the sampling and the pair choice (TINYWORLD: RL prompts 5000+)."""
+    """Seed of the prompt order, the sampling and the pair choice (5: apart from the seeds of the
+    student's and SFT's data)."""
     log_every: int = 1
     checkpoint_every: int = 50
     loss: Objective = Objective.DPO
@@ -309,13 +316,14 @@ class OnlineRLConfig(RunConfig):
     """`package.module:function` called with every scored rollout group of a burst (sibling groups
     included) and returning their rewards (J1's both-order consistency reward)."""
     beta: float = 0.1
-    """DPO inverse temperature."""
+    """DPO inverse temperature (TRL's `DPOConfig.beta`)."""
     kl_coef: float = 0.001
-    """GRPO: weight of the k3 KL to the reference (0: no reference model)."""
+    """GRPO: weight of the k3 KL to the reference (0: no reference model). TRL's `GRPOConfig.beta`;
+    here `beta` is DPO's, as both objectives share this config (docs/DESIGN.md, "Names")."""
     advantage: AdvantageType = AdvantageType.GROUP_MEAN
     grpo_normalization: LossNormalization = LossNormalization.NONE
     clip: float = 0.2
-    """GRPO ratio clip (both sides); inactive at s = 1."""
+    """GRPO ratio clip (both sides; TRL's `GRPOConfig.epsilon`); inactive at s = 1."""
     micro_batch_tokens: int = 8192
     """Padded tokens per micro-batch; 0 = one micro-batch."""
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-5, eps=1e-8, schedule="constant"))

@@ -133,7 +133,7 @@ class OptimConfig:
 
     lr: float = 1e-5
     """Peak learning rate. SFT of the tiny models wants about 3e-3; RL and DPO 1e-5 to 1e-4 (higher
-    collapses them, see TINYWORLD.md section 3)."""
+    collapses them)."""
     betas: tuple[float, float] = (0.9, 0.999)
     """AdamW (beta1, beta2)."""
     eps: float = 1e-8
@@ -244,6 +244,8 @@ class TaskConfig:
     """One task of the prompt mix: a share of each step's prompts, and the reward that scores them."""
 
     name: str = "arith"
+    """The task's name (prompts carry it; rewards route by it). Overrides address a task by index:
+    `tasks[0].reward=math_answer` changes the first, `tasks[1].name=gsm8k` (the next index) adds one."""
     reward: str = "world_answer"
     """A named reward (`world_answer`, `math_answer`, `choice`, `exact_match`), `reward_model:<dir>`,
     `judge:<template>@<n>` (with `judge_model`), or a user's `package.module:function` with TRL's
@@ -260,9 +262,9 @@ class TaskConfig:
     weight: float = 1.0
     """Share of each step's prompts (normalised over the tasks)."""
     length_bonus: float = 0.0
-    """Added to the reward per completion token: a deliberately length-biased reward (papers_B
-    §1.12's non-verifiable analogue). Validation then logs the reward per token, the paper's
-    criterion for checkpoint selection."""
+    """Added to the reward per completion token: a deliberately length-biased reward (the online-RL
+    paper's non-verifiable analogue, 2506.21495). Validation then logs the reward per token, the
+    paper's criterion for checkpoint selection."""
 
 
 @dataclass
@@ -273,9 +275,11 @@ class RolloutConfig:
     num_prompts: int = 32
     """Prompts per optimizer step (global, over all processes)."""
     samples_per_prompt: int = 8
+    """Samples of each prompt (the group; TRL's `GRPOConfig.num_generations`)."""
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 48
+    """Cap on each sample's tokens (TRL's `max_completion_length`)."""
     stop: list[str] = field(default_factory=list)
     """Stop strings (few-shot prompts: the next "Question:")."""
     levels: list[int] = field(default_factory=lambda: [1, 2, 3])

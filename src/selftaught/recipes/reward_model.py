@@ -137,7 +137,7 @@ def step_micro_batches(
 ) -> list[PairBatch]:
     """The micro-batches of optimizer step `step` (1-based): a pure function of the step."""
     indices = batch_indices((step - 1) * cfg.batch_size, cfg.batch_size, len(pairs), cfg.seed)
-    size = cfg.micro_batch_size or len(indices)
+    size = cfg.micro_batch_pairs or len(indices)
     batches = []
     for start in range(0, len(indices), size):
         chunk = [pairs[i] for i in indices[start : start + size]]
