@@ -117,3 +117,23 @@ def test_win_rate_counts_ties_half():
     from selftaught.repro.adaptive import win_rate
 
     assert win_rate([1.0, 0.0, 0.5, 0.2], [0.0, 1.0, 0.5, 0.1]) == (1 + 0 + 0.5 + 1) / 4
+
+
+def test_a_source_that_mixes_tasks_keeps_each_records_task():
+    from selftaught.train.rollouts import build_rollout_source
+
+    cfg = RECIPE.preset("tiny")
+    source = build_rollout_source(cfg.rollouts, cfg.tasks, None, seed=0)
+    prompts = source.step_prompts(1)
+    assert {p.task for p in prompts} == {"math", "story"}
+    assert all((p.task == "story") == p.messages[0]["content"].startswith("Tell a story") for p in prompts)
+    off = build_rollout_source(replace(cfg.rollouts, task_from_records=False), cfg.tasks, None, seed=0)
+    assert any(
+        (p.task == "story") != p.messages[0]["content"].startswith("Tell a story")
+        for p in off.step_prompts(1)
+    )
+
+
+def test_every_preset_keeps_the_records_tasks():
+    for name in RECIPE.presets:
+        assert RECIPE.preset(name).rollouts.task_from_records, name

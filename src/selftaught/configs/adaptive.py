@@ -55,7 +55,11 @@ class AdaptiveDecodingConfig(RunConfig):
     beta: float = 1.0
     rollouts: RolloutConfig = field(
         default_factory=lambda: RolloutConfig(
-            prompts="world:lpo-prompts", num_prompts=16, samples_per_prompt=8, max_new_tokens=48
+            prompts="world:lpo-prompts",
+            num_prompts=16,
+            samples_per_prompt=8,
+            max_new_tokens=48,
+            task_from_records=True,
         )
     )
     """Prompts and samples per step (the head samples each sample's temperature; `temperature` is unused)."""

@@ -291,6 +291,9 @@ class RolloutConfig:
     num_shots: int = 0
     """GSM8K prompt files: few-shot exemplars in a raw-text prompt (for base models); 0 = a chat turn."""
     generation_batch_size: int = 256
+    task_from_records: bool = False
+    """Each prompt keeps the task its record names (one of `tasks`), instead of the tasks' weighted
+    split of every step's prompts: for sources that mix tasks (`world:lpo-prompts`)."""
     per_prompt_seeds: bool = False
     """Each prompt's samples from their own random stream (seed, prompt id, sample), independent of
     the other prompts of the call; forced on under torchrun, so N processes sample what 1 does."""

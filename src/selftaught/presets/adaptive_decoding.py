@@ -27,7 +27,11 @@ def tiny_smoke() -> AdaptiveDecodingConfig:
         log_every=1,
         checkpoint_every=2,
         rollouts=RolloutConfig(
-            prompts="world:lpo-prompts", num_prompts=4, samples_per_prompt=4, max_new_tokens=24
+            prompts="world:lpo-prompts",
+            num_prompts=4,
+            samples_per_prompt=4,
+            max_new_tokens=24,
+            task_from_records=True,
         ),
         eval=EvalConfig(data="world:lpo", per_level=8, every=2),
     )

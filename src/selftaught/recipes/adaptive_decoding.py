@@ -125,7 +125,8 @@ def train_step(
     cfg: AdaptiveDecodingConfig,
 ) -> dict[str, float]:
     """Accumulate the LPO gradient of `pairs` into the head (no step); the loss metrics."""
-    if not pairs:
+    if not pairs:  # a zero gradient: the optimizer still steps, so checkpoints and resume stay uniform
+        sum(param.sum() for param in head.parameters()).mul(0.0).backward()
         return {"loss": 0.0, "num_trained_pairs": 0.0}
     prompts = [p.prompt for p in pairs]
     chosen = latent_batch(model, tokenizer, prompts, [p.chosen for p in pairs], head.level)

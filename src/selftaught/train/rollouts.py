@@ -96,8 +96,19 @@ class RolloutSource:
     seed: int
 
     def step_prompts(self, step: int) -> list[Prompt]:
-        """This rank's prompts of optimizer step `step`, each with its task (the mix of `tasks`)."""
+        """This rank's prompts of optimizer step `step`, each with its task: split over `tasks` by
+        weight, or, with `rollouts.task_from_records`, the task its record names (a source that mixes
+        tasks, e.g. `world:lpo-prompts`)."""
         batch = self.prompts.at(step)
+        if self.settings.task_from_records:
+            known = {task.name for task in self.tasks}
+            for prompt in batch:
+                if prompt.task not in known:
+                    raise ValueError(
+                        f"prompt {prompt.id!r} has task {prompt.task!r}, which is not one of tasks "
+                        f"{sorted(known)} (rollouts.task_from_records is on)"
+                    )
+            return batch[dist.rank() :: dist.world_size()]
         total = sum(task.weight for task in self.tasks)
         counts = [int(len(batch) * task.weight / total) for task in self.tasks]
         counts[0] += len(batch) - sum(counts)
