@@ -70,6 +70,8 @@ def test_only_the_head_trains_and_validation_reports_rewards_and_temperatures(
     validations = [r for r in rows if "val_reward" in r]
     assert [r["step"] for r in validations] == [0, 2, 4]
     assert "val_reward_arith" in validations[-1] and "val_argmax_tau_arith" in validations[-1]
+    quarters = [f"val_argmax_tau_arith_q{q}" for q in (1, 2, 3, 4)]
+    assert all(key in validations[-1] for key in quarters) == (level == HeadLevel.TOKEN)
     head = AdaptiveDecoder.load(tmp_path / "run" / "head")
     initial = AdaptiveDecoder.load(tmp_path / "run" / "initial-head")
     assert head.level == level and not torch.equal(head.mlp[-1].bias, initial.mlp[-1].bias)  # it trained

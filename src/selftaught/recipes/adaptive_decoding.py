@@ -15,8 +15,9 @@ Algorithm:
      (token level only: a sequence-level marginal needs the whole response's likelihood per
      temperature), or the NLL-on-chosen baseline; `losses.lpo`). With the model frozen, the joint
      loss (a) equals (b): its text log-ratio is zero.
-  5. Validate with the head's argmax temperature (`eval`): mean reward per task, the head's mean
-     temperature E[tau] per task and the histogram of its argmax; checkpoints (head + optimizer) for
+  5. Validate with the head's argmax temperature (`eval`): mean reward per task, the mean argmax
+     temperature per task, its histogram, and (token level) its mean by quarter of the response
+     (relative position); checkpoints (head + optimizer) for
      exact resume; the head is saved in `<out_dir>/head`, next to (not inside) the base model.
 
 CPU:  selftaught adaptive-decoding                       (tiny world: MATH + STORY, LPO (b))
@@ -209,6 +210,14 @@ def validation_metrics(
         metrics[f"val_argmax_tau_{task}"] = _mean(taus)
         for tau, count in Counter(taus).items():
             metrics[f"val_argmax_tau_{task}_share_{tau:g}"] = count / len(taus)
+        if head.level == "token":  # mean temperature by relative position: quarters of each response
+            quarters: list[list[float]] = [[], [], [], []]
+            for r in rows:
+                trace = completions[r].meta["tau_index"]
+                for position, index in enumerate(trace):
+                    quarters[4 * position // len(trace)].append(grid[index])
+            for q, values in enumerate(quarters, start=1):
+                metrics[f"val_argmax_tau_{task}_q{q}"] = _mean(values)
     metrics["val_reward"] = _mean([r or 0.0 for r in rewards])
     return metrics
 

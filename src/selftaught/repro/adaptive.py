@@ -5,8 +5,10 @@ Every run is the `adaptive-decoding` recipe's `tiny` preset (a sequence-level he
 `tiny-world-lpo` model, 16 prompts x 8 samples per step, Adam lr 3e-3, beta 1) with one arm's
 overrides, over seeds:
 
-    lpo      LPO (b): -log sigma(beta (log P(tau_c) - log P(tau_r)))
-    nll      the baseline: -log P(tau_c)
+    lpo        LPO (b): -log sigma(beta (log P(tau_c) - log P(tau_r)))
+    nll        the baseline: -log P(tau_c)
+    lpo-token  a token-level head (a temperature per generated token) with the marginalised loss (c);
+               its "argmax tau" is the mean over generated tokens
 
 Then, on the same held-out `world:lpo` prompts (MATH test problems and STORY prompts, one sample
 each, seed 0): the reward of each trained head's argmax-temperature decoding per task, its argmax
@@ -31,7 +33,11 @@ if TYPE_CHECKING:
     from selftaught.configs.adaptive import AdaptiveDecodingConfig
 
 RECIPE = RECIPES["adaptive-decoding"]
-ARMS: dict[str, tuple[str, ...]] = {"lpo": (), "nll": ("loss=nll",)}
+ARMS: dict[str, tuple[str, ...]] = {
+    "lpo": (),
+    "nll": ("loss=nll",),
+    "lpo-token": ("head.level=token", "loss=marginal"),
+}
 
 
 def run_arm(cfg: AdaptiveDecodingConfig, num_eval: int) -> dict[str, Any]:
