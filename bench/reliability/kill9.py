@@ -77,6 +77,8 @@ class Command:
     """The command line after `selftaught`; `{out}` is the run directory (A or B), `{prompts}` the
     prompts file."""
     kind: str  # "train" or "generate"
+    weights: str = "model/model.safetensors"
+    """The trained weights a finished run writes (relative to the run directory)."""
 
     def argv(self, run_dir: Path, prompts: Path) -> list[str]:
         filled = [
@@ -94,6 +96,13 @@ COMMANDS = [
     Command("dpo", f"dpo {TRAIN} num_steps=40 data.num_prompts=32", "train"),
     Command("online-rl-semi", f"online-rl {TRAIN} sync_every=4 num_steps=24", "train"),
     Command("online-rl-grpo", f"online-rl {TRAIN} loss=grpo sync_every=1 num_steps=24", "train"),
+    Command("divpo", f"divpo {TRAIN} num_steps=24", "train"),
+    Command(
+        "adaptive-decoding",
+        f"adaptive-decoding {TRAIN} num_steps=24",
+        "train",
+        weights="head/adaptive_head.safetensors",
+    ),
     Command(
         "generate",
         "generate --model tiny-world --prompts {prompts} --out {out}/out.jsonl --shard-size 8 --n 2 "
@@ -129,7 +138,7 @@ class Layout:
             run_dir / "checkpoints",
             re.compile(r"step-(\d{7})$"),
             re.compile(r"\.step-(\d{7})\.tmp$"),
-            run_dir / "model" / "model.safetensors",
+            run_dir / command.weights,
         )
 
     def scan(self) -> tuple[set[int], set[int], bool]:
@@ -370,12 +379,12 @@ def resume(command: Command, run_dir: Path, prompts: Path) -> tuple[str, bool]:
 # --- comparing B with A ---------------------------------------------------------------------------
 
 
-def compare_train(a: Path, b: Path) -> list[str]:
+def compare_train(a: Path, b: Path, weights: str = "model/model.safetensors") -> list[str]:
     import torch
     from safetensors.torch import load_file
 
     diffs = []
-    wa, wb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
+    wa, wb = load_file(a / weights), load_file(b / weights)
     if wa.keys() != wb.keys():
         diffs.append(f"weight names differ ({sorted(wa.keys() ^ wb.keys())[:3]})")
     unequal = [k for k in wa.keys() & wb.keys() if not torch.equal(wa[k], wb[k])]
@@ -541,7 +550,11 @@ def main() -> int:
             if not resumed:
                 result, equal = "FAILED TO RESUME", False
             else:
-                diffs = compare_train(a, b) if command.kind == "train" else compare_generate(a, b)
+                diffs = (
+                    compare_train(a, b, command.weights)
+                    if command.kind == "train"
+                    else compare_generate(a, b)
+                )
                 equal = not diffs
                 result = "equal" if equal else "NOT EQUAL: " + "; ".join(diffs)
                 left = leftovers(b)
