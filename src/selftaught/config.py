@@ -273,7 +273,7 @@ def _check_index(items: Any, list_type: Any, index: int, path: str) -> Any:
     args = typing.get_args(list_type)
     item_type = args[0] if origin is list and args else None
     appendable = isinstance(item_type, type) and dataclasses.is_dataclass(item_type)
-    if index == length and appendable and isinstance(items, list):
+    if index == length and appendable and isinstance(items, list) and item_type is not None:
         items.append(to_dict(item_type()))  # one past the end of a list of configs: a new item
         return item_type
     if index >= length:

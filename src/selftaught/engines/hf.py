@@ -367,7 +367,7 @@ class HFEngine:
                 output_hidden_states=per_token,
             )
             logits = output.logits[:, -1]
-            if per_token:
+            if per_token and state.hidden is not None:
                 state.hidden[state.active] = output.hidden_states[-1][:, -1]
 
     def _choose_temperatures(self, head: AdaptiveDecoder, state: _DecodeState, step: int) -> torch.Tensor:

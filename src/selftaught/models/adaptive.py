@@ -71,7 +71,9 @@ class AdaptiveDecoder(nn.Module):
         nn.init.zeros_(last.bias)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.mlp(hidden.to(self.mlp[0].weight.dtype)).log_softmax(-1)
+        first = self.mlp[0]
+        assert isinstance(first, nn.Linear)
+        return self.mlp(hidden.to(first.weight.dtype)).log_softmax(-1)
 
     @torch.no_grad()
     def select(

@@ -48,7 +48,7 @@ from selftaught.losses.lpo import (
     nll_chosen_latent,
     temperature_token_logps,
 )
-from selftaught.models.adaptive import AdaptiveDecoder
+from selftaught.models.adaptive import AdaptiveDecoder, Level
 from selftaught.models.io import load_model
 from selftaught.runlog import RunLog
 from selftaught.selection.pairs import compute_pair_stats
@@ -69,7 +69,7 @@ def run(cfg: AdaptiveDecodingConfig) -> dict[str, Any]:
         cfg.head.temperatures,
         depth=cfg.head.depth,
         width=cfg.head.width or None,
-        level=cfg.head.level,
+        level=Level(cfg.head.level),
     )
     reference = AdaptiveDecoder.load(head.save(Path(cfg.out_dir) / "initial-head"))  # P_ref of loss (c)
     source = build_rollout_source(cfg.rollouts, cfg.tasks, None, seed=cfg.seed)
@@ -127,7 +127,7 @@ def train_step(
 ) -> dict[str, float]:
     """Accumulate the LPO gradient of `pairs` into the head (no step); the loss metrics."""
     if not pairs:  # a zero gradient: the optimizer still steps, so checkpoints and resume stay uniform
-        sum(param.sum() for param in head.parameters()).mul(0.0).backward()
+        torch.stack([param.sum() for param in head.parameters()]).sum().mul(0.0).backward()
         return {"loss": 0.0, "num_trained_pairs": 0.0}
     prompts = [p.prompt for p in pairs]
     chosen = latent_batch(model, tokenizer, prompts, [p.chosen for p in pairs], head.level)

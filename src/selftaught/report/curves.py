@@ -131,4 +131,4 @@ def log_every(run: RunMetrics) -> int:
     """The run's `log_every` from its config.yaml (1 when absent)."""
     config = yaml.safe_load(run.config_text) if run.config_text else None
     value = config.get("log_every") if isinstance(config, dict) else None
-    return value if is_number(value) and value >= 1 else 1
+    return int(value) if value is not None and is_number(value) and value >= 1 else 1

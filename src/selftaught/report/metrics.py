@@ -178,7 +178,7 @@ def run_clock(records: list[dict[str, Any]]) -> list[float]:
     clock, offset, last = [], 0.0, 0.0
     for record in records:
         time = record.get("time")
-        if not is_number(time):
+        if time is None or not is_number(time):
             clock.append(math.nan)
             continue
         if time + offset < last:  # a new process (resume): its clock restarts
