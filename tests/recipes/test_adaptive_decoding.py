@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from selftaught.configs.adaptive import AdaptiveDecodingConfig, HeadConfig, HeadLevel, LPOLoss
-from selftaught.configs.train import EvalConfig, RolloutConfig, TaskConfig
+from selftaught.configs.train import EvalConfig, GeneratorConfig, RolloutConfig, TaskConfig
 from selftaught.models.adaptive import AdaptiveDecoder
 from selftaught.presets import RECIPES
 from selftaught.rewards import registry
@@ -95,6 +95,53 @@ def test_a_resume_from_a_checkpoint_is_exact(tiny_model_dir, tmp_path):
 def test_a_marginal_loss_needs_a_token_level_head():
     with pytest.raises(ValueError, match="loss=marginal needs head.level=token"):
         AdaptiveDecodingConfig(loss=LPOLoss.MARGINAL)
+
+
+def test_a_token_level_head_needs_the_hf_generator():
+    with pytest.raises(ValueError, match="generator.kind=vllm needs head.level=sequence"):
+        AdaptiveDecodingConfig(head=HeadConfig(level=HeadLevel.TOKEN), generator=GeneratorConfig(kind="vllm"))
+    AdaptiveDecodingConfig(head=HeadConfig(level=HeadLevel.TOKEN))  # hf: either level
+    AdaptiveDecodingConfig(generator=GeneratorConfig(kind="remote"))  # sequence level: any generator
+
+
+def test_another_generator_samples_at_the_heads_temperatures(tiny_model_dir, tmp_path, monkeypatch):
+    """generator.kind=remote puts the head over a `RemoteSyncEngine`; a run with an HFEngine without
+    a head standing in for the server trains the head on the choices the wrapper records."""
+    from selftaught.engines.adaptive import HeadTemperatureEngine
+    from selftaught.engines.hf import HFEngine
+    from selftaught.engines.remote import RemoteSyncEngine
+    from selftaught.models.io import load_model
+    from selftaught.recipes import adaptive_decoding
+
+    cfg = config(
+        tiny_model_dir,
+        str(tmp_path / "run"),
+        num_steps=2,
+        generator=GeneratorConfig(kind="remote"),
+        eval=EvalConfig(data="world:valid", every=-1),
+    )
+    model, tokenizer = load_model(tiny_model_dir)
+    head = AdaptiveDecoder(model.config.hidden_size)
+    engine = adaptive_decoding.rollout_engine(cfg, model, tokenizer, head)
+    assert isinstance(engine, HeadTemperatureEngine) and isinstance(engine.engine, RemoteSyncEngine)
+    default = adaptive_decoding.rollout_engine(
+        replace(cfg, generator=GeneratorConfig()), model, tokenizer, head
+    )
+    assert isinstance(default, HFEngine) and default.temperature_head is head
+
+    built = []
+
+    def stand_in(generator_cfg, model, tokenizer, **kwargs):
+        built.append(generator_cfg.kind)
+        return HFEngine(model, tokenizer)
+
+    monkeypatch.setattr(adaptive_decoding.generators, "build_generator", stand_in)
+    RECIPE.run(cfg)
+    steps = [r for r in read_metrics(cfg.out_dir) if "num_pairs" in r]
+    assert built == ["remote"] and len(steps) == 2 and sum(r["num_trained_pairs"] for r in steps) > 0
+    trained = AdaptiveDecoder.load(tmp_path / "run" / "head")
+    initial = AdaptiveDecoder.load(tmp_path / "run" / "initial-head")
+    assert not torch.equal(trained.mlp[-1].bias, initial.mlp[-1].bias)
 
 
 def test_the_reproduction_reports_arms_fixed_temperatures_and_win_rates(tiny_model_dir, tmp_path):

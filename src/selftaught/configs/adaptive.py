@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from selftaught.config import check
-from selftaught.configs.train import EvalConfig, OptimConfig, RolloutConfig, RunConfig, TaskConfig
+from selftaught.configs.train import (
+    EvalConfig,
+    GeneratorConfig,
+    OptimConfig,
+    RolloutConfig,
+    RunConfig,
+    TaskConfig,
+)
 from selftaught.types import StrEnum
 
 
@@ -63,6 +70,12 @@ class AdaptiveDecodingConfig(RunConfig):
         )
     )
     """Prompts and samples per step (the head samples each sample's temperature; `temperature` is unused)."""
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    """Where the rollouts are sampled. `hf` (default): `HFEngine` with the head inside (either level).
+    `vllm` (an in-process vLLM on `model`) or `remote` (an OpenAI-compatible server already serving
+    `model`, e.g. `selftaught serve --model <dir>`): sequence-level heads only, the head over that
+    engine (`engines.adaptive.HeadTemperatureEngine`: one HF prefill per step reads the prompts'
+    hidden states). The model is frozen, so nothing is ever synced; validation stays on HF."""
     tasks: list[TaskConfig] = field(
         default_factory=lambda: [
             TaskConfig(name="math", reward="world_answer", pair_rule="best_vs_worst"),
@@ -82,6 +95,12 @@ class AdaptiveDecodingConfig(RunConfig):
         if self.loss == LPOLoss.MARGINAL and self.head.level != HeadLevel.TOKEN:
             raise ValueError(
                 "loss=marginal needs head.level=token (it marginalises the temperature per token)"
+            )
+        if self.generator.kind != "hf" and self.head.level != HeadLevel.SEQUENCE:
+            raise ValueError(
+                f"generator.kind={self.generator.kind} needs head.level=sequence: a token-level head picks "
+                "a temperature from every step's hidden state, which only HFEngine exposes (vLLM's logits "
+                "processors see token ids and logits only); use generator.kind=hf"
             )
         if not self.tasks:
             raise ValueError(

@@ -6,7 +6,9 @@ Algorithm:
      (temperature grid `head.temperatures`, last layer zero so it starts uniform).
   2. Each step: the step's prompts (`rollouts`, a pure function of (seed, step)); N samples each with
      `HFEngine(temperature_head=head)`, the head *sampling* each sample's temperature (sequence
-     level: one per sample; token level: one per token), the choices recorded in the completions.
+     level: one per sample; token level: one per token), the choices recorded in the completions
+     (`generator.kind` vllm / remote, sequence level: that engine samples, at the temperatures the
+     head picks from one HF prefill of the prompts: `HeadTemperatureEngine`).
   3. Score the samples by task (`tasks`: e.g. the answer check on MATH, distinct words on STORY);
      pair the best against the worst sample of each prompt (ties: no pair, counted).
   4. Recompute the head's log-probabilities of the recorded choices from the frozen model's hidden
@@ -38,7 +40,8 @@ from selftaught.configs.adaptive import AdaptiveDecodingConfig as AdaptiveDecodi
 from selftaught.configs.adaptive import LPOLoss
 from selftaught.data.chat import encode_prompt
 from selftaught.data.padding import pad_sequences
-from selftaught.engines.base import SamplingParams
+from selftaught.engines.adaptive import HeadTemperatureEngine
+from selftaught.engines.base import Engine, SamplingParams
 from selftaught.engines.hf import HFEngine
 from selftaught.evals.sets import load_eval_set
 from selftaught.losses.lpo import (
@@ -50,10 +53,11 @@ from selftaught.losses.lpo import (
 )
 from selftaught.models.adaptive import AdaptiveDecoder, Level
 from selftaught.models.io import load_model
+from selftaught.models.policy import policy_source
 from selftaught.runlog import RunLog
 from selftaught.selection.pairs import compute_pair_stats
 from selftaught.selection.rollouts import select_pairs
-from selftaught.train import loop
+from selftaught.train import generators, loop
 from selftaught.train.online import sample_rollouts
 from selftaught.train.optim import build_optimizer, build_scheduler
 from selftaught.train.rollouts import build_pair_rule, build_rollout_source
@@ -76,7 +80,7 @@ def run(cfg: AdaptiveDecodingConfig) -> dict[str, Any]:
     rules = {task.name: build_pair_rule(task) for task in cfg.tasks}
     optimizer = build_optimizer(head, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.num_steps)
-    engine = HFEngine(model, tokenizer, temperature_head=head, head_sample=True)
+    engine = rollout_engine(cfg, model, tokenizer, head)
     validate = partial(validation_metrics, model, tokenizer, head, cfg)
     save = partial(loop.checkpoint, cfg, head, optimizer, scheduler)
     with RunLog(cfg.out_dir, cfg) as run_log:
@@ -112,6 +116,22 @@ def run(cfg: AdaptiveDecodingConfig) -> dict[str, Any]:
             run_log.log(cfg.num_steps, **final)
         head.save(Path(cfg.out_dir) / "head")
     return {"out_dir": cfg.out_dir, **final}
+
+
+def rollout_engine(cfg: AdaptiveDecodingConfig, model: Any, tokenizer: Any, head: AdaptiveDecoder) -> Engine:
+    """The rollouts' engine, the head sampling the temperatures: `HFEngine` with the head inside
+    (`generator.kind=hf`), else the generator of `generator.kind` under `HeadTemperatureEngine`."""
+    if cfg.generator.kind == "hf":
+        return HFEngine(model, tokenizer, temperature_head=head, head_sample=True)
+    inner = generators.build_generator(
+        cfg.generator,
+        model,
+        tokenizer,
+        source=policy_source(cfg.model) if cfg.generator.kind == "vllm" else None,
+        run_dir=Path(cfg.out_dir),
+        batch_size=cfg.rollouts.generation_batch_size,
+    )
+    return HeadTemperatureEngine(inner, model, tokenizer, head, batch_size=cfg.rollouts.generation_batch_size)
 
 
 # --- the LPO step ----------------------------------------------------------------------------------
