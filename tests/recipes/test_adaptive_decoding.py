@@ -186,3 +186,43 @@ def test_a_source_that_mixes_tasks_keeps_each_records_task():
 def test_every_preset_keeps_the_records_tasks():
     for name in RECIPE.presets:
         assert RECIPE.preset(name).rollouts.task_from_records, name
+
+
+def test_token_level_validation_splits_constrained_story_tokens(tiny_model_dir, tmp_path):
+    """On `world:lpo-cstory`, a token-level head's argmax temperature is reported at each part's first
+    token and elsewhere; a head fixed on one temperature gives that value at both."""
+    from selftaught.models.io import load_model
+    from selftaught.recipes.adaptive_decoding import validation_metrics
+
+    cfg = RECIPE.preset("tiny-cstory")
+    cfg = replace(cfg, model=tiny_model_dir, eval=replace(cfg.eval, per_level=3))
+    model, tokenizer = load_model(tiny_model_dir)
+    head = AdaptiveDecoder(model.config.hidden_size, cfg.head.temperatures, level="token")
+    with torch.no_grad():
+        head.mlp[-1].bias[:] = torch.tensor([0.0, 0.0, 0.0, 5.0, 0.0, 0.0])  # argmax tau .6 everywhere
+    metrics = validation_metrics(model, tokenizer, head, cfg)
+    assert metrics["val_argmax_tau_cstory_opener"] == pytest.approx(0.6)  # the first token opens a part
+    assert metrics["val_argmax_tau_cstory_other"] in (0.0, pytest.approx(0.6))  # 0.0: no other token
+    assert {f"val_reward_{t}" for t in ("math", "story", "cstory")} <= set(metrics)
+    assert "val_argmax_tau_story_opener" not in metrics  # only the constrained task has the split
+
+
+def test_the_cstory_reproduction_adds_temperatures_by_position(tiny_model_dir, tmp_path):
+    from selftaught.repro import adaptive
+
+    base = RECIPE.preset("tiny-cstory")
+    overrides = {
+        "model": tiny_model_dir,
+        "rollouts": replace(base.rollouts, num_prompts=3, samples_per_prompt=2, max_new_tokens=8),
+        "eval": replace(base.eval, per_level=2, every=-1),
+    }
+    kwargs = dict(
+        seeds=[0], arms=["lpo-token", "lpo-seq"], num_steps=1, num_eval=2, study="adaptive-decoding-cstory"
+    )
+    table = adaptive.adaptive_table(str(tmp_path / "repro"), overrides=overrides, **kwargs)
+    assert "| lpo-token (argmax tau) |" in table and "| lpo-seq (argmax tau) |" in table
+    assert "cstory reward" in table
+    assert table.count("by position") == 1  # the token-level arm only
+    assert "| cstory | opener |" in table and "| cstory | other |" in table and "| math | q1 |" in table
+    with pytest.raises(ValueError, match="unknown arms"):
+        adaptive.adaptive_table(str(tmp_path / "x"), **{**kwargs, "arms": ["nll"]}, overrides=overrides)

@@ -17,6 +17,7 @@ from selftaught.configs.train import (
     RunConfig,
     TaskConfig,
     check_interval,
+    check_task_prompts,
 )
 from selftaught.data import gsm8k
 from selftaught.types import StrEnum
@@ -32,6 +33,8 @@ class PretrainTask(StrEnum):
     """DivPO's graded keywords task (`world.keywords`); a fixed number of steps (`tiny-world-keywords`)."""
     LPO = "lpo"
     """Adaptive decoding's base: MATH (clean CoT) + STORY (`world.stories`); fixed steps (`tiny-world-lpo`)."""
+    LPO_CSTORY = "lpo-cstory"
+    """The token-level base: MATH + STORY + CSTORY, a third each; fixed steps (`tiny-world-lpo-cstory`)."""
 
 
 @dataclass
@@ -48,7 +51,7 @@ class WorldPretrainConfig(RunConfig):
     checkpoint_every: int = 0
     task: PretrainTask = PretrainTask.ARITH
     """What the student learns: `arith` (the fields from `levels` to `stop_accuracy` apply), `persona`,
-    `keywords` or `lpo` (`num_examples`, `batch_size`, `optim*`, `persona_samples` / `keywords_samples`
+    `keywords`, `lpo` or `lpo-cstory` (`num_examples`, `batch_size`, `optim*`, `persona_samples` / `keywords_samples`
     / `test_per_level` apply; no stop rule)."""
     vocab_size: int = 320
     """BPE vocabulary size of the world tokenizer."""
@@ -353,6 +356,7 @@ class OnlineRLConfig(RunConfig):
         check_interval("ref_sync_every", self.ref_sync_every)
         if not self.tasks:
             raise ValueError("tasks must name at least one task, e.g. tasks=[{name: arith}]")
+        check_task_prompts(self.tasks, self.rollouts)
         for index, task in enumerate(self.tasks):
             check(
                 task.weight > 0, f"tasks[{index}].weight", "> 0 (a share of each step's prompts)", task.weight
@@ -403,4 +407,17 @@ def lpo_student_config() -> WorldPretrainConfig:
         optim_steps=3000,
         eval=EvalConfig(every=500, per_level=100, batch_size=512),
         test_per_level=200,
+    )
+
+
+def lpo_cstory_student_config() -> WorldPretrainConfig:
+    """The token-level head's frozen base model (`tiny-world-lpo-cstory`, preset `tiny-lpo-cstory`):
+    `lpo_student_config` on a mix of a third each of MATH, STORY and CSTORY, 3000 steps on a 3600-step cosine (one step per 1.2 of the two-task model's, as each task gets a third
+    instead of half of the batches)."""
+    return replace(
+        lpo_student_config(),
+        out_dir="runs/world-pretrain-lpo-cstory",
+        task=PretrainTask.LPO_CSTORY,
+        num_steps=3000,
+        optim_steps=3600,
     )

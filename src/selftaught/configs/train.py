@@ -41,7 +41,7 @@ class EvalConfig:
     """Evaluate every this many optimizer steps (0: only before training and at the end; -1: never)."""
     per_level: int = 100
     """World sets: problems per level (`world:persona`, `world:keywords`: samples; `world:lpo`: MATH
-    test problems, levels mixed, and as many STORY prompts)."""
+    test problems, levels mixed, and as many STORY prompts; `world:lpo-cstory`: as many CSTORY prompts too)."""
     levels: list[int] = field(default_factory=lambda: [1, 2, 3])
     limit: int | None = None
     """File sets: only the first N records."""
@@ -67,10 +67,11 @@ class EvalConfig:
         check_levels(self.levels, "eval.levels")
         if self.data.startswith("world:"):
             check(
-                self.data.removeprefix("world:") in (*SPLITS, "persona", "persona-json", "keywords", "lpo"),
+                self.data.removeprefix("world:")
+                in (*SPLITS, "persona", "persona-json", "keywords", "lpo", "lpo-cstory"),
                 "eval.data",
                 f"a world split ({', '.join('world:' + s for s in SPLITS)}), world:persona(-json), "
-                "world:keywords, world:lpo or a file",
+                "world:keywords, world:lpo(-cstory) or a file",
                 self.data,
             )
 

@@ -1,6 +1,7 @@
 """Named evaluation sets: `world:<split>` (tiny-world arithmetic), `world:persona(-json)` and
 `world:keywords` (DivPO's tasks: sampled outputs, validity as accuracy, diversity metrics),
-`world:lpo` (adaptive decoding's MATH + STORY mix: mean reward as accuracy, per-type rewards) or a
+`world:lpo` (adaptive decoding's MATH + STORY mix: mean reward as accuracy, per-type rewards),
+`world:lpo-cstory` (the same with constrained stories) or a
 GSM8K-format file. `fixed_temperature_sweep` measures a model's MATH accuracy and STORY quality at
 fixed temperatures (the baselines of a learned temperature head).
 
@@ -33,8 +34,16 @@ from selftaught.world.persona import (
     persona_stats,
 )
 from selftaught.world.sources import MATH_TASK
+from selftaught.world.stories import (
+    CSTORY_TASK,
+    constrained_prompts,
+    constrained_story_score,
+    constraint_kept,
+    story_prompts,
+    story_score,
+    story_stats,
+)
 from selftaught.world.stories import TASK as STORY_TASK
-from selftaught.world.stories import story_prompts, story_score, story_stats
 
 
 @dataclass
@@ -125,43 +134,69 @@ LPO = "world:lpo"
 levels mixed evenly) and `per_level` STORY prompts (the places in turn), in turn; accuracy is the mean
 reward (MATH exact answer 0/1, STORY quality), and `diversity` holds the per-type mean rewards
 (`math_reward`, `story_reward`, logged as `val_math_reward`, `val_story_reward`) and STORY statistics."""
+LPO_CSTORY = "world:lpo-cstory"
+"""The same with `per_level` CSTORY prompts too (MATH, STORY, CSTORY in turn; the openers and places
+in turn): `cstory_reward` and `cstory_kept` (the share of parts that keep the designated digit)."""
 LPO_MAX_NEW_TOKENS = 64
-"""The arithmetic sets' budget (a STORY answer is at most 13 tokens)."""
+"""The arithmetic sets' budget (a STORY answer is at most 13 tokens, a CSTORY one 23)."""
 
 
-def lpo_prompts(per_level: int, levels: Sequence[int] | None = None, seed: int = 0) -> list[Prompt]:
+def lpo_prompts(
+    per_level: int, levels: Sequence[int] | None = None, seed: int = 0, *, constrained: bool = False
+) -> list[Prompt]:
     """The prompts of `world:lpo`: MATH (task `math`, an answer, a `level`) and STORY (task `story`, a
-    `place`) in turn, `per_level` of each."""
+    `place`) in turn, `per_level` of each; `constrained`: CSTORY ones too (task `cstory`, a `place` and
+    an `opener`), the prompts of `world:lpo-cstory`."""
     maths = [to_prompt(p) for p in sample_problems("test", per_level, list(levels or [1, 2, 3]), seed)]
-    stories = [
-        Prompt(r["id"], r["prompt"], task=STORY_TASK, meta={"place": r["place"]})
-        for r in story_prompts(per_level)
-    ]
     for prompt in maths:
         prompt.task = MATH_TASK
-    return [prompt for pair in zip(maths, stories, strict=True) for prompt in pair]
+    columns = [maths]
+    columns.append(
+        [
+            Prompt(r["id"], r["prompt"], task=STORY_TASK, meta={"place": r["place"]})
+            for r in story_prompts(per_level)
+        ]
+    )
+    if constrained:
+        columns.append(
+            [
+                Prompt(
+                    r["id"], r["prompt"], task=CSTORY_TASK, meta={"place": r["place"], "opener": r["opener"]}
+                )
+                for r in constrained_prompts(per_level)
+            ]
+        )
+    return [prompt for row in zip(*columns, strict=True) for prompt in row]
 
 
 def lpo_reward(prompt: Prompt, completion: Completion) -> float:
-    """A `world:lpo` sample's reward: 1.0 / 0.0 for a MATH answer, the quality of a STORY (a graded
-    score: the accuracy of `world:lpo` is a mean reward)."""
+    """A `world:lpo(-cstory)` sample's reward: 1.0 / 0.0 for a MATH answer, the quality of a STORY or a
+    CSTORY (graded scores: the accuracy of the set is a mean reward)."""
     if prompt.task == STORY_TASK:
         return story_score(completion.text, prompt.meta["place"])
+    if prompt.task == CSTORY_TASK:
+        return constrained_story_score(completion.text, prompt.meta["place"], prompt.meta["opener"])
     return float(world_is_correct(prompt, completion))
 
 
 def lpo_diversity(completions: list[Completion], prompts: dict[str, Prompt]) -> dict[str, float]:
-    """Per-type mean rewards of `world:lpo`'s samples (`math_reward`, `story_reward`; `prompts` maps
-    prompt ids to prompts) and `world.stories.story_stats` of the STORY samples as `story_<name>`."""
-    rewards: dict[str, list[float]] = {MATH_TASK: [], STORY_TASK: []}
-    texts, places = [], []
+    """Per-type mean rewards of `world:lpo(-cstory)`'s samples (`math_reward`, `story_reward`,
+    `cstory_reward`; `prompts` maps prompt ids to prompts), `cstory_kept` (the share of CSTORY parts
+    that start with the designated digit) and `world.stories.story_stats` of the STORY samples as
+    `story_<name>`."""
+    rewards: dict[str, list[float]] = {MATH_TASK: [], STORY_TASK: [], CSTORY_TASK: []}
+    texts, places, kept = [], [], []
     for completion in completions:
         prompt = prompts[completion.prompt_id]
         rewards[prompt.task].append(lpo_reward(prompt, completion))
         if prompt.task == STORY_TASK:
             texts.append(completion.text)
             places.append(prompt.meta["place"])
+        if prompt.task == CSTORY_TASK:
+            kept.append(constraint_kept(completion.text, prompt.meta["opener"]))
     metrics = {f"{task}_reward": sum(v) / len(v) for task, v in rewards.items() if v}
+    if kept:
+        metrics["cstory_kept"] = sum(kept) / len(kept)
     if texts:
         stats = story_stats(texts, places)
         metrics.update({f"story_{k}": v for k, v in stats.items() if k not in ("num_samples", "quality")})
@@ -180,27 +215,30 @@ def temperature_sweep(
     *,
     n: int = 2,
     levels: Sequence[int] | None = None,
+    constrained: bool = False,
 ) -> list[dict[str, float]]:
     """One row per fixed temperature of `engine` on `world:lpo` (`num_prompts` // 2 MATH and as many
     STORY prompts, `n` samples each, sampling seeded by `seed`): `temperature`, `math_accuracy`,
-    `story_quality` and `all` (the mean reward over both types, the set's accuracy)."""
-    if num_prompts < 2:
-        raise ValueError(f"num_prompts must be >= 2 (half MATH, half STORY), got {num_prompts}")
-    prompts = lpo_prompts(num_prompts // 2, levels, seed)
+    `story_quality` and `all` (the mean reward over the types, the set's accuracy); `constrained`:
+    on `world:lpo-cstory` (`num_prompts` // 3 of each type), with `cstory_quality` and `cstory_kept`."""
+    types = 3 if constrained else 2
+    if num_prompts < types:
+        raise ValueError(f"num_prompts must be >= {types} (one of each type), got {num_prompts}")
+    prompts = lpo_prompts(num_prompts // types, levels, seed, constrained=constrained)
     by_id = {p.id: p for p in prompts}
     rows = []
     for temperature in temperatures:
         sampling = SamplingParams(temperature=temperature, n=n, max_new_tokens=LPO_MAX_NEW_TOKENS, seed=seed)
         result = evaluate_accuracy(engine, prompts, lpo_reward, sampling, group_by=None)  # type: ignore[arg-type]
         per_type = lpo_diversity([c for cs in result.completions for c in cs], by_id)
-        rows.append(
-            {
-                "temperature": temperature,
-                "math_accuracy": per_type["math_reward"],
-                "story_quality": per_type["story_reward"],
-                "all": result.accuracy,
-            }
-        )
+        row = {
+            "temperature": temperature,
+            "math_accuracy": per_type["math_reward"],
+            "story_quality": per_type["story_reward"],
+        }
+        if constrained:
+            row |= {"cstory_quality": per_type["cstory_reward"], "cstory_kept": per_type["cstory_kept"]}
+        rows.append(row | {"all": result.accuracy})
     return rows
 
 
@@ -224,7 +262,14 @@ def format_sweep(rows: list[dict[str, Any]]) -> str:
     """A markdown table of `temperature_sweep` rows, one column per temperature."""
     head = "| tau | " + " | ".join(f"{r['temperature']:g}" for r in rows) + " |"
     lines = [head, "|---|" + "---|" * len(rows)]
-    for key, name in (("math_accuracy", "MATH acc"), ("story_quality", "STORY q"), ("all", "all (mix)")):
+    names = {
+        "math_accuracy": "MATH acc",
+        "story_quality": "STORY q",
+        "cstory_quality": "CSTORY q",
+        "cstory_kept": "CSTORY kept",
+        "all": "all (mix)",
+    }
+    for key, name in ((k, v) for k, v in names.items() if k in rows[0]):
         lines.append(f"| {name} | " + " | ".join(f"{r[key]:.3f}" for r in rows) + " |")
     return "\n".join(lines)
 
@@ -265,6 +310,10 @@ def load_eval_set(
         prompts = lpo_prompts(per_level, levels, seed)
         by_id = {p.id: p for p in prompts}
         diversity = partial(lpo_diversity, prompts=by_id)
+        return EvalSet(prompts, lpo_reward, [], LPO_MAX_NEW_TOKENS, diversity)  # type: ignore[arg-type]
+    if data == LPO_CSTORY:
+        prompts = lpo_prompts(per_level, levels, seed, constrained=True)
+        diversity = partial(lpo_diversity, prompts={p.id: p for p in prompts})
         return EvalSet(prompts, lpo_reward, [], LPO_MAX_NEW_TOKENS, diversity)  # type: ignore[arg-type]
     if data.startswith("world:"):
         problems = sample_eval_set(world_split(data), per_level, levels or [1, 2, 3], seed)

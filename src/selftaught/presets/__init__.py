@@ -70,7 +70,7 @@ RECIPES: dict[str, Recipe] = {
             summary="train the tiny-world base student from scratch (buggy teacher, accuracy-based stop)",
             module="selftaught.recipes.world_pretrain",
             config_name="WorldPretrainConfig",
-            presets=("tiny", "tiny-smoke", "tiny-persona", "tiny-keywords", "tiny-lpo"),
+            presets=("tiny", "tiny-smoke", "tiny-persona", "tiny-keywords", "tiny-lpo", "tiny-lpo-cstory"),
         ),
         Recipe(
             name="sft",
@@ -138,7 +138,7 @@ RECIPES: dict[str, Recipe] = {
             "preference optimization (LPO)",
             module="selftaught.recipes.adaptive_decoding",
             config_name="AdaptiveDecodingConfig",
-            presets=("tiny", "tiny-token", "tiny-smoke"),
+            presets=("tiny", "tiny-token", "tiny-cstory", "tiny-smoke"),
         ),
     ]
 }

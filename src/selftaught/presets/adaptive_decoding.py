@@ -1,10 +1,11 @@
 """adaptive-decoding presets: a temperature head over the tiny world's MATH + STORY base model
-(TINYWORLD_JUDGES_LPO §3: 16 prompts x 8 samples, Adam lr 3e-3, beta 1, 300 steps)."""
+(TINYWORLD_JUDGES_LPO §3: 16 prompts x 8 samples, Adam lr 3e-3, beta 1, 300 steps), and a token-level
+head over the variant with constrained stories."""
 
 from __future__ import annotations
 
 from selftaught.configs.adaptive import AdaptiveDecodingConfig, HeadConfig, HeadLevel, LPOLoss
-from selftaught.configs.train import EvalConfig, RolloutConfig
+from selftaught.configs.train import EvalConfig, RolloutConfig, TaskConfig
 
 
 def tiny() -> AdaptiveDecodingConfig:
@@ -16,6 +17,31 @@ def tiny_token() -> AdaptiveDecodingConfig:
     """A token-level head (a temperature per generated token) with the marginalised loss (c)."""
     return AdaptiveDecodingConfig(
         out_dir="runs/adaptive-decoding-token", head=HeadConfig(level=HeadLevel.TOKEN), loss=LPOLoss.MARGINAL
+    )
+
+
+def tiny_cstory() -> AdaptiveDecodingConfig:
+    """A token-level head (loss (c)) over `tiny-world-lpo-cstory`: MATH, STORY and CSTORY prompts in
+    turn, where the best decoder is greedy on each part's first token (a designated digit) and hot
+    elsewhere; validation reports the mean argmax temperature at those tokens and elsewhere."""
+    return AdaptiveDecodingConfig(
+        out_dir="runs/adaptive-decoding-cstory",
+        model="tiny-world-lpo-cstory",
+        head=HeadConfig(level=HeadLevel.TOKEN),
+        loss=LPOLoss.MARGINAL,
+        rollouts=RolloutConfig(
+            prompts="world:lpo-cstory-prompts",
+            num_prompts=18,
+            samples_per_prompt=8,
+            max_new_tokens=48,
+            task_from_records=True,
+        ),
+        tasks=[
+            TaskConfig(name="math", reward="world_answer", pair_rule="best_vs_worst"),
+            TaskConfig(name="story", reward="story_quality", pair_rule="best_vs_worst"),
+            TaskConfig(name="cstory", reward="cstory_quality", pair_rule="best_vs_worst"),
+        ],
+        eval=EvalConfig(data="world:lpo-cstory", per_level=150, every=100),
     )
 
 

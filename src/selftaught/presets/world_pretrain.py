@@ -1,5 +1,5 @@
 """world-pretrain presets: the tiny-world base student, DivPO's persona and keywords seed models, and
-adaptive decoding's MATH + STORY base model."""
+adaptive decoding's MATH + STORY base model and its variant with constrained stories."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import replace
 from selftaught.configs.recipes import (
     WorldPretrainConfig,
     keywords_student_config,
+    lpo_cstory_student_config,
     lpo_student_config,
     persona_student_config,
 )
@@ -37,6 +38,13 @@ def tiny_lpo() -> WorldPretrainConfig:
     of clean chain-of-thought arithmetic and six-word stories, 2500 steps of a 3000-step cosine at lr
     3e-3; reports MATH accuracy and STORY quality at fixed temperatures 0, .2, ..., 1."""
     return lpo_student_config()
+
+
+def tiny_lpo_cstory() -> WorldPretrainConfig:
+    """The token-level head's frozen base model (the `tiny-world-lpo-cstory` alias): the same on a third
+    each of MATH, STORY and CSTORY (a designated digit opens each of three parts, 70% of the time in
+    the data), 3000 steps of a 3600-step cosine; reports the fixed-temperature sweep with CSTORY."""
+    return lpo_cstory_student_config()
 
 
 def tiny_smoke() -> WorldPretrainConfig:

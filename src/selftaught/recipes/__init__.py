@@ -4,7 +4,8 @@ A recipe module imports only layers below it, never another recipe; the table of
 presets, reproductions) lives in `selftaught.presets` (L7). Importing this package registers the
 `tiny-world` model alias, the student that the world-pretrain recipe trains on first use and caches,
 `tiny-world-persona` / `tiny-world-keywords`, DivPO's persona and keywords seed models, and
-`tiny-world-lpo`, adaptive decoding's MATH + STORY base model, trained and cached the same way.
+`tiny-world-lpo`, adaptive decoding's MATH + STORY base model, and `tiny-world-lpo-cstory`, the same
+with constrained stories, trained and cached the same way.
 """
 
 from pathlib import Path
@@ -15,6 +16,7 @@ TINY_WORLD = "tiny-world"
 TINY_WORLD_PERSONA = "tiny-world-persona"
 TINY_WORLD_KEYWORDS = "tiny-world-keywords"
 TINY_WORLD_LPO = "tiny-world-lpo"
+TINY_WORLD_LPO_CSTORY = "tiny-world-lpo-cstory"
 
 
 def _tiny_world_student() -> Path:
@@ -70,4 +72,19 @@ register_model_alias(
     "chain of thought and `Tell a story about the <place>.` -> six words (`selftaught world pretrain "
     "--preset tiny-lpo`) on first use, then cached",
     _tiny_world_lpo_student,
+)
+
+
+def _tiny_world_lpo_cstory_student() -> Path:
+    from selftaught.recipes.world_pretrain import pretrained_lpo_cstory_student
+
+    return pretrained_lpo_cstory_student()
+
+
+register_model_alias(
+    TINY_WORLD_LPO_CSTORY,
+    "the token-level temperature head's frozen base model: an xs Llama trained on a third each of "
+    "arithmetic, six-word stories and constrained stories (a designated digit opens each part; "
+    "`selftaught world pretrain --preset tiny-lpo-cstory`) on first use, then cached",
+    _tiny_world_lpo_cstory_student,
 )

@@ -19,16 +19,19 @@ Algorithm:
      loss (a) equals (b): its text log-ratio is zero.
   5. Validate with the head's argmax temperature (`eval`): mean reward per task, the mean argmax
      temperature per task, its histogram, and (token level) its mean by quarter of the response
-     (relative position); checkpoints (head + optimizer) for
-     exact resume; the head is saved in `<out_dir>/head`, next to (not inside) the base model.
+     (relative position) and, on constrained stories, at each part's first token and elsewhere;
+     checkpoints (head + optimizer) for exact resume; the head is saved in `<out_dir>/head`, next
+     to (not inside) the base model.
 
 CPU:  selftaught adaptive-decoding                       (tiny world: MATH + STORY, LPO (b))
       selftaught adaptive-decoding loss=nll              (the baseline that drifts to high tau)
+      selftaught adaptive-decoding --preset tiny-cstory  (token level, with constrained stories)
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -62,6 +65,7 @@ from selftaught.train.online import sample_rollouts
 from selftaught.train.optim import build_optimizer, build_scheduler
 from selftaught.train.rollouts import build_pair_rule, build_rollout_source
 from selftaught.types import Completion, Pair, Prompt
+from selftaught.world.stories import CSTORY_TASK, opener_positions
 
 
 def run(cfg: AdaptiveDecodingConfig) -> dict[str, Any]:
@@ -208,6 +212,13 @@ def latent_batch(
 # --- validation ------------------------------------------------------------------------------------
 
 
+CONSTRAINED_POSITIONS: dict[str, tuple[str, Callable[[list[str]], list[bool]]]] = {
+    CSTORY_TASK: ("opener", opener_positions),
+}
+"""Tasks with a constraint at known tokens: a name and which tokens of a response (given as decoded
+pieces) it binds; token-level validation reports the mean argmax temperature there and elsewhere."""
+
+
 def validation_metrics(
     model: Any, tokenizer: Any, head: AdaptiveDecoder, cfg: AdaptiveDecodingConfig
 ) -> dict:
@@ -238,6 +249,15 @@ def validation_metrics(
                     quarters[4 * position // len(trace)].append(grid[index])
             for q, values in enumerate(quarters, start=1):
                 metrics[f"val_argmax_tau_{task}_q{q}"] = _mean(values)
+            if task in CONSTRAINED_POSITIONS:  # where the task's constraint bites, and elsewhere
+                name, flags_of = CONSTRAINED_POSITIONS[task]
+                split: dict[bool, list[float]] = {True: [], False: []}
+                for r in rows:
+                    pieces = [tokenizer.decode([t]) for t in completions[r].token_ids]
+                    for flag, index in zip(flags_of(pieces), completions[r].meta["tau_index"], strict=False):
+                        split[flag].append(grid[index])
+                metrics[f"val_argmax_tau_{task}_{name}"] = _mean(split[True])
+                metrics[f"val_argmax_tau_{task}_other"] = _mean(split[False])
     metrics["val_reward"] = _mean([r or 0.0 for r in rewards])
     return metrics
 

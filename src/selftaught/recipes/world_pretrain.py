@@ -30,12 +30,15 @@ six Zipf words drawn with replacement (STORY, `selftaught.world.stories`), for a
 validation samples `eval.per_level` MATH and STORY prompts at T=0 and T=1 (`val_math_reward_t0`, ...),
 and the summary is the fixed-temperature sweep (MATH accuracy, STORY quality at tau 0, .2, ..., 1 on
 `test_per_level` prompts of each type, 2 samples each; `selftaught.evals.sets.temperature_sweep`).
+`task=lpo-cstory` trains the token-level head's base the same way on a third each of MATH, STORY and
+CSTORY (`Tell a story about the <place>. Start each part with <digit>.`, `world.stories`).
 
 CPU:  selftaught world pretrain                      (about 2-5 minutes)
       selftaught world pretrain seed=1 bug=0.0       (a clean teacher)
       selftaught world pretrain --preset tiny-persona  (the persona seed model, about 1-2 minutes)
       selftaught world pretrain --preset tiny-keywords (the keywords seed model, about 1-2 minutes)
       OMP_NUM_THREADS=1 selftaught world pretrain --preset tiny-lpo  (adaptive decoding's base, 3-5 minutes)
+      OMP_NUM_THREADS=1 selftaught world pretrain --preset tiny-lpo-cstory  (with constrained stories)
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from selftaught.config import to_dict
 from selftaught.configs.recipes import PretrainTask as PretrainTask
 from selftaught.configs.recipes import WorldPretrainConfig as WorldPretrainConfig
 from selftaught.configs.recipes import keywords_student_config as keywords_student_config
+from selftaught.configs.recipes import lpo_cstory_student_config as lpo_cstory_student_config
 from selftaught.configs.recipes import lpo_student_config as lpo_student_config
 from selftaught.configs.recipes import persona_student_config as persona_student_config
 from selftaught.data.chat import render_conversation
@@ -75,6 +79,7 @@ from selftaught.world.keywords import keywords_prompts, keywords_stats, largest_
 from selftaught.world.persona import INSTRUCTION, TASK, persona_stats
 from selftaught.world.sources import (
     keywords_sft_records,
+    lpo_cstory_sft_records,
     lpo_sft_records,
     persona_sft_records,
     sft_records,
@@ -131,6 +136,8 @@ def training_records(cfg: WorldPretrainConfig) -> list[dict[str, Any]]:
     or the MATH + STORY mix."""
     if cfg.task == PretrainTask.LPO:
         return lpo_sft_records(num=cfg.num_examples, seed=cfg.seed)
+    if cfg.task == PretrainTask.LPO_CSTORY:
+        return lpo_cstory_sft_records(num=cfg.num_examples, seed=cfg.seed)
     if cfg.task == PretrainTask.PERSONA:
         return persona_sft_records(num=cfg.num_examples, seed=cfg.seed)
     if cfg.task == PretrainTask.KEYWORDS:
@@ -158,7 +165,7 @@ def summary_line(summary: dict[str, Any]) -> str:
             f"{summary['unique_1grams']:.1f} unique words per pool of {summary['pool_size']}) after "
             f"{summary['steps']} steps"
         )
-    if summary.get("task") == PretrainTask.LPO:
+    if summary.get("task") in (PretrainTask.LPO, PretrainTask.LPO_CSTORY):
         return f"fixed-temperature sweep after {summary['steps']} steps:\n{format_sweep(summary['sweep'])}"
     return (
         f"test accuracy {summary['test_accuracy']:.3f} +- {summary['test_stderr']:.3f} after "
@@ -266,33 +273,47 @@ def keywords_summary(
 
 def valid_lpo_rewards(model: Any, tokenizer: Any, cfg: WorldPretrainConfig) -> dict[str, float]:
     """MATH accuracy and STORY quality of `eval.per_level` prompts of each type (one sample) at T=0 and
-    T=1: `val_math_reward_t0`, `val_story_reward_t0`, `val_math_reward_t1`, `val_story_reward_t1`."""
+    T=1: `val_math_reward_t0`, `val_story_reward_t0`, `val_math_reward_t1`, `val_story_reward_t1`;
+    for `lpo-cstory`, CSTORY's quality and kept constraint too (`val_cstory_reward_t0`, ...)."""
     engine = HFEngine(model, tokenizer, batch_size=cfg.eval.batch_size)
-    rows = temperature_sweep(engine, (0.0, 1.0), 2 * cfg.eval.per_level, seed=cfg.seed, n=1)
+    types = 3 if cfg.task == PretrainTask.LPO_CSTORY else 2
+    rows = temperature_sweep(
+        engine, (0.0, 1.0), types * cfg.eval.per_level, seed=cfg.seed, n=1, constrained=types == 3
+    )
     model.train()
-    metrics = {}
-    for row in rows:
-        tag = f"t{row['temperature']:g}"
-        metrics[f"val_math_reward_{tag}"] = row["math_accuracy"]
-        metrics[f"val_story_reward_{tag}"] = row["story_quality"]
-    return metrics
+    names = {
+        "math_accuracy": "math_reward",
+        "story_quality": "story_reward",
+        "cstory_quality": "cstory_reward",
+        "cstory_kept": "cstory_kept",
+    }
+    return {
+        f"val_{name}_t{row['temperature']:g}": row[key]
+        for row in rows
+        for key, name in names.items()
+        if key in row
+    }
 
 
 def lpo_summary(model: Any, tokenizer: Any, cfg: WorldPretrainConfig, steps: int, seconds: float) -> dict:
     """The fixed-temperature sweep (tau 0, .2, ..., 1) on `test_per_level` MATH test problems and as many
     STORY prompts, 2 samples each: `sweep` (rows) and flat `math_accuracy_t<tau>` / `story_quality_t<tau>`."""
     engine = HFEngine(model, tokenizer, batch_size=512)
-    rows = temperature_sweep(engine, SWEEP_TEMPERATURES, 2 * cfg.test_per_level, seed=cfg.seed)
+    types = 3 if cfg.task == PretrainTask.LPO_CSTORY else 2
+    rows = temperature_sweep(
+        engine, SWEEP_TEMPERATURES, types * cfg.test_per_level, seed=cfg.seed, constrained=types == 3
+    )
     flat = {
-        f"{key}_t{row['temperature']:g}": row[key]
+        f"{key}_t{row['temperature']:g}": value
         for row in rows
-        for key in ("math_accuracy", "story_quality", "all")
+        for key, value in row.items()
+        if key != "temperature"
     }
     return {
-        "task": str(PretrainTask.LPO),
+        "task": str(cfg.task),
         "steps": steps,
         "train_seconds": round(seconds, 1),
-        "num_prompts": 2 * cfg.test_per_level,
+        "num_prompts": types * cfg.test_per_level,
         "samples_per_prompt": 2,
         "sweep": rows,
         **flat,
@@ -304,12 +325,14 @@ VALIDATE = {
     PretrainTask.PERSONA: valid_persona_stats,
     PretrainTask.KEYWORDS: valid_keywords_stats,
     PretrainTask.LPO: valid_lpo_rewards,
+    PretrainTask.LPO_CSTORY: valid_lpo_rewards,
 }
 SUMMARIZE = {
     PretrainTask.ARITH: test_summary,
     PretrainTask.PERSONA: persona_summary,
     PretrainTask.KEYWORDS: keywords_summary,
     PretrainTask.LPO: lpo_summary,
+    PretrainTask.LPO_CSTORY: lpo_summary,
 }
 
 
@@ -382,6 +405,11 @@ def pretrained_keywords_student(*, log: bool = True) -> Path:
 def pretrained_lpo_student(*, log: bool = True) -> Path:
     """Path of the cached base model of adaptive decoding (`lpo_student_config`), trained on first use."""
     return pretrained_student(lpo_student_config(), log=log)
+
+
+def pretrained_lpo_cstory_student(*, log: bool = True) -> Path:
+    """Path of the cached base model of the constrained-story token-level head, trained on first use."""
+    return pretrained_student(lpo_cstory_student_config(), log=log)
 
 
 def _train_student(cfg: WorldPretrainConfig, out_dir: Path, log: bool) -> dict[str, Any]:

@@ -241,7 +241,7 @@ def selection_table(cfg: OnlineRLConfig, per_level: int) -> str:
 
 def add_parser(sub: Any) -> None:
     """`selftaught repro online-rl`, `selftaught repro online-rl-length`, and `repro divpo` and
-    `repro divpo-keywords` (`selftaught.repro.divpo`), `repro adaptive-decoding` (`selftaught.repro.adaptive`)."""
+    `repro divpo-keywords` (`selftaught.repro.divpo`), `repro adaptive-decoding(-cstory)` (`selftaught.repro.adaptive`)."""
     repro = sub.add_parser("repro", help="reproduce a paper's claim in the tiny world")
     commands = repro.add_subparsers(metavar="COMMAND", required=True)
     table = commands.add_parser("online-rl", help="offline vs semi-online vs online DPO vs GRPO, over seeds")

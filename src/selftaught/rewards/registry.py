@@ -5,6 +5,7 @@
     persona_json_valid                                               the persona task's JSON form (real models)
     keywords_quality                                                 the tiny world's graded keywords task
     story_quality                                                    the tiny world's STORY task (adaptive decoding)
+    cstory_quality                                                   its constrained variant CSTORY (a digit opens each part)
     package.module:function                                          a user's function (TRL signature)
     reward_model:<dir>                                               a sequence-classification reward model
     judge:<template>@<n>                                             an LLM judge (`judge_model` + template)
@@ -29,7 +30,7 @@ from selftaught.rewards.text import exact_match_reward, num_tokens_reward
 from selftaught.rewards.world import world_answer_reward
 from selftaught.world.keywords import keywords_quality
 from selftaught.world.persona import persona_json_valid, persona_valid
-from selftaught.world.stories import story_quality
+from selftaught.world.stories import cstory_quality, story_quality
 
 REWARDS: dict[str, RewardFn] = {
     "world_answer": world_answer_reward,
@@ -41,6 +42,7 @@ REWARDS: dict[str, RewardFn] = {
     "persona_json_valid": persona_json_valid,
     "keywords_quality": keywords_quality,
     "story_quality": story_quality,
+    "cstory_quality": cstory_quality,
 }
 """Built-in rewards by name."""
 REWARD_MODEL_PREFIX = "reward_model:"

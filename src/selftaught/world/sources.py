@@ -20,13 +20,18 @@
     world:lpo-prompts       the same mix as prompt-only records, MATH and STORY in turn: MATH ones (task
                             `math`, an `answer`; reward `world_answer`) from `<split>`, STORY ones
                             (ids `story-<i>`, task `story`, a `place` column; reward `story_quality`)
+    world:lpo-cstory-sft    the token-level base-model mix: a third each of MATH, STORY and CSTORY
+                            (`Tell a story about the <place>. Start each part with <digit>.` -> three
+                            parts `<digit> <word> <word>`, 70% keeping the digit; `world.stories`)
+    world:lpo-cstory-prompts  MATH, STORY and CSTORY prompts in turn (CSTORY: ids `cstory-<i>`, task
+                            `cstory`, `place` and `opener` columns; reward `cstory_quality`)
 
 `<split>` is `train` (default), `valid` or `test`. Each builder takes the keyword options it
 documents; `world_records` passes each builder the options it accepts, so a recipe hands over its
 data config's fields without knowing which source it reads (`num` is what a recipe calls
 `num_examples`, `num_pairs`, `num_prompts` or `pool_size`). Records use the TRL vocabulary, so the
-same code path reads a world source and a user's file. The persona, keywords and `lpo-sft` sources
-have a train split only (`lpo-prompts` takes the split of its MATH problems).
+same code path reads a world source and a user's file. The persona, keywords and `*-sft` sources
+have a train split only (`lpo-prompts` and `lpo-cstory-prompts` take the split of their MATH problems).
 """
 
 from __future__ import annotations
@@ -40,7 +45,12 @@ from selftaught.world.arith import Problem, sample_problems, sample_sft_examples
 from selftaught.world.judge_pairs import sample_judge_pairs, to_preference_record
 from selftaught.world.keywords import keywords_conversations, keywords_prompts
 from selftaught.world.persona import persona_conversations, persona_json_prompts, persona_prompts
-from selftaught.world.stories import story_conversations, story_prompts
+from selftaught.world.stories import (
+    constrained_conversations,
+    constrained_prompts,
+    story_conversations,
+    story_prompts,
+)
 
 PREFIX = "world:"
 
@@ -230,6 +240,35 @@ def lpo_prompt_records(
     return records + maths[num_story:]
 
 
+def lpo_cstory_sft_records(*, split: str = "train", num: int = 30_000, seed: int = 0) -> list[dict[str, Any]]:
+    """`num` conversations, shuffled: a third each (MATH takes the remainder) of clean chain-of-thought
+    solutions (levels 1-3), STORY and CSTORY conversations; a pure function of `seed`."""
+    _train_only("lpo-cstory-sft", split, "(evaluate on world:lpo-cstory)")
+    num_story = num // 3
+    records = (
+        sample_sft_examples(num - 2 * num_story, [1, 2, 3], seed)
+        + story_conversations(num_story, seed)
+        + constrained_conversations(num_story, seed)
+    )
+    random.Random(f"lpo-cstory-sft|{seed}").shuffle(records)
+    return records
+
+
+def lpo_cstory_prompt_records(
+    *, split: str = "train", num: int = 512, levels: Sequence[int] = (1, 2, 3), seed: int = 0
+) -> list[dict[str, Any]]:
+    """`num` prompt-only records: MATH, STORY and CSTORY in turn (`num` // 3 STORY and CSTORY, MATH the
+    rest), MATH from `split` as in `lpo_prompt_records`; each names its task for a Rubric."""
+    num_story = num // 3
+    maths = [
+        {**r, "task": MATH_TASK}
+        for r in prompt_records(split=split, num=num - 2 * num_story, levels=levels, seed=seed)
+    ]
+    triples = zip(maths, story_prompts(num_story), constrained_prompts(num_story), strict=False)
+    records = [r for triple in triples for r in triple]
+    return records + maths[num_story:]
+
+
 WORLD_SOURCES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "sft": sft_records,
     "prompts": prompt_records,
@@ -242,6 +281,8 @@ WORLD_SOURCES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "keywords-prompts": keywords_prompt_records,
     "lpo-sft": lpo_sft_records,
     "lpo-prompts": lpo_prompt_records,
+    "lpo-cstory-sft": lpo_cstory_sft_records,
+    "lpo-cstory-prompts": lpo_cstory_prompt_records,
 }
 
 

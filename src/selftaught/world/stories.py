@@ -13,6 +13,17 @@ the data itself averages 0.653 (`expected_quality`), the value a model that repr
     sample_stories(n, seed)       training outputs (place, text)    parse_story(text)  strict parser
     story_quality(...)            the reward (TRL signature)        story_score(text, place)
     story_stats(texts, places)    quality, validity, distinct words and repeat rate of samples
+
+CSTORY, the constrained variant (papers_B.md §4.4 ConstrainedStories, §4.7 (iii)): `Tell a story about
+the <place>. Start each part with <digit>.` -> three parts `<digit> <word> <word>` joined by `. `
+(`7 cow hen. 7 pig barn. 7 goat hay`). In the training data a part starts with the designated digit
+with probability `OPENER_P` (0.7), so T=1 breaks the constraint that greedy keeps, while greedy repeats
+words as in STORY: the best decoder is greedy on each part's first token and hot elsewhere. The score
+is half the share of parts that keep the constraint and half the distinct words over six.
+
+    sample_constrained_stories(n, seed)     (place, opener, text)
+    constrained_story_score(text, place, opener), cstory_quality(...)   the reward
+    opener_positions(pieces)                which tokens of a response open a part
 """
 
 from __future__ import annotations
@@ -213,3 +224,171 @@ def story_prompts(num: int) -> list[dict[str, Any]]:
         }
         for i in range(num)
     ]
+
+
+# --- CSTORY: a story whose every part must start with a designated digit ------------------------------
+
+CSTORY_TASK = "cstory"
+"""The constrained stories' `task` (reward `cstory_quality`)."""
+CSTORY_INSTRUCTION = "Tell a story about the {place}. Start each part with {opener}."
+OPENERS = tuple("123456789")
+"""The designated openers: digits, single tokens of the world tokenizer (so the constraint bites on
+exactly one token per part)."""
+NUM_PARTS = 3
+WORDS_PER_PART = 2
+OPENER_P = 0.7
+"""The training data's share of parts that start with the designated digit (the rest: another digit,
+uniformly), so sampling at T=1 breaks the constraint where greedy decoding keeps it."""
+PART_SEPARATOR = ". "
+
+
+def constrained_instruction(place: str, opener: str) -> str:
+    """`Tell a story about the <place>. Start each part with <opener>.` (a ValueError for an unknown
+    place or an opener not in `OPENERS`)."""
+    instruction(place)
+    if opener not in OPENERS:
+        raise ValueError(f"unknown opener {opener!r}; valid: {', '.join(OPENERS)}")
+    return CSTORY_INSTRUCTION.format(place=place, opener=opener)
+
+
+def sample_constrained_stories(n: int, seed: int) -> list[tuple[str, str, str]]:
+    """`n` training outputs as `(place, opener, text)`: a uniform place and opener; three parts
+    `<digit> <word> <word>` joined by `. ` (`7 cow hen. 7 pig barn. 4 goat hay`), each digit the
+    opener with probability `OPENER_P`, else another one, the words Zipf draws with replacement as in
+    STORY; a pure function of the arguments."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    rng = random.Random(f"cstory|{seed}")
+    tables = {place: (list(probs), list(probs.values())) for place, probs in word_distribution().items()}
+    outputs = []
+    for _ in range(n):
+        place, opener = rng.choice(PLACES), rng.choice(OPENERS)
+        words, probs = tables[place]
+        parts = []
+        for _ in range(NUM_PARTS):
+            digit = opener if rng.random() < OPENER_P else rng.choice([d for d in OPENERS if d != opener])
+            parts.append(" ".join([digit, *rng.choices(words, weights=probs, k=WORDS_PER_PART)]))
+        outputs.append((place, opener, PART_SEPARATOR.join(parts)))
+    return outputs
+
+
+def parse_constrained_story(text: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """`(openers, words)` of an output, or None unless `text` (stripped) is exactly three parts of a
+    digit and two story words, joined by `. `.
+
+    >>> parse_constrained_story("7 cow hen. 7 pig barn. 4 goat hay")
+    (('7', '7', '4'), ('cow', 'hen', 'pig', 'barn', 'goat', 'hay'))
+    >>> parse_constrained_story("7 cow hen. 7 pig barn") is None
+    True
+    """
+    parts = text.strip().split(PART_SEPARATOR)
+    if len(parts) != NUM_PARTS:
+        return None
+    openers, words = [], []
+    for part in parts:
+        tokens = part.split(" ")
+        if len(tokens) != 1 + WORDS_PER_PART or tokens[0] not in OPENERS:
+            return None
+        if not all(word in _ALL_WORDS for word in tokens[1:]):
+            return None
+        openers.append(tokens[0])
+        words.extend(tokens[1:])
+    return tuple(openers), tuple(words)
+
+
+def constrained_story_score(text: str, place: str, opener: str) -> float:
+    """Half the share of parts that start with `opener`, half the distinct words over six; 0.0 unless
+    it parses and every word is one of the place's.
+
+    >>> constrained_story_score("7 cow hen. 7 pig barn. 4 goat hay", "farm", "7")
+    0.8333333333333333
+    >>> round(constrained_story_score("7 cow cow. 7 cow cow. 7 cow cow", "farm", "7"), 4)
+    0.5833
+    """
+    parsed = parse_constrained_story(text)
+    if parsed is None or not all(word in _PLACE_SETS[place] for word in parsed[1]):
+        return 0.0
+    openers, words = parsed
+    kept = sum(d == opener for d in openers) / NUM_PARTS
+    return 0.5 * kept + 0.5 * len(set(words)) / len(words)
+
+
+def constraint_kept(text: str, opener: str) -> float:
+    """The share of an output's parts that start with `opener` (0.0 when it does not parse)."""
+    parsed = parse_constrained_story(text)
+    return 0.0 if parsed is None else sum(d == opener for d in parsed[0]) / NUM_PARTS
+
+
+_OPENER_PATTERN = re.compile(r"Start each part with (\d)\.")
+
+
+def opener_of(prompt: Any) -> str | None:
+    """The designated opener of a constrained story prompt (a string or chat messages), else None."""
+    if isinstance(prompt, list):
+        users = [m.get("content") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+        prompt = users[-1] if users else None
+    match = _OPENER_PATTERN.search(prompt) if isinstance(prompt, str) else None
+    return match.group(1) if match else None
+
+
+def cstory_quality(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float | None]:
+    """TRL-signature reward: `constrained_story_score` of each completion, the place and opener read
+    from `place` / `opener` columns when present, else from the prompt; None when either is unknown.
+
+    >>> cstory_quality(["Tell a story about the sea. Start each part with 3."], ["3 fish crab. 3 reef gull. 3 fish ship"])
+    [0.9166666666666667]
+    """
+    places = columns.get("place") or [None] * len(prompts)
+    openers = columns.get("opener") or [None] * len(prompts)
+    scores: list[float | None] = []
+    for prompt, completion, place, opener in zip(prompts, completions, places, openers, strict=True):
+        place = place if place in PLACES else place_of(prompt)
+        opener = opener if opener in OPENERS else opener_of(prompt)
+        known = place is not None and opener is not None
+        scores.append(constrained_story_score(_text(completion), place, opener) if known else None)
+    return scores
+
+
+def opener_positions(pieces: Sequence[str]) -> list[bool]:
+    """For the decoded tokens of a response, which ones open a part: the first token, and every token
+    whose preceding text ends with `. ` (where the constraint bites).
+
+    >>> opener_positions(["7", " ", "c", "ow", ".", " ", "4", " "])
+    [True, False, False, False, False, False, True, False]
+    """
+    flags, text = [], ""
+    for piece in pieces:
+        flags.append(text == "" or text.endswith(PART_SEPARATOR))
+        text += piece
+    return flags
+
+
+def constrained_conversations(num: int, seed: int) -> list[dict[str, Any]]:
+    """`num` SFT conversations: a constrained instruction as user turn, a sampled output as assistant turn."""
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": constrained_instruction(place, opener)},
+                {"role": "assistant", "content": text},
+            ]
+        }
+        for place, opener, text in sample_constrained_stories(num, seed)
+    ]
+
+
+def constrained_prompts(num: int) -> list[dict[str, Any]]:
+    """`num` prompt-only records (ids `cstory-<i>`, task `cstory`, a `place` and an `opener`), the
+    places in turn and the openers in turn (9 openers x 3 places: every pair within 27 prompts)."""
+    records = []
+    for i in range(num):
+        place, opener = PLACES[i % len(PLACES)], OPENERS[(i // len(PLACES)) % len(OPENERS)]
+        records.append(
+            {
+                "id": f"cstory-{i}",
+                "prompt": [{"role": "user", "content": constrained_instruction(place, opener)}],
+                "task": CSTORY_TASK,
+                "place": place,
+                "opener": opener,
+            }
+        )
+    return records
