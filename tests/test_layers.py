@@ -32,6 +32,7 @@ LAYERS = {
     "data": 1,
     "models": 1,
     "world": 1,
+    "retrieval": 1,
     "engines": 2,
     "rewards": 3,
     "judges": 3,
