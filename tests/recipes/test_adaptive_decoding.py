@@ -183,9 +183,10 @@ def test_a_source_that_mixes_tasks_keeps_each_records_task():
     )
 
 
-def test_every_preset_keeps_the_records_tasks():
+def test_every_preset_keeps_the_records_tasks_or_gives_each_task_its_source():
     for name in RECIPE.presets:
-        assert RECIPE.preset(name).rollouts.task_from_records, name
+        cfg = RECIPE.preset(name)
+        assert cfg.rollouts.task_from_records or all(t.prompts for t in cfg.tasks), name
 
 
 def test_token_level_validation_splits_constrained_story_tokens(tiny_model_dir, tmp_path):

@@ -3,7 +3,14 @@
 import pytest
 
 from selftaught.rewards.base import completion_text, prompt_text, reward_name, trl_inputs
-from selftaught.rewards.text import exact_match_reward, length_reward, regex_reward, tags_reward
+from selftaught.rewards.registry import build_reward
+from selftaught.rewards.text import (
+    exact_match_reward,
+    length_reward,
+    ngram_novelty_reward,
+    regex_reward,
+    tags_reward,
+)
 from selftaught.rewards.world import world_answer_reward
 from selftaught.types import Completion, Prompt
 
@@ -93,3 +100,28 @@ def test_reward_name_of_functions_and_callable_objects():
             return [0.0] * len(completions)
 
     assert reward_name(world_answer_reward) == "world_answer_reward" and reward_name(Scorer()) == "Scorer"
+
+
+TWENTY = " ".join(f"w{i}" for i in range(20))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", 0.0),  # empty
+        ("hello there", 0.0),  # two words: no 3-gram
+        ("the cat sat", 1 / 1 * 3 / 20),  # one distinct 3-gram, 3 words
+        ("a b a b a b", 2 / 4 * 6 / 20),  # aba bab aba bab
+        ("The cat. the CAT, the cat!", 2 / 4 * 6 / 20),  # case and punctuation fold away
+        (TWENTY, 18 / 18 * 1.0),  # 20 distinct words: full length, no repeat
+        (TWENTY + " " + TWENTY, 20 / 38),  # the same 20 again: 18 + 2 wrap-around 3-grams distinct
+        ("go " * 22, 1 / 20),  # one 3-gram, 20 times
+        ("one two three four five six seven eight nine ten", 8 / 8 * 10 / 20),
+    ],
+)
+def test_ngram_novelty_is_distinct_over_all_3grams_scaled_by_length(text, expected):
+    assert ngram_novelty_reward(["p"], [text]) == [pytest.approx(expected)]
+    chat = [[{"role": "assistant", "content": text}]]
+    assert build_reward("ngram_novelty")(prompts=["p"], completions=chat, task=["story"]) == [
+        pytest.approx(expected)
+    ]

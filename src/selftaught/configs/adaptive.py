@@ -12,6 +12,7 @@ from selftaught.configs.train import (
     RolloutConfig,
     RunConfig,
     TaskConfig,
+    check_task_prompts,
 )
 from selftaught.types import StrEnum
 
@@ -106,3 +107,4 @@ class AdaptiveDecodingConfig(RunConfig):
             raise ValueError(
                 "tasks must name at least one task, e.g. tasks=[{name: math, reward: world_answer}]"
             )
+        check_task_prompts(self.tasks, self.rollouts)

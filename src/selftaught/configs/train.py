@@ -266,13 +266,23 @@ class TaskConfig:
     """Added to the reward per completion token: a deliberately length-biased reward (the online-RL
     paper's non-verifiable analogue, 2506.21495). Validation then logs the reward per token, the
     paper's criterion for checkpoint selection."""
+    prompts: str | None = None
+    """This task's own prompt source (any `rollouts.prompts` spec): each step takes the task's weight
+    share of `rollouts.num_prompts` from it, so datasets train jointly (a math file and a story
+    source). Set it on every task or on none (None: `rollouts.prompts` is split over the tasks);
+    `rollouts.limit`, `num_shots`, `levels` and `pool_size` apply to each source."""
+    eval_prompts: str | None = None
+    """Held-out prompts of this task (a prompt source spec, e.g. a test file or a `world:<name>:test`
+    split) that adaptive-decoding validates on: the first `eval.per_level` of each task. Set it on
+    every task or on none (None: the recipe's `eval.data`)."""
 
 
 @dataclass
 class RolloutConfig:
     prompts: str = "world:prompts"
     """Prompt source: `world:prompts`, or a TRL prompt-only file (`prompt` as text or messages; extra
-    columns such as `answer` reach the reward functions as keyword arguments), or a GSM8K file."""
+    columns such as `answer` reach the reward functions as keyword arguments), or a GSM8K file.
+    Unused when the tasks name their own sources (`tasks[i].prompts`)."""
     num_prompts: int = 32
     """Prompts per optimizer step (global, over all processes)."""
     samples_per_prompt: int = 8
@@ -294,7 +304,8 @@ class RolloutConfig:
     generation_batch_size: int = 256
     task_from_records: bool = False
     """Each prompt keeps the task its record names (one of `tasks`), instead of the tasks' weighted
-    split of every step's prompts: for sources that mix tasks (`world:lpo-prompts`)."""
+    split of every step's prompts: for sources that mix tasks (`world:lpo-prompts`). Not with
+    per-task sources (`tasks[i].prompts`), whose prompts take their task's name."""
     per_prompt_seeds: bool = False
     """Each prompt's samples from their own random stream (seed, prompt id, sample), independent of
     the other prompts of the call; forced on under torchrun, so N processes sample what 1 does."""
@@ -305,3 +316,30 @@ class RolloutConfig:
         check(self.temperature >= 0, "rollouts.temperature", ">= 0", self.temperature)
         check(0 < self.top_p <= 1, "rollouts.top_p", "in (0, 1]", self.top_p)
         check(self.limit is None or self.limit >= 1, "rollouts.limit", "None or >= 1", self.limit)
+
+
+def check_task_prompts(tasks: list[TaskConfig], rollouts: RolloutConfig) -> None:
+    """A ValueError naming the field when per-task prompt sources (`tasks[i].prompts`,
+    `tasks[i].eval_prompts`) are empty, set on some tasks only, or combined with
+    `rollouts.task_from_records`."""
+    for key in ("prompts", "eval_prompts"):
+        values = [getattr(task, key) for task in tasks]
+        for index, value in enumerate(values):
+            check(
+                value is None or bool(value.strip()),
+                f"tasks[{index}].{key}",
+                "a prompt source or None",
+                value,
+            )
+        unset = [index for index, value in enumerate(values) if value is None]
+        if unset and len(unset) < len(tasks):
+            named = next(index for index, value in enumerate(values) if value is not None)
+            raise ValueError(
+                f"tasks[{named}].{key} is set but tasks[{unset[0]}].{key} is not: give every task its own "
+                f"{key} or none (the tasks then share the recipe's source)"
+            )
+    if tasks and tasks[0].prompts is not None and rollouts.task_from_records:
+        raise ValueError(
+            "rollouts.task_from_records must be false when the tasks name their own prompts "
+            "(tasks[i].prompts): each task's prompts take the task's name"
+        )

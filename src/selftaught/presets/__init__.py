@@ -138,7 +138,7 @@ RECIPES: dict[str, Recipe] = {
             "preference optimization (LPO)",
             module="selftaught.recipes.adaptive_decoding",
             config_name="AdaptiveDecodingConfig",
-            presets=("tiny", "tiny-token", "tiny-cstory", "tiny-smoke"),
+            presets=("tiny", "tiny-token", "tiny-cstory", "gemma3-270m", "tiny-smoke"),
         ),
     ]
 }

@@ -1,11 +1,14 @@
 """adaptive-decoding presets: a temperature head over the tiny world's MATH + STORY base model
 (TINYWORLD_JUDGES_LPO §3: 16 prompts x 8 samples, Adam lr 3e-3, beta 1, 300 steps), and a token-level
-head over the variant with constrained stories."""
+head over the variant with constrained stories; and a head over Gemma 3 270M on GSM8K + story prompts."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from selftaught.configs.adaptive import AdaptiveDecodingConfig, HeadConfig, HeadLevel, LPOLoss
 from selftaught.configs.train import EvalConfig, RolloutConfig, TaskConfig
+from selftaught.data.gsm8k import STOP as GSM8K_STOP
 
 
 def tiny() -> AdaptiveDecodingConfig:
@@ -42,6 +45,52 @@ def tiny_cstory() -> AdaptiveDecodingConfig:
             TaskConfig(name="cstory", reward="cstory_quality", pair_rule="best_vs_worst"),
         ],
         eval=EvalConfig(data="world:lpo-cstory", per_level=150, every=100),
+    )
+
+
+GSM8K_DIR = Path("../shared/data/gsm8k")
+"""Where the GSM8K files are expected relative to the working directory (override `tasks[0].prompts`)."""
+
+
+def gemma3_270m() -> AdaptiveDecodingConfig:
+    """A sequence-level head (LPO (b)) over Gemma 3 270M base, frozen, on a math + stories mix with a
+    source per task: 1-shot GSM8K train questions (the first 64; reward `math_answer`) and story-title
+    prompts (`world:story-title-prompts`; reward `ngram_novelty`, distinct word 3-grams), 2 + 2
+    prompts x 4 samples of at most 48 tokens a step; validation before and after on 8 held-out
+    prompts per task (GSM8K test, test-split titles). Checks the real-model path on a CPU in minutes
+    (scale `rollouts.*`, `num_steps` and `eval.per_level` up on a GPU)."""
+    return AdaptiveDecodingConfig(
+        out_dir="runs/adaptive-decoding-gemma3-270m",
+        model="gemma-3-270m",
+        num_steps=5,
+        log_every=1,
+        checkpoint_every=2,
+        rollouts=RolloutConfig(
+            num_prompts=4,
+            samples_per_prompt=4,
+            max_new_tokens=48,
+            limit=64,
+            num_shots=1,
+            stop=list(GSM8K_STOP),
+            generation_batch_size=16,
+        ),
+        tasks=[
+            TaskConfig(
+                name="gsm8k",
+                reward="math_answer",
+                pair_rule="best_vs_worst",
+                prompts=str(GSM8K_DIR / "train.jsonl"),
+                eval_prompts=str(GSM8K_DIR / "test.jsonl"),
+            ),
+            TaskConfig(
+                name="story",
+                reward="ngram_novelty",
+                pair_rule="best_vs_worst",
+                prompts="world:story-title-prompts",
+                eval_prompts="world:story-title-prompts:test",
+            ),
+        ],
+        eval=EvalConfig(every=0, per_level=8, batch_size=16),
     )
 
 

@@ -4,7 +4,8 @@ Preference Optimization (Dhuliawala et al. 2025, papers_B §4; TINYWORLD_JUDGES_
 Algorithm:
   1. Load the base model and freeze it; build an `AdaptiveDecoder` head over its final hidden state
      (temperature grid `head.temperatures`, last layer zero so it starts uniform).
-  2. Each step: the step's prompts (`rollouts`, a pure function of (seed, step)); N samples each with
+  2. Each step: the step's prompts (`rollouts`, a pure function of (seed, step); one source that mixes
+     tasks, or each task's share from its own, `tasks[i].prompts`); N samples each with
      `HFEngine(temperature_head=head)`, the head *sampling* each sample's temperature (sequence
      level: one per sample; token level: one per token), the choices recorded in the completions
      (`generator.kind` vllm / remote, sequence level: that engine samples, at the temperatures the
@@ -17,7 +18,8 @@ Algorithm:
      (token level only: a sequence-level marginal needs the whole response's likelihood per
      temperature), or the NLL-on-chosen baseline; `losses.lpo`). With the model frozen, the joint
      loss (a) equals (b): its text log-ratio is zero.
-  5. Validate with the head's argmax temperature (`eval`): mean reward per task, the mean argmax
+  5. Validate with the head's argmax temperature (`eval.data`, or `eval.per_level` held-out prompts of
+     each task: `tasks[i].eval_prompts`): mean reward per task, the mean argmax
      temperature per task, its histogram, and (token level) its mean by quarter of the response
      (relative position) and, on constrained stories, at each part's first token and elsewhere;
      checkpoints (head + optimizer) for exact resume; the head is saved in `<out_dir>/head`, next
@@ -26,13 +28,13 @@ Algorithm:
 CPU:  selftaught adaptive-decoding                       (tiny world: MATH + STORY, LPO (b))
       selftaught adaptive-decoding loss=nll              (the baseline that drifts to high tau)
       selftaught adaptive-decoding --preset tiny-cstory  (token level, with constrained stories)
+      selftaught adaptive-decoding --preset gemma3-270m  (Gemma 3 270M: GSM8K + story titles, ~3 min)
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -63,7 +65,7 @@ from selftaught.selection.rollouts import select_pairs
 from selftaught.train import generators, loop
 from selftaught.train.online import sample_rollouts
 from selftaught.train.optim import build_optimizer, build_scheduler
-from selftaught.train.rollouts import build_pair_rule, build_rollout_source
+from selftaught.train.rollouts import build_pair_rule, build_rollout_source, build_rubric, task_eval_prompts
 from selftaught.types import Completion, Pair, Prompt
 from selftaught.world.stories import CSTORY_TASK, opener_positions
 
@@ -224,18 +226,17 @@ def validation_metrics(
 ) -> dict:
     """Argmax-temperature decoding on the eval set: mean reward per task, and the head's mean
     temperature E[tau] and argmax histogram per task (sequence level: at the last prompt token)."""
-    eval_set = load_eval_set(cfg.eval.data, per_level=cfg.eval.per_level, levels=cfg.eval.levels, seed=0)
-    source = build_rollout_source(replace(cfg.rollouts, num_prompts=1), cfg.tasks, None, seed=cfg.seed)
+    prompts = eval_prompts(cfg)
     engine = HFEngine(
         model, tokenizer, temperature_head=head, head_sample=False, batch_size=cfg.eval.batch_size
     )
     sampling = SamplingParams(max_new_tokens=cfg.rollouts.max_new_tokens, stop=cfg.rollouts.stop, seed=0)
-    completions = [cs[0] for cs in engine.generate(eval_set.prompts, sampling)]
-    rewards = source.rubric.score(eval_set.prompts, completions).values
+    completions = [cs[0] for cs in engine.generate(prompts, sampling)]
+    rewards = build_rubric(cfg.tasks).score(prompts, completions).values
     grid = head.temperatures
     metrics: dict[str, float] = {}
-    for task in sorted({p.task for p in eval_set.prompts}):
-        rows = [i for i, p in enumerate(eval_set.prompts) if p.task == task]
+    for task in sorted({p.task for p in prompts}):
+        rows = [i for i, p in enumerate(prompts) if p.task == task]
         metrics[f"val_reward_{task}"] = _mean([rewards[i] or 0.0 for i in rows])
         taus = [grid[i] for r in rows for i in completions[r].meta["tau_index"]]
         metrics[f"val_argmax_tau_{task}"] = _mean(taus)
@@ -260,6 +261,14 @@ def validation_metrics(
                 metrics[f"val_argmax_tau_{task}_other"] = _mean(split[False])
     metrics["val_reward"] = _mean([r or 0.0 for r in rewards])
     return metrics
+
+
+def eval_prompts(cfg: AdaptiveDecodingConfig) -> list[Prompt]:
+    """The validation prompts: the first `eval.per_level` held-out prompts of each task when the tasks
+    name their own (`tasks[i].eval_prompts`), else the set `eval.data` names."""
+    if cfg.tasks[0].eval_prompts is not None:
+        return task_eval_prompts(cfg.rollouts, cfg.tasks, cfg.eval.per_level)
+    return load_eval_set(cfg.eval.data, per_level=cfg.eval.per_level, levels=cfg.eval.levels, seed=0).prompts
 
 
 def _mean(values: list[float]) -> float:

@@ -164,14 +164,17 @@ def header(cfg: OnlineRLConfig) -> str:
     dpo = cfg.loss == Objective.DPO
     objective = f"dpo (beta {cfg.beta:g})" if dpo else f"grpo (kl_coef {cfg.kl_coef:g}, clip {cfg.clip:g})"
     tasks = "; ".join(
-        f"{t.name}: reward {t.reward}, weight {t.weight:g}" + (f", pair_rule {t.pair_rule}" if dpo else "")
+        f"{t.name}: reward {t.reward}, weight {t.weight:g}"
+        + (f", pair_rule {t.pair_rule}" if dpo else "")
+        + (f", prompts {t.prompts}" if t.prompts else "")
         for t in cfg.tasks
     )
     r = cfg.rollouts
+    source = r.prompts if cfg.tasks[0].prompts is None else "the tasks' own sources"
     return (
         f"online-rl: model {cfg.model}, loss {objective}, sync_every {cfg.sync_every} ({mode}), "
         f"ref_sync_every {cfg.ref_sync_every}, generator {cfg.generator.kind}; tasks [{tasks}]; "
-        f"batch {r.num_prompts} prompts of {r.prompts} x {r.samples_per_prompt} samples (T {r.temperature:g}, "
+        f"batch {r.num_prompts} prompts of {source} x {r.samples_per_prompt} samples (T {r.temperature:g}, "
         f"max {r.max_new_tokens} tokens); {cfg.num_steps} steps, lr {cfg.optim.lr:g}; "
         f"eval {cfg.eval.data} every {cfg.eval.every} steps"
     )

@@ -6,6 +6,7 @@
     keywords_quality                                                 the tiny world's graded keywords task
     story_quality                                                    the tiny world's STORY task (adaptive decoding)
     cstory_quality                                                   its constrained variant CSTORY (a digit opens each part)
+    ngram_novelty                                                    distinct word 3-grams of open-ended text, short ones scaled down
     package.module:function                                          a user's function (TRL signature)
     reward_model:<dir>                                               a sequence-classification reward model
     judge:<template>@<n>                                             an LLM judge (`judge_model` + template)
@@ -26,7 +27,7 @@ from typing import Any
 from selftaught.rewards.base import RewardFn
 from selftaught.rewards.choice import choice_reward
 from selftaught.rewards.math import math_answer_reward
-from selftaught.rewards.text import exact_match_reward, num_tokens_reward
+from selftaught.rewards.text import exact_match_reward, ngram_novelty_reward, num_tokens_reward
 from selftaught.rewards.world import world_answer_reward
 from selftaught.world.keywords import keywords_quality
 from selftaught.world.persona import persona_json_valid, persona_valid
@@ -43,6 +44,7 @@ REWARDS: dict[str, RewardFn] = {
     "keywords_quality": keywords_quality,
     "story_quality": story_quality,
     "cstory_quality": cstory_quality,
+    "ngram_novelty": ngram_novelty_reward,
 }
 """Built-in rewards by name."""
 REWARD_MODEL_PREFIX = "reward_model:"

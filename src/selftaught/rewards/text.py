@@ -1,4 +1,5 @@
-"""Text rewards: exact match against a reference, and format checks (regex, required tags, length).
+"""Text rewards: exact match against a reference, format checks (regex, required tags, length), and
+the n-gram novelty of open-ended text (the share of distinct word 3-grams: repetition scores low).
 
 Exact match is a plain function; the format checks are factories that return a reward function, named
 after the check (`name=` overrides it, for two checks of one kind in one `Rubric` task). A format
@@ -130,3 +131,29 @@ def num_tokens_reward(
     """
     check_column("completion_ids", completion_ids, len(completions), "num_tokens_reward")
     return [float(len(ids)) for ids in completion_ids]
+
+
+NOVELTY_FULL_WORDS = 20
+"""`ngram_novelty_reward`: completions shorter than this many words are scaled down linearly."""
+
+
+def ngram_novelty_reward(
+    prompts: list[TextOrChat], completions: list[TextOrChat], **columns: Any
+) -> list[float | None]:
+    """Distinct word 3-grams / all word 3-grams of each completion (words: runs of letters and digits,
+    case-folded), times min(1, words / 20) so that short outputs cannot game it; 0.0 with fewer than
+    three words. 1 - the first factor is the share of repeated 3-grams (Adaptive Decoding's
+    repetition measure, 2411.09661).
+
+    >>> ngram_novelty_reward(["q"] * 3, ["", "the cat sat", "a b a b a b"])
+    [0.0, 0.15, 0.15]
+    """
+    return [_ngram_novelty(completion_text(c)) for c in completions]
+
+
+def _ngram_novelty(text: str) -> float:
+    words = re.findall(r"\w+", text.casefold())
+    grams = list(zip(words, words[1:], words[2:], strict=False))
+    if not grams:
+        return 0.0
+    return len(set(grams)) / len(grams) * min(1.0, len(words) / NOVELTY_FULL_WORDS)

@@ -7,8 +7,9 @@ LPO next): which prompts a step samples, with which settings, and how the sample
     offline_rollouts(source, engine, seed_model, stage_dir, num_steps=..., generator=...)  # s = 0
 
 The prompts of step k are a pure function of (seed, k) (`data.prompt_source`), split over the tasks
-by weight and then over data-parallel ranks; each task names its reward (`rewards.registry`), and an
-optional group scorer sees every group of a burst after the per-sample rubric.
+by weight (from one shared source, or each task's share from its own, `TaskConfig.prompts`) and then
+over data-parallel ranks; each task names its reward (`rewards.registry`), and an optional group
+scorer sees every group of a burst after the per-sample rubric.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from selftaught import dist
 from selftaught.config import to_dict
 from selftaught.configs.train import RolloutConfig as RolloutConfig
 from selftaught.configs.train import TaskConfig as TaskConfig
+from selftaught.configs.train import check_task_prompts
+from selftaught.data.catalog import load_records
+from selftaught.data.formats import prompts_from_records
 from selftaught.data.prompt_source import PromptSource, load_prompt_source
 from selftaught.data.shards import compute_fingerprint, run_stage, write_dataset_card
 from selftaught.data.sources import write_jsonl
@@ -88,17 +92,29 @@ def _greedy_generate(model: str | None, max_new_tokens: int) -> Any:
 class RolloutSource:
     """Everything a step's rollouts depend on but the generator's weights."""
 
-    prompts: PromptSource
+    prompts: PromptSource | None
+    """The shared source (None when every task has its own: `task_sources`)."""
     tasks: list[TaskConfig]
     settings: RolloutConfig
     rubric: Rubric
     scorer: GroupScorer | None
     seed: int
+    task_sources: list[PromptSource] | None = None
+    """Each task's own source (`TaskConfig.prompts`), drawing its weight share of every step."""
 
     def step_prompts(self, step: int) -> list[Prompt]:
         """This rank's prompts of optimizer step `step`, each with its task: split over `tasks` by
         weight, or, with `rollouts.task_from_records`, the task its record names (a source that mixes
-        tasks, e.g. `world:lpo-prompts`)."""
+        tasks, e.g. `world:lpo-prompts`), or, with per-task sources, each task's share from its own
+        source (tasks in order)."""
+        if self.task_sources is not None:
+            tasked = [
+                replace(prompt, task=task.name)
+                for task, source in zip(self.tasks, self.task_sources, strict=True)
+                for prompt in source.at(step)
+            ]
+            return tasked[dist.rank() :: dist.world_size()]
+        assert self.prompts is not None
         batch = self.prompts.at(step)
         if self.settings.task_from_records:
             known = {task.name for task in self.tasks}
@@ -109,9 +125,7 @@ class RolloutSource:
                         f"{sorted(known)} (rollouts.task_from_records is on)"
                     )
             return batch[dist.rank() :: dist.world_size()]
-        total = sum(task.weight for task in self.tasks)
-        counts = [int(len(batch) * task.weight / total) for task in self.tasks]
-        counts[0] += len(batch) - sum(counts)
+        counts = task_counts(self.tasks, len(batch))
         names = [task.name for task, count in zip(self.tasks, counts, strict=True) for _ in range(count)]
         tasked = [replace(prompt, task=name) for prompt, name in zip(batch, names, strict=True)]
         return tasked[dist.rank() :: dist.world_size()]
@@ -132,21 +146,57 @@ class RolloutSource:
         return sample_rollouts(engine, self.rubric, batch, sampling, group_scorer=self.scorer)
 
 
+def task_counts(tasks: list[TaskConfig], num_prompts: int) -> list[int]:
+    """Each task's share of `num_prompts` by weight (rounded down; the first task takes the rest)."""
+    total = sum(task.weight for task in tasks)
+    counts = [int(num_prompts * task.weight / total) for task in tasks]
+    counts[0] += num_prompts - sum(counts)
+    return counts
+
+
 def build_rollout_source(
     settings: RolloutConfig, tasks: list[TaskConfig], group_scorer: str | None, *, seed: int
 ) -> RolloutSource:
-    """The prompts, rubric and group scorer of an online run (bad names fail here, before any work)."""
-    prompts = load_prompt_source(
-        settings.prompts,
-        per_step=settings.num_prompts,
+    """The prompts, rubric and group scorer of an online run (bad names fail here, before any work):
+    one shared prompt source, or each task's own (`TaskConfig.prompts`) drawing its weight share."""
+    check_task_prompts(tasks, settings)
+    prompts, sources = None, None
+    if tasks and tasks[0].prompts is not None:
+        counts = task_counts(tasks, settings.num_prompts)
+        sources = [
+            _load_source(str(task.prompts), settings, count, seed)
+            for task, count in zip(tasks, counts, strict=True)
+        ]
+    else:
+        prompts = _load_source(settings.prompts, settings, settings.num_prompts, seed)
+    scorer = load_callable(group_scorer, "group_scorer") if group_scorer else None
+    return RolloutSource(prompts, tasks, settings, build_rubric(tasks), scorer, seed, task_sources=sources)
+
+
+def _load_source(spec: str, settings: RolloutConfig, per_step: int, seed: int) -> PromptSource:
+    """The prompt source `spec` with the options of `settings`, `per_step` prompts a step."""
+    return load_prompt_source(
+        spec,
+        per_step=per_step,
         seed=seed,
         pool_size=settings.pool_size,
         levels=settings.levels,
         num_shots=settings.num_shots,
         limit=settings.limit,
     )
-    scorer = load_callable(group_scorer, "group_scorer") if group_scorer else None
-    return RolloutSource(prompts, tasks, settings, build_rubric(tasks), scorer, seed)
+
+
+def task_eval_prompts(settings: RolloutConfig, tasks: list[TaskConfig], per_task: int) -> list[Prompt]:
+    """The first `per_task` prompts of each task's held-out source (`TaskConfig.eval_prompts`, read
+    with the options of `settings` as the training prompts are), labelled with the task."""
+    check_task_prompts(tasks, settings)
+    prompts = []
+    for task in tasks:
+        spec = str(task.eval_prompts)
+        records = load_records(spec, limit=per_task, num=per_task, levels=settings.levels, seed=0)
+        batch = prompts_from_records(records, spec, num_shots=settings.num_shots)
+        prompts += [replace(prompt, task=task.name) for prompt in batch]
+    return prompts
 
 
 def build_rubric(tasks: list[TaskConfig]) -> Rubric:
@@ -199,7 +249,7 @@ def offline_rollouts(
             "weights": weights_fingerprint(seed_model),
             "seed": source.seed,
             "rollouts": _fingerprint_settings(data),
-            "tasks": [to_dict(t) for t in source.tasks],
+            "tasks": [_fingerprint_task(t) for t in source.tasks],
             "num_steps": num_steps,
         }
     )
@@ -233,6 +283,16 @@ def _fingerprint_settings(data: RolloutConfig) -> dict[str, Any]:
     }
     for key, default in new.items():
         if settings[key] == default:
+            del settings[key]
+    return settings
+
+
+def _fingerprint_task(task: TaskConfig) -> dict[str, Any]:
+    """A task as the offline stage's fingerprint holds it: its per-task sources enter only when set,
+    so a stage written before they existed is still reused."""
+    settings = to_dict(task)
+    for key in ("prompts", "eval_prompts"):
+        if settings[key] is None:
             del settings[key]
     return settings
 

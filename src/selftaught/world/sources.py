@@ -25,6 +25,9 @@
                             parts `<digit> <word> <word>`, 70% keeping the digit; `world.stories`)
     world:lpo-cstory-prompts  MATH, STORY and CSTORY prompts in turn (CSTORY: ids `cstory-<i>`, task
                             `cstory`, `place` and `opener` columns; reward `cstory_quality`)
+    world:story-title-prompts  raw-text story prompts for real models (`Write a short story titled
+                            "The <adjective> <noun>".`; ids `title-<i>`, task `story`, a `title`
+                            column; reward `ngram_novelty`; `world.titles`: 192/32/32 titles by split)
 
 `<split>` is `train` (default), `valid` or `test`. Each builder takes the keyword options it
 documents; `world_records` passes each builder the options it accepts, so a recipe hands over its
@@ -51,6 +54,7 @@ from selftaught.world.stories import (
     story_conversations,
     story_prompts,
 )
+from selftaught.world.titles import story_title_prompts
 
 PREFIX = "world:"
 
@@ -269,6 +273,11 @@ def lpo_cstory_prompt_records(
     return records + maths[num_story:]
 
 
+def story_title_prompt_records(*, split: str = "train", num: int = 512) -> list[dict[str, Any]]:
+    """`num` raw-text story prompts cycling over the titles of `split` (`world.titles.story_title_prompts`)."""
+    return story_title_prompts(num, split)
+
+
 WORLD_SOURCES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "sft": sft_records,
     "prompts": prompt_records,
@@ -283,6 +292,7 @@ WORLD_SOURCES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "lpo-prompts": lpo_prompt_records,
     "lpo-cstory-sft": lpo_cstory_sft_records,
     "lpo-cstory-prompts": lpo_cstory_prompt_records,
+    "story-title-prompts": story_title_prompt_records,
 }
 
 
