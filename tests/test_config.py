@@ -213,3 +213,25 @@ def test_inherited_fields_and_docs(tmp_path):
     )
     with pytest.raises(ValueError, match="did you mean 'out_dir'"):
         apply_overrides(ChildCfg(), ["outdir=x"])
+
+
+def test_fields_shown_when_set_leave_config_dicts_only_while_at_their_default():
+    """`SHOWN_WHEN_SET` (fields added after runs were cached): out of `to_dict` at their default, so
+    those runs keep their fingerprints and resume checks; set ones are written, read and overridden."""
+
+    @dataclass
+    class Late:
+        SHOWN_WHEN_SET = ("extra", "items")
+        name: str = "a"
+        extra: str | None = None
+        items: list[int] = field(default_factory=list)
+
+    @dataclass
+    class Outer:
+        parts: list[Late] = field(default_factory=lambda: [Late()])
+
+    assert to_dict(Outer()) == {"parts": [{"name": "a"}]}
+    changed = apply_overrides(Outer(), ["parts[0].extra=x", "parts[1].items=[1]"])
+    assert changed == Outer([Late(extra="x"), Late(items=[1])])
+    assert to_dict(changed) == {"parts": [{"name": "a", "extra": "x"}, {"name": "a", "items": [1]}]}
+    assert from_dict(Outer, to_dict(changed)) == changed

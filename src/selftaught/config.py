@@ -11,7 +11,10 @@ field's type, and a wrong key or type is an error that names the key:
 A list item is addressed by its index (`tasks[0].reward=math_answer`, `levels[0]=4`); in a list of
 configs, the index one past the end appends an item with its defaults (`tasks[1].name=gsm8k` adds a
 second task), so no list needs inline YAML. A renamed key keeps working for a while: a config class
-lists it in `DEPRECATED_KEYS` (old name -> new name) and using it prints a one-line warning. A field typed with a
+lists it in `DEPRECATED_KEYS` (old name -> new name) and using it prints a one-line warning. A field
+added after runs were cached (and keyed by their config: `run_once` fingerprints, resume checks) is
+listed in its class's `SHOWN_WHEN_SET`: `to_dict` (config.yaml, --print-config) leaves it out while it
+holds its default, so those runs keep their keys. A field typed with a
 `StrEnum` takes the member's value string (`loss_type=ipo`) and holds the member; YAML holds the
 string. Configs may inherit from one another: inherited fields and their docstrings work the same.
 """
@@ -19,6 +22,7 @@ string. Configs may inherit from one another: inherited fields and their docstri
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 import difflib
 import inspect
@@ -45,8 +49,31 @@ def check(ok: bool, key: str, must: str, value: Any) -> None:
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """The config as plain Python values (nested dicts), ready for YAML or JSON."""
-    return _plain(dataclasses.asdict(cfg))
+    """The config as plain Python values (nested dicts), ready for YAML or JSON. A field that its class
+    lists in `SHOWN_WHEN_SET` is left out while it holds its default (see the module doc)."""
+    return _plain(_as_dict(cfg))
+
+
+def _as_dict(value: Any) -> Any:
+    """`dataclasses.asdict`, leaving out the `SHOWN_WHEN_SET` fields that hold their defaults."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        hidden = getattr(type(value), "SHOWN_WHEN_SET", ())
+        return {
+            f.name: _as_dict(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not (f.name in hidden and getattr(value, f.name) == _field_default(f))
+        }
+    if isinstance(value, (list, tuple)):
+        return [_as_dict(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_dict(v) for k, v in value.items()}
+    return copy.deepcopy(value)
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def from_dict(cls: type[C], data: dict[str, Any], *, where: str = "") -> C:

@@ -3,20 +3,16 @@
 a pure function of (seed, step), split over data-parallel ranks; the config errors of the mix."""
 
 import json
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
+import yaml
 
 from selftaught import dist
+from selftaught.config import dump_yaml, from_dict, to_dict
 from selftaught.configs.adaptive import AdaptiveDecodingConfig
 from selftaught.configs.recipes import OnlineRLConfig
-from selftaught.train.rollouts import (
-    RolloutConfig,
-    TaskConfig,
-    _fingerprint_task,
-    build_rollout_source,
-    task_eval_prompts,
-)
+from selftaught.train.rollouts import RolloutConfig, TaskConfig, build_rollout_source, task_eval_prompts
 
 SHARED_TASKS = [TaskConfig(name="arith", weight=2.0), TaskConfig(name="other", reward="exact_match")]
 SHARED = RolloutConfig(prompts="world:prompts", num_prompts=5, pool_size=64)
@@ -154,10 +150,16 @@ def test_bad_per_task_sources_are_config_errors(tmp_path, change, message):
         AdaptiveDecodingConfig(tasks=tasks, rollouts=rollouts)
 
 
-def test_unset_per_task_sources_stay_out_of_the_offline_stage_fingerprint(tmp_path):
-    plain = _fingerprint_task(TaskConfig(name="arith"))
-    assert "prompts" not in plain and "eval_prompts" not in plain
-    assert _fingerprint_task(own_tasks(tmp_path)[1])["prompts"] == "world:story-title-prompts"
+def test_unset_per_task_sources_stay_out_of_config_dicts_so_cached_runs_keep_their_keys(tmp_path):
+    """A task without its own sources has the dict (config.yaml, run fingerprints, resume checks) that
+    tasks had before the fields existed; set ones are written and read back."""
+    older = {f.name for f in fields(TaskConfig)} - {"prompts", "eval_prompts"}
+    assert set(to_dict(TaskConfig())) == older
+    assert [set(t) for t in to_dict(OnlineRLConfig())["tasks"]] == [older]
+    task = to_dict(own_tasks(tmp_path)[1])
+    assert task["prompts"] == "world:story-title-prompts" and "eval_prompts" not in task
+    mixed = OnlineRLConfig(tasks=own_tasks(tmp_path), rollouts=RolloutConfig(num_prompts=4))
+    assert from_dict(OnlineRLConfig, yaml.safe_load(dump_yaml(mixed))) == mixed  # round trip
 
 
 def test_the_online_rl_header_names_each_tasks_source(tmp_path):

@@ -244,6 +244,9 @@ class Objective(StrEnum):
 class TaskConfig:
     """One task of the prompt mix: a share of each step's prompts, and the reward that scores them."""
 
+    SHOWN_WHEN_SET = ("prompts", "eval_prompts")
+    """Fields added after runs were cached: in config.yaml only when set (`selftaught.config`)."""
+
     name: str = "arith"
     """The task's name (prompts carry it; rewards route by it). Overrides address a task by index:
     `tasks[0].reward=math_answer` changes the first, `tasks[1].name=gsm8k` (the next index) adds one."""

@@ -249,7 +249,7 @@ def offline_rollouts(
             "weights": weights_fingerprint(seed_model),
             "seed": source.seed,
             "rollouts": _fingerprint_settings(data),
-            "tasks": [_fingerprint_task(t) for t in source.tasks],
+            "tasks": [to_dict(t) for t in source.tasks],
             "num_steps": num_steps,
         }
     )
@@ -283,16 +283,6 @@ def _fingerprint_settings(data: RolloutConfig) -> dict[str, Any]:
     }
     for key, default in new.items():
         if settings[key] == default:
-            del settings[key]
-    return settings
-
-
-def _fingerprint_task(task: TaskConfig) -> dict[str, Any]:
-    """A task as the offline stage's fingerprint holds it: its per-task sources enter only when set,
-    so a stage written before they existed is still reused."""
-    settings = to_dict(task)
-    for key in ("prompts", "eval_prompts"):
-        if settings[key] is None:
             del settings[key]
     return settings
 
