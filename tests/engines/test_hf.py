@@ -416,3 +416,22 @@ def test_a_sampling_head_records_its_per_token_choices_and_is_seeded(model, toke
     assert len({i for t in traces for i in t}) == 6  # a uniform head visits every temperature
     argmax = HFEngine(model, tokenizer, temperature_head=head, head_sample=False).generate(prompts, sampling)
     assert {i for c in flat(argmax) for i in c.meta["tau_index"]} == {0}  # ties: the lowest temperature
+
+
+def test_a_sampling_head_draws_anew_in_every_micro_batch(model, tokenizer):
+    """The head's stream runs across the micro-batches of one call: two batches of the same prompt
+    do not repeat the first batch's temperatures (each batch once reseeded the head's generator)."""
+    from selftaught.models.adaptive import AdaptiveDecoder
+
+    head = AdaptiveDecoder(model.config.hidden_size)  # sequence level, uniform over 6 temperatures
+    same = [Prompt(f"p{i}", [{"role": "user", "content": "12+7"}]) for i in range(16)]
+    engine = HFEngine(model, tokenizer, temperature_head=head, batch_size=8)
+    taus = [
+        cs[0].meta["tau_index"][0] for cs in engine.generate(same, SamplingParams(max_new_tokens=2, seed=1))
+    ]
+    assert taus[:8] != taus[8:]
+    one_batch = HFEngine(model, tokenizer, temperature_head=head, batch_size=16)
+    assert taus == [
+        cs[0].meta["tau_index"][0]
+        for cs in one_batch.generate(same, SamplingParams(max_new_tokens=2, seed=1))
+    ]

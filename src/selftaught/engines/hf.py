@@ -147,6 +147,11 @@ class HFEngine:
         )
         batches = [rows[start : start + self.batch_size] for start in range(0, len(rows), self.batch_size)]
         generator = torch.Generator(device=self.model.device).manual_seed(sampling.seed)
+        head_generator = None  # one stream for the call, so micro-batches do not repeat the head's draws
+        if self.temperature_head is not None:
+            head_generator = torch.Generator(device=self.model.device).manual_seed(
+                sampling.seed + HEAD_SEED_OFFSET
+            )
         results: list[list[Completion]] = [[] for _ in prompt_ids]
         was_training = self.model.training
         self.model.eval()
@@ -168,6 +173,7 @@ class HFEngine:
                             keys,
                             rows_cancelled,
                             row_listener,
+                            head_generator,
                         )
                     for (i, j), completion in zip(batch, completions, strict=True):
                         completion.meta = {"sample_index": j, "seed": sampling.seed, **completion.meta}
@@ -255,6 +261,7 @@ class HFEngine:
         keys: list[int] | None = None,
         rows_cancelled: Callable[[], torch.Tensor] | None = None,
         on_row_token: Callable[[int, int, float, list[list[Any]] | None], None] | None = None,
+        head_generator: torch.Generator | None = None,
     ) -> list[Completion]:
         """Decode one micro-batch: one row per (prompt, sample), prompts possibly repeated.
 
@@ -298,9 +305,7 @@ class HFEngine:
         if self.temperature_head is not None:
             state.tau_index = torch.zeros(len(prompt_ids), max_new_tokens, dtype=torch.long, device=device)
             state.hidden = output.hidden_states[-1][:, -1][row_to_unique]  # [B, d], the last prompt token
-            state.head_generator = torch.Generator(device=device).manual_seed(
-                sampling.seed + HEAD_SEED_OFFSET
-            )
+            state.head_generator = head_generator
         if sampling.top_logprobs:
             k = min(sampling.top_logprobs, logits.shape[-1])
             state.top_ids = torch.zeros(len(prompt_ids), max_new_tokens, k, dtype=torch.long, device=device)
