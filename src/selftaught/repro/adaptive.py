@@ -119,7 +119,7 @@ def decode_rewards(
             groups.setdefault(f"q{4 * position // len(used) + 1}", []).append(tau)
         if task in CONSTRAINED_POSITIONS:
             name, flags_of = CONSTRAINED_POSITIONS[task]
-            flags = flags_of([tokenizer.decode([t]) for t in completion.token_ids])
+            flags = flags_of([str(tokenizer.decode([t])) for t in completion.token_ids])
             for flag, tau in zip(flags, used, strict=False):
                 groups.setdefault(name if flag else "other", []).append(tau)
     return rewards, taus, positions

@@ -344,8 +344,10 @@ def cstory_quality(prompts: list[Any], completions: list[Any], **columns: Any) -
     for prompt, completion, place, opener in zip(prompts, completions, places, openers, strict=True):
         place = place if place in PLACES else place_of(prompt)
         opener = opener if opener in OPENERS else opener_of(prompt)
-        known = place is not None and opener is not None
-        scores.append(constrained_story_score(_text(completion), place, opener) if known else None)
+        if place is None or opener is None:
+            scores.append(None)
+        else:
+            scores.append(constrained_story_score(_text(completion), place, opener))
     return scores
 
 
