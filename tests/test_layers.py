@@ -48,6 +48,7 @@ LAYERS = {
     "presets": 7,
     "report": 7,
     "repro": 7,
+    "flows": 7,
     "demo": 7,
 }
 

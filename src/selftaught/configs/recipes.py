@@ -33,6 +33,9 @@ class PretrainTask(StrEnum):
     """DivPO's graded keywords task (`world.keywords`); a fixed number of steps (`tiny-world-keywords`)."""
     LPO = "lpo"
     """Adaptive decoding's base: MATH (clean CoT) + STORY (`world.stories`); fixed steps (`tiny-world-lpo`)."""
+    FACTS = "facts"
+    """The RAG world's base: closed-book, passage and refuse-rule QA on a knowledge base (`world.facts`;
+    `tiny-world-facts`); fixed steps."""
     LPO_CSTORY = "lpo-cstory"
     """The token-level base: MATH + STORY + CSTORY, a third each; fixed steps (`tiny-world-lpo-cstory`)."""
 
@@ -421,3 +424,90 @@ def lpo_cstory_student_config() -> WorldPretrainConfig:
         num_steps=3000,
         optim_steps=3600,
     )
+
+
+def facts_student_config() -> WorldPretrainConfig:
+    """The RAG self-demos' base model (`tiny-world-facts`, preset `tiny-facts`): the xs Llama trained
+    on `world:facts-sft` (30% closed-book QA on the known facts, the rest QA over four passages with
+    and without the refuse rule, half about unknown facts), batches of 64 at lr 3e-3, 4000 steps of
+    a 4000-step cosine; validation and summary label greedy answers to the test questions (correct /
+    incorrect / refuse by cell) in the three prompt modes."""
+    return WorldPretrainConfig(
+        out_dir="runs/world-pretrain-facts",
+        task=PretrainTask.FACTS,
+        num_steps=4000,
+        optim_steps=4000,
+        eval=EvalConfig(every=1000, per_level=100, batch_size=512),
+    )
+
+
+RAG_ARMS = ("ra-it", "sd-sft", "sd-dpo")
+"""What the flow trains from the base model: the RA-IT baseline (SFT on gold answers with passages),
+self-demo SFT (on the tournament winners) and self-demo DPO (winner vs losers)."""
+
+
+@dataclass
+class RagSelfDemosConfig(RunConfig):
+    out_dir: str = "runs/rag-self-demos"
+    model: str = "tiny-world-facts"
+    """The base ("instruct") model: it writes the candidates, and every arm starts from it."""
+    train_data: str = "world:facts-qa:train"
+    """RA-DIT records (`question`, `answer`, `retrieved_support`): the questions the demos answer."""
+    eval_data: str = "world:facts-qa:test"
+    """RA-DIT records to evaluate on, with and without their passages; `known` / `present` labels
+    (the world's) slice the results."""
+    limit: int | None = None
+    """Only the first N training questions."""
+    eval_limit: int | None = None
+    ndocs: int = 4
+    """Passages in the prompt (the paper's 4)."""
+    samples_per_strategy: int = 3
+    """Candidates per strategy (no passages, passages, passages + refuse rule): 9 per question."""
+    temperature: float = 1.0
+    max_new_tokens: int = 12
+    judge: str = "world"
+    """The gold-aware tournament judge: `world`, the tiny world's programmatic one (a correct answer,
+    then a refusal, then anything else). LLM judges over a template come with the real-model preset."""
+    bracket_size: int = 3
+    ra_it_style: str = "The answer is {answer}, as the records show."
+    """The RA-IT baseline's gold targets (`{answer}`): a style the base model never writes, the
+    paper's out-of-distribution gold answers."""
+    arms: list[str] = field(default_factory=lambda: list(RAG_ARMS))
+    sft: SFTConfig = field(
+        default_factory=lambda: SFTConfig(
+            num_steps=150,
+            batch_size=32,
+            log_every=25,
+            checkpoint_every=50,
+            optim=OptimConfig(lr=1e-3, schedule="cosine", warmup_steps=5, min_lr_ratio=0.1),
+            eval=EvalConfig(every=-1),
+        )
+    )
+    """The SFT runs (RA-IT and self-demo SFT); `model`, `data.source` and `out_dir` are set by the flow."""
+    dpo: DPOConfig = field(
+        default_factory=lambda: DPOConfig(
+            num_steps=150,
+            batch_size=32,
+            beta=0.1,
+            nll_scale=0.0,
+            log_every=25,
+            checkpoint_every=50,
+            optim=OptimConfig(lr=3e-4, schedule="constant"),
+            eval=EvalConfig(every=-1),
+        )
+    )
+    """The self-demo DPO run (beta 0.1, no NLL term, as the paper); the flow sets the rest."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_limit(self.limit, "limit")
+        check_limit(self.eval_limit, "eval_limit")
+        check(self.ndocs >= 1, "ndocs", ">= 1", self.ndocs)
+        check(self.samples_per_strategy >= 1, "samples_per_strategy", ">= 1", self.samples_per_strategy)
+        check(self.bracket_size >= 2, "bracket_size", ">= 2", self.bracket_size)
+        check(self.judge == "world", "judge", "world (the programmatic gold-aware judge)", self.judge)
+        check(
+            "{answer}" in self.ra_it_style, "ra_it_style", "a text with an {answer} field", self.ra_it_style
+        )
+        unknown = sorted(set(self.arms) - set(RAG_ARMS))
+        check(not unknown, "arms", f"a subset of {list(RAG_ARMS)}", self.arms)

@@ -70,7 +70,15 @@ RECIPES: dict[str, Recipe] = {
             summary="train the tiny-world base student from scratch (buggy teacher, accuracy-based stop)",
             module="selftaught.recipes.world_pretrain",
             config_name="WorldPretrainConfig",
-            presets=("tiny", "tiny-smoke", "tiny-persona", "tiny-keywords", "tiny-lpo", "tiny-lpo-cstory"),
+            presets=(
+                "tiny",
+                "tiny-smoke",
+                "tiny-persona",
+                "tiny-keywords",
+                "tiny-lpo",
+                "tiny-lpo-cstory",
+                "tiny-facts",
+            ),
         ),
         Recipe(
             name="sft",
@@ -139,6 +147,14 @@ RECIPES: dict[str, Recipe] = {
             module="selftaught.recipes.adaptive_decoding",
             config_name="AdaptiveDecodingConfig",
             presets=("tiny", "tiny-token", "tiny-cstory", "gemma3-270m", "tiny-smoke"),
+        ),
+        Recipe(
+            name="rag-self-demos",
+            summary="RAG post-training on the model's own best answers (candidates with / without "
+            "passages / refusing, a gold-aware tournament, SFT and DPO) against RA-IT",
+            module="selftaught.flows.rag_self_demos",
+            config_name="RagSelfDemosConfig",
+            presets=("tiny", "tiny-smoke"),
         ),
     ]
 }

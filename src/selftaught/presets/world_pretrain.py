@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from selftaught.configs.recipes import (
     WorldPretrainConfig,
+    facts_student_config,
     keywords_student_config,
     lpo_cstory_student_config,
     lpo_student_config,
@@ -59,3 +60,10 @@ def tiny_smoke() -> WorldPretrainConfig:
         test_per_level=10,
         log_every=5,
     )
+
+
+def tiny_facts() -> WorldPretrainConfig:
+    """The RAG self-demos' base model (the `tiny-world-facts` alias): s Llama, 4000 steps of SFT on
+    closed-book, passage and refuse-rule QA over the knowledge base; reports correct / incorrect /
+    refuse by cell on the test questions in each prompt mode."""
+    return facts_student_config()

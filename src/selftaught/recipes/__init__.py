@@ -17,6 +17,7 @@ TINY_WORLD_PERSONA = "tiny-world-persona"
 TINY_WORLD_KEYWORDS = "tiny-world-keywords"
 TINY_WORLD_LPO = "tiny-world-lpo"
 TINY_WORLD_LPO_CSTORY = "tiny-world-lpo-cstory"
+TINY_WORLD_FACTS = "tiny-world-facts"
 
 
 def _tiny_world_student() -> Path:
@@ -87,4 +88,19 @@ register_model_alias(
     "arithmetic, six-word stories and constrained stories (a designated digit opens each part; "
     "`selftaught world pretrain --preset tiny-lpo-cstory`) on first use, then cached",
     _tiny_world_lpo_cstory_student,
+)
+
+
+def _tiny_world_facts_student() -> Path:
+    from selftaught.recipes.world_pretrain import pretrained_facts_student
+
+    return pretrained_facts_student()
+
+
+register_model_alias(
+    TINY_WORLD_FACTS,
+    "the RAG self-demos' base model: an s Llama trained on closed-book QA over 60% of a knowledge base "
+    "and QA over passages, with and without a refuse rule (`selftaught world pretrain --preset "
+    "tiny-facts`) on first use, then cached",
+    _tiny_world_facts_student,
 )

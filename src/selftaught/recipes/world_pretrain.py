@@ -58,6 +58,7 @@ import torch
 from selftaught.config import to_dict
 from selftaught.configs.recipes import PretrainTask as PretrainTask
 from selftaught.configs.recipes import WorldPretrainConfig as WorldPretrainConfig
+from selftaught.configs.recipes import facts_student_config as facts_student_config
 from selftaught.configs.recipes import keywords_student_config as keywords_student_config
 from selftaught.configs.recipes import lpo_cstory_student_config as lpo_cstory_student_config
 from selftaught.configs.recipes import lpo_student_config as lpo_student_config
@@ -66,6 +67,7 @@ from selftaught.data.chat import render_conversation
 from selftaught.data.shards import compute_fingerprint, run_once
 from selftaught.engines.base import SamplingParams
 from selftaught.engines.hf import HFEngine
+from selftaught.evals.rag import format_cells, label_rates
 from selftaught.evals.sets import SWEEP_TEMPERATURES, format_sweep, temperature_sweep
 from selftaught.models.io import cache_dir
 from selftaught.models.tiny import build_tiny_llama
@@ -75,9 +77,12 @@ from selftaught.train.evaluation import evaluate_policy
 from selftaught.train.optim import build_optimizer, build_scheduler
 from selftaught.train.supervised import train_supervised
 from selftaught.types import Prompt
+from selftaught.world.facts import label, user_turn
+from selftaught.world.facts import questions as facts_questions
 from selftaught.world.keywords import keywords_prompts, keywords_stats, largest_pool
 from selftaught.world.persona import INSTRUCTION, TASK, persona_stats
 from selftaught.world.sources import (
+    facts_sft_records,
     keywords_sft_records,
     lpo_cstory_sft_records,
     lpo_sft_records,
@@ -138,6 +143,8 @@ def training_records(cfg: WorldPretrainConfig) -> list[dict[str, Any]]:
         return lpo_sft_records(num=cfg.num_examples, seed=cfg.seed)
     if cfg.task == PretrainTask.LPO_CSTORY:
         return lpo_cstory_sft_records(num=cfg.num_examples, seed=cfg.seed)
+    if cfg.task == PretrainTask.FACTS:
+        return facts_sft_records(num=cfg.num_examples, seed=cfg.seed)
     if cfg.task == PretrainTask.PERSONA:
         return persona_sft_records(num=cfg.num_examples, seed=cfg.seed)
     if cfg.task == PretrainTask.KEYWORDS:
@@ -165,6 +172,8 @@ def summary_line(summary: dict[str, Any]) -> str:
             f"{summary['unique_1grams']:.1f} unique words per pool of {summary['pool_size']}) after "
             f"{summary['steps']} steps"
         )
+    if summary.get("task") == PretrainTask.FACTS:
+        return "answers to the test questions by mode:\n" + format_cells(summary["rates"])
     if summary.get("task") in (PretrainTask.LPO, PretrainTask.LPO_CSTORY):
         return f"fixed-temperature sweep after {summary['steps']} steps:\n{format_sweep(summary['sweep'])}"
     return (
@@ -320,12 +329,57 @@ def lpo_summary(model: Any, tokenizer: Any, cfg: WorldPretrainConfig, steps: int
     }
 
 
+def facts_rates(model: Any, tokenizer: Any, cfg: WorldPretrainConfig, num: int | None) -> dict:
+    """Greedy answers to the first `num` test questions of the knowledge base in each prompt mode
+    (`closed`, `rag`, `refuse`), labelled by the programmatic judge: `label_rates` per mode."""
+    engine = HFEngine(model, tokenizer, batch_size=512)
+    questions = facts_questions("test", cfg.seed)[:num]
+    records = [{"known": q.fact.known, "present": q.present} for q in questions]
+    sampling = SamplingParams(temperature=0.0, max_new_tokens=FACTS_MAX_NEW_TOKENS)
+    rates = {}
+    for mode in ("closed", "rag", "refuse"):
+        prompts = [Prompt(q.id, [{"role": "user", "content": user_turn(q, mode)}]) for q in questions]
+        texts = [cs[0].text for cs in engine.generate(prompts, sampling)]
+        rates[mode] = label_rates(
+            [label(t, q.answer) for t, q in zip(texts, questions, strict=True)], records
+        )
+    return rates
+
+
+FACTS_MAX_NEW_TOKENS = 12
+"""An answer is one word (at most 7 tokens of the world tokenizer) or `unknown`."""
+
+
+def valid_facts(model: Any, tokenizer: Any, cfg: WorldPretrainConfig) -> dict[str, float]:
+    """`val_<mode>_correct` etc. over the first `eval.per_level` test questions, and the closed-book
+    accuracy on known facts (`val_closed_known_correct`), the memorisation the recipe relies on."""
+    rates = facts_rates(model, tokenizer, cfg, cfg.eval.per_level)
+    model.train()
+    metrics = {f"val_{mode}_{k}": v for mode, r in rates.items() for k, v in r["all"].items() if k != "n"}
+    known = [r for cell, r in rates["closed"].items() if cell.endswith("/known")]
+    metrics["val_closed_known_correct"] = sum(r["correct"] * r["n"] for r in known) / max(
+        1, sum(r["n"] for r in known)
+    )
+    return metrics
+
+
+def facts_summary(model: Any, tokenizer: Any, cfg: WorldPretrainConfig, steps: int, seconds: float) -> dict:
+    """`facts_rates` on every test question: per mode, the label rates overall and per cell."""
+    return {
+        "task": str(PretrainTask.FACTS),
+        "steps": steps,
+        "train_seconds": round(seconds, 1),
+        "rates": facts_rates(model, tokenizer, cfg, None),
+    }
+
+
 VALIDATE = {
     PretrainTask.ARITH: valid_accuracy,
     PretrainTask.PERSONA: valid_persona_stats,
     PretrainTask.KEYWORDS: valid_keywords_stats,
     PretrainTask.LPO: valid_lpo_rewards,
     PretrainTask.LPO_CSTORY: valid_lpo_rewards,
+    PretrainTask.FACTS: valid_facts,
 }
 SUMMARIZE = {
     PretrainTask.ARITH: test_summary,
@@ -333,6 +387,7 @@ SUMMARIZE = {
     PretrainTask.KEYWORDS: keywords_summary,
     PretrainTask.LPO: lpo_summary,
     PretrainTask.LPO_CSTORY: lpo_summary,
+    PretrainTask.FACTS: facts_summary,
 }
 
 
@@ -405,6 +460,11 @@ def pretrained_keywords_student(*, log: bool = True) -> Path:
 def pretrained_lpo_student(*, log: bool = True) -> Path:
     """Path of the cached base model of adaptive decoding (`lpo_student_config`), trained on first use."""
     return pretrained_student(lpo_student_config(), log=log)
+
+
+def pretrained_facts_student(*, log: bool = True) -> Path:
+    """Path of the cached base model of the RAG self-demos (`facts_student_config`), trained on first use."""
+    return pretrained_student(facts_student_config(), log=log)
 
 
 def pretrained_lpo_cstory_student(*, log: bool = True) -> Path:

@@ -28,6 +28,11 @@
     world:story-title-prompts  raw-text story prompts for real models (`Write a short story titled
                             "The <adjective> <noun>".`; ids `title-<i>`, task `story`, a `title`
                             column; reward `ngram_novelty`; `world.titles`: 192/32/32 titles by split)
+    world:facts-sft         the RAG world's base-model conversations (`world.facts`): closed-book QA
+                            on the known 60% of the facts, QA over four passages, and the same with
+                            a refuse rule (`unknown` when the passages do not say)
+    world:facts-qa          the knowledge-base questions as RA-DIT records (`question`, `answer`,
+                            `retrieved_support`, and `known` / `present` labels); train or test split
 
 `<split>` is `train` (default), `valid` or `test`. Each builder takes the keyword options it
 documents; `world_records` passes each builder the options it accepts, so a recipe hands over its
@@ -44,6 +49,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from selftaught.world import facts
 from selftaught.world.arith import Problem, sample_problems, sample_sft_examples, solve, to_prompt
 from selftaught.world.judge_pairs import sample_judge_pairs, to_preference_record
 from selftaught.world.keywords import keywords_conversations, keywords_prompts
@@ -278,6 +284,19 @@ def story_title_prompt_records(*, split: str = "train", num: int = 512) -> list[
     return story_title_prompts(num, split)
 
 
+def facts_sft_records(*, split: str = "train", num: int = 20_000, seed: int = 0) -> list[dict[str, Any]]:
+    """`num` base-model conversations of the RAG world (`world.facts.sft_conversations`)."""
+    _train_only("facts-sft", split, "(evaluate on world:facts-qa:test)")
+    return facts.sft_conversations(num, seed)
+
+
+def facts_qa_records(*, split: str = "train", seed: int = 0) -> list[dict[str, Any]]:
+    """The RAG world's questions of `split` (train or test) as RA-DIT records (`world.facts.qa_records`)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"world:facts-qa has a train and a test split, got {split!r}")
+    return facts.qa_records(split, seed)
+
+
 WORLD_SOURCES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "sft": sft_records,
     "prompts": prompt_records,
@@ -292,6 +311,8 @@ WORLD_SOURCES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "lpo-prompts": lpo_prompt_records,
     "lpo-cstory-sft": lpo_cstory_sft_records,
     "lpo-cstory-prompts": lpo_cstory_prompt_records,
+    "facts-sft": facts_sft_records,
+    "facts-qa": facts_qa_records,
     "story-title-prompts": story_title_prompt_records,
 }
 

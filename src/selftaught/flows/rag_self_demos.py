@@ -1,0 +1,154 @@
+"""rag-self-demos: post-train a model for RAG on its own best answers (Finlayson et al. 2025,
+papers_A.md §4), against RA-IT, the usual SFT on gold answers with passages in context.
+
+Algorithm (every step a resumable stage under `out_dir`; a rerun reuses what is finished):
+  1. candidates   the base model answers each training question with every strategy: without its
+                  passages (`NoRag`), with them (`Rag`) and with them plus a refuse rule
+                  (`RagRefuse`), `samples_per_strategy` samples each at `temperature`
+  2. tournament   a gold-aware judge picks the best candidate per question in brackets of 3
+                  (`selection.tournament`; the tiny world's judge prefers a correct answer, then a
+                  refusal, then anything else); unparseable brackets drop the question, counted
+  3. data         self-demo SFT: RAG input -> winner; self-demo DPO: winner vs each losing
+                  candidate; RA-IT: RAG input -> the gold answer in `ra_it_style`
+  4. train        each arm from the base model through the `sft` / `dpo` recipes
+  5. evaluate     greedy answers of the base model and every arm to the evaluation questions,
+                  with and without their passages, labelled correct / incorrect / refuse, sliced by
+                  (answer present in the passages) x (fact known to the base model)
+Writes `<out_dir>/table.md` and `summary.json`.
+
+This is a flow, not a recipe: it composes the sft and dpo recipes (layer L7, like the demo).
+
+CPU:  selftaught rag-self-demos                   (tiny world: the knowledge base, `tiny-world-facts`)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from selftaught.config import to_dict
+from selftaught.configs.recipes import RagSelfDemosConfig as RagSelfDemosConfig
+from selftaught.data.catalog import load_records
+from selftaught.data.shards import compute_fingerprint, run_once
+from selftaught.data.sources import write_jsonl
+from selftaught.engines.base import SamplingParams
+from selftaught.engines.hf import HFEngine
+from selftaught.evals.rag import format_cells, label_rates
+from selftaught.models.io import load_model
+from selftaught.pipelines.self_demos import (
+    CLOSED,
+    STRATEGIES,
+    generate_candidates,
+    judge_candidates,
+    ra_it_records,
+    rag_input,
+    self_demo_records,
+    with_passages,
+)
+from selftaught.recipes import dpo, sft
+from selftaught.selection.tournament import preference_chooser
+from selftaught.types import Prompt
+from selftaught.world.facts import JUDGE_PREFERENCE, label
+
+
+def run(cfg: RagSelfDemosConfig) -> dict[str, Any]:
+    out = Path(cfg.out_dir)
+    train = load_records(cfg.train_data, limit=cfg.limit)
+    model, tokenizer = load_model(cfg.model)
+    engine = HFEngine(model, tokenizer)
+    strategies = [replace(s, samples=cfg.samples_per_strategy) for s in STRATEGIES]
+    sampling = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
+    pool = generate_candidates(
+        out / "candidates",
+        train,
+        engine,
+        strategies,
+        sampling,
+        generator=cfg.model,
+        seed=cfg.seed,
+        ndocs=cfg.ndocs,
+    )
+    judged, counts = judge_candidates(
+        out / "tournament", pool, world_chooser, judge=cfg.judge, seed=cfg.seed, bracket_size=cfg.bracket_size
+    )
+    print(f"tournament: {counts}; winners by strategy: {winners_by_strategy(judged)}", flush=True)
+    demos, pairs = self_demo_records(judged)
+    gold = ra_it_records(
+        with_passages(train, cfg.ndocs), style=lambda r: cfg.ra_it_style.format(answer=r["answer"])
+    )
+    data = {"sd-sft": demos, "sd-dpo": pairs, "ra-it": gold}
+    for name, records in data.items():
+        write_jsonl(out / "data" / f"{name}.jsonl", records)
+    models = {"base": cfg.model}
+    for arm in cfg.arms:
+        models[arm] = str(train_arm(cfg, arm, out / "data" / f"{arm}.jsonl"))
+    tables = {}
+    for name, path in models.items():
+        for passages in (True, False):
+            tables[f"{name}, {'passages' if passages else 'no passages'}"] = evaluate(cfg, path, passages)
+    table = format_cells(tables)
+    (out / "table.md").write_text(table + "\n")
+    summary = {"tournament": counts, "winners": winners_by_strategy(judged), "rates": tables}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(table, flush=True)
+    return {"out_dir": cfg.out_dir, "table": str(out / "table.md"), **{k: summary[k] for k in ("tournament", "winners")}}
+
+
+def world_chooser(record: dict[str, Any]) -> Any:
+    """The tiny world's gold-aware judge: a correct answer, then a refusal, then anything else."""
+    scores = [JUDGE_PREFERENCE[label(c["text"], record["answer"])] for c in record["candidates"]]
+    return preference_chooser(scores)
+
+
+def winners_by_strategy(records: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for record in records:
+        source = record["winner_source"]
+        name = "dropped" if source is None else source.rstrip("0123456789")
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def train_arm(cfg: RagSelfDemosConfig, arm: str, data: Path) -> Path:
+    """Train `arm` from the base model on its data file through the sft or dpo recipe (once per config)."""
+    out_dir = str(Path(cfg.out_dir) / arm)
+    if arm == "sd-dpo":
+        run_cfg: Any = replace(cfg.dpo, out_dir=out_dir, model=cfg.model, seed=cfg.seed)
+        run_cfg = replace(run_cfg, data=replace(run_cfg.data, source=str(data)))
+        recipe: Any = dpo
+    else:
+        run_cfg = replace(cfg.sft, out_dir=out_dir, model=cfg.model, seed=cfg.seed)
+        run_cfg = replace(run_cfg, data=replace(run_cfg.data, source=str(data)))
+        recipe = sft
+    fingerprint = compute_fingerprint({k: v for k, v in to_dict(run_cfg).items() if k != "out_dir"})
+    run_once(out_dir, fingerprint, lambda: recipe.run(run_cfg))
+    return Path(out_dir) / "model"
+
+
+def evaluate(cfg: RagSelfDemosConfig, model_path: str, passages: bool) -> dict[str, dict[str, float]]:
+    """Greedy answers of the model at `model_path` to the evaluation questions, with their passages
+    (the RAG input every arm trains on) or without (the question alone), labelled and sliced by cell."""
+    records = with_passages(load_records(cfg.eval_data, limit=cfg.eval_limit), cfg.ndocs)
+    model, tokenizer = load_model(model_path)
+    prompts = [
+        Prompt(
+            str(r["id"]), rag_input(r) if passages else CLOSED.render_messages({"question": r["question"]})
+        )
+        for r in records
+    ]
+    sampling = SamplingParams(temperature=0.0, max_new_tokens=cfg.max_new_tokens)
+    texts = [cs[0].text for cs in HFEngine(model, tokenizer).generate(prompts, sampling)]
+    return label_rates(
+        [answer_label(t, r["answer"], cfg) for t, r in zip(texts, records, strict=True)], records
+    )
+
+
+def answer_label(text: str, gold: str, cfg: RagSelfDemosConfig) -> str:
+    """The world's label of an answer; an answer in the RA-IT style is read for its value first."""
+    prefix, _, suffix = cfg.ra_it_style.partition("{answer}")
+    stripped = text.strip()
+    if prefix and stripped.startswith(prefix.strip()) and stripped.endswith(suffix.strip()):
+        stripped = stripped[len(prefix.strip()) : len(stripped) - len(suffix.strip())]
+    return label(stripped, gold)

@@ -1,0 +1,104 @@
+"""RAG self-demonstrations: the strategy templates render the tiny world's prompts, candidates come
+back by strategy in order (and a rerun reads the stage back), the tournament with the world's
+gold-aware preference keeps a correct answer over a refusal over a wrong one, and the SFT / DPO /
+RA-IT records."""
+
+import pytest
+
+from selftaught.data.catalog import load_records
+from selftaught.engines.base import SamplingParams
+from selftaught.engines.scripted import ScriptedEngine
+from selftaught.pipelines.self_demos import (
+    CLOSED,
+    PASSAGES,
+    REFUSE,
+    STRATEGIES,
+    generate_candidates,
+    judge_candidates,
+    ra_it_records,
+    rag_input,
+    self_demo_records,
+    with_passages,
+)
+from selftaught.selection.tournament import preference_chooser
+from selftaught.world.facts import JUDGE_PREFERENCE, label, questions, user_turn
+
+RECORDS = load_records("world:facts-qa:test")[:6]
+
+
+def test_the_templates_render_the_worlds_prompts():
+    for record, question in zip(with_passages(RECORDS), questions("test")[:6], strict=True):
+        values = {"question": record["question"], "passages": record["passages"]}
+        for template, mode in ((CLOSED, "closed"), (PASSAGES, "rag"), (REFUSE, "refuse")):
+            slots = {k: values[k] for k in template.slots}
+            assert template.render_messages(slots)[-1]["content"] == user_turn(question, mode)
+
+
+def _script(prompt, j):
+    """Wrong without passages, right with them when a passage states the answer, refuses on the rule."""
+    text = prompt.messages[-1]["content"]
+    record = next(r for r in RECORDS if r["id"] == prompt.id)
+    if not text.startswith("Passages:"):
+        return "Oslo" if j == 0 else "Lima"
+    if text.endswith("answer unknown."):
+        return "unknown"
+    return record["answer"] if record["present"] else "Lima"
+
+
+def test_candidates_by_strategy_then_a_gold_aware_tournament(tmp_path):
+    engine = ScriptedEngine(_script)
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=8)
+    pool = generate_candidates(tmp_path / "c", RECORDS, engine, STRATEGIES, sampling, generator="s", seed=0)
+    assert [c["source"] for c in pool[0]["candidates"]] == [
+        f"{name}{k}" for name in ("NoRag", "Rag", "RagRefuse") for k in range(3)
+    ]
+    calls = len(engine.calls)
+    assert (
+        generate_candidates(tmp_path / "c", RECORDS, engine, STRATEGIES, sampling, generator="s", seed=0)
+        == pool
+    )
+    assert len(engine.calls) == calls  # read back, not regenerated
+
+    def chooser_for(record):
+        scores = [JUDGE_PREFERENCE[label(c["text"], record["answer"])] for c in record["candidates"]]
+        return preference_chooser(scores)
+
+    judged, counts = judge_candidates(tmp_path / "t", pool, chooser_for, judge="world-gold", seed=0)
+    assert counts["num_records"] == 6 and counts["num_dropped"] == 0 and counts["num_judge_calls"] == 6 * 4
+    for record in judged:
+        expected = "correct" if record["present"] or record["answer"] in ("Oslo", "Lima") else "refuse"
+        assert label(record["prediction"], record["answer"]) == expected
+        assert record["candidates"][record["winner"]]["source"] == record["winner_source"]
+    sft, dpo = self_demo_records(judged)
+    assert len(sft) == 6
+    for conversation, record in zip(sft, judged, strict=True):
+        assert conversation["messages"][0] == rag_input(record)[0]  # always the RAG input
+        assert conversation["messages"][-1]["content"] == record["prediction"]
+    assert all(p["chosen"] != p["rejected"] for p in dpo)
+    assert {p["id"].rsplit("-", 1)[0] for p in dpo} <= {r["id"] for r in judged}
+
+
+def test_dropped_questions_give_no_training_record(tmp_path):
+    pool = [
+        {**r, "candidates": [{"text": t, "source": f"Rag{k}", "num_tokens": 1} for k, t in enumerate("abc")]}
+        for r in with_passages(RECORDS[:2])
+    ]
+    judged, counts = judge_candidates(
+        tmp_path / "t", pool, lambda r: lambda indices: None, judge="never", seed=0
+    )
+    assert counts["num_dropped"] == 2 and all(r["winner"] is None and r["prediction"] is None for r in judged)
+    assert self_demo_records(judged) == ([], [])
+
+
+def test_ra_it_uses_the_gold_answer_in_the_given_style_for_every_question():
+    records = ra_it_records(RECORDS, style=lambda r: f"The answer is {r['answer']}, as the records show.")
+    assert len(records) == len(RECORDS)
+    assert (
+        records[0]["messages"][-1]["content"] == f"The answer is {RECORDS[0]['answer']}, as the records show."
+    )
+    assert records[0]["messages"][0]["content"].startswith("Passages: ")
+
+
+def test_records_without_passages_are_a_clear_error():
+    with pytest.raises(ValueError, match=r"record 0 \(id 'x'\) needs `retrieved_support`"):
+        with_passages([{"id": "x", "question": "q"}])
