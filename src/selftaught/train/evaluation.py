@@ -114,7 +114,13 @@ def _sequence_logps(model: Any, tokenizer: Any, sequences: list[Any]) -> torch.T
     with torch.inference_mode():
         for group in groups:
             batch = collate([sequences[i] for i in group], tokenizer.pad_token_id).to(device)
-            token = token_logps(model, batch.input_ids, batch.attention_mask, position_ids=batch.position_ids)
+            token = token_logps(
+                model,
+                batch.input_ids,
+                batch.attention_mask,
+                position_ids=batch.position_ids,
+                loss_mask=batch.loss_mask,
+            )  # [b, T], 0 outside the loss mask
             logps[group] = (token * batch.loss_mask).sum(-1).float().cpu()  # [b]
     model.train(was_training)
     return logps

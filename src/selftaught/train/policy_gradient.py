@@ -102,13 +102,21 @@ def rollout_loss(
     """
     sequences = batch.sequences
     policy_logps = token_logps(
-        model, sequences.input_ids, sequences.attention_mask, position_ids=sequences.position_ids
-    )  # [B, T]
+        model,
+        sequences.input_ids,
+        sequences.attention_mask,
+        position_ids=sequences.position_ids,
+        loss_mask=sequences.loss_mask,
+    )  # [B, T], 0 outside the completions
     ref_logps = None
     if reference is not None:
         with torch.no_grad():
             ref_logps = token_logps(
-                reference, sequences.input_ids, sequences.attention_mask, position_ids=sequences.position_ids
+                reference,
+                sequences.input_ids,
+                sequences.attention_mask,
+                position_ids=sequences.position_ids,
+                loss_mask=sequences.loss_mask,
             )  # [B, T]
     key = "num_tokens" if normalization is LossNormalization.TOKEN else "num_sequences"
     return grpo_loss(

@@ -99,8 +99,12 @@ def pair_loss(
         raise ValueError("pair_loss: the PairBatch has no ref_logps; DPO needs the reference's log-probs")
     sequences = batch.sequences.to(next(model.parameters()).device)
     logps = token_logps(
-        model, sequences.input_ids, sequences.attention_mask, position_ids=sequences.position_ids
-    )  # [2P, T]
+        model,
+        sequences.input_ids,
+        sequences.attention_mask,
+        position_ids=sequences.position_ids,
+        loss_mask=sequences.loss_mask,
+    )  # [2P, T], 0 outside the responses
     seq_logps = (logps * sequences.loss_mask).sum(-1)  # [2P]
     lengths = sequences.loss_mask.sum(-1)  # [2P]
     chosen_logps, rejected_logps = seq_logps.chunk(2)  # [P], [P]

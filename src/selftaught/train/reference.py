@@ -73,7 +73,13 @@ def compute_sequence_logps(
     with _reference_mode(model), torch.inference_mode():
         for group in groups:
             batch = collate([examples[i] for i in group], pad_id).to(device)
-            logps = token_logps(model, batch.input_ids, batch.attention_mask, position_ids=batch.position_ids)
+            logps = token_logps(
+                model,
+                batch.input_ids,
+                batch.attention_mask,
+                position_ids=batch.position_ids,
+                loss_mask=batch.loss_mask,
+            )  # [b, T], 0 outside the loss mask
             seq_logps[group] = (logps * batch.loss_mask).sum(-1).float().cpu()  # [b]
     return seq_logps
 

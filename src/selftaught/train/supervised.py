@@ -34,8 +34,12 @@ StopRule = Callable[[dict[str, float]], bool]
 def sft_loss_fn(model: Any, batch: Batch, num_tokens: Any) -> tuple[torch.Tensor, dict[str, Any]]:
     """NLL of the trained tokens of `batch`, summed and divided by the step's `num_tokens`."""
     logps = token_logps(
-        model, batch.input_ids, batch.attention_mask, position_ids=batch.position_ids
-    )  # [B, T]
+        model,
+        batch.input_ids,
+        batch.attention_mask,
+        position_ids=batch.position_ids,
+        loss_mask=batch.loss_mask,
+    )  # [B, T], 0 outside the loss mask
     return sft_loss(logps, batch.loss_mask, num_tokens)
 
 
