@@ -93,7 +93,11 @@ def run(cfg: RagSelfDemosConfig) -> dict[str, Any]:
     summary = {"tournament": counts, "winners": winners_by_strategy(judged), "rates": tables}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(table, flush=True)
-    return {"out_dir": cfg.out_dir, "table": str(out / "table.md"), **{k: summary[k] for k in ("tournament", "winners")}}
+    return {
+        "out_dir": cfg.out_dir,
+        "table": str(out / "table.md"),
+        **{k: summary[k] for k in ("tournament", "winners")},
+    }
 
 
 def world_chooser(record: dict[str, Any]) -> Any:
