@@ -65,3 +65,61 @@ def test_config_errors_name_the_field():
         RagSelfDemosConfig(judge="gpt")
     with pytest.raises(ValueError, match="ra_it_style"):
         RagSelfDemosConfig(ra_it_style="no slot")
+
+
+def test_llm_judge_config_errors_name_the_field():
+    from selftaught.configs.recipes import RagSelfDemosConfig
+
+    with pytest.raises(ValueError, match=r"'judge' must be one of \['world', 'template:rag-tournament@1'\]"):
+        RagSelfDemosConfig(judge="template:rag-correctness@1")
+    with pytest.raises(ValueError, match=r"'eval_judge' must be one of .*got 'template:rag-tournament@1'"):
+        RagSelfDemosConfig(eval_judge="template:rag-tournament@1")
+    with pytest.raises(ValueError, match="'relevance_judge'"):
+        RagSelfDemosConfig(relevance_judge="world")
+    with pytest.raises(ValueError, match="'judge_model' must be None unless"):
+        RagSelfDemosConfig(judge_model="gemma3-270m")
+    with pytest.raises(ValueError, match="'judge_retries' must be >= 0"):
+        RagSelfDemosConfig(judge_retries=-1)
+    cfg = RagSelfDemosConfig(
+        judge="template:rag-tournament@1", eval_judge="template:rag-correctness@1", judge_model="gemma3-270m"
+    )
+    assert cfg.judge_model == "gemma3-270m"
+
+
+def test_the_flow_builds_the_llm_judges_on_the_judge_engine():
+    """No model runs: the judge engine is scripted; the chooser, the labeller and the relevance flags
+    come from it, and a template judge fingerprints its model and sampling."""
+    from selftaught.engines.scripted import ScriptedEngine
+    from selftaught.flows.rag_self_demos import (
+        build_labeler,
+        evaluation_records,
+        judge_name,
+        load_judge_engine,
+        tournament_chooser,
+        world_chooser,
+    )
+    from selftaught.selection.tournament import JudgeStats
+
+    base = RECIPE.preset("tiny")
+    llm = replace(
+        base,
+        judge="template:rag-tournament@1",
+        eval_judge="template:rag-correctness@1",
+        relevance_judge="template:rag-relevance@1",
+        eval_limit=3,
+    )
+    engine = ScriptedEngine(
+        lambda p, j: {"correctness": "Label: Correct", "relevance": "Label: Absent"}.get(
+            p.id.rsplit("|", 1)[1], "Best: Prediction 1"
+        )
+    )
+    assert load_judge_engine(base, engine) is None and load_judge_engine(llm, engine) is engine
+    assert tournament_chooser(base, None) is world_chooser
+    assert judge_name(base) == "world" and judge_name(llm) != judge_name(replace(llm, judge_temperature=1.0))
+    records, unparsed = evaluation_records(llm, engine)
+    assert [r["present"] for r in records] == [False] * 3 and unparsed == 0
+    assert build_labeler(llm, engine)(records, ["a", "b", "c"]) == ["correct"] * 3
+    record = {**records[0], "candidates": [{"text": t} for t in ("x", "y")]}
+    stats = JudgeStats()
+    assert tournament_chooser(llm, engine)(record, stats)([1, 0]) == 0 and stats.calls == 1
+    assert build_labeler(base, None)(records[:1], [records[0]["answer"]]) == ["correct"]

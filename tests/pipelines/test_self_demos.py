@@ -15,6 +15,7 @@ from selftaught.pipelines.self_demos import (
     STRATEGIES,
     generate_candidates,
     judge_candidates,
+    llm_chooser_for,
     ra_it_records,
     rag_input,
     self_demo_records,
@@ -59,7 +60,7 @@ def test_candidates_by_strategy_then_a_gold_aware_tournament(tmp_path):
     )
     assert len(engine.calls) == calls  # read back, not regenerated
 
-    def chooser_for(record):
+    def chooser_for(record, stats):
         scores = [JUDGE_PREFERENCE[label(c["text"], record["answer"])] for c in record["candidates"]]
         return preference_chooser(scores)
 
@@ -84,7 +85,7 @@ def test_dropped_questions_give_no_training_record(tmp_path):
         for r in with_passages(RECORDS[:2])
     ]
     judged, counts = judge_candidates(
-        tmp_path / "t", pool, lambda r: lambda indices: None, judge="never", seed=0
+        tmp_path / "t", pool, lambda r, stats: lambda indices: None, judge="never", seed=0
     )
     assert counts["num_dropped"] == 2 and all(r["winner"] is None and r["prediction"] is None for r in judged)
     assert self_demo_records(judged) == ([], [])
@@ -102,3 +103,57 @@ def test_ra_it_uses_the_gold_answer_in_the_given_style_for_every_question():
 def test_records_without_passages_are_a_clear_error():
     with pytest.raises(ValueError, match=r"record 0 \(id 'x'\) needs `retrieved_support`"):
         with_passages([{"id": "x", "question": "q"}])
+
+
+def _pool(num_passages=6):
+    """Two questions, three candidates each, with more passages than the judge may see."""
+    return [
+        {
+            **r,
+            "retrieved_support": [{"text": f"passage {k} of {r['id']}"} for k in range(num_passages)],
+            "candidates": [{"text": f"cand-{k}", "source": f"Rag{k}", "num_tokens": 1} for k in range(3)],
+        }
+        for r in RECORDS[:2]
+    ]
+
+
+def test_the_llm_judge_sees_gold_four_passages_and_the_bracket_in_order_and_retries(tmp_path):
+    replies = iter(["I cannot decide.", "Best: Prediction 7", "Best: Prediction 2"] * 2)
+    engine = ScriptedEngine(lambda prompt, j: next(replies))
+    sampling = SamplingParams(temperature=0.5, max_new_tokens=64, seed=10)
+    pool = _pool()
+    judged, counts = judge_candidates(
+        tmp_path / "t", pool, llm_chooser_for(engine, sampling), judge="llm", seed=0
+    )
+    assert counts["num_dropped"] == 0 and counts["num_judge_calls"] == 2  # one bracket each
+    assert (counts["num_judge_replies"], counts["num_judge_unparsed"], counts["num_judge_failed"]) == (
+        6,
+        4,
+        0,
+    )
+    assert [call.sampling.seed for call in engine.calls] == [10, 11, 12] * 2  # a retry samples anew
+    for record, call in zip(judged, engine.calls[::3], strict=True):
+        prompt = call.prompts[0]
+        indices = [int(i) for i in prompt.id.rsplit("bracket-", 1)[1].split("-")]
+        assert record["winner"] == indices[1]  # Prediction 2 of the bracket as shown
+        text = prompt.messages[-1]["content"]
+        assert f"Gold answer: {record['answer']}" in text
+        assert "passage 3 of" in text and "passage 4 of" not in text  # the first 4 passages only
+        shown = [text.index(f"Prediction {k}: cand-{i}") for k, i in enumerate(indices, start=1)]
+        assert shown == sorted(shown)
+        assert text.rstrip().endswith("Best: Prediction k")
+
+
+def test_a_judge_that_never_parses_drops_the_question_and_is_counted(tmp_path):
+    engine = ScriptedEngine(lambda prompt, j: "Prediction 2 is best")
+    chooser_for = llm_chooser_for(engine, SamplingParams(temperature=1.0), retries=5)
+    judged, counts = judge_candidates(tmp_path / "t", _pool(), chooser_for, judge="llm", seed=0)
+    assert counts["num_dropped"] == 2 and all(r["prediction"] is None for r in judged)
+    assert (counts["num_judge_replies"], counts["num_judge_unparsed"], counts["num_judge_failed"]) == (
+        12,
+        12,
+        2,
+    )
+    assert len(engine.calls) == 12  # 1 + 5 retries per question
+    again, recount = judge_candidates(tmp_path / "t", _pool(), chooser_for, judge="llm", seed=0)
+    assert (again, recount) == (judged, counts) and len(engine.calls) == 12  # read back with its counts

@@ -441,6 +441,13 @@ def facts_student_config() -> WorldPretrainConfig:
     )
 
 
+TOURNAMENT_JUDGES = ("world", "template:rag-tournament@1")
+"""`RagSelfDemosConfig.judge`: the tiny world's programmatic judge, or an LLM over the template."""
+EVAL_JUDGES = ("world", "template:rag-correctness@1")
+"""`RagSelfDemosConfig.eval_judge`: `world.facts.label`, or an LLM over the three-way template."""
+RELEVANCE_JUDGES = ("records", "template:rag-relevance@1")
+"""`RagSelfDemosConfig.relevance_judge`: the records' own `present` flags, or an LLM over the template."""
+
 RAG_ARMS = ("ra-it", "sd-sft", "sd-dpo")
 """What the flow trains from the base model: the RA-IT baseline (SFT on gold answers with passages),
 self-demo SFT (on the tournament winners) and self-demo DPO (winner vs losers)."""
@@ -467,7 +474,23 @@ class RagSelfDemosConfig(RunConfig):
     max_new_tokens: int = 12
     judge: str = "world"
     """The gold-aware tournament judge: `world`, the tiny world's programmatic one (a correct answer,
-    then a refusal, then anything else). LLM judges over a template come with the real-model preset."""
+    then a refusal, then anything else), or `template:rag-tournament@1`, an LLM (`judge_model`) that
+    sees the question, the gold answer, the first 4 passages and a bracket's candidates."""
+    eval_judge: str = "world"
+    """Labels the evaluation answers correct / incorrect / refuse: `world` (`world.facts.label`) or
+    `template:rag-correctness@1`, an LLM (`judge_model`); answers it never labels are counted as
+    `unparsed` beside the rates."""
+    relevance_judge: str = "records"
+    """Where an evaluation record's `present` flag (a passage states the answer) comes from: `records`
+    (the tiny world's), or `template:rag-relevance@1`, an LLM (`judge_model`) over its first 4 passages."""
+    judge_model: str | None = None
+    """The model behind the `template:` judges (`models.io.load_model` spec); None = the base model
+    itself, judging its own candidates as in the paper."""
+    judge_retries: int = 5
+    """Extra tries for a reply that does not parse (the paper's 5), each sampled with another seed."""
+    judge_temperature: float = 0.5
+    """Sampling temperature of the `template:` judges; at 0 (greedy) a retry gets the same reply."""
+    judge_max_new_tokens: int = 512
     bracket_size: int = 3
     ra_it_style: str = "The answer is {answer}, as the records show."
     """The RA-IT baseline's gold targets (`{answer}`): a style the base model never writes, the
@@ -505,7 +528,24 @@ class RagSelfDemosConfig(RunConfig):
         check(self.ndocs >= 1, "ndocs", ">= 1", self.ndocs)
         check(self.samples_per_strategy >= 1, "samples_per_strategy", ">= 1", self.samples_per_strategy)
         check(self.bracket_size >= 2, "bracket_size", ">= 2", self.bracket_size)
-        check(self.judge == "world", "judge", "world (the programmatic gold-aware judge)", self.judge)
+        check(self.judge in TOURNAMENT_JUDGES, "judge", f"one of {list(TOURNAMENT_JUDGES)}", self.judge)
+        check(self.eval_judge in EVAL_JUDGES, "eval_judge", f"one of {list(EVAL_JUDGES)}", self.eval_judge)
+        check(
+            self.relevance_judge in RELEVANCE_JUDGES,
+            "relevance_judge",
+            f"one of {list(RELEVANCE_JUDGES)}",
+            self.relevance_judge,
+        )
+        uses_llm = any(j.startswith("template:") for j in (self.judge, self.eval_judge, self.relevance_judge))
+        check(
+            self.judge_model is None or uses_llm,
+            "judge_model",
+            "None unless judge, eval_judge or relevance_judge is a template: judge",
+            self.judge_model,
+        )
+        check(self.judge_retries >= 0, "judge_retries", ">= 0", self.judge_retries)
+        check(self.judge_temperature >= 0, "judge_temperature", ">= 0", self.judge_temperature)
+        check(self.judge_max_new_tokens >= 1, "judge_max_new_tokens", ">= 1", self.judge_max_new_tokens)
         check(
             "{answer}" in self.ra_it_style, "ra_it_style", "a text with an {answer} field", self.ra_it_style
         )

@@ -6,14 +6,18 @@ Algorithm (every step a resumable stage under `out_dir`; a rerun reuses what is 
                   passages (`NoRag`), with them (`Rag`) and with them plus a refuse rule
                   (`RagRefuse`), `samples_per_strategy` samples each at `temperature`
   2. tournament   a gold-aware judge picks the best candidate per question in brackets of 3
-                  (`selection.tournament`; the tiny world's judge prefers a correct answer, then a
-                  refusal, then anything else); unparseable brackets drop the question, counted
+                  (`selection.tournament`; `judge=world`: the tiny world's judge prefers a correct
+                  answer, then a refusal, then anything else; `judge=template:rag-tournament@1`: an
+                  LLM, `judge_model` or the base model itself); unparseable brackets drop the
+                  question, counted with the judge's unparsed replies
   3. data         self-demo SFT: RAG input -> winner; self-demo DPO: winner vs each losing
                   candidate; RA-IT: RAG input -> the gold answer in `ra_it_style`
   4. train        each arm from the base model through the `sft` / `dpo` recipes
   5. evaluate     greedy answers of the base model and every arm to the evaluation questions,
-                  with and without their passages, labelled correct / incorrect / refuse, sliced by
-                  (answer present in the passages) x (fact known to the base model)
+                  with and without their passages, labelled correct / incorrect / refuse (`eval_judge`:
+                  the world's `label`, or an LLM over `rag-correctness@1`, its unparsed answers counted
+                  beside the rates), sliced by (answer present in the passages: the records' flag or
+                  `relevance_judge`) x (fact known to the base model)
 Writes `<out_dir>/table.md` and `summary.json`.
 
 This is a flow, not a recipe: it composes the sft and dpo recipes (layer L7, like the demo).
@@ -33,22 +37,26 @@ from selftaught.configs.recipes import RagSelfDemosConfig as RagSelfDemosConfig
 from selftaught.data.catalog import load_records
 from selftaught.data.shards import compute_fingerprint, run_once
 from selftaught.data.sources import write_jsonl
-from selftaught.engines.base import SamplingParams
+from selftaught.engines.base import Engine, SamplingParams
 from selftaught.engines.hf import HFEngine
-from selftaught.evals.rag import format_cells, label_rates
+from selftaught.evals.rag import format_cells, judged_rates, label_rates
+from selftaught.judges.rag import Labeler, llm_labeler, relevance_labeler
 from selftaught.models.io import load_model
 from selftaught.pipelines.self_demos import (
     CLOSED,
     STRATEGIES,
+    ChooserFor,
     generate_candidates,
     judge_candidates,
+    llm_chooser_for,
     ra_it_records,
     rag_input,
     self_demo_records,
     with_passages,
 )
+from selftaught.pipelines.stages import Record
 from selftaught.recipes import dpo, sft
-from selftaught.selection.tournament import preference_chooser
+from selftaught.selection.tournament import JudgeStats, preference_chooser
 from selftaught.types import Prompt
 from selftaught.world.facts import JUDGE_PREFERENCE, label
 
@@ -58,6 +66,7 @@ def run(cfg: RagSelfDemosConfig) -> dict[str, Any]:
     train = load_records(cfg.train_data, limit=cfg.limit)
     model, tokenizer = load_model(cfg.model)
     engine = HFEngine(model, tokenizer)
+    judge_engine = load_judge_engine(cfg, engine)
     strategies = [replace(s, samples=cfg.samples_per_strategy) for s in STRATEGIES]
     sampling = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
     pool = generate_candidates(
@@ -71,7 +80,12 @@ def run(cfg: RagSelfDemosConfig) -> dict[str, Any]:
         ndocs=cfg.ndocs,
     )
     judged, counts = judge_candidates(
-        out / "tournament", pool, world_chooser, judge=cfg.judge, seed=cfg.seed, bracket_size=cfg.bracket_size
+        out / "tournament",
+        pool,
+        tournament_chooser(cfg, judge_engine),
+        judge=judge_name(cfg),
+        seed=cfg.seed,
+        bracket_size=cfg.bracket_size,
     )
     print(f"tournament: {counts}; winners by strategy: {winners_by_strategy(judged)}", flush=True)
     demos, pairs = self_demo_records(judged)
@@ -84,13 +98,21 @@ def run(cfg: RagSelfDemosConfig) -> dict[str, Any]:
     models = {"base": cfg.model}
     for arm in cfg.arms:
         models[arm] = str(train_arm(cfg, arm, out / "data" / f"{arm}.jsonl"))
+    eval_records, relevance_unparsed = evaluation_records(cfg, judge_engine)
+    labeler = build_labeler(cfg, judge_engine)
     tables = {}
     for name, path in models.items():
         for passages in (True, False):
-            tables[f"{name}, {'passages' if passages else 'no passages'}"] = evaluate(cfg, path, passages)
+            key = f"{name}, {'passages' if passages else 'no passages'}"
+            tables[key] = evaluate(cfg, path, passages, eval_records, labeler)
     table = format_cells(tables)
     (out / "table.md").write_text(table + "\n")
-    summary = {"tournament": counts, "winners": winners_by_strategy(judged), "rates": tables}
+    summary = {
+        "tournament": counts,
+        "winners": winners_by_strategy(judged),
+        "rates": tables,
+        "relevance_unparsed": relevance_unparsed,
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(table, flush=True)
     return {
@@ -100,8 +122,73 @@ def run(cfg: RagSelfDemosConfig) -> dict[str, Any]:
     }
 
 
-def world_chooser(record: dict[str, Any]) -> Any:
-    """The tiny world's gold-aware judge: a correct answer, then a refusal, then anything else."""
+def load_judge_engine(cfg: RagSelfDemosConfig, base: Engine) -> Engine | None:
+    """The engine of the `template:` judges: `judge_model`, or the base model's `base` (the paper's
+    self-judging) when it is None; None when every judge is programmatic."""
+    if not any(j.startswith("template:") for j in (cfg.judge, cfg.eval_judge, cfg.relevance_judge)):
+        return None
+    if cfg.judge_model is None:
+        return base
+    model, tokenizer = load_model(cfg.judge_model)
+    return HFEngine(model, tokenizer)
+
+
+def judge_sampling(cfg: RagSelfDemosConfig) -> SamplingParams:
+    """How the `template:` judges sample (a retry adds its attempt number to the seed)."""
+    return SamplingParams(
+        temperature=cfg.judge_temperature, max_new_tokens=cfg.judge_max_new_tokens, seed=cfg.seed
+    )
+
+
+def judge_name(cfg: RagSelfDemosConfig) -> str:
+    """The tournament judge as the stage's fingerprint sees it: `world`, or the template with the
+    model and sampling behind it (a change of either judges again)."""
+    if cfg.judge == "world":
+        return "world"
+    settings = [
+        cfg.judge_model or cfg.model,
+        cfg.judge_retries,
+        cfg.judge_temperature,
+        cfg.judge_max_new_tokens,
+    ]
+    return json.dumps([cfg.judge, *settings])
+
+
+def tournament_chooser(cfg: RagSelfDemosConfig, judge_engine: Engine | None) -> ChooserFor:
+    """`world_chooser`, or the LLM judge over `rag-tournament@1` on `judge_engine`."""
+    if cfg.judge == "world":
+        return world_chooser
+    assert judge_engine is not None
+    return llm_chooser_for(judge_engine, judge_sampling(cfg), retries=cfg.judge_retries)
+
+
+def build_labeler(cfg: RagSelfDemosConfig, judge_engine: Engine | None) -> Labeler:
+    """The evaluation's labeller: the world's `answer_label`, or the LLM judge over
+    `rag-correctness@1` on `judge_engine` (None where it never parsed)."""
+    if cfg.eval_judge == "world":
+        return lambda records, texts: [
+            answer_label(t, r["answer"], cfg) for t, r in zip(texts, records, strict=True)
+        ]
+    assert judge_engine is not None
+    return llm_labeler(judge_engine, judge_sampling(cfg), retries=cfg.judge_retries)
+
+
+def evaluation_records(cfg: RagSelfDemosConfig, judge_engine: Engine | None) -> tuple[list[Record], int]:
+    """The evaluation records with their passages, and how many the relevance judge never labelled:
+    with `relevance_judge=template:...`, `present` is the LLM's label (None when unparsed, so the
+    record counts in `all` only)."""
+    records = with_passages(load_records(cfg.eval_data, limit=cfg.eval_limit), cfg.ndocs)
+    if cfg.relevance_judge == "records":
+        return records, 0
+    assert judge_engine is not None
+    present = relevance_labeler(judge_engine, judge_sampling(cfg), retries=cfg.judge_retries)(records)
+    records = [{**r, "present": flag} for r, flag in zip(records, present, strict=True)]
+    return records, sum(flag is None for flag in present)
+
+
+def world_chooser(record: dict[str, Any], stats: JudgeStats) -> Any:
+    """The tiny world's gold-aware judge: a correct answer, then a refusal, then anything else
+    (programmatic: it always parses, so `stats` stays 0)."""
     scores = [JUDGE_PREFERENCE[label(c["text"], record["answer"])] for c in record["candidates"]]
     return preference_chooser(scores)
 
@@ -131,10 +218,12 @@ def train_arm(cfg: RagSelfDemosConfig, arm: str, data: Path) -> Path:
     return Path(out_dir) / "model"
 
 
-def evaluate(cfg: RagSelfDemosConfig, model_path: str, passages: bool) -> dict[str, dict[str, float]]:
-    """Greedy answers of the model at `model_path` to the evaluation questions, with their passages
-    (the RAG input every arm trains on) or without (the question alone), labelled and sliced by cell."""
-    records = with_passages(load_records(cfg.eval_data, limit=cfg.eval_limit), cfg.ndocs)
+def evaluate(
+    cfg: RagSelfDemosConfig, model_path: str, passages: bool, records: list[Record], labeler: Labeler
+) -> dict[str, dict[str, float]]:
+    """Greedy answers of the model at `model_path` to the evaluation `records`, with their passages
+    (the RAG input every arm trains on) or without (the question alone), labelled by `labeler` and
+    sliced by cell (an LLM judge's unlabelled answers counted as `unparsed`, `judged_rates`)."""
     model, tokenizer = load_model(model_path)
     prompts = [
         Prompt(
@@ -144,9 +233,10 @@ def evaluate(cfg: RagSelfDemosConfig, model_path: str, passages: bool) -> dict[s
     ]
     sampling = SamplingParams(temperature=0.0, max_new_tokens=cfg.max_new_tokens)
     texts = [cs[0].text for cs in HFEngine(model, tokenizer).generate(prompts, sampling)]
-    return label_rates(
-        [answer_label(t, r["answer"], cfg) for t, r in zip(texts, records, strict=True)], records
-    )
+    labels = labeler(records, texts)
+    if cfg.eval_judge == "world":
+        return label_rates([str(label) for label in labels], records)
+    return judged_rates(labels, records)
 
 
 def answer_label(text: str, gold: str, cfg: RagSelfDemosConfig) -> str:

@@ -14,7 +14,11 @@ papers' prompts (papers_B §2.4 for J1 and EvalPlanner, papers_A §5.1 for the S
 | `ste-pairwise@1` | pairwise | an explanation, then `[[A]]`, `[[B]]` or `[[C]]` (tie) | `parse_bare_verdict_or_tie` |
 | `world-pairwise-verdict@1` | pairwise | `45+64=109 ... Answer: 145 [[A]]` (tiny world) | `parse_bare_verdict` |
 | `world-pairwise-fewshot@1` | pairwise | ` [[A]]` after four solved examples (base models) | `parse_bare_verdict` |
+| `rag-tournament@1` | RAG, `judges/rag.py` | `Best: Prediction k` (one bracket, gold answer shown) | `selection.tournament.parse_best` |
+| `rag-correctness@1` | RAG, `judges/rag.py` | `Label: Correct\\|Incorrect\\|Refuse` | `judges.rag.parse_correctness_label` |
+| `rag-relevance@1` | RAG, `judges/rag.py` | `Label: Present\\|Absent` | `judges.rag.parse_relevance_label` |
 
+The RAG rows are generation templates (`data.templates`, slots in `judges/rag.py`), not `JudgeTemplate`s.
 Pairwise slots are `{question}`, `{response_a}`, `{response_b}`; pointwise slots are `{question}`
 and `{response}`. `world-pairwise-verdict@1` is the compact tiny-world format of
 TINYWORLD_JUDGES.md §1.1: a few hundred characters of instructions would not fit a tiny model.

@@ -5,13 +5,15 @@ Records are RA-DIT records: `id`, `question`, `answer` (gold) and `retrieved_sup
 `text`). Each strategy is a versioned template and a number of samples: by default three answers
 without passages (`NoRag0..2`), three with them (`Rag0..2`) and three with them and a refuse rule
 (`RagRefuse0..2`), sampled at T = 1. The judge sees the gold answer and picks the best candidate of
-each bracket (`selection.tournament`); the winner becomes the SFT target for the question *with its
+each bracket (`selection.tournament`): a programmatic one, or an LLM over `rag-tournament@1`
+(`llm_chooser_for`, template in `judges.rag`), whose unparsed replies are counted; the winner becomes the SFT target for the question *with its
 passages in context* (also when a no-passage strategy wrote it: that is how retrievals get integrated
 into on-distribution answers), and DPO pairs it against every losing candidate with a different text.
 The RA-IT baseline trains on the gold answers instead, in whatever style the user gives them.
 
     candidates = generate_candidates(run / "candidates", records, engine, STRATEGIES, sampling, ...)
-    judged, counts = judge_candidates(run / "tournament", candidates, choosers, seed=0)
+    judged, counts = judge_candidates(run / "tournament", candidates, llm_chooser_for(engine, sampling),
+                                      judge="template:rag-tournament@1", seed=0)
     sft, dpo = self_demo_records(judged)
 """
 
@@ -27,9 +29,10 @@ from typing import Any
 from selftaught.data.shards import compute_fingerprint, run_stage
 from selftaught.data.templates import PromptTemplate, register_template
 from selftaught.engines.base import Engine, SamplingParams
+from selftaught.judges.rag import TOURNAMENT, tournament_values
 from selftaught.pipelines.stages import Record, generate
-from selftaught.selection.tournament import Chooser, run_tournament
-from selftaught.types import Message
+from selftaught.selection.tournament import Chooser, JudgeStats, judge_chooser, run_tournament
+from selftaught.types import Message, Prompt
 
 CLOSED = register_template(PromptTemplate("rag-closed", 1, user="{question}", slots=("question",)))
 """A question without passages (the no-RAG strategy)."""
@@ -116,29 +119,67 @@ def generate_candidates(
     return [{**record, "candidates": pool} for record, pool in zip(records, pools, strict=True)]
 
 
+ChooserFor = Callable[[Record, JudgeStats], Chooser]
+"""`chooser_for(record, stats)`: the tournament judge of one question, counting its replies in `stats`."""
+JUDGE_COUNTS = ("judge_replies", "judge_unparsed", "judge_failed")
+"""The LLM judge's counts per judged record (`JudgeStats.calls`, `.unparsed`, `.failed`)."""
+
+
+def llm_chooser_for(
+    engine: Engine,
+    sampling: SamplingParams,
+    *,
+    template: PromptTemplate = TOURNAMENT,
+    retries: int = 5,
+) -> ChooserFor:
+    """The gold-aware LLM judge of papers_A §4.1 step 4 as a `chooser_for` for `judge_candidates`:
+    for a bracket, `template` (`rag-tournament@1`) is rendered from the record (question, gold answer,
+    first 4 passages) and the bracket's candidate texts in bracket order, one reply is sampled
+    (attempt `a` with seed `sampling.seed + a`, so a retry samples anew at temperature > 0) and read
+    with `parse_best`, up to `retries` more times (`judge_chooser`)."""
+
+    def chooser_for(record: Record, stats: JudgeStats) -> Chooser:
+        texts = [c["text"] for c in record["candidates"]]
+
+        def ask(indices: list[int], attempt: int) -> str:
+            values = tournament_values(record, [texts[i] for i in indices])
+            prompt_id = f"{record['id']}|bracket-{'-'.join(map(str, indices))}"
+            prompt = Prompt(prompt_id, template.render_messages(values))
+            asked = replace(sampling, n=1, seed=sampling.seed + attempt)
+            return engine.generate([prompt], asked)[0][0].text
+
+        return judge_chooser(ask, retries=retries, stats=stats)
+
+    return chooser_for
+
+
 def judge_candidates(
     out_dir: str | os.PathLike[str],
     records: Sequence[Record],
-    chooser_for: Callable[[Record], Chooser],
+    chooser_for: ChooserFor,
     *,
     judge: str,
     seed: int,
     bracket_size: int = 3,
 ) -> tuple[list[Record], dict[str, int]]:
     """Every record with `winner` (the candidate index, None when dropped), `winner_source`,
-    `prediction` (the winner's text) and `judge_calls`, as a resumable stage; and counts
-    (`num_records`, `num_dropped`, `num_judge_calls`). `chooser_for(record)` gives the judge of one
-    question (`selection.tournament.preference_chooser` from gold-aware scores, or `judge_chooser`
-    over an LLM); `judge` names it in the stage's fingerprint. The bracket order of each question is
-    shuffled by a generator keyed by (seed, record id)."""
+    `prediction` (the winner's text), `judge_calls` (brackets judged) and the LLM judge's
+    `judge_replies`, `judge_unparsed` and `judge_failed` (its `JudgeStats`, 0 for a programmatic
+    judge), as a resumable stage; and their sums (`num_records`, `num_dropped`, `num_judge_calls`,
+    `num_judge_replies`, `num_judge_unparsed`, `num_judge_failed`). `chooser_for(record, stats)`
+    gives the judge of one question (`selection.tournament.preference_chooser` from gold-aware
+    scores, or `llm_chooser_for` over an LLM, which counts into `stats`); `judge` names it in the
+    stage's fingerprint. The bracket order of each question is shuffled by a generator keyed by
+    (seed, record id)."""
 
     def run_shard(chunk: list[Record]) -> list[Record]:
         out = []
         for record in chunk:
             texts = [c["text"] for c in record["candidates"]]
+            stats = JudgeStats()
             result = run_tournament(
                 texts,
-                chooser_for(record),
+                chooser_for(record, stats),
                 rng=random.Random(f"tournament|{seed}|{record['id']}"),
                 bracket_size=bracket_size,
             )
@@ -150,6 +191,9 @@ def judge_candidates(
                     "winner_source": None if winner is None else record["candidates"][winner]["source"],
                     "prediction": None if winner is None else texts[winner],
                     "judge_calls": result.judge_calls,
+                    "judge_replies": stats.calls,
+                    "judge_unparsed": stats.unparsed,
+                    "judge_failed": stats.failed,
                 }
             )
         return out
@@ -173,6 +217,7 @@ def judge_candidates(
         "num_records": len(judged),
         "num_dropped": sum(r["winner"] is None for r in judged),
         "num_judge_calls": sum(r["judge_calls"] for r in judged),
+        **{f"num_{key}": sum(r.get(key, 0) for r in judged) for key in JUDGE_COUNTS},
     }
     return judged, counts
 
