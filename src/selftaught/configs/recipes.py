@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 
 from selftaught.config import check, check_levels, check_limit
 from selftaught.configs.adaptive import AdaptiveDecodingConfig as AdaptiveDecodingConfig
+from selftaught.configs.cocomix import CocomixConfig as CocomixConfig
 from selftaught.configs.losses import AdvantageType, DPOLossType, LossNormalization, NLLNormalization
 from selftaught.configs.train import (
     EvalConfig,

@@ -149,6 +149,22 @@ RECIPES: dict[str, Recipe] = {
             presets=("tiny", "tiny-token", "tiny-cstory", "gemma3-270m", "tiny-smoke"),
         ),
         Recipe(
+            name="cocomix",
+            summary="pretraining with continuous concepts: predict a teacher's SAE concepts (attribution "
+            "labels) and interleave a compressed concept vector; NTP / KD / pause / add baselines",
+            module="selftaught.recipes.cocomix",
+            config_name="CocomixConfig",
+            presets=("tiny", "tiny-smoke"),
+            arms={  # papers_B §5.10: the same corpus, steps, batch and lr; only the student differs
+                "ntp": ("mixer=none", "concept_weight=0", "match_active_params=true"),
+                "cocomix": (),
+                "add": ("mixer=add",),
+                "pause": ("mixer=pause", "concept_weight=0"),
+                "kd": ("mixer=none", "concept_weight=0", "kd_weight=0.1", "match_active_params=true"),
+                "activation-labels": ("labels=activation",),
+            },
+        ),
+        Recipe(
             name="rag-self-demos",
             summary="RAG post-training on the model's own best answers (candidates with / without "
             "passages / refusing, a gold-aware tournament, SFT and DPO) against RA-IT",
