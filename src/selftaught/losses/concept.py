@@ -39,18 +39,18 @@ def cocomix_loss(
     nll = -logps.gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # [B, T-1]
     count = positions.sum().clamp_min(1)
     loss = (nll * positions).sum() / num_tokens
-    metrics = {"ntp_loss": float((nll * positions).sum() / count)}
+    metrics = {"ntp_loss": float((nll.detach() * positions).sum() / count)}
     if concept_weight:
         assert concept_logits is not None and concept_labels is not None
         concept_ce = concept_cross_entropy(concept_logits[:, :-1], concept_labels[:, :-1])  # [B, T-1]
         loss = loss + concept_weight * (concept_ce * positions).sum() / num_tokens
-        metrics["concept_loss"] = float((concept_ce * positions).sum() / count)
+        metrics["concept_loss"] = float((concept_ce.detach() * positions).sum() / count)
     if kd_weight:
         assert teacher_logits is not None
         teacher_logps = torch.log_softmax(teacher_logits[:, :-1].float(), -1)
         kl = (teacher_logps.exp() * (teacher_logps - logps)).sum(-1)  # [B, T-1]
         loss = loss + kd_weight * (kl * positions).sum() / num_tokens
-        metrics["kd_loss"] = float((kl * positions).sum() / count)
+        metrics["kd_loss"] = float((kl.detach() * positions).sum() / count)
     return loss, metrics
 
 

@@ -57,15 +57,17 @@ class ConceptMixer(nn.Module):
     def forward(
         self, hidden: torch.Tensor, concept_scale: dict[int, float] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(z [B, T, C], c_hat [B, T, d])` for `hidden [B, T, d]`."""
+        """`(z [B, T, C], c_hat [B, T, d])` for `hidden [B, T, d]`; `z` unsteered (`concept_scale`
+        changes which values TopK keeps and their size, not the logits the loss sees)."""
         u, mean, scale = layer_norm_stats(hidden)
         z = self.predictor(u - self.pre_bias)  # [B, T, C]
+        steered = z
         if concept_scale:
             factors = torch.ones(z.shape[-1], dtype=z.dtype, device=z.device)
             for index, alpha in concept_scale.items():
                 factors[index] = alpha
-            z = z * factors
-        top = z.topk(self.k, dim=-1)
+            steered = z * factors
+        top = steered.topk(self.k, dim=-1)
         sparse = torch.zeros_like(z).scatter(-1, top.indices, top.values)  # kept values may be negative
         c_hat = (self.compress(sparse) + self.pre_bias) * scale + mean  # [B, T, d]
         return z, c_hat
