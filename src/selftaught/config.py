@@ -57,7 +57,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 def _as_dict(value: Any) -> Any:
     """`dataclasses.asdict`, leaving out the `SHOWN_WHEN_SET` fields that hold their defaults."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        hidden = getattr(type(value), "SHOWN_WHEN_SET", ())
+        hidden = shown_when_set(type(value))
         return {
             f.name: _as_dict(getattr(value, f.name))
             for f in dataclasses.fields(value)
@@ -68,6 +68,12 @@ def _as_dict(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _as_dict(v) for k, v in value.items()}
     return copy.deepcopy(value)
+
+
+def shown_when_set(cls: type) -> set[str]:
+    """The `SHOWN_WHEN_SET` fields of `cls` and of every class it inherits from (a subclass that lists
+    its own keeps its parents': `RunConfig`'s `precision` stays hidden at its default in every recipe)."""
+    return {name for klass in cls.__mro__ for name in vars(klass).get("SHOWN_WHEN_SET", ())}
 
 
 def _field_default(f: dataclasses.Field) -> Any:

@@ -92,9 +92,45 @@ class ParallelConfig:
             raise ValueError(f"parallel.strategy must be one of {list(STRATEGIES)}, got {self.strategy!r}")
 
 
+class Precision(StrEnum):
+    """The number format of training (`selftaught.train.precision`); every recipe has it as `precision`."""
+
+    FP32 = "fp32"
+    """fp32 weights, gradients, optimizer state and compute."""
+    BF16_AUTOCAST = "bf16-autocast"
+    """fp32 master weights, gradients and AdamW state; the forward pass (the loss function) runs under
+    `torch.autocast(device, bfloat16)`: matmuls in bf16, softmax, norms and losses in fp32. The backward
+    pass follows the forward's dtypes. CPU and CUDA."""
+    BF16 = "bf16"
+    """bf16 weights, activations and gradients; AdamW keeps an fp32 master copy of each bf16 weight
+    with its fp32 state and updates the master (`train.optim.MasterWeightAdamW`), so small updates
+    accumulate instead of rounding away; the weights are the master rounded to bf16."""
+
+    @property
+    def weights_dtype(self) -> str:
+        """The dtype (a `models.io.DTYPES` name) the trained weights are held in."""
+        return "bfloat16" if self is Precision.BF16 else "float32"
+
+    @property
+    def autocast(self) -> bool:
+        """Whether the forward pass runs under bf16 autocast."""
+        return self is Precision.BF16_AUTOCAST
+
+    @property
+    def generator_dtype(self) -> str:
+        """The dtype of an in-process generator copy of the policy (online recipes): bf16 under both
+        bf16 settings (sampling reads the weights every token, and autocast would recast frozen fp32
+        weights at every decode step), else fp32."""
+        return "float32" if self is Precision.FP32 else "bfloat16"
+
+
 @dataclass
 class RunConfig:
     """The fields every training recipe has; a recipe's config inherits them (and may change defaults)."""
+
+    SHOWN_WHEN_SET = ("precision",)
+    """Fields added after runs were cached: in config.yaml only when set (`selftaught.config`), so
+    existing run fingerprints and resume checks are unchanged."""
 
     out_dir: str = "runs/run"
     """Run directory: config.yaml, metrics.jsonl, checkpoints/, and the final model in model/."""
@@ -116,6 +152,11 @@ class RunConfig:
     """Experiment trackers besides metrics.jsonl: `tensorboard` (`<out_dir>/tensorboard`), `wandb`
     (`WANDB_MODE=offline` keeps it local), `trackio` (local store in `$TRACKIO_DIR`); e.g.
     `report_to=[tensorboard,trackio]` (`pip install 'selftaught[track]'`)."""
+    precision: Precision = Precision.FP32
+    """`fp32`; `bf16-autocast` (fp32 weights and AdamW state, forward under bf16 autocast: TRL's
+    `bf16=True`); `bf16` (bf16 weights and gradients, fp32 master weights and AdamW state in the
+    optimizer). An in-process generator copy and a frozen model run in bf16 under both bf16 settings;
+    the reference model runs as the policy does. See `selftaught.train.precision`."""
 
     def __post_init__(self) -> None:
         check(bool(self.out_dir), "out_dir", "a directory path", self.out_dir)

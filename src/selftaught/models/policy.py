@@ -41,11 +41,15 @@ def policy_source(spec: str) -> str:
     return str(resolve_model_source(spec))
 
 
-def load_policy(spec: str, lora: LoraConfig, *, device: str = "cpu") -> tuple[Any, Any]:
-    """Model (in train mode, with adapters when `lora.r > 0`) and tokenizer of a model spec."""
+def load_policy(
+    spec: str, lora: LoraConfig, *, device: str = "cpu", dtype: str = "float32"
+) -> tuple[Any, Any]:
+    """Model (in train mode, with adapters when `lora.r > 0`) and tokenizer of a model spec; the
+    weights in `dtype` (a `models.io.DTYPES` name: `RunConfig.precision.weights_dtype`). LoRA
+    adapters over a bf16 base stay fp32 (peft's `autocast_adapter_dtype`)."""
     from selftaught.models.io import load_model
 
-    model, tokenizer = load_model(spec, device=device)
+    model, tokenizer = load_model(spec, dtype=dtype, device=device)
     if lora.r > 0:
         model = add_lora(model, lora)
     model.train()

@@ -29,6 +29,11 @@ CPU:  selftaught adaptive-decoding                       (tiny world: MATH + STO
       selftaught adaptive-decoding loss=nll              (the baseline that drifts to high tau)
       selftaught adaptive-decoding --preset tiny-cstory  (token level, with constrained stories)
       selftaught adaptive-decoding --preset gemma3-270m  (Gemma 3 270M: GSM8K + story titles, ~3 min)
+      selftaught adaptive-decoding --preset gemma3-270m precision=bf16-autocast  (the frozen Gemma in bf16)
+
+Precision: the frozen model is held in bf16 under `bf16-autocast` and `bf16` (nothing of it is
+trained, so there is no master to keep); the head (a few thousand weights) stays fp32, and its loss
+runs under autocast for `bf16-autocast`.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ from selftaught.selection.rollouts import select_pairs
 from selftaught.train import generators, loop
 from selftaught.train.online import sample_rollouts
 from selftaught.train.optim import build_optimizer, build_scheduler
+from selftaught.train.precision import forward_context
 from selftaught.train.rollouts import build_pair_rule, build_rollout_source, build_rubric, task_eval_prompts
 from selftaught.types import Completion, Pair, Prompt
 from selftaught.world.stories import CSTORY_TASK, opener_positions
@@ -72,7 +78,7 @@ from selftaught.world.stories import CSTORY_TASK, opener_positions
 
 def run(cfg: AdaptiveDecodingConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
-    model, tokenizer = load_model(cfg.model)
+    model, tokenizer = load_model(cfg.model, dtype=cfg.precision.generator_dtype)  # frozen: no master
     model.eval().requires_grad_(False)
     head = AdaptiveDecoder(
         model.config.get_text_config().hidden_size,
@@ -158,6 +164,20 @@ def train_step(
     prompts = [p.prompt for p in pairs]
     chosen = latent_batch(model, tokenizer, prompts, [p.chosen for p in pairs], head.level)
     rejected = latent_batch(model, tokenizer, prompts, [p.rejected for p in pairs], head.level)
+    with forward_context(cfg.precision, model.device):
+        loss, metrics = lpo_loss(head, reference, chosen, rejected, cfg)
+    loss.backward()
+    return {**{k: float(v) for k, v in metrics.items()}, "num_trained_pairs": float(len(pairs))}
+
+
+def lpo_loss(
+    head: AdaptiveDecoder,
+    reference: AdaptiveDecoder,
+    chosen: tuple,
+    rejected: tuple,
+    cfg: AdaptiveDecodingConfig,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The LPO loss of `cfg.loss` from the `latent_batch`es of the chosen and rejected responses."""
     if cfg.loss == LPOLoss.MARGINAL:
         sides = []
         for side in (chosen, rejected):
@@ -174,8 +194,7 @@ def train_step(
         else:
             rejected_logps = latent_logps(head(rejected[0]), rejected[4], rejected[3])
             loss, metrics = lpo_tokens_only(chosen_logps, rejected_logps, beta=cfg.beta)
-    loss.backward()
-    return {**{k: float(v) for k, v in metrics.items()}, "num_trained_pairs": float(len(pairs))}
+    return loss, metrics
 
 
 def latent_batch(

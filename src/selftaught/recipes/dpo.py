@@ -13,8 +13,8 @@ Algorithm (papers_A.md §0.1, fairseq2 `DpoFinetuneUnit`; papers_B.md §1.4-1.6 
      rerun reads back. Preference files: any TRL preference file, or GSM8K, whose pairs
      `data.formats.gsm8k_preference_records` builds.
   2. Reference: the starting policy scores every chosen and rejected sequence once, before training
-     (`<out_dir>/ref_logps.safetensors`, reused while weights and tokens match), so no second model
-     is held in memory. With LoRA the reference is the base model (adapters disabled).
+     (`<out_dir>/ref_logps.safetensors`, reused while weights, tokens and precision match), so no
+     second model is held in memory; in the policy's `precision` (the same forward as its loss). With LoRA the reference is the base model (adapters disabled).
   3. Each optimizer step takes the next `batch_size` pairs of a seeded stream reshuffled every
      epoch. The chosen and rejected sequences of a pair share a micro-batch (one forward over both),
      and the loss is divided by the pairs of the whole step: accumulation and data parallelism equal
@@ -34,6 +34,7 @@ CPU:    selftaught dpo                                  (tiny world: pairs from 
         selftaught dpo data.source=prompts.jsonl data.reward=mypkg.rewards:score   (your prompts and reward)
         selftaught dpo nll_scale=1 optim.lr=3e-5        (+ NLL anchor on the chosen response)
         selftaught dpo --preset gemma3-270m             (a few LoRA steps on GSM8K pairs)
+        selftaught dpo precision=bf16-autocast          (bf16 autocast over fp32 weights)
 N GPUs: torchrun --nproc-per-node 8 -m selftaught.cli dpo --preset ... parallel.strategy=fsdp2
 """
 
@@ -75,7 +76,7 @@ PROMPTS_PER_SHARD = 256
 def run(cfg: DPOConfig) -> dict[str, Any]:
     dist.init_distributed()
     torch.manual_seed(cfg.seed)  # the LoRA initialisation
-    model, tokenizer = load_policy(cfg.model, cfg.lora)
+    model, tokenizer = load_policy(cfg.model, cfg.lora, dtype=cfg.precision.weights_dtype)
     pairs, ref_logps, data_metrics = prepare_pairs(cfg, model, tokenizer)  # reference = these weights
     model = wrap_model(model, cfg.parallel)
     optimizer = build_optimizer(model, cfg.optim)
@@ -103,6 +104,7 @@ def run(cfg: DPOConfig) -> dict[str, Any]:
                 max_grad_norm=cfg.optim.max_grad_norm,
                 num_units=global_num_tokens(sum(mb.num_units for mb in micro_batches)),
                 no_sync=no_sync_context(model),
+                precision=cfg.precision,
             )
             loop.end_of_step(cfg, run_log, step, metrics, validate, save)
         final = loop.finish(cfg, run_log, model, tokenizer, validate)
@@ -124,6 +126,7 @@ def prepare_pairs(
         sequences,
         pad_id=tokenizer.pad_token_id,
         micro_batch_tokens=cfg.micro_batch_tokens,
+        precision=cfg.precision,
     )
     ref_logps, reused = dist.main_first(compute)
     metrics.update(num_train_pairs=len(pairs), num_pairs_too_long=num_dropped, ref_logps_reused=reused)

@@ -23,7 +23,7 @@ Algorithm (papers_B §1.4; Lanchantin et al. 2025, "Bridging offline and online 
     5. one optimizer update; log rollout, pair and training metrics; validate every `eval.every`.
 
 The generator (`generator.kind`) is an in-process copy by default, even at s = 1 (the copy is
-cheap for small models); sharing weights with the policy (`HFEngine(model)`) would save the memory
+cheap for small models; in bf16 under `precision=bf16-autocast` or `bf16`, see `train.precision`); sharing weights with the policy (`HFEngine(model)`) would save the memory
 of one model at s = 1. Any `SyncableEngine` can take its place: vLLM in this process (`vllm`: fast
 sampling for bigger models and bursts; a sync reloads the weights in place from a file), or a
 remote OpenAI-compatible server whose `sync_weights` saves a checkpoint and reloads it (`remote`:
@@ -49,6 +49,7 @@ CPU:  selftaught online-rl                       (tiny: semi-online DPO, s = 10)
       selftaught online-rl --preset tiny-grpo    (GRPO, s = 1)
       selftaught online-rl --preset gemma3-270m-grpo   (GRPO on GSM8K prompts, LoRA, math reward)
       selftaught online-rl rollouts.prompts=my.jsonl tasks[0].reward=mypkg.rewards:score
+      selftaught online-rl precision=bf16-autocast   (bf16 autocast; the generator copy in bf16)
 DDP:  torchrun --nproc-per-node 2 -m selftaught.cli online-rl
 vLLM: selftaught online-rl model=<dir> generator.kind=vllm   (pip install 'selftaught[vllm]')
 """
@@ -80,6 +81,7 @@ from selftaught.train.online import (
 )
 from selftaught.train.optim import build_optimizer, build_scheduler
 from selftaught.train.parallel import wrap_model
+from selftaught.train.precision import generator_dtype
 from selftaught.train.rollouts import (
     RolloutConfig,
     TaskConfig,
@@ -98,7 +100,7 @@ __all__ = ["OnlineRLConfig", "RolloutConfig", "TaskConfig", "build_objective", "
 def run(cfg: OnlineRLConfig) -> dict[str, Any]:
     dist.init_distributed()
     torch.manual_seed(cfg.seed)
-    policy, tokenizer = load_policy(cfg.model, cfg.lora)
+    policy, tokenizer = load_policy(cfg.model, cfg.lora, dtype=cfg.precision.weights_dtype)
     generator = build_generator(cfg, policy, tokenizer)
     reference = frozen_copy(policy) if cfg.loss == Objective.DPO or cfg.kl_coef else None
     synced_reference = reference if cfg.ref_sync_every else None  # re-synced: saved with checkpoints
@@ -111,7 +113,13 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
     if cfg.sync_every == 0:
         stage = Path(cfg.out_dir) / "rollouts"
         buffer = offline_rollouts(
-            rollouts, generator, policy, stage, num_steps=cfg.num_steps, generator=cfg.model
+            rollouts,
+            generator,
+            policy,
+            stage,
+            num_steps=cfg.num_steps,
+            generator=cfg.model,
+            generator_dtype=cfg.precision.generator_dtype,
         )
     validate = partial(validation_metrics, policy, tokenizer, cfg, rollouts.rubric)
 
@@ -152,7 +160,9 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
             metrics.update(rollout_metrics(groups, step))
             micro_batches, data_metrics = objective.micro_batches(groups, tokenizer)
             metrics.update(data_metrics)  # no pair / no scored group on every rank: no update (counted)
-            metrics.update(update_policy(model, micro_batches, objective, optimizer, scheduler, cfg.optim))
+            metrics.update(
+                update_policy(model, micro_batches, objective, optimizer, scheduler, cfg.optim, cfg.precision)
+            )
             loop.end_of_step(cfg, run_log, step, metrics, validate, checkpoint)
         final = loop.finish(cfg, run_log, model, tokenizer, validate)
     return {"out_dir": cfg.out_dir, **final}
@@ -188,7 +198,9 @@ def build_objective(cfg: OnlineRLConfig, reference: Any) -> OnlineObjective:
     match cfg.loss:
         case Objective.DPO:
             rules = {task.name: build_pair_rule(task) for task in cfg.tasks}
-            return PairObjective(reference, rules, cfg.beta, cfg.seed, cfg.micro_batch_tokens)
+            return PairObjective(
+                reference, rules, cfg.beta, cfg.seed, cfg.micro_batch_tokens, precision=cfg.precision
+            )
         case Objective.GRPO:
             return PolicyGradientObjective(
                 reference,
@@ -216,6 +228,7 @@ def build_generator(cfg: OnlineRLConfig, model: Any, tokenizer: Any) -> Syncable
         source=policy_source(cfg.model) if cfg.generator.kind == "vllm" else None,
         run_dir=Path(cfg.out_dir),
         batch_size=cfg.rollouts.generation_batch_size,
+        dtype=generator_dtype(cfg.precision),
     )
 
 

@@ -66,6 +66,7 @@ from selftaught.runlog import RunLog
 from selftaught.train import loop
 from selftaught.train.batching import collate
 from selftaught.train.optim import build_optimizer, build_scheduler
+from selftaught.train.precision import cast_for_training
 from selftaught.train.preference import PairBatch
 from selftaught.train.step import train_step
 
@@ -82,6 +83,7 @@ class TokenPair:
 
 def run(cfg: RewardModelConfig) -> dict[str, Any]:
     model, tokenizer = build_reward_model(cfg.model, cfg.seed)
+    model = cast_for_training(model, cfg.precision)
     train_records, valid_records = load_pair_records(cfg.data)
     train, num_dropped = render_pairs(train_records, tokenizer, cfg.data.max_length)
     valid, num_valid_dropped = render_pairs(valid_records, tokenizer, cfg.data.max_length)
@@ -104,7 +106,13 @@ def run(cfg: RewardModelConfig) -> dict[str, Any]:
         for step in run_log.progress(loop.remaining_steps(cfg, state), total=cfg.num_steps, desc="rm"):
             micro_batches = step_micro_batches(train, step, cfg, scorer.pad_id)
             metrics = train_step(
-                model, micro_batches, _loss, optimizer, scheduler, max_grad_norm=cfg.optim.max_grad_norm
+                model,
+                micro_batches,
+                _loss,
+                optimizer,
+                scheduler,
+                max_grad_norm=cfg.optim.max_grad_norm,
+                precision=cfg.precision,
             )
             loop.end_of_step(cfg, run_log, step, metrics, validate, save)
         final = validate()

@@ -18,6 +18,7 @@ GSM8K `question` + `answer`.
 
 CPU:    selftaught sft                                  (tiny world: clean-teacher SFT of the student)
         selftaught sft --preset gemma3-270m             (a few LoRA steps on GSM8K train)
+        selftaught sft precision=bf16-autocast          (bf16 autocast, fp32 weights; or precision=bf16)
 N GPUs: torchrun --nproc-per-node 8 -m selftaught.cli sft --preset ... parallel.strategy=fsdp2
 """
 
@@ -42,7 +43,7 @@ from selftaught.train.supervised import micro_batches, rank_indices, train_super
 
 def run(cfg: SFTConfig) -> dict[str, Any]:
     dist.init_distributed()
-    model, tokenizer = load_policy(cfg.model, cfg.lora)
+    model, tokenizer = load_policy(cfg.model, cfg.lora, dtype=cfg.precision.weights_dtype)
     examples = build_examples(cfg.data, tokenizer)
     model = wrap_model(model, cfg.parallel)
     optimizer = build_optimizer(model, cfg.optim)

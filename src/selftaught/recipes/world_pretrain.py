@@ -75,6 +75,7 @@ from selftaught.runlog import RunLog
 from selftaught.train.batching import Batch, Example, collate
 from selftaught.train.evaluation import evaluate_policy
 from selftaught.train.optim import build_optimizer, build_scheduler
+from selftaught.train.precision import cast_for_training
 from selftaught.train.supervised import train_supervised
 from selftaught.types import Prompt
 from selftaught.world.facts import label, user_turn
@@ -104,6 +105,7 @@ def run(cfg: WorldPretrainConfig) -> dict[str, Any]:
         pad_token_id=tokenizer.pad_token_id,
         seed=cfg.seed,
     )
+    model = cast_for_training(model, cfg.precision)
     examples = [render_conversation(tokenizer, ex["messages"]) for ex in training_records(cfg)]
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.optim_steps)

@@ -11,6 +11,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from selftaught.configs.train import GeneratorConfig as GeneratorConfig
 from selftaught.engines.hf import HFEngine
 from selftaught.engines.openai import OpenAIConfig
@@ -19,15 +21,25 @@ from selftaught.train.sync import SyncableEngine
 
 
 def build_generator(
-    cfg: GeneratorConfig, model: Any, tokenizer: Any, *, source: str | None, run_dir: Path, batch_size: int
+    cfg: GeneratorConfig,
+    model: Any,
+    tokenizer: Any,
+    *,
+    source: str | None,
+    run_dir: Path,
+    batch_size: int,
+    dtype: torch.dtype | None = None,
 ) -> SyncableEngine:
     """The engine of `cfg.kind`, holding `model`'s weights (policy version 0).
 
     `source` is the directory `model` was loaded from (vLLM starts on it); `run_dir` holds a
-    remote generator's saved checkpoints (`<run_dir>/generator`); `batch_size` is `HFEngine`'s.
+    remote generator's saved checkpoints (`<run_dir>/generator`); `batch_size` is `HFEngine`'s;
+    `dtype` that of the `hf` copy (None: `model`'s; `train.precision.generator_dtype`), to which its
+    `sync_weights` converts the policy's weights.
     """
     if cfg.kind == "hf":
-        return HFEngine(copy.deepcopy(model), tokenizer, batch_size=batch_size)
+        copied = copy.deepcopy(model)
+        return HFEngine(copied if dtype is None else copied.to(dtype), tokenizer, batch_size=batch_size)
     if cfg.kind == "vllm":
         if source is None:
             raise ValueError("generator.kind=vllm needs the policy's source directory to start vLLM on")

@@ -24,6 +24,7 @@ from selftaught.selection.pairs import compute_pair_stats
 from selftaught.selection.rollouts import PairRuleFn, RolloutGroup, scored_groups, select_pairs
 from selftaught.train.online import rollout_examples
 from selftaught.train.policy_gradient import build_rollout_batches, group_advantages, rollout_loss
+from selftaught.train.precision import Precision
 from selftaught.train.preference import build_pair_batches, pair_loss
 from selftaught.train.reference import compute_sequence_logps
 from selftaught.types import Pair
@@ -51,6 +52,8 @@ class PairObjective:
     seed: int
     """Seed of the random pair choices (per step and prompt)."""
     micro_batch_tokens: int
+    precision: Precision = Precision.FP32
+    """The reference scores the pairs as the policy's loss runs (`train.precision.forward_context`)."""
 
     def micro_batches(
         self, groups: Sequence[RolloutGroup], tokenizer: Any
@@ -64,7 +67,7 @@ class PairObjective:
         sequences = [chosen for chosen, _ in examples] + [rejected for _, rejected in examples]
         pad_id, budget = tokenizer.pad_token_id, self.micro_batch_tokens
         ref_logps = compute_sequence_logps(
-            self.reference, sequences, pad_id=pad_id, micro_batch_tokens=budget
+            self.reference, sequences, pad_id=pad_id, micro_batch_tokens=budget, precision=self.precision
         )
         return build_pair_batches(examples, ref_logps, pad_id=pad_id, micro_batch_tokens=budget), metrics
 

@@ -27,6 +27,7 @@ from selftaught.train.batching import Example
 from selftaught.train.checkpoint import latest_checkpoint, save_checkpoint
 from selftaught.train.optim import OptimConfig
 from selftaught.train.parallel import global_num_tokens, no_sync_context
+from selftaught.train.precision import Precision
 from selftaught.train.step import train_step
 from selftaught.types import Completion, Prompt
 
@@ -151,9 +152,10 @@ def update_policy(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     optim: OptimConfig,
+    precision: Precision = Precision.FP32,
 ) -> dict[str, float]:
     """One `train_step` on this rank's micro-batches with the loss denominator of `objective`
-    summed over ranks, and its throughput in trained (completion) tokens per second.
+    summed over ranks, in `precision`, and its throughput in trained (completion) tokens per second.
 
     A step with no micro-batch on any rank makes no update (`updated` 0). Under torchrun a rank with
     none while others have some takes part with a zero loss, so the gradients still all-reduce.
@@ -174,6 +176,7 @@ def update_policy(
         max_grad_norm=optim.max_grad_norm,
         num_units=num_units,
         no_sync=no_sync_context(model),
+        precision=precision,
     )
     unit = type(micro_batches[0]).unit
     metrics.pop(f"{unit}_per_s")  # trained tokens per second below, whatever the loss counts

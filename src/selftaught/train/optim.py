@@ -10,6 +10,7 @@ Typical use (the tiny-world SFT settings):
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -37,7 +38,82 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Ada
         if group
     ]
     fused = cfg.fused if cfg.fused is not None else all(map(_fusable, params))
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=fused or None)
+    low_precision = [p for p in params if p.dtype in LOW_PRECISION]
+    if not low_precision:
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=fused or None)
+    if any(type(p) is not torch.nn.Parameter for p in low_precision):
+        raise ValueError(
+            "precision=bf16 keeps fp32 master weights of plain parameters only, not of FSDP2-sharded "
+            "ones; use precision=bf16-autocast with parallel.strategy=fsdp2"
+        )
+    return MasterWeightAdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=fused or None)
+
+
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+"""Parameter dtypes that `build_optimizer` gives fp32 master weights (`MasterWeightAdamW`)."""
+
+
+class MasterWeightAdamW(torch.optim.AdamW):
+    """AdamW for low-precision (bf16) parameters: the update is computed on an fp32 master copy of
+    each one, with fp32 `exp_avg` / `exp_avg_sq`, and the parameter becomes the master rounded to
+    its dtype (round to nearest).
+
+    Why: an AdamW update is about `lr` relative to the weight (1e-5 for RL); bf16 has 8 bits of
+    mantissa (relative spacing 2^-8 = 4e-3), so applied to bf16 weights most updates round away and
+    training stalls. The master accumulates them exactly as fp32 training does; only the forward
+    and backward see the rounded weights. Memory per bf16 parameter: 2 (weight) + 2 (gradient) +
+    4 (master) + 8 (AdamW state) bytes, the same 16 as fp32 training; bf16 training saves activation
+    memory and time, not parameter memory (with LoRA the frozen base is bf16 and has no master).
+
+    The masters live in the optimizer state (`state[p]["master"]`), keyed by the model's own
+    parameters, so checkpoints (`torch.distributed.checkpoint`'s optimizer state dict) save and
+    restore them with the rest; `load_state_dict` keeps them and the AdamW state in fp32 (the base
+    class casts floating-point state to the parameter's dtype). fp32 parameters in the same groups
+    are updated as plain AdamW would. The gradients stay in the parameters' dtype: micro-batch
+    gradients accumulate in bf16 (tests/train/test_precision.py bounds the effect).
+    """
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+        """One AdamW step of the masters (each low-precision parameter stands in as its fp32 master,
+        with an fp32 gradient, while the base class steps), then each parameter = its master."""
+        swapped = []
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is None or param.dtype not in LOW_PRECISION:
+                    continue
+                state = self.state[param]
+                master = state.pop("master", None)  # absent while AdamW's state is still empty
+                if master is None:
+                    master = param.detach().float()
+                low, grad = param.data, param.grad
+                param.grad = None
+                param.data = master
+                param.grad = grad.float()
+                swapped.append((param, low, grad, master))
+        try:
+            loss = super().step(closure)
+        finally:
+            for param, low, grad, master in swapped:
+                self.state[param]["master"] = master
+                low.copy_(master)
+                param.grad = None
+                param.data = low
+                param.grad = grad
+        return loss
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """The base class's load, then the masters and the AdamW state of low-precision parameters
+        put back in fp32 (the base class casts floating-point state to the parameter's dtype)."""
+        super().load_state_dict(state_dict)
+        saved_ids = (i for g in state_dict["param_groups"] for i in g["params"])
+        params = (p for g in self.param_groups for p in g["params"])
+        for saved_id, param in zip(saved_ids, params, strict=True):
+            if param.dtype not in LOW_PRECISION:
+                continue
+            for key, value in state_dict["state"].get(saved_id, {}).items():
+                if key != "step" and torch.is_tensor(value) and value.is_floating_point():
+                    self.state[param][key] = value.to(device=param.device, dtype=torch.float32, copy=True)
 
 
 def _fusable(param: torch.Tensor) -> bool:

@@ -26,6 +26,7 @@ from safetensors.torch import save_file
 
 from selftaught.losses.logps import token_logps
 from selftaught.train.batching import Example, collate, token_budget_batches
+from selftaught.train.precision import Precision, forward_context
 
 CACHE_VERSION = "ref-logps@1"
 """Part of every cache key: bump it when what a cached value means changes."""
@@ -40,29 +41,40 @@ def load_or_compute_ref_logps(
     *,
     pad_id: int,
     micro_batch_tokens: int,
+    precision: Precision = Precision.FP32,
 ) -> tuple[torch.Tensor, bool]:
-    """`(ref_logps, reused)`: the cached scores of `examples` when `path` holds them for this model
-    and these sequences, else freshly computed (`compute_sequence_logps`) and written to `path`.
+    """`(ref_logps, reused)`: the cached scores of `examples` when `path` holds them for this model,
+    these sequences and this precision, else freshly computed (`compute_sequence_logps`) and written
+    to `path`.
 
     `ref_logps` is [N] fp32 on the CPU; `reused` says whether the file was read. Call it with the
     model as it starts training (before any update): its weights *are* the reference.
     """
-    key = reference_key(model, examples)
+    key = reference_key(model, examples, precision)
     cached = _read_cache(Path(path), key, len(examples))
     if cached is not None:
         return cached, True
-    ref_logps = compute_sequence_logps(model, examples, pad_id=pad_id, micro_batch_tokens=micro_batch_tokens)
+    ref_logps = compute_sequence_logps(
+        model, examples, pad_id=pad_id, micro_batch_tokens=micro_batch_tokens, precision=precision
+    )
     _write_cache(Path(path), key, ref_logps)
     return ref_logps, False
 
 
 def compute_sequence_logps(
-    model: torch.nn.Module, examples: Sequence[Example], *, pad_id: int, micro_batch_tokens: int
+    model: torch.nn.Module,
+    examples: Sequence[Example],
+    *,
+    pad_id: int,
+    micro_batch_tokens: int,
+    precision: Precision = Precision.FP32,
 ) -> torch.Tensor:
     """`sum_t loss_mask[t] * log p(x_t | x_<t)` for every example, [N] fp32 on the CPU, no gradient.
 
     The model is scored in eval mode with its adapters (if any) disabled, in micro-batches of at
-    most `micro_batch_tokens` padded tokens (0: all at once); its train mode is restored afterwards.
+    most `micro_batch_tokens` padded tokens (0: all at once), in `precision`'s `forward_context`
+    (as the policy's loss is: at step 0 both give the same numbers); its train mode is restored
+    afterwards.
     """
     if not examples:
         raise ValueError("compute_sequence_logps: got no examples; pass at least one (input_ids, loss_mask)")
@@ -70,7 +82,7 @@ def compute_sequence_logps(
     groups = token_budget_batches(lengths, micro_batch_tokens or max(lengths) * len(lengths))
     device = next(model.parameters()).device
     seq_logps = torch.zeros(len(examples))  # [N]
-    with _reference_mode(model), torch.inference_mode():
+    with _reference_mode(model), torch.inference_mode(), forward_context(precision, device):
         for group in groups:
             batch = collate([examples[i] for i in group], pad_id).to(device)
             logps = token_logps(
@@ -84,9 +96,14 @@ def compute_sequence_logps(
     return seq_logps
 
 
-def reference_key(model: torch.nn.Module, examples: Sequence[Example]) -> str:
-    """SHA-256 hex digest of the cache version, the reference weights and every example."""
+def reference_key(
+    model: torch.nn.Module, examples: Sequence[Example], precision: Precision = Precision.FP32
+) -> str:
+    """SHA-256 hex digest of the cache version, the reference weights, every example and, unless it
+    is fp32 (the key before there was a choice), the precision's autocast."""
     digest = hashlib.sha256(CACHE_VERSION.encode())
+    if precision.autocast:  # bf16 weights are in the weights' fingerprint already
+        digest.update(f"autocast:{precision}".encode())
     digest.update(weights_fingerprint(model).encode())
     for ids, loss_mask in examples:
         digest.update(len(ids).to_bytes(8, "little"))

@@ -238,21 +238,30 @@ def generate_burst(
 
 
 def offline_rollouts(
-    source: RolloutSource, engine: Any, seed_model: Any, stage_dir: Path, *, num_steps: int, generator: str
+    source: RolloutSource,
+    engine: Any,
+    seed_model: Any,
+    stage_dir: Path,
+    *,
+    num_steps: int,
+    generator: str,
+    generator_dtype: str = "float32",
 ) -> RolloutBuffer:
     """s = 0: the rollouts of every step, sampled from `seed_model` once, as a data stage (one stage
-    per rank under torchrun: each rank samples its own share)."""
+    per rank under torchrun: each rank samples its own share). `generator_dtype`: the dtype the
+    engine holds the weights in (`RunConfig.precision.generator_dtype`), keyed when not float32."""
     data = source.settings
-    fingerprint = compute_fingerprint(
-        {
-            "template": ROLLOUTS_TEMPLATE,
-            "weights": weights_fingerprint(seed_model),
-            "seed": source.seed,
-            "rollouts": _fingerprint_settings(data),
-            "tasks": [to_dict(t) for t in source.tasks],
-            "num_steps": num_steps,
-        }
-    )
+    settings = {
+        "template": ROLLOUTS_TEMPLATE,
+        "weights": weights_fingerprint(seed_model),
+        "seed": source.seed,
+        "rollouts": _fingerprint_settings(data),
+        "tasks": [to_dict(t) for t in source.tasks],
+        "num_steps": num_steps,
+    }
+    if generator_dtype != "float32":  # absent from the stages written before it was a choice
+        settings["generator_dtype"] = generator_dtype
+    fingerprint = compute_fingerprint(settings)
     engine.sync_weights(seed_model, 0)  # a remote server then surely serves the seed
     if dist.world_size() > 1:
         stage_dir = stage_dir.with_name(f"{stage_dir.name}-rank{dist.rank()}")

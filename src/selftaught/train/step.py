@@ -18,6 +18,8 @@ from typing import ClassVar, Protocol, TypeVar
 
 import torch
 
+from selftaught.train.precision import Precision, forward_context, model_device
+
 
 class MicroBatch(Protocol):
     """What `train_step` needs from a micro-batch: how many loss units it holds, and what they are
@@ -53,6 +55,7 @@ def train_step(
     num_units: float | None = None,
     num_tokens: float | None = None,
     no_sync: Callable[[], AbstractContextManager[object]] | None = None,
+    precision: Precision = Precision.FP32,
 ) -> dict[str, float]:
     """Zero grads, forward and backward each micro-batch, clip, step the optimizer and the schedule.
 
@@ -63,7 +66,8 @@ def train_step(
     normalised by something other than the micro-batches' unit passes its own count (GRPO by
     sequences: the sequences of the step). `num_tokens` is the old name of `num_units`, kept for
     callers until they drop it. `max_grad_norm` 0 or None skips clipping; the norm before clipping is
-    reported either way.
+    reported either way. `precision`: `loss_fn` runs in its `forward_context` (bf16 autocast for
+    `bf16-autocast`), the backward outside it (`selftaught.train.precision`).
 
     Returns `loss` (summed over micro-batches: the step's loss), the `loss_fn` metrics averaged over
     micro-batches weighted by their units, plus `grad_norm`, `lr` (the rate this update used),
@@ -79,10 +83,12 @@ def train_step(
     losses: list[torch.Tensor] = []
     metrics: dict[str, float] = {}
     last = len(micro_batches) - 1
+    device = model_device(model)
     for i, mb in enumerate(micro_batches):
         # DDP: accumulate locally, all-reduce once with the last micro-batch's backward
         with nullcontext() if no_sync is None or i == last else no_sync():
-            loss, mb_metrics = loss_fn(model, mb, denominator)
+            with forward_context(precision, device):
+                loss, mb_metrics = loss_fn(model, mb, denominator)
             loss.backward()
         losses.append(loss.detach())
         weight = mb.num_units / max(local_units, 1)  # metrics are per-call means

@@ -89,6 +89,7 @@ def train_supervised(
             max_grad_norm=max_grad_norm,
             num_tokens=global_num_tokens(sum(b.num_units for b in batches)),
             no_sync=no_sync_context(model),
+            precision=cfg.precision,
         )
         val = loop.end_of_step(cfg, run_log, step, metrics, validate, save)
         if stop is not None and val and stop(val):
