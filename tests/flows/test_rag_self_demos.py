@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from selftaught.pipelines.self_demos import SUMMARIZE
 from selftaught.presets import RECIPES
 
 RECIPE = RECIPES["rag-self-demos"]
@@ -123,3 +124,150 @@ def test_the_flow_builds_the_llm_judges_on_the_judge_engine():
     stats = JudgeStats()
     assert tournament_chooser(llm, engine)(record, stats)([1, 0]) == 0 and stats.calls == 1
     assert build_labeler(base, None)(records[:1], [records[0]["answer"]]) == ["correct"]
+
+
+def _write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(path)
+
+
+PEOPLE = [("Bako", "Oslo"), ("Deti", "Kyiv"), ("Rima", "Lima"), ("Suto", "Riga"), ("Pale", "Bern")]
+QUESTIONS = [
+    {"id": f"q{i}", "question": f"Where does {name} live?", "answer": city}
+    for i, (name, city) in enumerate(PEOPLE)
+]
+PASSAGES = [{"id": f"p{i}", "text": f"{name} lives in {city}."} for i, (name, city) in enumerate(PEOPLE)] + [
+    {"id": f"d{i}", "text": f"Nobody here has a pet {pet}."} for i, pet in enumerate(("dog", "cat", "owl"))
+]
+
+
+def test_records_without_passages_are_a_clear_error_with_retriever_records(tmp_path):
+    from selftaught.flows.rag_self_demos import passage_source
+
+    cfg = replace(RECIPE.preset("tiny"), out_dir=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match=r"train_data: record 0 has no 'retrieved_support'.*retriever=bm25:"):
+        passage_source(cfg)(QUESTIONS, "train")
+    with pytest.raises(ValueError, match=r"'retriever' must be `records` or `<kind>:"):
+        replace(cfg, retriever="bm25")
+    with pytest.raises(ValueError, match="no such passages file or saved index directory"):
+        passage_source(replace(cfg, retriever=f"bm25:{tmp_path / 'missing.jsonl'}"))
+
+
+def test_an_index_over_a_passages_file_is_built_once_and_attaches_the_top_ndocs(tmp_path, monkeypatch):
+    """BM25 over a constructed collection: each question's own passage comes first (recall@1 = 1), a
+    record's own passages and `present` flag are replaced, and a finished run reads its records back
+    without building or loading the index again."""
+    from selftaught.flows.rag_self_demos import passage_source
+    from selftaught.pipelines import passages as passages_module
+
+    source = _write_jsonl(tmp_path / "passages.jsonl", PASSAGES)
+    cfg = replace(RECIPE.preset("tiny"), out_dir=str(tmp_path / "run"), retriever=f"bm25:{source}", ndocs=2)
+    brought = [{**q, "retrieved_support": [{"text": "old"}], "present": True} for q in QUESTIONS]
+    train = passage_source(cfg)(brought, "train")
+    assert [r["retrieved_support"][0]["id"] for r in train] == [f"p{i}" for i in range(5)]
+    assert all(len(r["retrieved_support"]) == 2 and "present" not in r for r in train)
+    out = tmp_path / "run" / "retrieval"
+    assert (out / "index" / "manifest.json").is_file() and (out / "train" / "manifest.json").is_file()
+
+    class Unavailable:
+        @staticmethod
+        def load(directory):
+            raise AssertionError("the index was loaded again")
+
+    monkeypatch.setitem(passages_module.INDEX_CLASSES, "bm25", Unavailable)
+    assert passage_source(cfg)(brought, "train") == train
+
+
+def test_a_saved_index_directory_is_used_as_it_is(tmp_path):
+    from selftaught.flows.rag_self_demos import passage_source
+    from selftaught.retrieval import BM25Index
+
+    BM25Index.build(PASSAGES).save(tmp_path / "index")
+    cfg = replace(
+        RECIPE.preset("tiny"), out_dir=str(tmp_path / "run"), retriever=f"bm25:{tmp_path / 'index'}"
+    )
+    records = passage_source(cfg)(QUESTIONS, "eval")
+    assert [r["retrieved_support"][0]["id"] for r in records] == [f"p{i}" for i in range(5)]
+    assert (
+        len(records[0]["retrieved_support"]) == cfg.ndocs
+        and not (tmp_path / "run" / "retrieval" / "index").exists()
+    )
+    with pytest.raises(ValueError, match="holds a 'bm25' index, not a 'dense' one"):
+        passage_source(replace(cfg, retriever=f"dense:{tmp_path / 'index'}"))
+
+
+def test_new_fields_at_their_defaults_leave_the_config_dict_as_it_was():
+    from selftaught.config import to_dict
+
+    cfg = RECIPE.preset("tiny")
+    new = ("retriever", "follow_up", "optimize_prompts", "prompt_steps", "prompt_beam", "prompt_topk")
+    assert not set(new) & set(to_dict(cfg))
+    assert to_dict(replace(cfg, follow_up=True))["follow_up"] is True
+
+
+def _flow_script(prompt, j):
+    """The flow's model, scripted: every answer is Oslo, every self-score 5, every rewrite one prompt."""
+    first, last = prompt.messages[0]["content"], prompt.messages[-1]["content"]
+    if first.startswith("You grade an answer"):
+        return "Score: 5"
+    if first.startswith("You help improve the system prompt"):
+        return (
+            "Be exact."
+            if last.startswith(("Question:", "Passages:"))
+            else 'Here is the new prompt: "Answer well."'
+        )
+    if last == SUMMARIZE.user:
+        return f"Here's the final answer: {prompt.messages[-2]['content']}"
+    return "Oslo"
+
+
+def test_the_flow_with_an_index_optimised_prompts_and_the_summarize_turn(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    """The paper's candidate pipeline, on a scripted model (the tiny model attends to 512 positions,
+    too few for critique conversations): passages from a BM25 index, a one-step prompt search per
+    strategy, the best prompts as the system turns of NoRag / Rag, the follow-up turn."""
+    from selftaught.data.catalog import load_records
+    from selftaught.data.shards import read_stage
+    from selftaught.engines.scripted import ScriptedEngine
+    from selftaught.flows import rag_self_demos
+    from selftaught.pipelines.prompt_optimization import SEED_SYSTEM_PROMPT
+
+    engine = ScriptedEngine(_flow_script)
+    monkeypatch.setattr(rag_self_demos, "HFEngine", lambda model, tokenizer: engine)
+    world = load_records("world:facts-qa:train", limit=6) + load_records("world:facts-qa:test", limit=4)
+    passages = {p["id"]: p for r in world for p in r["retrieved_support"]}
+    source = _write_jsonl(tmp_path / "passages.jsonl", list(passages.values()))
+    cfg = replace(
+        small(tiny_model_dir, str(tmp_path / "run")),
+        arms=["sd-sft"],
+        retriever=f"bm25:{source}",
+        follow_up=True,
+        optimize_prompts=True,
+        prompt_steps=1,
+        prompt_beam=2,
+        prompt_topk=1,
+        prompt_train_examples=2,
+        prompt_eval_examples=2,
+    )
+    result = RECIPE.run(cfg)
+    out = Path(cfg.out_dir)
+    summary = json.loads((out / "summary.json").read_text())
+    expected = [SEED_SYSTEM_PROMPT, "Answer well."]  # tied at 5: the order they were produced in
+    assert summary["system_prompts"] == {"NoRag": expected, "Rag": expected}
+    for name in ("norag", "rag"):
+        lines = (out / "prompts" / name / "prompts.jsonl").read_text().splitlines()
+        assert [json.loads(line)["prompt"] for line in lines] == expected
+    judged = read_stage(out / "tournament")
+    candidates = judged[0]["candidates"]
+    assert [c["source"] for c in candidates] == [
+        f"{s}{k}" for s in ("NoRag", "Rag", "RagRefuse") for k in range(2)
+    ]
+    assert [c.get("system_prompt") for c in candidates] == expected * 2 + [None, None]
+    assert all(c["text"] == "Oslo" and c["first_turn"] == "Oslo" for c in candidates)
+    assert all(len(r["retrieved_support"]) == cfg.ndocs and "present" not in r for r in judged)
+    assert "| base, passages | all | 4 |" in (out / "table.md").read_text()
+    calls = len(engine.calls)
+    assert (
+        RECIPE.run(cfg) == result and len(engine.calls) == calls + 2 * 2
+    )  # only the evaluation again (2 models x 2 inputs)

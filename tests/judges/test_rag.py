@@ -10,12 +10,14 @@ from selftaught.engines.scripted import ScriptedEngine
 from selftaught.judges.rag import (
     CORRECTNESS,
     RELEVANCE,
+    SCORE,
     TOURNAMENT,
     gold_text,
     label_with_retries,
     llm_labeler,
     parse_correctness_label,
     parse_relevance_label,
+    parse_score,
     passages_text,
     relevance_labeler,
 )
@@ -78,6 +80,31 @@ def test_relevance_rejects_everything_else(text):
     assert parse_relevance_label(text) is None
 
 
+@pytest.mark.parametrize(
+    ("text", "score"),
+    [
+        ("Score: 7", 7),
+        ("score: 0", 0),
+        ("It agrees with the gold answer.\n\nScore: 9", 9),
+        ("**Score: 4**", 4),
+        ("**Score:** 4", 4),
+        ("Score:3.", 3),
+        ("  SCORE: 5  \n\n", 5),
+    ],
+)
+def test_scores_in_the_accepted_forms(text, score):
+    assert parse_score(text) == score
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "7", "Score: 10", "Score: -1", "Score: 7/9", "Score: seven", "Score: 7\nthen more", "Grade: 7"],
+)
+def test_a_score_in_any_other_form_is_none(text):
+    """Strict: one digit on the last line; the caller counts a None (the optimiser as a 0)."""
+    assert parse_score(text) is None
+
+
 RECORDS = [
     {
         "id": f"q{i}",
@@ -92,6 +119,7 @@ RECORDS = [
 def test_the_templates_are_registered_and_versioned():
     assert get_template("rag-tournament@1") is TOURNAMENT
     assert get_template("rag-correctness@1") is CORRECTNESS and get_template("rag-relevance@1") is RELEVANCE
+    assert get_template("rag-score@1") is SCORE
 
 
 def test_gold_answers_and_passages_for_the_prompts():

@@ -6,6 +6,7 @@ RA-IT records."""
 import pytest
 
 from selftaught.data.catalog import load_records
+from selftaught.data.templates import PromptTemplate
 from selftaught.engines.base import SamplingParams
 from selftaught.engines.scripted import ScriptedEngine
 from selftaught.pipelines.self_demos import (
@@ -13,12 +14,15 @@ from selftaught.pipelines.self_demos import (
     PASSAGES,
     REFUSE,
     STRATEGIES,
+    SUMMARIZE,
+    Strategy,
     generate_candidates,
     judge_candidates,
     llm_chooser_for,
     ra_it_records,
     rag_input,
     self_demo_records,
+    strip_lead_in,
     with_passages,
 )
 from selftaught.selection.tournament import preference_chooser
@@ -157,3 +161,87 @@ def test_a_judge_that_never_parses_drops_the_question_and_is_counted(tmp_path):
     assert len(engine.calls) == 12  # 1 + 5 retries per question
     again, recount = judge_candidates(tmp_path / "t", _pool(), chooser_for, judge="llm", seed=0)
     assert (again, recount) == (judged, counts) and len(engine.calls) == 12  # read back with its counts
+
+
+def test_system_prompts_one_per_sample_and_the_summarize_turn(tmp_path):
+    """Sample j of a strategy with system prompts answers under `systems[j]` (its own stage), the
+    follow-up turn continues each reply's own conversation, and the candidate is the parsed final
+    answer with the system prompt and the first reply recorded; a rerun reads every stage back."""
+
+    def script(prompt, j):
+        if prompt.messages[-1]["content"] == SUMMARIZE.user:
+            first = prompt.messages[-2]["content"]
+            return f"Here is the final answer: {first.split('|')[0]}"
+        system = prompt.messages[0]["content"] if prompt.messages[0]["role"] == "system" else "none"
+        return f"{_script(prompt, j)}|under {system}"
+
+    strategies = [
+        Strategy("NoRag", CLOSED, samples=3, systems=("Be brief.", "Be {exact}."), follow_up=SUMMARIZE),
+        Strategy("RagRefuse", REFUSE, samples=2, follow_up=SUMMARIZE),
+    ]
+    engine = ScriptedEngine(script)
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=8)
+    pool = generate_candidates(tmp_path / "c", RECORDS, engine, strategies, sampling, generator="s", seed=0)
+    candidates = pool[0]["candidates"]
+    assert [c["source"] for c in candidates] == ["NoRag0", "NoRag1", "NoRag2", "RagRefuse0", "RagRefuse1"]
+    assert [c.get("system_prompt") for c in candidates] == [
+        "Be brief.",
+        "Be {exact}.",
+        "Be brief.",
+        None,
+        None,
+    ]
+    assert candidates[1]["first_turn"] == "Oslo|under Be {exact}."  # braces kept as written
+    assert [c["text"] for c in candidates] == ["Oslo", "Oslo", "Oslo", "unknown", "unknown"]
+    follow_ups = [c for c in engine.calls if c.prompts[0].messages[-1]["content"] == SUMMARIZE.user]
+    assert len(follow_ups) == 2 and all(c.sampling.n == 1 for c in follow_ups)
+    conversation = follow_ups[0].prompts[1].messages  # NoRag1 of the first question
+    assert [m["role"] for m in conversation] == ["system", "user", "assistant", "user"]
+    assert conversation[2]["content"] == candidates[1]["first_turn"]
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
+        "NoRag-follow-up",
+        "NoRag0",
+        "NoRag1",
+        "NoRag2",
+        "RagRefuse",
+        "RagRefuse-follow-up",
+    ]
+    calls = len(engine.calls)
+    assert (
+        generate_candidates(tmp_path / "c", RECORDS, engine, strategies, sampling, generator="s", seed=0)
+        == pool
+    )
+    assert len(engine.calls) == calls
+
+
+def test_without_system_prompts_or_follow_up_a_candidate_is_as_before(tmp_path):
+    engine = ScriptedEngine(_script)
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=8)
+    pool = generate_candidates(
+        tmp_path / "c", RECORDS[:1], engine, STRATEGIES, sampling, generator="s", seed=0
+    )
+    assert all(set(c) == {"text", "source", "num_tokens"} for c in pool[0]["candidates"])
+    assert all(p.messages[0]["role"] == "user" for call in engine.calls for p in call.prompts)
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("Here is the final answer: Oslo", "Oslo"),
+        ("Here's my answer:\n\nOslo lies in Norway.", "Oslo lies in Norway."),
+        ('here is the new system prompt: "Answer briefly."', "Answer briefly."),
+        ("Oslo: the capital.", "Oslo: the capital."),
+        ("The answer. Here is why: it is", "The answer. Here is why: it is"),
+        ("  Oslo \n", "Oslo"),
+    ],
+)
+def test_a_leading_here_is_is_stripped(text, parsed):
+    assert strip_lead_in(text) == parsed
+
+
+def test_a_strategy_with_a_system_turn_of_its_own_takes_no_system_prompts():
+    with_system = PromptTemplate("t-sys", 1, user="{question}", slots=("question",), system="S")
+    with pytest.raises(ValueError, match="has a system turn of its own"):
+        Strategy("X", with_system, systems=("Be brief.",))
+    with pytest.raises(ValueError, match="must be a fixed text"):
+        Strategy("X", CLOSED, follow_up=CLOSED)

@@ -449,6 +449,9 @@ EVAL_JUDGES = ("world", "template:rag-correctness@1")
 RELEVANCE_JUDGES = ("records", "template:rag-relevance@1")
 """`RagSelfDemosConfig.relevance_judge`: the records' own `present` flags, or an LLM over the template."""
 
+RETRIEVER_KINDS = ("bm25", "dense", "hybrid")
+"""`RagSelfDemosConfig.retriever`'s `<kind>:<path>` forms (`pipelines.passages`)."""
+
 RAG_ARMS = ("ra-it", "sd-sft", "sd-dpo")
 """What the flow trains from the base model: the RA-IT baseline (SFT on gold answers with passages),
 self-demo SFT (on the tournament winners) and self-demo DPO (winner vs losers)."""
@@ -456,6 +459,20 @@ self-demo SFT (on the tournament winners) and self-demo DPO (winner vs losers)."
 
 @dataclass
 class RagSelfDemosConfig(RunConfig):
+    SHOWN_WHEN_SET = (
+        "retriever",
+        "follow_up",
+        "optimize_prompts",
+        "prompt_steps",
+        "prompt_beam",
+        "prompt_topk",
+        "prompt_train_examples",
+        "prompt_eval_examples",
+        "prompt_temperature",
+        "prompt_max_new_tokens",
+    )  # type: ignore[assignment]  # RunConfig's is inferred as a 1-tuple
+    """Fields added after runs were cached: in config.yaml only when set (`selftaught.config`)."""
+
     out_dir: str = "runs/rag-self-demos"
     model: str = "tiny-world-facts"
     """The base ("instruct") model: it writes the candidates, and every arm starts from it."""
@@ -467,12 +484,43 @@ class RagSelfDemosConfig(RunConfig):
     limit: int | None = None
     """Only the first N training questions."""
     eval_limit: int | None = None
+    retriever: str = "records"
+    """Where the passages come from: `records` (the records' own `retrieved_support`, an error for a
+    record without it), or an index over a passage collection, `bm25:<path>`, `dense:<path>` (MiniLM
+    + faiss) or `hybrid:<path>` (both, RRF), with path a passages file (JSONL / Parquet records with
+    `id` and `text`; indexed once into `<out_dir>/retrieval/index`) or a saved index directory. An index
+    attaches the top `ndocs` passages to the training and evaluation records, replacing theirs (and
+    their `present` flags: use `relevance_judge` to slice by relevance)."""
     ndocs: int = 4
     """Passages in the prompt (the paper's 4)."""
     samples_per_strategy: int = 3
     """Candidates per strategy (no passages, passages, passages + refuse rule): 9 per question."""
     temperature: float = 1.0
     max_new_tokens: int = 12
+    follow_up: bool = False
+    """Ask every candidate's reply a second, fixed turn (`rag-summarize@1`) that turns it into the final
+    answer, as the paper's strategies do; the candidate is that answer (a leading "Here is ...:"
+    stripped), its first reply kept as `first_turn`. Off for the tiny world, whose model answers in
+    one turn."""
+    optimize_prompts: bool = False
+    """Search system prompts first (`pipelines.prompt_optimization`: the base model answers, scores
+    its answers against gold, `rag-score@1`, and rewrites the best prompts), once without passages and
+    once with them; `NoRag` sample j then uses the j-th best no-passage prompt and `Rag` sample j the
+    j-th best passage prompt as its system turn (`RagRefuse` keeps its fixed refuse rule)."""
+    prompt_steps: int = 5
+    """Prompt-optimisation steps (the paper's 5)."""
+    prompt_beam: int = 12
+    """Rewrites per step: each kept prompt is rewritten `prompt_beam // prompt_topk` times (12 // 5 = 2)."""
+    prompt_topk: int = 5
+    """Prompts kept per step."""
+    prompt_train_examples: int = 30
+    """Training questions every prompt answers at every step; held apart from `prompt_eval_examples`."""
+    prompt_eval_examples: int = 30
+    """Held-out training questions on which every prompt produced is scored at the end."""
+    prompt_temperature: float = 0.5
+    """Sampling temperature of the answers, scores and critiques of prompt optimisation (rewrites: 1.0)."""
+    prompt_max_new_tokens: int = 1000
+    """Token cap of the scores, critiques and rewrites (answers use `max_new_tokens`)."""
     judge: str = "world"
     """The gold-aware tournament judge: `world`, the tiny world's programmatic one (a correct answer,
     then a refusal, then anything else), or `template:rag-tournament@1`, an LLM (`judge_model`) that
@@ -527,6 +575,18 @@ class RagSelfDemosConfig(RunConfig):
         check_limit(self.limit, "limit")
         check_limit(self.eval_limit, "eval_limit")
         check(self.ndocs >= 1, "ndocs", ">= 1", self.ndocs)
+        kind, colon, path = self.retriever.partition(":")
+        check(
+            self.retriever == "records" or (kind in RETRIEVER_KINDS and bool(colon) and bool(path)),
+            "retriever",
+            f"`records` or `<kind>:<passages file or index dir>` with kind one of {list(RETRIEVER_KINDS)}",
+            self.retriever,
+        )
+        for name in ("prompt_steps", "prompt_topk", "prompt_train_examples", "prompt_eval_examples"):
+            check(getattr(self, name) >= 1, name, ">= 1", getattr(self, name))
+        check(self.prompt_beam >= self.prompt_topk, "prompt_beam", ">= prompt_topk", self.prompt_beam)
+        check(self.prompt_temperature >= 0, "prompt_temperature", ">= 0", self.prompt_temperature)
+        check(self.prompt_max_new_tokens >= 1, "prompt_max_new_tokens", ">= 1", self.prompt_max_new_tokens)
         check(self.samples_per_strategy >= 1, "samples_per_strategy", ">= 1", self.samples_per_strategy)
         check(self.bracket_size >= 2, "bracket_size", ">= 2", self.bracket_size)
         check(self.judge in TOURNAMENT_JUDGES, "judge", f"one of {list(TOURNAMENT_JUDGES)}", self.judge)

@@ -2,9 +2,20 @@
 papers_A.md §4), against RA-IT, the usual SFT on gold answers with passages in context.
 
 Algorithm (every step a resumable stage under `out_dir`; a rerun reuses what is finished):
+  0. passages     `retriever=records`: the records bring their `retrieved_support` (RA-DIT); or an
+                  index (`bm25:` / `dense:` / `hybrid:` over a passages file, built once into
+                  `retrieval/index`, or a saved index) attaches the top `ndocs` passages to the
+                  training and evaluation questions (`pipelines.passages`)
+     prompts      with `optimize_prompts`, a search for system prompts, without passages and with them
+                  (`pipelines.prompt_optimization`: answer, self-score `Score: d` against gold, keep
+                  `prompt_topk`, critique + rewrite, `prompt_steps` times; every prompt re-scored on
+                  held-out questions, `prompts/{norag,rag}/prompts.jsonl`)
   1. candidates   the base model answers each training question with every strategy: without its
                   passages (`NoRag`), with them (`Rag`) and with them plus a refuse rule
-                  (`RagRefuse`), `samples_per_strategy` samples each at `temperature`
+                  (`RagRefuse`), `samples_per_strategy` samples each at `temperature`; sample j of
+                  `NoRag` / `Rag` has the j-th best optimised prompt as its system turn (recorded on
+                  the candidate as `system_prompt`); with `follow_up`, each reply gets a second turn,
+                  `rag-summarize@1`, whose answer is the candidate (the first reply kept, `first_turn`)
   2. tournament   a gold-aware judge picks the best candidate per question in brackets of 3
                   (`selection.tournament`; `judge=world`: the tiny world's judge prefers a correct
                   answer, then a refusal, then anything else; `judge=template:rag-tournament@1`: an
@@ -28,6 +39,7 @@ CPU:  selftaught rag-self-demos                   (tiny world: the knowledge bas
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -42,10 +54,15 @@ from selftaught.engines.hf import HFEngine
 from selftaught.evals.rag import format_cells, judged_rates, label_rates
 from selftaught.judges.rag import Labeler, llm_labeler, relevance_labeler
 from selftaught.models.io import load_model
+from selftaught.pipelines.passages import index_key, open_index, parse_retriever, retrieve
+from selftaught.pipelines.prompt_optimization import PromptOptimizer, top_prompts
 from selftaught.pipelines.self_demos import (
     CLOSED,
+    PASSAGES,
     STRATEGIES,
+    SUMMARIZE,
     ChooserFor,
+    Strategy,
     generate_candidates,
     judge_candidates,
     llm_chooser_for,
@@ -56,6 +73,7 @@ from selftaught.pipelines.self_demos import (
 )
 from selftaught.pipelines.stages import Record
 from selftaught.recipes import dpo, sft
+from selftaught.retrieval import check_retrieved_support
 from selftaught.selection.tournament import JudgeStats, preference_chooser
 from selftaught.types import Prompt
 from selftaught.world.facts import JUDGE_PREFERENCE, label
@@ -63,11 +81,13 @@ from selftaught.world.facts import JUDGE_PREFERENCE, label
 
 def run(cfg: RagSelfDemosConfig) -> dict[str, Any]:
     out = Path(cfg.out_dir)
-    train = load_records(cfg.train_data, limit=cfg.limit)
+    attach = passage_source(cfg)
+    train = attach(load_records(cfg.train_data, limit=cfg.limit), "train")
     model, tokenizer = load_model(cfg.model)
     engine = HFEngine(model, tokenizer)
     judge_engine = load_judge_engine(cfg, engine)
-    strategies = [replace(s, samples=cfg.samples_per_strategy) for s in STRATEGIES]
+    systems = optimized_prompts(cfg, engine, train)
+    strategies = build_strategies(cfg, systems)
     sampling = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
     pool = generate_candidates(
         out / "candidates",
@@ -98,7 +118,7 @@ def run(cfg: RagSelfDemosConfig) -> dict[str, Any]:
     models = {"base": cfg.model}
     for arm in cfg.arms:
         models[arm] = str(train_arm(cfg, arm, out / "data" / f"{arm}.jsonl"))
-    eval_records, relevance_unparsed = evaluation_records(cfg, judge_engine)
+    eval_records, relevance_unparsed = evaluation_records(cfg, judge_engine, attach)
     labeler = build_labeler(cfg, judge_engine)
     tables = {}
     for name, path in models.items():
@@ -112,6 +132,7 @@ def run(cfg: RagSelfDemosConfig) -> dict[str, Any]:
         "winners": winners_by_strategy(judged),
         "rates": tables,
         "relevance_unparsed": relevance_unparsed,
+        **({"system_prompts": systems} if systems else {}),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(table, flush=True)
@@ -120,6 +141,79 @@ def run(cfg: RagSelfDemosConfig) -> dict[str, Any]:
         "table": str(out / "table.md"),
         **{k: summary[k] for k in ("tournament", "winners")},
     }
+
+
+Attach = Callable[[list[Record], str], list[Record]]
+"""`attach(records, split)`: the records of `split` (`train`, `eval`) with their passages."""
+
+
+def passage_source(cfg: RagSelfDemosConfig) -> Attach:
+    """`retriever=records`: the records as they are, after checking each brings `retrieved_support`;
+    an index: its top `ndocs` passages attached to each split's records, a stage under
+    `<out_dir>/retrieval/<split>` (the index built or loaded once, only when a stage needs it)."""
+    spec = parse_retriever(cfg.retriever)
+    if spec is None:
+        return require_passages
+    directory = Path(cfg.out_dir) / "retrieval"
+    index, key = open_index(directory, spec), index_key(spec)
+    return lambda records, split: retrieve(directory / split, records, index, k=cfg.ndocs, key=key)
+
+
+def require_passages(records: list[Record], split: str) -> list[Record]:
+    """`records` when every one brings passages (`retrieved_support`: a list of `{"text"}`); else a
+    ValueError naming the record and the two ways out."""
+    data = "train_data" if split == "train" else "eval_data"
+    try:
+        check_retrieved_support(records)
+    except ValueError as err:
+        raise ValueError(
+            f"{data}: {err}. With retriever=records every record must bring its passages (RA-DIT's "
+            "`retrieved_support`); or set retriever=bm25:<passages.jsonl> (or dense: / hybrid:, or a saved "
+            "index directory) to retrieve them"
+        ) from err
+    return records
+
+
+def optimized_prompts(
+    cfg: RagSelfDemosConfig, engine: Engine, train: list[Record]
+) -> dict[str, tuple[str, ...]]:
+    """With `optimize_prompts`: the `samples_per_strategy` best system prompts for `NoRag` (searched
+    without passages) and `Rag` (with them), each search a resumable `PromptOptimizer` run under
+    `<out_dir>/prompts/{norag,rag}` on the training records, by the base model; else {}."""
+    if not cfg.optimize_prompts:
+        return {}
+    records = with_passages(train, cfg.ndocs)
+    systems = {}
+    for name, user, rag in (("NoRag", CLOSED, False), ("Rag", PASSAGES, True)):
+        optimizer = PromptOptimizer(
+            engine,
+            steps=cfg.prompt_steps,
+            beam=cfg.prompt_beam,
+            topk=cfg.prompt_topk,
+            n_train=cfg.prompt_train_examples,
+            n_eval=cfg.prompt_eval_examples,
+            user=user,
+            rag=rag,
+            sampling=SamplingParams(
+                temperature=cfg.prompt_temperature, max_new_tokens=cfg.prompt_max_new_tokens
+            ),
+            answer_tokens=cfg.max_new_tokens,
+            generator=cfg.model,
+        )
+        ranked = optimizer.optimize(Path(cfg.out_dir) / "prompts" / name.lower(), records, seed=cfg.seed)
+        print(f"prompt optimisation {name}: best held-out score {ranked[0]['score']:.2f}", flush=True)
+        systems[name] = top_prompts(ranked, cfg.samples_per_strategy)
+    return systems
+
+
+def build_strategies(cfg: RagSelfDemosConfig, systems: dict[str, tuple[str, ...]]) -> list[Strategy]:
+    """The paper's pool with `samples_per_strategy` samples each, the optimised system prompts of
+    `NoRag` / `Rag` (`systems`) and the summarize turn with `follow_up`."""
+    follow_up = SUMMARIZE if cfg.follow_up else None
+    return [
+        replace(s, samples=cfg.samples_per_strategy, systems=systems.get(s.name, ()), follow_up=follow_up)
+        for s in STRATEGIES
+    ]
 
 
 def load_judge_engine(cfg: RagSelfDemosConfig, base: Engine) -> Engine | None:
@@ -173,11 +267,15 @@ def build_labeler(cfg: RagSelfDemosConfig, judge_engine: Engine | None) -> Label
     return llm_labeler(judge_engine, judge_sampling(cfg), retries=cfg.judge_retries)
 
 
-def evaluation_records(cfg: RagSelfDemosConfig, judge_engine: Engine | None) -> tuple[list[Record], int]:
-    """The evaluation records with their passages, and how many the relevance judge never labelled:
-    with `relevance_judge=template:...`, `present` is the LLM's label (None when unparsed, so the
-    record counts in `all` only)."""
-    records = with_passages(load_records(cfg.eval_data, limit=cfg.eval_limit), cfg.ndocs)
+def evaluation_records(
+    cfg: RagSelfDemosConfig, judge_engine: Engine | None, attach: Attach | None = None
+) -> tuple[list[Record], int]:
+    """The evaluation records with their passages (`attach`; None = `passage_source(cfg)`), and how
+    many the relevance judge never labelled: with `relevance_judge=template:...`, `present` is the
+    LLM's label (None when unparsed, so the record counts in `all` only)."""
+    attach = passage_source(cfg) if attach is None else attach
+    loaded = load_records(cfg.eval_data, limit=cfg.eval_limit)
+    records = with_passages(attach(loaded, "eval"), cfg.ndocs)
     if cfg.relevance_judge == "records":
         return records, 0
     assert judge_engine is not None

@@ -7,11 +7,15 @@ relevance judge, and a batched labeller with retries.
 | `rag-tournament@1` | question, answer (gold), passages (first 4), predictions | `Best: Prediction k` | `selection.tournament.parse_best` |
 | `rag-correctness@1` | question, answers (gold), prediction | `Label: Correct\\|Incorrect\\|Refuse` | `parse_correctness_label` |
 | `rag-relevance@1` | passages (first 4), question, answers (gold) | `Label: Present\\|Absent` | `parse_relevance_label` |
+| `rag-score@1` | question, answer (gold), prediction | `Score: d` (0-9) | `parse_score` |
 
 The templates paraphrase the paper's (its `.jinja` files are not released). The label parsers read
 the last non-empty line only, in the forms the released `eval.py` accepts: `Label: Correct`, any
 case, optionally bold (`**Label: Correct**`, `**Label:** Correct`) or as `Prediction label: ...`,
 with an optional final period. Anything else is None, counted by the caller, never mapped to a label.
+`rag-score@1` is the prompt optimiser's self-scoring (`pipelines.prompt_optimization`): its last
+line must be `Score: d`, one digit (same optional bold and period); the optimiser counts a None as a
+score of 0, as the paper does, and reports how many there were.
 
     labels = llm_labeler(engine, sampling)(records, predictions)      # "correct" | ... | None
     present = relevance_labeler(engine, sampling)(records)            # True | False | None
@@ -88,6 +92,25 @@ RELEVANCE = register_template(
 )
 """The relevance judge (`judge/false_refusals/{sys,usr}.jinja`): does the context hold the answer?"""
 
+SCORE = register_template(
+    PromptTemplate(
+        "rag-score",
+        1,
+        system=(
+            "You grade an answer to a question against the gold answer. Give a high score to an answer that "
+            "agrees with the gold answer and answers the question directly, a low one to an answer that "
+            "contradicts it, misses it or does not answer."
+        ),
+        user=(
+            "Question: {question}\n\nGold answer: {answer}\n\nPrediction: {prediction}\n\n"
+            "Explain briefly, then end with one line in exactly this form: Score: d\n"
+            "where d is one digit from 0 (wrong or no answer) to 9 (correct and direct)."
+        ),
+        slots=("question", "answer", "prediction"),
+    )
+)
+"""The prompt optimiser's self-scoring prompt (`iterative/score/{sys,example}.jinja`)."""
+
 CORRECTNESS_LABELS = ("correct", "incorrect", "refuse")
 RELEVANCE_LABELS = ("present", "absent")
 
@@ -105,6 +128,7 @@ def _label_pattern(labels: Sequence[str]) -> re.Pattern[str]:
 
 CORRECTNESS_PATTERN = _label_pattern(CORRECTNESS_LABELS)
 RELEVANCE_PATTERN = _label_pattern(RELEVANCE_LABELS)
+SCORE_PATTERN = re.compile(r"\**\s*score\s*:\s*\**\s*([0-9])\s*\.?\s*\**\s*\.?", re.IGNORECASE)
 
 
 def parse_last_line(text: str, pattern: re.Pattern[str]) -> str | None:
@@ -132,6 +156,18 @@ def parse_relevance_label(text: str) -> str | None:
     ('present', None)
     """
     return parse_last_line(text, RELEVANCE_PATTERN)
+
+
+def parse_score(text: str) -> int | None:
+    """The digit of a last line `Score: d` (any case, optionally bold, optional period), or None: a
+    score elsewhere, two digits or a missing line do not parse.
+
+    >>> parse_score("Close to the gold answer.\\n**Score: 7**"), parse_score("Score: 10"), parse_score("7")
+    (7, None, None)
+    """
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    match = SCORE_PATTERN.fullmatch(lines[-1]) if lines else None
+    return None if match is None else int(match.group(1))
 
 
 def gold_text(record: Record) -> str:
