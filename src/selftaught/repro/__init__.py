@@ -40,6 +40,7 @@ from selftaught.data.shards import compute_fingerprint, run_once
 from selftaught.presets import RECIPES
 from selftaught.repro import adaptive as repro_adaptive
 from selftaught.repro import divpo as repro_divpo
+from selftaught.repro import rag as repro_rag
 from selftaught.runlog import read_metrics
 
 if TYPE_CHECKING:
@@ -241,7 +242,8 @@ def selection_table(cfg: OnlineRLConfig, per_level: int) -> str:
 
 def add_parser(sub: Any) -> None:
     """`selftaught repro online-rl`, `selftaught repro online-rl-length`, and `repro divpo` and
-    `repro divpo-keywords` (`selftaught.repro.divpo`), `repro adaptive-decoding(-cstory)` (`selftaught.repro.adaptive`)."""
+    `repro divpo-keywords` (`selftaught.repro.divpo`), `repro adaptive-decoding(-cstory)` (`selftaught.repro.adaptive`), `repro rag-self-demos`
+    (`selftaught.repro.rag`)."""
     repro = sub.add_parser("repro", help="reproduce a paper's claim in the tiny world")
     commands = repro.add_subparsers(metavar="COMMAND", required=True)
     table = commands.add_parser("online-rl", help="offline vs semi-online vs online DPO vs GRPO, over seeds")
@@ -264,6 +266,7 @@ def add_parser(sub: Any) -> None:
     length.set_defaults(func=_cmd_length)
     repro_divpo.add_parser(commands)
     repro_adaptive.add_parser(commands)
+    repro_rag.add_parser(commands)
 
 
 def _add_common(parser: Any, steps: int) -> None:
