@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from selftaught.pipelines.self_demos import SUMMARIZE
+from selftaught.pipelines.rag_candidates import SUMMARIZE
 from selftaught.presets import RECIPES
 
 RECIPE = RECIPES["rag-self-demos"]

@@ -17,7 +17,10 @@ from selftaught.pipelines.prompt_optimization import (
     split_examples,
     top_prompts,
 )
-from selftaught.pipelines.self_demos import PASSAGES, with_passages
+from selftaught.pipelines.rag_candidates import (
+    PASSAGES,
+    with_passages,
+)
 
 RECORDS = with_passages(load_records("world:facts-qa:test")[:8])
 BY_QUESTION = {r["question"]: r for r in RECORDS}

@@ -9,7 +9,7 @@ from selftaught.data.catalog import load_records
 from selftaught.data.templates import PromptTemplate
 from selftaught.engines.base import SamplingParams
 from selftaught.engines.scripted import ScriptedEngine
-from selftaught.pipelines.self_demos import (
+from selftaught.pipelines.rag_candidates import (
     CLOSED,
     PASSAGES,
     REFUSE,
@@ -17,13 +17,15 @@ from selftaught.pipelines.self_demos import (
     SUMMARIZE,
     Strategy,
     generate_candidates,
+    strip_lead_in,
+    with_passages,
+)
+from selftaught.pipelines.self_demos import (
     judge_candidates,
     llm_chooser_for,
     ra_it_records,
     rag_input,
     self_demo_records,
-    strip_lead_in,
-    with_passages,
 )
 from selftaught.selection.tournament import preference_chooser
 from selftaught.world.facts import JUDGE_PREFERENCE, label, questions, user_turn

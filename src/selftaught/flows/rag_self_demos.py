@@ -56,20 +56,22 @@ from selftaught.judges.rag import Labeler, llm_labeler, relevance_labeler
 from selftaught.models.io import load_model
 from selftaught.pipelines.passages import index_key, open_index, parse_retriever, retrieve
 from selftaught.pipelines.prompt_optimization import PromptOptimizer, top_prompts
-from selftaught.pipelines.self_demos import (
+from selftaught.pipelines.rag_candidates import (
     CLOSED,
     PASSAGES,
     STRATEGIES,
     SUMMARIZE,
-    ChooserFor,
     Strategy,
     generate_candidates,
+    with_passages,
+)
+from selftaught.pipelines.self_demos import (
+    ChooserFor,
     judge_candidates,
     llm_chooser_for,
     ra_it_records,
     rag_input,
     self_demo_records,
-    with_passages,
 )
 from selftaught.pipelines.stages import Record
 from selftaught.recipes import dpo, sft

@@ -45,7 +45,10 @@ from selftaught.data.sources import write_jsonl
 from selftaught.data.templates import PromptTemplate, register_template
 from selftaught.engines.base import Engine, SamplingParams
 from selftaught.judges.rag import SCORE, gold_text, parse_score, passages_text
-from selftaught.pipelines.self_demos import CLOSED, strip_lead_in
+from selftaught.pipelines.rag_candidates import (
+    CLOSED,
+    strip_lead_in,
+)
 from selftaught.pipelines.stages import Record
 from selftaught.types import Message, Prompt
 
