@@ -104,6 +104,8 @@ def test_ra_it_uses_the_gold_answer_in_the_given_style_for_every_question():
         records[0]["messages"][-1]["content"] == f"The answer is {RECORDS[0]['answer']}, as the records show."
     )
     assert records[0]["messages"][0]["content"].startswith("Passages: ")
+    one = ra_it_records(RECORDS, ndocs=1)[0]["messages"][0]["content"]  # the passages the demos see
+    assert one == rag_input(with_passages(RECORDS, 1)[0])[0]["content"]
 
 
 def test_records_without_passages_are_a_clear_error():

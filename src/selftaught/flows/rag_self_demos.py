@@ -111,9 +111,7 @@ def run(cfg: RagSelfDemosConfig) -> dict[str, Any]:
     )
     print(f"tournament: {counts}; winners by strategy: {winners_by_strategy(judged)}", flush=True)
     demos, pairs = self_demo_records(judged)
-    gold = ra_it_records(
-        with_passages(train, cfg.ndocs), style=lambda r: cfg.ra_it_style.format(answer=r["answer"])
-    )
+    gold = ra_it_records(train, style=lambda r: cfg.ra_it_style.format(answer=r["answer"]), ndocs=cfg.ndocs)
     data = {"sd-sft": demos, "sd-dpo": pairs, "ra-it": gold}
     for name, records in data.items():
         write_jsonl(out / "data" / f"{name}.jsonl", records)

@@ -166,15 +166,16 @@ def self_demo_records(records: Sequence[Record]) -> tuple[list[Record], list[Rec
 
 
 def ra_it_records(
-    records: Sequence[Record], style: Callable[[Record], str] = lambda r: str(r["answer"])
+    records: Sequence[Record], style: Callable[[Record], str] = lambda r: str(r["answer"]), ndocs: int = 4
 ) -> list[Record]:
-    """The RA-IT baseline's SFT conversations: RAG input -> the gold answer written by `style` (the
-    tiny world uses a fixed verbose template the model never produces: the paper's out-of-distribution
-    gold targets), for every question, also those neither the passages nor the model can answer."""
+    """The RA-IT baseline's SFT conversations: RAG input (the first `ndocs` passages, as the
+    self-demos see them) -> the gold answer written by `style` (the tiny world uses a fixed verbose
+    template the model never produces: the paper's out-of-distribution gold targets), for every
+    question, also those neither the passages nor the model can answer."""
     return [
         {
             "id": record["id"],
             "messages": [*rag_input(record), {"role": "assistant", "content": style(record)}],
         }
-        for record in with_passages(records)
+        for record in with_passages(records, ndocs)
     ]
