@@ -66,6 +66,22 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+BF16_ISA_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16")
+"""`/proc/cpuinfo` flags of native bf16 matmul support on x86 (AMX tiles, AVX512-BF16 dot products)."""
+
+
+def bf16_isa() -> str:
+    """The native bf16 instructions the CPU has (`BF16_ISA_FLAGS`), or `none` (then bf16 matmuls
+    are emulated and slower than fp32)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    present = [flag for flag in BF16_ISA_FLAGS if flag in flags]
+    return ", ".join(present) or "none"
+
+
 def matmul_peak_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 5) -> float:
     """Best GFLOP/s of a `size x size @ size x size` matmul (2 size^3 FLOPs) in `dtype` over `repeats` runs."""
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
@@ -83,8 +99,8 @@ def print_machine(threads: int) -> float:
     (the FLOP/s columns are fp32: both sides train in fp32)."""
     fp32, bf16 = matmul_peak_gflops(torch.float32), matmul_peak_gflops(torch.bfloat16)
     print(
-        f"{cpu_model()}, {threads} threads: matmul peak fp32 {fp32:.1f} GFLOP/s, bf16 {bf16:.1f} GFLOP/s, "
-        f"load {load_average():.1f}"
+        f"{cpu_model()} (bf16 ISA: {bf16_isa()}), {threads} threads: matmul peak fp32 {fp32:.1f} GFLOP/s, "
+        f"bf16 {bf16:.1f} GFLOP/s, load {load_average():.1f}"
     )
     return fp32
 

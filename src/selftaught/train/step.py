@@ -18,7 +18,7 @@ from typing import ClassVar, Protocol, TypeVar
 
 import torch
 
-from selftaught.train.precision import Precision, forward_context, model_device
+from selftaught.train.precision import Precision, check_weights, forward_context, model_device
 
 
 class MicroBatch(Protocol):
@@ -83,6 +83,7 @@ def train_step(
     losses: list[torch.Tensor] = []
     metrics: dict[str, float] = {}
     last = len(micro_batches) - 1
+    check_weights(model, precision)
     device = model_device(model)
     for i, mb in enumerate(micro_batches):
         # DDP: accumulate locally, all-reduce once with the last micro-batch's backward
