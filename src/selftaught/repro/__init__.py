@@ -39,6 +39,7 @@ from selftaught.config import apply_overrides, to_dict
 from selftaught.data.shards import compute_fingerprint, run_once
 from selftaught.presets import RECIPES
 from selftaught.repro import adaptive as repro_adaptive
+from selftaught.repro import cocomix as repro_cocomix
 from selftaught.repro import divpo as repro_divpo
 from selftaught.repro import rag as repro_rag
 from selftaught.runlog import read_metrics
@@ -266,6 +267,7 @@ def add_parser(sub: Any) -> None:
     length.set_defaults(func=_cmd_length)
     repro_divpo.add_parser(commands)
     repro_adaptive.add_parser(commands)
+    repro_cocomix.add_parser(commands)
     repro_rag.add_parser(commands)
 
 
