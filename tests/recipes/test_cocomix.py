@@ -117,3 +117,5 @@ def test_bad_configs_name_the_field():
         apply_overrides(RECIPE.preset("tiny-smoke"), ["match_active_params=true"])
     with pytest.raises(ValueError, match="insert_layer"):
         apply_overrides(RECIPE.preset("tiny-smoke"), ["insert_layer=2"])
+    with pytest.raises(ValueError, match="corpus.text_file and teacher.model go together"):
+        apply_overrides(RECIPE.preset("tiny-smoke"), ["teacher.model=gemma-3-270m"])

@@ -66,7 +66,10 @@ class ShapeConfig:
 
 @dataclass
 class CorpusConfig:
-    """The latent-topic corpus (`world/concepts.py`), generated on the fly."""
+    """The latent-topic corpus (`world/concepts.py`), generated on the fly, or real text."""
+
+    SHOWN_WHEN_SET = ("text_file", "text_tokens")
+    """Added after the tiny reproduction was cached: in config.yaml only when set."""
 
     vocab_size: int = 256
     num_topics: int = 32
@@ -82,12 +85,25 @@ class CorpusConfig:
     """Sequences per optimizer step (tokens per step = batch_size * seq_len)."""
     val_sequences: int = 64
     """Held-out sequences (the same for every run: drawn from the world seed, not the run's)."""
+    text_file: str = ""
+    """Real text instead of the concept world ("": the world): a JSONL (string fields joined, e.g.
+    GSM8K's train file) or text file, tokenized with `teacher.model`'s tokenizer into blocks of
+    `seq_len` (`data/text_blocks.py`); the last `val_sequences` blocks are held out. Needs
+    `teacher.model`."""
+    text_tokens: int = 20_000
+    """Tokens read from `text_file`."""
 
 
 @dataclass
 class TeacherConfig:
-    """The concept-extraction model: a tiny Llama trained here by NTP, cached by its config."""
+    """The concept-extraction model: a tiny Llama trained here by NTP, cached by its config, or a
+    pretrained model (`model`)."""
 
+    SHOWN_WHEN_SET = ("model",)
+
+    model: str = ""
+    """A pretrained teacher (`gemma-3-270m`, a directory, ...; frozen, never trained here) whose
+    tokenizer the corpus and student use; "": train the tiny teacher below on the concept world."""
     dir: str = ""
     """Where the teacher and its SAE live ("": `<out_dir>/teacher`); a finished one with the same
     config is reused (`data.shards.run_once`), so arms of a reproduction share one teacher."""
@@ -190,15 +206,21 @@ class CocomixConfig(RunConfig):
         )
         check(self.concept_weight >= 0, "concept_weight", ">= 0", self.concept_weight)
         check(self.kd_weight >= 0, "kd_weight", ">= 0", self.kd_weight)
-        check(
-            1 <= self.teacher.layer <= self.teacher.shape.num_layers,
-            "teacher.layer",
-            f"in [1, {self.teacher.shape.num_layers}]",
-            self.teacher.layer,
-        )
+        if not self.teacher.model:
+            check(
+                1 <= self.teacher.layer <= self.teacher.shape.num_layers,
+                "teacher.layer",
+                f"in [1, {self.teacher.shape.num_layers}]",
+                self.teacher.layer,
+            )
         if self.mixer == MixerMode.NONE and self.concept_weight:
             raise ValueError(
                 "concept_weight > 0 needs a concept head: set mixer=interleave|add|pause or concept_weight=0"
+            )
+        if bool(self.corpus.text_file) != bool(self.teacher.model):
+            raise ValueError(
+                "corpus.text_file and teacher.model go together: real text needs a pretrained teacher's "
+                "tokenizer, and a pretrained teacher needs real text (set both, or neither for the concept world)"
             )
         if self.match_active_params and self.mixer != MixerMode.NONE:
             raise ValueError("match_active_params widens the NTP baseline: it needs mixer=none")

@@ -154,7 +154,7 @@ RECIPES: dict[str, Recipe] = {
             "labels) and interleave a compressed concept vector; NTP / KD / pause / add baselines",
             module="selftaught.recipes.cocomix",
             config_name="CocomixConfig",
-            presets=("tiny", "tiny-smoke"),
+            presets=("tiny", "tiny-smoke", "gemma3-270m"),
             arms={  # papers_B §5.10: the same corpus, steps, batch and lr; only the student differs
                 "ntp": ("mixer=none", "concept_weight=0", "match_active_params=true"),
                 "cocomix": (),

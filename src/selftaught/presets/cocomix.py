@@ -40,3 +40,29 @@ def tiny_smoke() -> CocomixConfig:
         eval=EvalConfig(every=2),
         optim=replace(CocomixConfig().optim, warmup_steps=1),
     )
+
+
+GSM8K_TRAIN = "../shared/data/gsm8k/train.jsonl"
+"""Real text for the Gemma preset, relative to the working directory (override `corpus.text_file`)."""
+
+
+def gemma3_270m() -> CocomixConfig:
+    """Gemma 3 270M base as the frozen teacher: a TopK SAE (C = 1024, k = 16) on its layer-9 residual
+    stream (of 18) over 4,096 tokens of GSM8K train text, attribution labels on real text, and a tiny
+    CoCoMix student (4 layers, d = 64, Gemma's vocabulary) trained 20 steps of 4 x 64 tokens."""
+    return CocomixConfig(
+        out_dir="runs/cocomix-gemma3-270m",
+        num_steps=20,
+        log_every=5,
+        checkpoint_every=10,
+        corpus=CorpusConfig(
+            text_file=GSM8K_TRAIN, text_tokens=8192, seq_len=64, batch_size=4, val_sequences=8
+        ),
+        teacher=TeacherConfig(model="gemma-3-270m", layer=9),
+        sae=SAEConfig(num_latents=1024, k=16, num_steps=300, batch_size=256, num_sequences=64),
+        student=ShapeConfig(hidden_size=64, num_layers=4),
+        insert_layer=2,
+        k_concept=16,
+        eval=EvalConfig(every=10),
+        optim=replace(CocomixConfig().optim, warmup_steps=2),
+    )

@@ -32,7 +32,7 @@ CPU:  OMP_NUM_THREADS=1 selftaught cocomix --preset tiny-smoke     (seconds)
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from selftaught.configs.cocomix import CocomixConfig as CocomixConfig
 from selftaught.configs.cocomix import LabelKind, MixerMode, ShapeConfig
 from selftaught.configs.train import EvalConfig, RunConfig
 from selftaught.data.shards import compute_fingerprint, run_once
+from selftaught.data.text_blocks import TextBlocks, load_text_blocks
 from selftaught.losses.concept import cocomix_loss, concept_topk_accuracy
 from selftaught.models.cocomix import (
     CoCoMixLM,
@@ -79,16 +80,18 @@ VAL_STREAM = 10**9
 
 def run(cfg: CocomixConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
-    world = build_world(cfg)
-    tokenizer = build_concept_tokenizer(cfg.corpus.vocab_size)
-    val_ids, val_topics = held_out(cfg, world)
-    teacher, sae, teacher_info = prepare_teacher(cfg, world) if cfg.needs_teacher else (None, None, {})
-    model = build_student(cfg, sae.num_latents if sae is not None else cfg.sae.num_latents)
+    pretrained, tokenizer = load_pretrained_teacher(cfg)
+    corpus = build_corpus(cfg, tokenizer, pretrained)
+    val_ids, val_topics = corpus.held_out()
+    teacher, sae, teacher_info = (
+        prepare_teacher(cfg, corpus, pretrained) if cfg.needs_teacher else (None, None, {})
+    )
+    model = build_student(cfg, sae.num_latents if sae is not None else cfg.sae.num_latents, corpus.vocab_size)
     labeler = partial(concept_labels, cfg, teacher, sae) if teacher is not None else None
     val_labels = labeler(val_ids) if labeler is not None and cfg.mixer != MixerMode.NONE else None
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.num_steps)
-    step_batches = partial(corpus_batches, world, cfg.seed, cfg.corpus.batch_size, cfg.corpus.seq_len)
+    step_batches = partial(corpus_batches, corpus, cfg.seed, cfg.corpus.batch_size)
     loss_fn = partial(student_loss, cfg, labeler)
     validate = partial(validation, cfg, model, val_ids, val_labels)
     with RunLog(cfg.out_dir, cfg) as run_log:
@@ -107,35 +110,68 @@ def run(cfg: CocomixConfig) -> dict[str, Any]:
             "train_flops_per_token": 3 * forward_flops_per_token(cfg, model),
             "teacher": teacher_info,
         }
-        if isinstance(model, CoCoMixLM) and teacher_info and model.mixer.mode != "pause":
-            summary["steering"] = steering_eval(cfg, world, model, val_ids, val_topics, teacher_info)
+        if isinstance(model, CoCoMixLM) and "steer_concept" in teacher_info and model.mixer.mode != "pause":
+            summary["steering"] = steering_eval(cfg, corpus.world, model, val_ids, val_topics, teacher_info)
         (Path(cfg.out_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
         run_log.info(f"final val_ppl {summary.get('val_ppl', float('nan')):.3f}")
     return summary
 
 
-def build_world(cfg: CocomixConfig) -> ConceptWorld:
+@dataclass
+class Corpus:
+    """Step batches and the held-out set: of the concept world, or of a text file's token blocks."""
+
+    vocab_size: int
+    seq_len: int
+    val_sequences: int
+    world: ConceptWorld | None = None
+    blocks: TextBlocks | None = None
+
+    def batch(self, seed: int, step: int, num_sequences: int) -> torch.Tensor:
+        """`[num_sequences, seq_len]`: a pure function of (seed, step)."""
+        if self.world is not None:
+            return torch.from_numpy(stream_batch(self.world, seed, step, num_sequences, self.seq_len)[0])
+        assert self.blocks is not None
+        return torch.from_numpy(self.blocks.batch(seed, step, num_sequences))
+
+    def held_out(self) -> tuple[torch.Tensor, np.ndarray | None]:
+        """`(ids [N, T], topics [N, T] or None)`, the same for every run seed and arm."""
+        if self.world is None:
+            assert self.blocks is not None
+            return torch.from_numpy(self.blocks.held_out), None
+        ids, topics = stream_batch(self.world, self.world.seed, VAL_STREAM, self.val_sequences, self.seq_len)
+        return torch.from_numpy(ids), topics
+
+
+def load_pretrained_teacher(cfg: CocomixConfig) -> tuple[Any, Any]:
+    """`(teacher, its tokenizer)` for `teacher.model`, else `(None, the concept world's tokenizer)`."""
+    if not cfg.teacher.model:
+        return None, build_concept_tokenizer(cfg.corpus.vocab_size)
+    from selftaught.models.io import load_model
+
+    teacher, tokenizer = load_model(cfg.teacher.model)
+    return teacher.float().eval().requires_grad_(False), tokenizer
+
+
+def build_corpus(cfg: CocomixConfig, tokenizer: Any, pretrained: Any) -> Corpus:
     c = cfg.corpus
-    return ConceptWorld(
+    if pretrained is not None:
+        blocks = load_text_blocks(c.text_file, tokenizer, c.seq_len, c.val_sequences, c.text_tokens)
+        vocab = pretrained.config.get_text_config().vocab_size
+        return Corpus(vocab, c.seq_len, c.val_sequences, blocks=blocks)
+    world = ConceptWorld(
         vocab_size=c.vocab_size, num_topics=c.num_topics, num_function=c.num_function, topic_vocab=c.topic_vocab,
         successors=c.successors, switch_prob=c.switch_prob, function_prob=c.function_prob, seed=c.world_seed,
     )  # fmt: skip
+    return Corpus(c.vocab_size, c.seq_len, c.val_sequences, world=world)
 
 
-def held_out(cfg: CocomixConfig, world: ConceptWorld) -> tuple[torch.Tensor, np.ndarray]:
-    """`(ids [N, T], topics [N, T])`: the validation sequences, the same for every run seed and arm."""
-    ids, topics = stream_batch(
-        world, cfg.corpus.world_seed, VAL_STREAM, cfg.corpus.val_sequences, cfg.corpus.seq_len
-    )
-    return torch.from_numpy(ids), topics
-
-
-def corpus_batches(world: ConceptWorld, seed: int, batch_size: int, seq_len: int, step: int) -> list[Batch]:
+def corpus_batches(corpus: Corpus, seed: int, batch_size: int, step: int) -> list[Batch]:
     """Step `step`'s one micro-batch: every token but the first of each sequence is trained."""
-    ids = torch.from_numpy(stream_batch(world, seed, step, batch_size, seq_len)[0])
+    ids = corpus.batch(seed, step, batch_size)
     loss_mask = torch.ones_like(ids, dtype=torch.bool)
     loss_mask[:, 0] = False
-    positions = torch.arange(seq_len).expand_as(ids)
+    positions = torch.arange(ids.shape[1]).expand_as(ids)
     return [Batch(ids, torch.ones_like(ids), loss_mask, positions)]
 
 
@@ -146,28 +182,34 @@ def teacher_dir(cfg: CocomixConfig) -> Path:
     return Path(cfg.teacher.dir or f"{cfg.out_dir}/teacher")
 
 
-def prepare_teacher(cfg: CocomixConfig, world: ConceptWorld) -> tuple[Any, TopKSAE, dict[str, Any]]:
-    """The frozen teacher, its SAE and their metrics: trained once per config in `teacher_dir`."""
+def prepare_teacher(
+    cfg: CocomixConfig, corpus: Corpus, pretrained: Any
+) -> tuple[Any, TopKSAE, dict[str, Any]]:
+    """The frozen teacher (`pretrained`, or the tiny one trained once per config in `teacher_dir`),
+    its SAE (trained once per config) and their metrics."""
     from transformers import AutoModelForCausalLM
 
     root = teacher_dir(cfg)
     lm_key = {
-        "corpus": asdict(cfg.corpus),
+        "corpus": to_dict(cfg.corpus),
         "teacher": {k: v for k, v in to_dict(cfg.teacher).items() if k != "dir"},
     }
     lm_dir = root / f"lm-{compute_fingerprint(lm_key)[:10]}"
-    lm_info = run_once(lm_dir, compute_fingerprint(lm_key), partial(train_teacher, cfg, world, lm_dir))
-    teacher = AutoModelForCausalLM.from_pretrained(lm_dir / "model").eval().requires_grad_(False)
-    sae_key = {**lm_key, "sae": asdict(cfg.sae)}
+    if pretrained is None:
+        lm_info = run_once(lm_dir, compute_fingerprint(lm_key), partial(train_teacher, cfg, corpus, lm_dir))
+        teacher = AutoModelForCausalLM.from_pretrained(lm_dir / "model").eval().requires_grad_(False)
+    else:
+        teacher, lm_info = pretrained, {"teacher_params": sum(p.numel() for p in pretrained.parameters())}
+    sae_key = {**lm_key, "sae": to_dict(cfg.sae)}
     sae_dir = lm_dir / f"sae-{compute_fingerprint(sae_key)[:10]}"
     sae_info = run_once(
-        sae_dir, compute_fingerprint(sae_key), partial(train_teacher_sae, cfg, world, teacher, sae_dir)
+        sae_dir, compute_fingerprint(sae_key), partial(train_teacher_sae, cfg, corpus, teacher, sae_dir)
     )
     sae, _ = load_sae(sae_dir)
     return teacher, sae.eval().requires_grad_(False), {**lm_info, **sae_info}
 
 
-def train_teacher(cfg: CocomixConfig, world: ConceptWorld, out_dir: Path) -> dict[str, Any]:
+def train_teacher(cfg: CocomixConfig, corpus: Corpus, out_dir: Path) -> dict[str, Any]:
     """NTP on the corpus (the same loop as the students), then its held-out perplexity."""
     t = cfg.teacher
     run_cfg = RunConfig(out_dir=str(out_dir), num_steps=t.num_steps, seed=t.seed, log_every=50,
@@ -176,23 +218,22 @@ def train_teacher(cfg: CocomixConfig, world: ConceptWorld, out_dir: Path) -> dic
     optim = replace(cfg.optim, lr=t.lr)
     optimizer = build_optimizer(model, optim)
     scheduler = build_scheduler(optimizer, optim, t.num_steps)
-    batches = partial(corpus_batches, world, 10_000 + t.seed, cfg.corpus.batch_size, cfg.corpus.seq_len)
+    batches = partial(corpus_batches, corpus, 10_000 + t.seed, cfg.corpus.batch_size)
     with RunLog(str(out_dir), run_cfg) as run_log:
         train_supervised(run_cfg, run_log, model, build_concept_tokenizer(cfg.corpus.vocab_size), optimizer,
                          scheduler, batches, max_grad_norm=optim.max_grad_norm, loss_fn=sft_loss_fn, desc="teacher")  # fmt: skip
-    val_ids, _ = held_out(cfg, world)
+    val_ids, _ = corpus.held_out()
     return {
         "teacher_val_ppl": perplexity(model.eval(), val_ids),
         "teacher_params": sum(p.numel() for p in model.parameters()),
     }
 
 
-def train_teacher_sae(cfg: CocomixConfig, world: ConceptWorld, teacher: Any, out_dir: Path) -> dict[str, Any]:
+def train_teacher_sae(cfg: CocomixConfig, corpus: Corpus, teacher: Any, out_dir: Path) -> dict[str, Any]:
     """The SAE on the teacher's residual stream; reconstruction, dead latents and topic alignment."""
     s = cfg.sae
-    ids, _ = stream_batch(world, 20_000 + cfg.teacher.seed, 0, s.num_sequences, cfg.corpus.seq_len)
-    acts = residuals(cfg, teacher, torch.from_numpy(ids))
-    val_ids, val_topics = held_out(cfg, world)
+    acts = residuals(cfg, teacher, corpus.batch(20_000 + cfg.teacher.seed, 0, s.num_sequences))
+    val_ids, val_topics = corpus.held_out()
     val_acts = residuals(cfg, teacher, val_ids)
     torch.manual_seed(cfg.teacher.seed)
     sae = TopKSAE(acts.shape[-1], s.num_latents, s.k, s.normalize)
@@ -208,6 +249,9 @@ def train_teacher_sae(cfg: CocomixConfig, world: ConceptWorld, teacher: Any, out
     save_sae(
         sae, out_dir, hook_layer=cfg.teacher.layer, hook_name=f"model.layers.{cfg.teacher.layer - 1}.output"
     )
+    fit_info = {"sae_nmse": fit.nmse, "sae_dead_fraction": fit.dead_fraction, "sae_tokens": len(acts)}
+    if val_topics is None:  # real text: no topics to align with
+        return fit_info
     with torch.no_grad():
         c, _ = sae.encode(val_acts)
     mi = topic_mutual_information(
@@ -215,8 +259,7 @@ def train_teacher_sae(cfg: CocomixConfig, world: ConceptWorld, teacher: Any, out
     )
     aligned = int(np.argmax(np.where(mi["latent_count"] >= 0.002 * len(c), mi["latent_purity"], -1)))
     return {
-        "sae_nmse": fit.nmse,
-        "sae_dead_fraction": fit.dead_fraction,
+        **fit_info,
         "sae_topic_mi_bits": mi["mi_bits"],
         "sae_topic_mi_share": mi["mi_share"],
         "steer_concept": aligned,
@@ -253,39 +296,38 @@ def decoder_shape(shape: ShapeConfig) -> DecoderShape:
     )
 
 
-def build_student(cfg: CocomixConfig, num_concepts: int) -> torch.nn.Module:
-    """CoCoMix (or pause / add) over a fresh decoder, or the plain decoder (NTP, KD baselines)."""
+def build_student(cfg: CocomixConfig, num_concepts: int, vocab_size: int | None = None) -> torch.nn.Module:
+    """CoCoMix (or pause / add) over a fresh decoder, or the plain decoder (NTP, KD baselines);
+    `vocab_size`: the corpus's (default `corpus.vocab_size`, the concept world's)."""
+    vocab_size = vocab_size or cfg.corpus.vocab_size
     shape = cfg.student
     if cfg.match_active_params:
-        shape = matched_shape(cfg, num_concepts)
-    base = build_decoder(decoder_shape(shape), cfg.corpus.vocab_size, seed=cfg.seed)
+        shape = matched_shape(cfg, num_concepts, vocab_size)
+    base = build_decoder(decoder_shape(shape), vocab_size, seed=cfg.seed)
     if cfg.mixer == MixerMode.NONE:
         return base
     return CoCoMixLM(base, cfg.insert_layer, num_concepts, cfg.k_concept, str(cfg.mixer))
 
 
-def matched_shape(cfg: CocomixConfig, num_concepts: int) -> ShapeConfig:
-    """The widest plain student (hidden a multiple of 2 * heads, ffn = hidden * ffn / hidden of
-    `student`) whose parameters do not pass CoCoMix's active ones by more than the closest choice."""
+def matched_shape(cfg: CocomixConfig, num_concepts: int, vocab_size: int) -> ShapeConfig:
+    """The plain student (hidden a multiple of 2 * heads, the ffn / hidden ratio of `student`) whose
+    parameter count is closest to CoCoMix's active parameters (counted on the meta device)."""
     s = cfg.student
-    target = active_parameters(
-        CoCoMixLM(
-            build_decoder(decoder_shape(s), cfg.corpus.vocab_size),
-            0,
-            num_concepts,
-            cfg.k_concept,
-            "interleave",
-        )
-    )
+
+    def count(shape: ShapeConfig, mixer: bool) -> int:
+        with torch.device("meta"):
+            base = build_decoder(decoder_shape(shape), vocab_size)
+            return active_parameters(
+                CoCoMixLM(base, 0, num_concepts, cfg.k_concept, "interleave") if mixer else base
+            )
+
+    target = count(s, mixer=True)
     ratio, step = s.ffn_size / s.hidden_size, 2 * s.num_heads
     candidates = [
         replace(s, hidden_size=d, ffn_size=int(round(d * ratio)))
         for d in range(s.hidden_size, 4 * s.hidden_size, step)
     ]
-    return min(
-        candidates,
-        key=lambda c: abs(active_parameters(build_decoder(decoder_shape(c), cfg.corpus.vocab_size)) - target),
-    )
+    return min(candidates, key=lambda c: abs(count(c, mixer=False) - target))
 
 
 def student_loss(
