@@ -97,7 +97,6 @@ def test_the_flow_builds_the_llm_judges_on_the_judge_engine():
         judge_name,
         load_judge_engine,
         tournament_chooser,
-        world_chooser,
     )
     from selftaught.selection.tournament import JudgeStats
 
@@ -115,14 +114,15 @@ def test_the_flow_builds_the_llm_judges_on_the_judge_engine():
         )
     )
     assert load_judge_engine(base, engine) is None and load_judge_engine(llm, engine) is engine
-    assert tournament_chooser(base, None) is world_chooser
     assert judge_name(base) == "world" and judge_name(llm) != judge_name(replace(llm, judge_temperature=1.0))
     records, unparsed = evaluation_records(llm, engine)
     assert [r["present"] for r in records] == [False] * 3 and unparsed == 0
     assert build_labeler(llm, engine)(records, ["a", "b", "c"]) == ["correct"] * 3
     record = {**records[0], "candidates": [{"text": t} for t in ("x", "y")]}
-    stats = JudgeStats()
-    assert tournament_chooser(llm, engine)(record, stats)([1, 0]) == 0 and stats.calls == 1
+    stats = [JudgeStats()]
+    assert tournament_chooser(llm, engine)([record], stats)([(0, [1, 0])]) == [0] and stats[0].calls == 1
+    world = {**record, "candidates": [{"text": "unknown"}, {"text": record["answer"]}]}
+    assert tournament_chooser(base, None)([world], [JudgeStats()])([(0, [0, 1])]) == [1]  # correct first
     assert build_labeler(base, None)(records[:1], [records[0]["answer"]]) == ["correct"]
 
 

@@ -1,7 +1,10 @@
 """RAG self-demonstrations: the strategy templates render the tiny world's prompts, candidates come
 back by strategy in order (and a rerun reads the stage back), the tournament with the world's
-gold-aware preference keeps a correct answer over a refusal over a wrong one, and the SFT / DPO /
+gold-aware preference keeps a correct answer over a refusal over a wrong one (the batched rounds give
+what one question at a time gives), an LLM judge asks a whole round in one call, and the SFT / DPO /
 RA-IT records."""
+
+import random
 
 import pytest
 
@@ -22,12 +25,14 @@ from selftaught.pipelines.rag_candidates import (
 )
 from selftaught.pipelines.self_demos import (
     judge_candidates,
-    llm_chooser_for,
+    llm_tournament_judge,
+    per_question,
     ra_it_records,
     rag_input,
     self_demo_records,
+    tournament_rng,
 )
-from selftaught.selection.tournament import preference_chooser
+from selftaught.selection.tournament import JudgeStats, preference_chooser, run_tournament
 from selftaught.world.facts import JUDGE_PREFERENCE, label, questions, user_turn
 
 RECORDS = load_records("world:facts-qa:test")[:6]
@@ -70,7 +75,9 @@ def test_candidates_by_strategy_then_a_gold_aware_tournament(tmp_path):
         scores = [JUDGE_PREFERENCE[label(c["text"], record["answer"])] for c in record["candidates"]]
         return preference_chooser(scores)
 
-    judged, counts = judge_candidates(tmp_path / "t", pool, chooser_for, judge="world-gold", seed=0)
+    judged, counts = judge_candidates(
+        tmp_path / "t", pool, per_question(chooser_for), judge="world-gold", seed=0
+    )
     assert counts["num_records"] == 6 and counts["num_dropped"] == 0 and counts["num_judge_calls"] == 6 * 4
     for record in judged:
         expected = "correct" if record["present"] or record["answer"] in ("Oslo", "Lima") else "refuse"
@@ -91,7 +98,7 @@ def test_dropped_questions_give_no_training_record(tmp_path):
         for r in with_passages(RECORDS[:2])
     ]
     judged, counts = judge_candidates(
-        tmp_path / "t", pool, lambda r, stats: lambda indices: None, judge="never", seed=0
+        tmp_path / "t", pool, per_question(lambda r, stats: lambda indices: None), judge="never", seed=0
     )
     assert counts["num_dropped"] == 2 and all(r["winner"] is None and r["prediction"] is None for r in judged)
     assert self_demo_records(judged) == ([], [])
@@ -126,12 +133,14 @@ def _pool(num_passages=6):
 
 
 def test_the_llm_judge_sees_gold_four_passages_and_the_bracket_in_order_and_retries(tmp_path):
-    replies = iter(["I cannot decide.", "Best: Prediction 7", "Best: Prediction 2"] * 2)
-    engine = ScriptedEngine(lambda prompt, j: next(replies))
+    """Both questions' brackets go out in one call per attempt; only the unparsed ones are asked
+    again, with the next seed, each sampled from its own stream (`per_prompt_seeds`)."""
+    replies = {10: "I cannot decide.", 11: "Best: Prediction 7", 12: "Best: Prediction 2"}
+    engine = ScriptedEngine(lambda prompt, j: replies[engine.calls[-1].sampling.seed])
     sampling = SamplingParams(temperature=0.5, max_new_tokens=64, seed=10)
     pool = _pool()
     judged, counts = judge_candidates(
-        tmp_path / "t", pool, llm_chooser_for(engine, sampling), judge="llm", seed=0
+        tmp_path / "t", pool, llm_tournament_judge(engine, sampling), judge="llm", seed=0
     )
     assert counts["num_dropped"] == 0 and counts["num_judge_calls"] == 2  # one bracket each
     assert (counts["num_judge_replies"], counts["num_judge_unparsed"], counts["num_judge_failed"]) == (
@@ -139,11 +148,11 @@ def test_the_llm_judge_sees_gold_four_passages_and_the_bracket_in_order_and_retr
         4,
         0,
     )
-    assert [call.sampling.seed for call in engine.calls] == [10, 11, 12] * 2  # a retry samples anew
-    for record, call in zip(judged, engine.calls[::3], strict=True):
-        prompt = call.prompts[0]
+    assert [call.sampling.seed for call in engine.calls] == [10, 11, 12]  # a retry samples anew
+    assert all(len(call.prompts) == 2 and call.sampling.per_prompt_seeds for call in engine.calls)
+    for record, prompt in zip(judged, engine.calls[0].prompts, strict=True):
         indices = [int(i) for i in prompt.id.rsplit("bracket-", 1)[1].split("-")]
-        assert record["winner"] == indices[1]  # Prediction 2 of the bracket as shown
+        assert prompt.id.startswith(f"{record['id']}|") and record["winner"] == indices[1]  # Prediction 2
         text = prompt.messages[-1]["content"]
         assert f"Gold answer: {record['answer']}" in text
         assert "passage 3 of" in text and "passage 4 of" not in text  # the first 4 passages only
@@ -154,17 +163,88 @@ def test_the_llm_judge_sees_gold_four_passages_and_the_bracket_in_order_and_retr
 
 def test_a_judge_that_never_parses_drops_the_question_and_is_counted(tmp_path):
     engine = ScriptedEngine(lambda prompt, j: "Prediction 2 is best")
-    chooser_for = llm_chooser_for(engine, SamplingParams(temperature=1.0), retries=5)
-    judged, counts = judge_candidates(tmp_path / "t", _pool(), chooser_for, judge="llm", seed=0)
+    judge_for = llm_tournament_judge(engine, SamplingParams(temperature=1.0), retries=5)
+    judged, counts = judge_candidates(tmp_path / "t", _pool(), judge_for, judge="llm", seed=0)
     assert counts["num_dropped"] == 2 and all(r["prediction"] is None for r in judged)
     assert (counts["num_judge_replies"], counts["num_judge_unparsed"], counts["num_judge_failed"]) == (
         12,
         12,
         2,
     )
-    assert len(engine.calls) == 12  # 1 + 5 retries per question
-    again, recount = judge_candidates(tmp_path / "t", _pool(), chooser_for, judge="llm", seed=0)
-    assert (again, recount) == (judged, counts) and len(engine.calls) == 12  # read back with its counts
+    assert len(engine.calls) == 6  # 1 + 5 retries, both questions in each
+    again, recount = judge_candidates(tmp_path / "t", _pool(), judge_for, judge="llm", seed=0)
+    assert (again, recount) == (judged, counts) and len(engine.calls) == 6  # read back with its counts
+
+
+def _many(num_records=5, num_candidates=9):
+    return [
+        {**r, "candidates": [{"text": f"c{k}", "source": f"Rag{k}"} for k in range(num_candidates)]}
+        for r in with_passages(load_records("world:facts-qa:test")[:num_records])
+    ]
+
+
+def test_a_round_is_one_engine_call_for_every_question_and_retries_ask_only_the_unparsed(tmp_path):
+    """Five questions of nine candidates: round one asks the 5 x 3 brackets in one call, the finals
+    in another; only the unparsed replies are asked again. Question 0 never parses (dropped after its
+    round, without holding up the others); question 1's first reply to every bracket is off."""
+    records = _many()
+    never, once = f"{records[0]['id']}|", f"{records[1]['id']}|"
+    seen = set()
+
+    def script(prompt, j):
+        first = prompt.id not in seen
+        seen.add(prompt.id)
+        if prompt.id.startswith(never) or (prompt.id.startswith(once) and first):
+            return "Best: Prediction 9"  # out of range: unparsed
+        return "Best: Prediction 1"
+
+    engine = ScriptedEngine(script)
+    judged, counts = judge_candidates(
+        tmp_path / "t",
+        records,
+        llm_tournament_judge(engine, SamplingParams(temperature=1.0), retries=1),
+        judge="llm",
+        seed=0,
+    )
+    assert [len(call.prompts) for call in engine.calls] == [15, 3 + 3, 4, 1]
+    assert counts["num_dropped"] == 1 and judged[0]["winner"] is None
+    assert all(r["winner"] is not None for r in judged[1:])
+    assert [r["judge_calls"] for r in judged] == [3, 4, 4, 4, 4]  # the dropped question: its first round
+    assert [(r["judge_replies"], r["judge_unparsed"], r["judge_failed"]) for r in judged[:3]] == [
+        (6, 6, 3),
+        (8, 4, 0),
+        (4, 0, 0),
+    ]
+
+
+def test_the_batched_world_judge_picks_what_one_question_at_a_time_picks(tmp_path):
+    """On the tiny world's questions with candidates of mixed labels (many ties, so the shuffle
+    decides), the batched rounds give each question the winner, source and judge calls that
+    `run_tournament` gives it alone with the same generator."""
+    world = with_passages(load_records("world:facts-qa:train", limit=60))
+    draw = random.Random(7)
+    pool = []
+    for record in world:
+        texts = [
+            draw.choice([record["answer"], "unknown", "Lima", "Oslo"]) for _ in range(draw.randint(1, 10))
+        ]
+        pool.append({**record, "candidates": [{"text": t, "source": f"Rag{k}"} for k, t in enumerate(texts)]})
+
+    def chooser_for(record, stats):
+        return preference_chooser(
+            [JUDGE_PREFERENCE[label(c["text"], record["answer"])] for c in record["candidates"]]
+        )
+
+    judged, counts = judge_candidates(tmp_path / "t", pool, per_question(chooser_for), judge="world", seed=3)
+    for record, result in zip(pool, judged, strict=True):
+        alone = run_tournament(
+            [c["text"] for c in record["candidates"]],
+            chooser_for(record, JudgeStats()),
+            rng=tournament_rng(3, record["id"]),
+        )
+        assert (result["winner"], result["judge_calls"]) == (alone.winner, alone.judge_calls)
+        assert result["prediction"] == record["candidates"][alone.winner]["text"]
+    assert len({r["winner"] for r in judged}) > 3 and counts["num_dropped"] == 0
 
 
 def test_system_prompts_one_per_sample_and_the_summarize_turn(tmp_path):

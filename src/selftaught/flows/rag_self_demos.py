@@ -19,8 +19,9 @@ Algorithm (every step a resumable stage under `out_dir`; a rerun reuses what is 
   2. tournament   a gold-aware judge picks the best candidate per question in brackets of 3
                   (`selection.tournament`; `judge=world`: the tiny world's judge prefers a correct
                   answer, then a refusal, then anything else; `judge=template:rag-tournament@1`: an
-                  LLM, `judge_model` or the base model itself); unparseable brackets drop the
-                  question, counted with the judge's unparsed replies
+                  LLM, `judge_model` or the base model itself, every bracket of a round of all the
+                  shard's questions in one generate call, retries only for unparsed replies);
+                  unparseable brackets drop the question, counted with the judge's unparsed replies
   3. data         self-demo SFT: RAG input -> winner; self-demo DPO: winner vs each losing
                   candidate; RA-IT: RAG input -> the gold answer in `ra_it_style`
   4. train        each arm from the base model through the `sft` / `dpo` recipes
@@ -66,9 +67,10 @@ from selftaught.pipelines.rag_candidates import (
     with_passages,
 )
 from selftaught.pipelines.self_demos import (
-    ChooserFor,
+    RoundChooserFor,
     judge_candidates,
-    llm_chooser_for,
+    llm_tournament_judge,
+    per_question,
     ra_it_records,
     rag_input,
     self_demo_records,
@@ -236,7 +238,8 @@ def judge_sampling(cfg: RagSelfDemosConfig) -> SamplingParams:
 
 def judge_name(cfg: RagSelfDemosConfig) -> str:
     """The tournament judge as the stage's fingerprint sees it: `world`, or the template with the
-    model and sampling behind it (a change of either judges again)."""
+    model and sampling behind it (a change of either judges again; `per-prompt-seeds`: the batched
+    judge's sampling, which replaced one generate call per bracket)."""
     if cfg.judge == "world":
         return "world"
     settings = [
@@ -244,16 +247,18 @@ def judge_name(cfg: RagSelfDemosConfig) -> str:
         cfg.judge_retries,
         cfg.judge_temperature,
         cfg.judge_max_new_tokens,
+        "per-prompt-seeds",
     ]
     return json.dumps([cfg.judge, *settings])
 
 
-def tournament_chooser(cfg: RagSelfDemosConfig, judge_engine: Engine | None) -> ChooserFor:
-    """`world_chooser`, or the LLM judge over `rag-tournament@1` on `judge_engine`."""
+def tournament_chooser(cfg: RagSelfDemosConfig, judge_engine: Engine | None) -> RoundChooserFor:
+    """`world_chooser` question by question, or the LLM judge over `rag-tournament@1` on
+    `judge_engine`, every bracket of a round in one generate call (`llm_tournament_judge`)."""
     if cfg.judge == "world":
-        return world_chooser
+        return per_question(world_chooser)
     assert judge_engine is not None
-    return llm_chooser_for(judge_engine, judge_sampling(cfg), retries=cfg.judge_retries)
+    return llm_tournament_judge(judge_engine, judge_sampling(cfg), retries=cfg.judge_retries)
 
 
 def build_labeler(cfg: RagSelfDemosConfig, judge_engine: Engine | None) -> Labeler:

@@ -5,14 +5,17 @@ Records are RA-DIT records: `id`, `question`, `answer` (gold) and `retrieved_sup
 `text`). The candidates come from strategies (`pipelines.rag_candidates`: by default three answers
 without passages, `NoRag0..2`, three with them, `Rag0..2`, and three with them and a refuse rule,
 `RagRefuse0..2`, at T = 1). The judge sees the gold answer and picks the best candidate of
-each bracket (`selection.tournament`): a programmatic one, or an LLM over `rag-tournament@1`
-(`llm_chooser_for`, template in `judges.rag`), whose unparsed replies are counted; the winner becomes the SFT target for the question *with its
+each bracket (`selection.tournament`): a programmatic one (`per_question`), or an LLM over
+`rag-tournament@1` (`llm_tournament_judge`, template in `judges.rag`), whose unparsed replies are
+counted. The tournaments of a shard's questions run round by round (`run_tournaments`): an LLM judge
+answers every bracket of a round in one batched generate call, and retries only the replies that did
+not parse, in one call per attempt. The winner becomes the SFT target for the question *with its
 passages in context* (also when a no-passage strategy wrote it: that is how retrievals get integrated
 into on-distribution answers), and DPO pairs it against every losing candidate with a different text.
 The RA-IT baseline trains on the gold answers instead, in whatever style the user gives them.
 
     candidates = generate_candidates(run / "candidates", records, engine, STRATEGIES, sampling, ...)
-    judged, counts = judge_candidates(run / "tournament", candidates, llm_chooser_for(engine, sampling),
+    judged, counts = judge_candidates(run / "tournament", candidates, llm_tournament_judge(engine, sampling),
                                       judge="template:rag-tournament@1", seed=0)
     sft, dpo = self_demo_records(judged)
 """
@@ -30,47 +33,95 @@ from selftaught.engines.base import Engine, SamplingParams
 from selftaught.judges.rag import TOURNAMENT, tournament_values
 from selftaught.pipelines.rag_candidates import PASSAGES, with_passages
 from selftaught.pipelines.stages import Record
-from selftaught.selection.tournament import Chooser, JudgeStats, judge_chooser, run_tournament
+from selftaught.selection.tournament import (
+    Chooser,
+    JudgeStats,
+    RoundChooser,
+    parse_best,
+    run_tournaments,
+)
 from selftaught.types import Message, Prompt
 
 ChooserFor = Callable[[Record, JudgeStats], Chooser]
 """`chooser_for(record, stats)`: the tournament judge of one question, counting its replies in `stats`."""
+RoundChooserFor = Callable[[Sequence[Record], list[JudgeStats]], RoundChooser]
+"""`judge_for(records, stats)`: the tournament judge of a shard's questions, a round of brackets at a
+time (`selection.tournament.RoundChooser`, question q = `records[q]`), counting question q's replies
+in `stats[q]`."""
 JUDGE_COUNTS = ("judge_replies", "judge_unparsed", "judge_failed")
 """The LLM judge's counts per judged record (`JudgeStats.calls`, `.unparsed`, `.failed`)."""
 
 
-def llm_chooser_for(
+def per_question(chooser_for: ChooserFor) -> RoundChooserFor:
+    """A round judge from the judge of one question (a programmatic one, which needs no batching):
+    each question's chooser is built once per shard and asked its brackets in round order."""
+
+    def judge_for(records: Sequence[Record], stats: list[JudgeStats]) -> RoundChooser:
+        choosers = [chooser_for(record, s) for record, s in zip(records, stats, strict=True)]
+        return lambda asks: [choosers[q](indices) for q, indices in asks]
+
+    return judge_for
+
+
+def llm_tournament_judge(
     engine: Engine,
     sampling: SamplingParams,
     *,
     template: PromptTemplate = TOURNAMENT,
     retries: int = 5,
-) -> ChooserFor:
-    """The gold-aware LLM judge of papers_A §4.1 step 4 as a `chooser_for` for `judge_candidates`:
-    for a bracket, `template` (`rag-tournament@1`) is rendered from the record (question, gold answer,
-    first 4 passages) and the bracket's candidate texts in bracket order, one reply is sampled
-    (attempt `a` with seed `sampling.seed + a`, so a retry samples anew at temperature > 0) and read
-    with `parse_best`, up to `retries` more times (`judge_chooser`)."""
+) -> RoundChooserFor:
+    """The gold-aware LLM judge of papers_A §4.1 step 4, batched over a round: for each bracket,
+    `template` (`rag-tournament@1`) is rendered from its record (question, gold answer, first 4
+    passages) and the bracket's candidate texts in bracket order; every bracket of the round is asked
+    in one `engine.generate` call, its reply read with `parse_best`, and the brackets whose reply did
+    not parse are asked again together, up to `retries` more times (attempt `a` samples with seed
+    `sampling.seed + a`), then None. Samples are keyed per prompt (`per_prompt_seeds`; the prompt id
+    names the record and the bracket), so a bracket's reply does not depend on the other brackets of
+    the call. Counts every reply, unparsed reply and failed bracket into its question's `JudgeStats`."""
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries}")
 
-    def chooser_for(record: Record, stats: JudgeStats) -> Chooser:
-        texts = [c["text"] for c in record["candidates"]]
+    def judge_for(records: Sequence[Record], stats: list[JudgeStats]) -> RoundChooser:
+        def choose_round(asks: list[tuple[int, list[int]]]) -> list[int | None]:
+            prompts = [bracket_prompt(records[q], indices, template) for q, indices in asks]
+            positions: list[int | None] = [None] * len(asks)
+            pending = list(range(len(asks)))
+            for attempt in range(retries + 1):
+                if not pending:
+                    break
+                asked = replace(sampling, n=1, seed=sampling.seed + attempt, per_prompt_seeds=True)
+                replies = engine.generate([prompts[i] for i in pending], asked)
+                for i, completions in zip(pending, replies, strict=True):
+                    q, indices = asks[i]
+                    positions[i] = parse_best(completions[0].text, len(indices))
+                    stats[q].calls += 1
+                    stats[q].unparsed += positions[i] is None
+                pending = [i for i in pending if positions[i] is None]
+            for i in pending:
+                stats[asks[i][0]].failed += 1
+            return positions
 
-        def ask(indices: list[int], attempt: int) -> str:
-            values = tournament_values(record, [texts[i] for i in indices])
-            prompt_id = f"{record['id']}|bracket-{'-'.join(map(str, indices))}"
-            prompt = Prompt(prompt_id, template.render_messages(values))
-            asked = replace(sampling, n=1, seed=sampling.seed + attempt)
-            return engine.generate([prompt], asked)[0][0].text
+        return choose_round
 
-        return judge_chooser(ask, retries=retries, stats=stats)
+    return judge_for
 
-    return chooser_for
+
+def bracket_prompt(record: Record, indices: list[int], template: PromptTemplate = TOURNAMENT) -> Prompt:
+    """The judge's prompt for one bracket of `record`'s candidates (`indices`, in bracket order)."""
+    values = tournament_values(record, [record["candidates"][i]["text"] for i in indices])
+    return Prompt(f"{record['id']}|bracket-{'-'.join(map(str, indices))}", template.render_messages(values))
+
+
+def tournament_rng(seed: int, record_id: object) -> random.Random:
+    """The generator that shuffles one question's candidates (keyed by the seed and the record id, so
+    a question's brackets do not depend on the other questions or on sharding)."""
+    return random.Random(f"tournament|{seed}|{record_id}")
 
 
 def judge_candidates(
     out_dir: str | os.PathLike[str],
     records: Sequence[Record],
-    chooser_for: ChooserFor,
+    judge_for: RoundChooserFor,
     *,
     judge: str,
     seed: int,
@@ -80,34 +131,35 @@ def judge_candidates(
     `prediction` (the winner's text), `judge_calls` (brackets judged) and the LLM judge's
     `judge_replies`, `judge_unparsed` and `judge_failed` (its `JudgeStats`, 0 for a programmatic
     judge), as a resumable stage; and their sums (`num_records`, `num_dropped`, `num_judge_calls`,
-    `num_judge_replies`, `num_judge_unparsed`, `num_judge_failed`). `chooser_for(record, stats)`
-    gives the judge of one question (`selection.tournament.preference_chooser` from gold-aware
-    scores, or `llm_chooser_for` over an LLM, which counts into `stats`); `judge` names it in the
+    `num_judge_replies`, `num_judge_unparsed`, `num_judge_failed`). `judge_for(records, stats)`
+    gives the judge of a shard's questions, one round of brackets at a time (`per_question` over a
+    `selection.tournament.preference_chooser` from gold-aware scores, or `llm_tournament_judge`, one
+    batched generate call per round and retry, which counts into `stats`); `judge` names it in the
     stage's fingerprint. The bracket order of each question is shuffled by a generator keyed by
-    (seed, record id)."""
+    (seed, record id), `tournament_rng`."""
 
     def run_shard(chunk: list[Record]) -> list[Record]:
+        texts = [[c["text"] for c in record["candidates"]] for record in chunk]
+        stats = [JudgeStats() for _ in chunk]
+        results = run_tournaments(
+            texts,
+            judge_for(chunk, stats),
+            rngs=[tournament_rng(seed, record["id"]) for record in chunk],
+            bracket_size=bracket_size,
+        )
         out = []
-        for record in chunk:
-            texts = [c["text"] for c in record["candidates"]]
-            stats = JudgeStats()
-            result = run_tournament(
-                texts,
-                chooser_for(record, stats),
-                rng=random.Random(f"tournament|{seed}|{record['id']}"),
-                bracket_size=bracket_size,
-            )
+        for record, candidates, result, counted in zip(chunk, texts, results, stats, strict=True):
             winner = result.winner
             out.append(
                 {
                     **record,
                     "winner": winner,
                     "winner_source": None if winner is None else record["candidates"][winner]["source"],
-                    "prediction": None if winner is None else texts[winner],
+                    "prediction": None if winner is None else candidates[winner],
                     "judge_calls": result.judge_calls,
-                    "judge_replies": stats.calls,
-                    "judge_unparsed": stats.unparsed,
-                    "judge_failed": stats.failed,
+                    "judge_replies": counted.calls,
+                    "judge_unparsed": counted.unparsed,
+                    "judge_failed": counted.failed,
                 }
             )
         return out

@@ -16,6 +16,15 @@ bracket within its retries, the question is dropped and counted, never guessed.
 and returns the position of its choice within the bracket, or None when it never parsed. The judges:
 `preference_chooser` (a programmatic one from a score per candidate, ties to the earlier position)
 and `parse_best` for LLM judges (`Best: Prediction k`, strict).
+
+`run_tournaments` plays many questions' tournaments in lockstep: round by round, every bracket of
+every question still playing goes to one `choose_round(asks)` call, so an LLM judge answers all of
+them in one batched generate call (plus one per retry, for the replies that did not parse). Each
+question's shuffle, brackets and winners are the ones `run_tournament` gives with the same generator
+and judge; one difference: a bracket that never parses drops its question after the other brackets
+of that round were judged too (they were asked in the same call), and they count in `judge_calls`.
+
+    results = run_tournaments(candidate_lists, choose_round, rngs=[random.Random(k) for k in keys])
 """
 
 from __future__ import annotations
@@ -26,6 +35,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 Chooser = Callable[[list[int]], "int | None"]
+RoundChooser = Callable[[list[tuple[int, list[int]]]], "list[int | None]"]
+"""`choose_round(asks)`: for each `(question, indices)` of a round (the question's position in the
+lists given to `run_tournaments`, one bracket's candidate indices in bracket order), the position of
+the choice within the bracket, or None when it never parsed."""
 BEST_PATTERN = re.compile(r"Best:\s*(?:Prediction\s*)?(\d+)\s*\.?\s*$", re.IGNORECASE)
 
 
@@ -50,16 +63,12 @@ def run_tournament(
     """The winner of `candidates` (None entries excluded) by brackets of `bracket_size`."""
     if bracket_size < 2:
         raise ValueError(f"bracket_size must be >= 2, got {bracket_size}")
-    alive = [i for i, c in enumerate(candidates) if c is not None]
-    rng.shuffle(alive)
+    alive = shuffled_alive(candidates, rng)
     result = TournamentResult(winner=None)
     if not alive:
         return result
     while True:
-        final = len(alive) <= bracket_size
-        brackets = (
-            [alive] if final else [alive[k : k + bracket_size] for k in range(0, len(alive), bracket_size)]
-        )
+        brackets, final = split_brackets(alive, bracket_size)
         winners = []
         for bracket in brackets:
             result.brackets.append(list(bracket))
@@ -71,13 +80,78 @@ def run_tournament(
             if position is None:
                 result.dropped = True
                 return result
-            if not 0 <= position < len(bracket):
-                raise ValueError(f"the judge chose position {position} of a bracket of {len(bracket)}")
-            winners.append(bracket[position])
+            winners.append(bracket[checked(position, bracket)])
         if final:
             result.winner = winners[0]
             return result
         alive = winners
+
+
+def run_tournaments(
+    candidate_lists: Sequence[Sequence[object | None]],
+    choose_round: RoundChooser,
+    *,
+    rngs: Sequence[random.Random],
+    bracket_size: int = 3,
+) -> list[TournamentResult]:
+    """`run_tournament` for every list of `candidate_lists` (with `rngs[q]` for list q), round by
+    round: one `choose_round` call per round holds every bracket of more than one candidate of every
+    question still playing. A question whose bracket gets None is dropped after that round."""
+    if bracket_size < 2:
+        raise ValueError(f"bracket_size must be >= 2, got {bracket_size}")
+    if len(rngs) != len(candidate_lists):
+        raise ValueError(f"one generator per candidate list: got {len(rngs)} for {len(candidate_lists)}")
+    results = [TournamentResult(winner=None) for _ in candidate_lists]
+    playing = {
+        q: shuffled_alive(c, rng) for q, (c, rng) in enumerate(zip(candidate_lists, rngs, strict=True))
+    }
+    playing = {q: alive for q, alive in playing.items() if alive}
+    while playing:
+        rounds = {q: split_brackets(alive, bracket_size) for q, alive in playing.items()}
+        asks = [(q, list(b)) for q, (brackets, _) in rounds.items() for b in brackets if len(b) > 1]
+        positions = iter(choose_round(asks) if asks else [])
+        playing = {}
+        for q, (brackets, final) in rounds.items():
+            result, winners = results[q], []
+            for bracket in brackets:
+                result.brackets.append(list(bracket))
+                if len(bracket) == 1:
+                    winners.append(bracket[0])
+                    continue
+                result.judge_calls += 1
+                position = next(positions)
+                if position is None:
+                    result.dropped = True
+                else:
+                    winners.append(bracket[checked(position, bracket)])
+            if result.dropped:
+                continue
+            if final:
+                result.winner = winners[0]
+            else:
+                playing[q] = winners
+    return results
+
+
+def shuffled_alive(candidates: Sequence[object | None], rng: random.Random) -> list[int]:
+    """The indices of the candidates that are not None, in the order `rng` shuffles them to."""
+    alive = [i for i, c in enumerate(candidates) if c is not None]
+    rng.shuffle(alive)
+    return alive
+
+
+def split_brackets(alive: list[int], bracket_size: int) -> tuple[list[list[int]], bool]:
+    """The brackets of one round and whether it is the final (at most `bracket_size` left: one bracket)."""
+    if len(alive) <= bracket_size:
+        return [alive], True
+    return [alive[k : k + bracket_size] for k in range(0, len(alive), bracket_size)], False
+
+
+def checked(position: int, bracket: list[int]) -> int:
+    """`position` when it is one of the bracket's, else a ValueError (a judge's bug, not a parse failure)."""
+    if not 0 <= position < len(bracket):
+        raise ValueError(f"the judge chose position {position} of a bracket of {len(bracket)}")
+    return position
 
 
 def preference_chooser(scores: Sequence[float]) -> Chooser:
