@@ -120,6 +120,8 @@ def test_train_step_runs_the_forward_under_autocast_and_the_backward_outside(tin
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert all(s["exp_avg"].dtype == torch.float32 for s in optimizer.state.values())
     assert torch.isfinite(torch.tensor(metrics["loss"]))
+    with pytest.raises(ValueError, match="precision=bf16 but the model's weights are fp32"):
+        train_step(model, [batch], loss_fn, optimizer, scheduler, max_grad_norm=1.0, precision=Precision.BF16)
 
 
 def test_the_fused_head_multiplies_in_bf16_and_accumulates_in_fp32_under_autocast():
@@ -337,3 +339,91 @@ def test_bf16_loss_and_gradients_match_fp32_on_gemma(gemma_batch, precision):
     print(f"\ngemma {precision}: loss {loss16:.5f} (fp32 {loss32:.5f}), gradient relative error {error:.4f}")
     assert loss16 == pytest.approx(loss32, rel=1e-2)
     assert error < 1e-1
+
+
+# --- data parallel ----------------------------------------------------------------------------------
+
+
+def distributed_precision_steps(out_dir: str) -> None:
+    """Each rank: DDP (then FSDP2 under bf16-autocast) over its half of the batch, one `train_step` in
+    each precision; rank 0 saves the weights; FSDP2 with bf16 weights must be refused."""
+    from safetensors.torch import save_file
+
+    from selftaught import dist
+    from selftaught.train.parallel import (
+        ParallelConfig,
+        global_num_tokens,
+        no_sync_context,
+        unwrap,
+        wrap_model,
+    )
+    from tests.train.test_parallel import LENGTHS, OPTIM, PAD_ID, make_examples, nll_loss, tied_llama
+
+    rank = dist.rank()
+    micro_batches = [collate([e], PAD_ID) for e in make_examples(LENGTHS)[2 * rank : 2 * rank + 2]]
+    num_tokens = global_num_tokens(sum(mb.num_tokens for mb in micro_batches))
+    runs = [("ddp", Precision.BF16_AUTOCAST), ("fsdp2", Precision.BF16_AUTOCAST), ("ddp", Precision.BF16)]
+    for strategy, precision in runs:
+        model = cast_for_training(tied_llama(seed=rank), precision)
+        model = wrap_model(model, ParallelConfig(strategy))
+        optimizer = build_optimizer(model, OPTIM)
+        scheduler = build_scheduler(optimizer, OPTIM, total_steps=10)
+        train_step(
+            model,
+            micro_batches,
+            nll_loss,
+            optimizer,
+            scheduler,
+            max_grad_norm=OPTIM.max_grad_norm,
+            num_units=num_tokens,
+            no_sync=no_sync_context(model),
+            precision=precision,
+        )
+        state = {name: _trained(optimizer, p) for name, p in unwrap(model).named_parameters()}
+        if dist.is_main():
+            save_file(state, f"{out_dir}/{strategy}-{precision}.safetensors")
+    fsdp = wrap_model(cast_for_training(tied_llama(seed=0), Precision.BF16), ParallelConfig("fsdp2"))
+    with pytest.raises(ValueError, match="bf16-autocast"):
+        build_optimizer(fsdp, OPTIM)
+
+
+def test_two_ranks_equal_one_process_in_bf16(tmp_path):
+    """DDP and FSDP2 under bf16-autocast, and DDP with bf16 weights and fp32 masters: one step of 2
+    ranks equals one process over the same micro-batches (one sequence each; under bf16 the batch's
+    shape changes the rounding). The fp32 weights (the masters for bf16) agree to 1e-6 under
+    autocast (fp32 gradients, as in test_parallel.py); with bf16 gradients, summed in another order
+    and all-reduced in bf16, to 2e-4 (measured 5e-5) for an update of lr = 1e-3."""
+    from safetensors.torch import load_file
+
+    from tests.distributed_utils import run_distributed
+    from tests.train.test_parallel import LENGTHS, OPTIM, PAD_ID, make_examples, nll_loss, tied_llama
+
+    run_distributed(distributed_precision_steps, str(tmp_path), world_size=2)
+    for strategy, precision in (("ddp", "bf16-autocast"), ("fsdp2", "bf16-autocast"), ("ddp", "bf16")):
+        model = cast_for_training(tied_llama(seed=0), Precision(precision))
+        optimizer = build_optimizer(model, OPTIM)
+        scheduler = build_scheduler(optimizer, OPTIM, total_steps=10)
+        micro_batches = [collate([e], PAD_ID) for e in make_examples(LENGTHS)]  # as the ranks cut them
+        train_step(
+            model,
+            micro_batches,
+            nll_loss,
+            optimizer,
+            scheduler,
+            max_grad_norm=OPTIM.max_grad_norm,
+            precision=Precision(precision),
+        )
+        got = load_file(tmp_path / f"{strategy}-{precision}.safetensors")
+        for name, param in model.named_parameters():
+            want = _trained(optimizer, param)
+            atol = 1e-6 if precision == "bf16-autocast" else 2e-4
+            torch.testing.assert_close(
+                got[name], want, rtol=0, atol=atol, msg=f"{strategy} {precision} {name}"
+            )
+
+
+def _trained(optimizer, param: torch.Tensor) -> torch.Tensor:
+    """The fp32 weight an optimizer step produced: the master of a bf16 parameter, else the parameter
+    (gathered when it is an FSDP2 shard)."""
+    value = optimizer.state[param]["master"] if param.dtype == torch.bfloat16 else param.detach()
+    return (value.full_tensor() if hasattr(value, "full_tensor") else value).contiguous()
