@@ -153,6 +153,16 @@ def test_the_fused_head_multiplies_in_bf16_and_accumulates_in_fp32_under_autocas
         fp32 = head_logps(hidden, head, targets)
     assert (fused - fp32).abs().max() > 1e-5  # the bf16 matmul is visible
 
+    # a frozen head (LoRA): the hidden-state gradient accumulated in the forward pass, in fp32
+    head.weight.requires_grad_(False)
+    hidden.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        frozen = head_logps(hidden, head, targets, chunk_rows=5, chunk_vocab=96)
+    frozen.sum().backward()
+    torch.testing.assert_close(frozen, fused, rtol=0, atol=1e-6)
+    assert hidden.grad.dtype == torch.float32
+    assert relative_error(hidden.grad, fused_grads[0]) < 1e-2
+
 
 # --- the optimizer with fp32 masters ----------------------------------------------------------------
 
