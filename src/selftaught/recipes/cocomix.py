@@ -306,7 +306,9 @@ def build_student(cfg: CocomixConfig, num_concepts: int, vocab_size: int | None 
     base = build_decoder(decoder_shape(shape), vocab_size, seed=cfg.seed)
     if cfg.mixer == MixerMode.NONE:
         return base
-    return CoCoMixLM(base, cfg.insert_layer, num_concepts, cfg.k_concept, str(cfg.mixer))
+    with torch.random.fork_rng(devices=[]):  # the mixer's init depends on the seed only, not on what
+        torch.manual_seed(cfg.seed)  # ran before (a teacher trained in this process or loaded)
+        return CoCoMixLM(base, cfg.insert_layer, num_concepts, cfg.k_concept, str(cfg.mixer))
 
 
 def matched_shape(cfg: CocomixConfig, num_concepts: int, vocab_size: int) -> ShapeConfig:
