@@ -116,3 +116,21 @@ def test_adaptive_decoding_holds_the_frozen_model_in_bf16(tiny_model_dir, tmp_pa
     assert main([*argv, f"precision={precision}"]) == 0
     assert dtypes and set(dtypes) == {torch.bfloat16}
     assert all(math.isfinite(loss) for loss in _losses(out))
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_a_resumed_sft_run_equals_the_uninterrupted_one(tiny_model_dir, tmp_path, precision):
+    """4 steps straight == 2 steps, then the same command with num_steps=4 resuming from the step-2
+    checkpoint: bf16's fp32 masters and AdamW state come back in fp32 (bit-identical weights)."""
+    from safetensors.torch import load_file
+
+    common = ["sft", "--preset", "tiny-smoke", f"model={tiny_model_dir}", "eval.every=-1"]
+    common += ["checkpoint_every=2", f"precision={precision}"]
+    assert main([*common, f"out_dir={tmp_path / 'straight'}", "num_steps=4"]) == 0
+    assert main([*common, f"out_dir={tmp_path / 'resumed'}", "num_steps=2"]) == 0
+    assert main([*common, f"out_dir={tmp_path / 'resumed'}", "num_steps=4"]) == 0
+    straight = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "model" / "model.safetensors")
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert _losses(tmp_path / "straight") == _losses(tmp_path / "resumed")
