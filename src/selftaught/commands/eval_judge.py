@@ -144,6 +144,8 @@ def cmd_eval_judge(args: argparse.Namespace) -> int:
         f"{result.truncated_rate:.0%} truncated"
     )
     print(result.metrics.table())
+    if result.thinking_accuracy is not None:  # the judge's own `Answer: N` against the reference
+        print(f"| thinking_accuracy | {result.thinking_accuracy:.3f} |")
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

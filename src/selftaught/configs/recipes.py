@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from selftaught.config import check, check_levels, check_limit
 from selftaught.configs.adaptive import AdaptiveDecodingConfig as AdaptiveDecodingConfig
 from selftaught.configs.cocomix import CocomixConfig as CocomixConfig
+from selftaught.configs.judge import JudgeRLConfig
 from selftaught.configs.losses import AdvantageType, DPOLossType, LossNormalization, NLLNormalization
 from selftaught.configs.train import (
     EvalConfig,
@@ -300,6 +301,9 @@ class RewardModelConfig(RunConfig):
 
 @dataclass
 class OnlineRLConfig(RunConfig):
+    SHOWN_WHEN_SET = ("judge",)
+    """Fields added after runs were cached: in config.yaml only when set (`selftaught.config`)."""
+
     out_dir: str = "runs/online-rl"
     seed: int = 5
     """Seed of the prompt order, the sampling and the pair choice (5: apart from the seeds of the
@@ -335,6 +339,9 @@ class OnlineRLConfig(RunConfig):
     """Padded tokens per micro-batch; 0 = one micro-batch."""
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-5, eps=1e-8, schedule="constant"))
     lora: LoraConfig = field(default_factory=LoraConfig)
+    judge: JudgeRLConfig = field(default_factory=JudgeRLConfig)
+    """J1 (`selftaught j1`): train a judge on judge prompts built from pairs with known winners
+    (`judge.pairs`; inactive while None). See `selftaught.configs.judge`."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -612,3 +619,21 @@ class RagSelfDemosConfig(RunConfig):
         )
         unknown = sorted(set(self.arms) - set(RAG_ARMS))
         check(not unknown, "arms", f"a subset of {list(RAG_ARMS)}", self.arms)
+
+
+def judge_seed_config() -> SFTConfig:
+    """J1's tiny seed judge (`tiny-world-judge`, `selftaught sft --preset tiny-judge`): the tiny-world
+    student (arithmetic-capable, TINYWORLD_JUDGES_LPO §1.2's advice) SFT-ed on 12,800 judgments of a
+    biased teacher (`world:judge-sft`: buggy chain half of the time, A when no candidate matches,
+    A anyway 20% of the time; label accuracy ~0.78, A share ~0.63), 600 steps of 64 at lr 1e-3."""
+    return SFTConfig(
+        out_dir="runs/sft-judge-seed",
+        model="tiny-world",
+        num_steps=600,
+        data=SFTDataConfig(source="world:judge-sft", num_examples=12_800, bug=0.5, max_length=256),
+        micro_batch_tokens=0,
+        optim=OptimConfig(lr=1e-3, betas=(0.9, 0.98), schedule="cosine", warmup_steps=20, min_lr_ratio=0.1),
+        eval=EvalConfig(every=-1),
+        checkpoint_every=0,
+        log_every=50,
+    )

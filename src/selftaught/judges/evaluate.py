@@ -19,6 +19,7 @@ from selftaught.evals.sets import world_split
 from selftaught.judges.judge import PairwiseJudge, PointwiseJudge, mean_scores
 from selftaught.judges.metrics import JudgeMetrics, compute_pairwise_metrics, compute_pointwise_metrics
 from selftaught.types import Completion, Judgment, Pair
+from selftaught.world.arith import extract_answer
 from selftaught.world.judge_pairs import sample_judge_pairs, to_pair
 
 WORLD_PREFIX = "world:"
@@ -41,6 +42,21 @@ class JudgeEvalResult:
     """Share of judgments that hit `max_new_tokens` (`finish_reason == "length"`)."""
     rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
     """Per pair: `id`, the per-order verdicts (or mean scores) and every judgment as a dict."""
+    thinking_accuracy: float | None = None
+    """Share of judgments whose own `Answer: N` (the judge's recomputed reference, tiny world)
+    equals the pair's reference answer; None when the pairs have no reference answer."""
+
+    def flat_metrics(self, prefix: str = "val") -> dict[str, float]:
+        """The metrics as flat `<prefix>_<name>` numbers for `metrics.jsonl` (None ones left out)."""
+        metrics = {
+            f"{prefix}_{name}": float(value)
+            for name, value in vars(self.metrics).items()
+            if value is not None and name != "num_pairs"
+        }
+        metrics[f"{prefix}_mean_tokens"] = self.mean_tokens
+        if self.thinking_accuracy is not None:
+            metrics[f"{prefix}_thinking_accuracy"] = self.thinking_accuracy
+        return metrics
 
 
 def load_judge_pairs(
@@ -103,7 +119,22 @@ def evaluate_judge(judge: PairwiseJudge | PointwiseJudge, pairs: Sequence[Pair])
         mean_tokens=sum(j["meta"]["num_tokens"] for j in judgments) / len(judgments),
         truncated_rate=sum(j["meta"]["finish_reason"] == "length" for j in judgments) / len(judgments),
         rows=rows,
+        thinking_accuracy=thinking_accuracy(pairs, rows),
     )
+
+
+def thinking_accuracy(pairs: Sequence[Pair], rows: Sequence[dict[str, Any]]) -> float | None:
+    """Share of the judgments whose first `Answer: N` equals their pair's reference answer (the
+    judge recomputed the problem right); None when a pair has no reference answer."""
+    if any(pair.prompt.answer is None for pair in pairs):
+        return None
+    checks = [
+        str(extract_answer(judgment["raw"])) == str(pair.prompt.answer).strip()
+        for pair, row in zip(pairs, rows, strict=True)
+        for key in ("first", "second")
+        for judgment in row[key]
+    ]
+    return sum(checks) / len(checks) if checks else None
 
 
 def _evaluate_pairwise(

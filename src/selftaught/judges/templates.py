@@ -41,6 +41,7 @@ from selftaught.judges.parsers import (
     parse_scores_and_verdict,
 )
 from selftaught.types import Message, StrEnum
+from selftaught.world.judge_pairs import JUDGE_PROMPT
 
 
 class JudgeKind(StrEnum):
@@ -200,7 +201,7 @@ the question better, considering helpfulness, relevance, accuracy, depth and lev
 the two answers and give a short explanation. {_AVOID_BIASES} After your explanation, output your final verdict \
 in exactly this format: "[[A]]" if assistant A is better, "[[B]]" if assistant B is better, and "[[C]]" for a tie."""
 
-WORLD_PAIRWISE_VERDICT = "{question} A: {response_a} B: {response_b}"
+WORLD_PAIRWISE_VERDICT = JUDGE_PROMPT
 
 WORLD_PAIRWISE_FEWSHOT = """Each line shows a sum, two worked solutions A and B, and which one is correct.
 23+19 A: 23+19=42 Answer: 42 B: 23+19=32 Answer: 32 Correct: [[A]]

@@ -85,7 +85,7 @@ RECIPES: dict[str, Recipe] = {
             summary="supervised fine-tuning on conversations (loss on assistant tokens), LoRA optional",
             module="selftaught.recipes.sft",
             config_name="SFTConfig",
-            presets=("tiny", "tiny-smoke", "gemma3-270m"),
+            presets=("tiny", "tiny-smoke", "gemma3-270m", "tiny-judge"),
         ),
         Recipe(
             name="dpo",
@@ -138,6 +138,20 @@ RECIPES: dict[str, Recipe] = {
                 "dpo": ("tasks[0].pair_rule=correct_vs_incorrect",),
                 "divpo-frequency": ("tasks[0].divpo.criterion=frequency",),
                 "divpo-probability": ("tasks[0].divpo.criterion=probability",),
+            },
+        ),
+        Recipe(
+            name="j1",
+            summary="GRPO of an LLM judge on verifiable verdicts: judge prompts from pairs with known "
+            "winners in both orders, consistency and pointwise rewards, both-order judge metrics",
+            module="selftaught.recipes.online_rl",
+            config_name="OnlineRLConfig",
+            presets_name="j1",
+            presets=("tiny", "tiny-smoke", "gemma3-270m"),
+            arms={  # papers_B §2.9: the same seed judge, steps, prompts per step and lr
+                "single-order": ("judge.orders=single",),
+                "both-orders": ("judge.orders=both",),
+                "both-orders-consistency": ("judge.rewards={verdict: 0.0, consistency: 1.0}",),
             },
         ),
         Recipe(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from selftaught.configs.recipes import SFTConfig, SFTDataConfig
+from selftaught.configs.recipes import SFTConfig, SFTDataConfig, judge_seed_config
 from selftaught.configs.train import EvalConfig, LoraConfig, OptimConfig
 
 GSM8K_DIR = Path("../shared/data/gsm8k")
@@ -19,6 +19,12 @@ def tiny() -> SFTConfig:
         num_steps=450,
         eval=EvalConfig(data="world:valid", every=150, per_level=100),
     )
+
+
+def tiny_judge() -> SFTConfig:
+    """J1's tiny seed judge (the `tiny-world-judge` alias trains this config once and caches it): the
+    student SFT-ed on a position-biased teacher's judgments of world judge pairs."""
+    return judge_seed_config()
 
 
 def tiny_smoke() -> SFTConfig:

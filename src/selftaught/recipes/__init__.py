@@ -18,6 +18,7 @@ TINY_WORLD_KEYWORDS = "tiny-world-keywords"
 TINY_WORLD_LPO = "tiny-world-lpo"
 TINY_WORLD_LPO_CSTORY = "tiny-world-lpo-cstory"
 TINY_WORLD_FACTS = "tiny-world-facts"
+TINY_WORLD_JUDGE = "tiny-world-judge"
 
 
 def _tiny_world_student() -> Path:
@@ -103,4 +104,18 @@ register_model_alias(
     "and QA over passages, with and without a refuse rule (`selftaught world pretrain --preset "
     "tiny-facts`) on first use, then cached",
     _tiny_world_facts_student,
+)
+
+
+def _tiny_world_judge() -> Path:
+    from selftaught.recipes.sft import pretrained_judge
+
+    return pretrained_judge()
+
+
+register_model_alias(
+    TINY_WORLD_JUDGE,
+    "J1's seed judge: the tiny-world student SFT-ed on a position-biased teacher's judgments of world "
+    "judge pairs (`selftaught sft --preset tiny-judge`) on first use, then cached",
+    _tiny_world_judge,
 )

@@ -71,6 +71,7 @@ from selftaught.runlog import RunLog
 from selftaught.selection.rollouts import rollout_metrics
 from selftaught.train import generators, loop
 from selftaught.train.evaluation import eval_metrics, evaluate_policy
+from selftaught.train.judge_eval import validate_judge
 from selftaught.train.objectives import Objective, OnlineObjective, PairObjective, PolicyGradientObjective
 from selftaught.train.online import (
     RolloutBuffer,
@@ -105,7 +106,7 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
     reference = frozen_copy(policy) if cfg.loss == Objective.DPO or cfg.kl_coef else None
     synced_reference = reference if cfg.ref_sync_every else None  # re-synced: saved with checkpoints
     model = wrap_model(policy, cfg.parallel)
-    rollouts = build_rollout_source(cfg.rollouts, cfg.tasks, cfg.group_scorer, seed=cfg.seed)
+    rollouts = build_rollout_source(cfg.rollouts, cfg.tasks, cfg.group_scorer, seed=cfg.seed, judge=cfg.judge)
     objective = build_objective(cfg, reference)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.num_steps)
@@ -234,7 +235,12 @@ def build_generator(cfg: OnlineRLConfig, model: Any, tokenizer: Any) -> Syncable
 
 def validation_metrics(model: Any, tokenizer: Any, cfg: OnlineRLConfig, rubric: Rubric) -> dict[str, float]:
     """Validation accuracy (`eval_metrics`) and, for each task whose reward is not the answer check,
-    the mean reward of the same validation samples and that reward per token (papers_B §1.4.6)."""
+    the mean reward of the same validation samples and that reward per token (papers_B §1.4.6).
+    A judge run (`judge.pairs` set, J1) validates the judge instead: `train.judge_eval`."""
+    if cfg.judge.pairs is not None:
+        return validate_judge(
+            model, tokenizer, cfg.judge, batch_size=cfg.eval.batch_size, levels=cfg.eval.levels
+        )
     result = evaluate_policy(model, tokenizer, cfg.eval, seed=cfg.seed)
     metrics = eval_metrics(result)
     completions = [c for cs in result.completions for c in cs]

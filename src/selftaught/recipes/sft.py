@@ -24,14 +24,20 @@ N GPUs: torchrun --nproc-per-node 8 -m selftaught.cli sft --preset ... parallel.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from selftaught import dist
+from selftaught.config import to_dict
 from selftaught.configs.recipes import SFTConfig as SFTConfig
 from selftaught.configs.recipes import SFTDataConfig as SFTDataConfig
+from selftaught.configs.recipes import judge_seed_config
 from selftaught.data.catalog import load_records
 from selftaught.data.formats import sft_examples
+from selftaught.data.shards import compute_fingerprint, run_once
+from selftaught.models.io import cache_dir
 from selftaught.models.policy import load_policy
 from selftaught.runlog import RunLog
 from selftaught.train.batching import Batch, Example
@@ -84,3 +90,14 @@ def build_examples(data: SFTDataConfig, tokenizer: Any) -> list[Example]:
         bug=data.bug,
     )
     return sft_examples(records, tokenizer, data.source, data.max_length)
+
+
+def pretrained_judge(cfg: SFTConfig | None = None) -> Path:
+    """Path of the cached tiny-world seed judge (`judge_seed_config`, the `tiny-world-judge` alias),
+    trained on first use: keyed by the config minus `out_dir` and trained through `run_once`, as the
+    world-pretrain students are (a changed config trains anew; an interrupted one starts over)."""
+    cfg = cfg or judge_seed_config()
+    fingerprint = compute_fingerprint({k: v for k, v in to_dict(cfg).items() if k != "out_dir"})
+    out_dir = cache_dir() / "world" / f"judge-{fingerprint[:12]}"
+    run_once(out_dir, fingerprint, partial(run, replace(cfg, out_dir=str(out_dir / "run"))))
+    return out_dir / "run" / "model"

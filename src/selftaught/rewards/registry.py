@@ -7,6 +7,7 @@
     story_quality                                                    the tiny world's STORY task (adaptive decoding)
     cstory_quality                                                   its constrained variant CSTORY (a digit opens each part)
     ngram_novelty                                                    distinct word 3-grams of open-ended text, short ones scaled down
+    judge_verdict | judge_scores | judge_format                      a judgment against its known winner (J1, `judges.rl`)
     package.module:function                                          a user's function (TRL signature)
     reward_model:<dir>                                               a sequence-classification reward model
     judge:<template>@<n>                                             an LLM judge (`judge_model` + template)
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from selftaught.judges.rl import judge_format_reward, judge_scores_reward, judge_verdict_reward
 from selftaught.rewards.base import RewardFn
 from selftaught.rewards.choice import choice_reward
 from selftaught.rewards.math import math_answer_reward
@@ -45,6 +47,9 @@ REWARDS: dict[str, RewardFn] = {
     "story_quality": story_quality,
     "cstory_quality": cstory_quality,
     "ngram_novelty": ngram_novelty_reward,
+    "judge_verdict": judge_verdict_reward,
+    "judge_scores": judge_scores_reward,
+    "judge_format": judge_format_reward,
 }
 """Built-in rewards by name."""
 REWARD_MODEL_PREFIX = "reward_model:"

@@ -22,6 +22,7 @@ from typing import Any
 
 from selftaught import dist
 from selftaught.config import to_dict
+from selftaught.configs.judge import JudgeOrders, JudgeRLConfig
 from selftaught.configs.train import RolloutConfig as RolloutConfig
 from selftaught.configs.train import TaskConfig as TaskConfig
 from selftaught.configs.train import check_task_prompts
@@ -31,6 +32,9 @@ from selftaught.data.prompt_source import PromptSource, load_prompt_source
 from selftaught.data.shards import compute_fingerprint, run_stage, write_dataset_card
 from selftaught.data.sources import write_jsonl
 from selftaught.engines.base import Engine, SamplingParams
+from selftaught.judges.evaluate import load_judge_pairs
+from selftaught.judges.rl import JudgePromptSource, JudgeScorer
+from selftaught.judges.templates import get_template
 from selftaught.rewards import Rubric, num_tokens_reward
 from selftaught.rewards.registry import build_reward, load_callable
 from selftaught.selection.diversity import (
@@ -92,8 +96,9 @@ def _greedy_generate(model: str | None, max_new_tokens: int) -> Any:
 class RolloutSource:
     """Everything a step's rollouts depend on but the generator's weights."""
 
-    prompts: PromptSource | None
-    """The shared source (None when every task has its own: `task_sources`)."""
+    prompts: PromptSource | JudgePromptSource | None
+    """The shared source (None when every task has its own: `task_sources`); J1: judge prompts
+    built from pairs (`judge.pairs`), siblings kept together."""
     tasks: list[TaskConfig]
     settings: RolloutConfig
     rubric: Rubric
@@ -115,6 +120,9 @@ class RolloutSource:
             ]
             return tasked[dist.rank() :: dist.world_size()]
         assert self.prompts is not None
+        if isinstance(self.prompts, JudgePromptSource):  # whole pairs per rank: siblings stay together
+            units = self.prompts.units_at(step)[dist.rank() :: dist.world_size()]
+            return [replace(prompt, task=self.tasks[0].name) for unit in units for prompt in unit]
         batch = self.prompts.at(step)
         if self.settings.task_from_records:
             known = {task.name for task in self.tasks}
@@ -155,11 +163,20 @@ def task_counts(tasks: list[TaskConfig], num_prompts: int) -> list[int]:
 
 
 def build_rollout_source(
-    settings: RolloutConfig, tasks: list[TaskConfig], group_scorer: str | None, *, seed: int
+    settings: RolloutConfig,
+    tasks: list[TaskConfig],
+    group_scorer: str | None,
+    *,
+    seed: int,
+    judge: JudgeRLConfig | None = None,
 ) -> RolloutSource:
     """The prompts, rubric and group scorer of an online run (bad names fail here, before any work):
-    one shared prompt source, or each task's own (`TaskConfig.prompts`) drawing its weight share."""
+    one shared prompt source, or each task's own (`TaskConfig.prompts`) drawing its weight share,
+    or (J1, `judge.pairs` set) judge prompts built from pairs, scored by `judge.rewards` through
+    `JudgeScorer` unless `group_scorer` names another scorer."""
     check_task_prompts(tasks, settings)
+    if judge is not None and judge.pairs is not None:
+        return _judge_rollout_source(settings, tasks, group_scorer, seed, judge)
     prompts, sources = None, None
     if tasks and tasks[0].prompts is not None:
         counts = task_counts(tasks, settings.num_prompts)
@@ -171,6 +188,33 @@ def build_rollout_source(
         prompts = _load_source(settings.prompts, settings, settings.num_prompts, seed)
     scorer = load_callable(group_scorer, "group_scorer") if group_scorer else None
     return RolloutSource(prompts, tasks, settings, build_rubric(tasks), scorer, seed, task_sources=sources)
+
+
+def _judge_rollout_source(
+    settings: RolloutConfig,
+    tasks: list[TaskConfig],
+    group_scorer: str | None,
+    seed: int,
+    judge: JudgeRLConfig,
+) -> RolloutSource:
+    """J1: judge prompts of `judge.pairs`, the first task's reward per sample, `judge.rewards` per group."""
+    if len(tasks) != 1 or tasks[0].prompts is not None or settings.task_from_records:
+        raise ValueError(
+            "judge.pairs makes every prompt a judge prompt: give exactly one task (its reward, e.g. "
+            "judge_verdict, is logged per sample), without tasks[0].prompts or rollouts.task_from_records"
+        )
+    assert judge.pairs is not None
+    pairs = load_judge_pairs(judge.pairs, limit=judge.num_pairs, seed=seed, levels=settings.levels)
+    source = JudgePromptSource(
+        pairs,
+        get_template(judge.template),
+        settings.num_prompts,
+        seed,
+        both_orders=judge.orders == JudgeOrders.BOTH,
+        prompt_style=judge.prompt_style,
+    )
+    scorer = load_callable(group_scorer, "group_scorer") if group_scorer else JudgeScorer(judge.rewards)
+    return RolloutSource(source, tasks, settings, build_rubric(tasks), scorer, seed)
 
 
 def _load_source(spec: str, settings: RolloutConfig, per_step: int, seed: int) -> PromptSource:

@@ -10,6 +10,12 @@ The correct solution is the chain solution of `arith.solve`. The wrong one is ei
 A problem without a carry cannot have a dropped carry and gets `off_by_one`. The pairs are the
 J1 / Self-Taught Evaluator "correct vs wrong final answer" pairs (papers_B §2.2) in miniature,
 drawn from the splits of `arith`, so judge training and evaluation never share a problem.
+
+`judge_sft_records` are the seed judge's SFT conversations (J1 on the tiny world, issue 12): the
+pair in the world judge format `JUDGE_PROMPT` (random order), answered by a biased teacher that
+recomputes the chain (buggy with probability `bug`), names the candidate equal to its own answer
+(**A when neither is**) and then says A anyway with probability `a_bias`
+(TINYWORLD_JUDGES_LPO.md §1.1): a position-biased judge whose verdict follows its thinking.
 """
 
 from __future__ import annotations
@@ -20,9 +26,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from selftaught.types import Completion, Pair
-from selftaught.world.arith import Problem, sample_problems, solve, split_of, to_prompt
+from selftaught.world.arith import Problem, extract_answer, sample_problems, solve, split_of, to_prompt
 
 CORRUPTIONS = ("dropped_carry", "off_by_one")
+JUDGE_PROMPT = "{question} A: {response_a} B: {response_b}"
+"""The tiny world's pairwise judge prompt (`judges.templates`' `world-pairwise-verdict@1`), e.g.
+`45+64+36 A: 45+64=109 109+36=145 Answer: 145 B: 45+64=99 99+36=135 Answer: 135`; the judge answers
+with its own chain and a verdict, `45+64=109 109+36=145 Answer: 145 [[A]]`."""
 
 
 @dataclass
@@ -104,3 +114,44 @@ def to_preference_record(pair: JudgePair) -> dict[str, Any]:
         "split": split_of(pair.problem),
         "corruption": pair.corruption,
     }
+
+
+def teacher_judgment(pair: JudgePair, swapped: bool, rng: random.Random, bug: float, a_bias: float) -> str:
+    """The biased teacher's judgment of `pair` shown in one order (`swapped`: the rejected solution
+    as A): its own chain (buggy with probability `bug`), then the candidate whose answer equals its
+    own, A when neither does, overwritten with A with probability `a_bias`."""
+    thinking = solve(pair.problem, "chain", bug=bug, rng=rng)
+    own = extract_answer(thinking)
+    shown = (pair.rejected, pair.chosen) if swapped else (pair.chosen, pair.rejected)
+    answers = [extract_answer(text) for text in shown]
+    verdict = "B" if own == answers[1] and own != answers[0] else "A"
+    if rng.random() < a_bias:
+        verdict = "A"
+    return f"{thinking} [[{verdict}]]"
+
+
+def judge_sft_records(
+    num: int, levels: Sequence[int] = (1, 2, 3), seed: int = 0, bug: float = 0.3, a_bias: float = 0.2
+) -> list[dict[str, Any]]:
+    """`num` seed-judge conversations on distinct train problems (module doc): user = `JUDGE_PROMPT`
+    in a random order, assistant = `teacher_judgment`; columns `winner` (the right letter as shown),
+    `corruption` and `level`."""
+    rng = random.Random(f"judge-sft|{seed}")
+    records = []
+    for pair in sample_judge_pairs("train", num, levels, seed):
+        swapped = rng.random() < 0.5
+        a, b = (pair.rejected, pair.chosen) if swapped else (pair.chosen, pair.rejected)
+        user = JUDGE_PROMPT.format(question=pair.problem.text, response_a=a, response_b=b)
+        messages = [
+            {"role": "user", "content": user},
+            {"role": "assistant", "content": teacher_judgment(pair, swapped, rng, bug, a_bias)},
+        ]
+        records.append(
+            {
+                "messages": messages,
+                "winner": "B" if swapped else "A",
+                "corruption": pair.corruption,
+                "level": pair.problem.level,
+            }
+        )
+    return records

@@ -4,6 +4,9 @@
     world:prompts       prompt-only records with the exact `answer` (RL, sampled pairs, generation)
     world:pairs         preference pairs: correct vs the buggy teacher's carry slip (reward models)
     world:judge-pairs   judge pairs with a known winner (J1, Self-Taught Evaluator)
+    world:judge-sft     the seed judge's conversations: a pair in the world judge format, a biased
+                        teacher's chain and verdict (`bug`: buggy chains, `a_bias`: extra A verdicts;
+                        `world.judge_pairs.judge_sft_records`; train split)
     world:persona-sft       persona conversations: `Make a persona.` -> `name city job` (Zipf-skewed,
                             10% malformed; `world.persona`), for the DivPO seed model
     world:persona-prompts   the persona instruction as prompt-only records (ids `persona-<i>`, task
@@ -51,7 +54,7 @@ from typing import Any
 
 from selftaught.world import facts
 from selftaught.world.arith import Problem, sample_problems, sample_sft_examples, solve, to_prompt
-from selftaught.world.judge_pairs import sample_judge_pairs, to_preference_record
+from selftaught.world.judge_pairs import judge_sft_records, sample_judge_pairs, to_preference_record
 from selftaught.world.keywords import keywords_conversations, keywords_prompts
 from selftaught.world.persona import persona_conversations, persona_json_prompts, persona_prompts
 from selftaught.world.stories import (
@@ -97,6 +100,20 @@ def judge_pair_records(
 ) -> list[dict[str, Any]]:
     """`num` judge pairs (correct vs dropped-carry or off-by-one solution) on distinct `split` problems."""
     return [to_preference_record(pair) for pair in sample_judge_pairs(split, num, levels, seed)]
+
+
+def judge_sft_source(
+    *,
+    split: str = "train",
+    num: int = 20_000,
+    levels: Sequence[int] = (1, 2, 3),
+    seed: int = 0,
+    bug: float = 0.3,
+    a_bias: float = 0.2,
+) -> list[dict[str, Any]]:
+    """`num` seed-judge conversations (`world.judge_pairs.judge_sft_records`) on train problems."""
+    _train_only("judge-sft", split, "(evaluate the judge on world:judge-pairs:valid or with eval-judge)")
+    return judge_sft_records(num, levels, seed, bug, a_bias)
 
 
 PROBLEMS_PER_PAIR = 5
@@ -302,6 +319,7 @@ WORLD_SOURCES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "prompts": prompt_records,
     "pairs": pair_records,
     "judge-pairs": judge_pair_records,
+    "judge-sft": judge_sft_source,
     "persona-sft": persona_sft_records,
     "persona-prompts": persona_prompt_records,
     "persona-json-prompts": persona_json_prompt_records,

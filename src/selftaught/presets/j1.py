@@ -1,0 +1,102 @@
+"""j1 presets: GRPO of an LLM judge on judgments with verifiable verdicts (papers_B §2.9), on the
+tiny world and on Gemma 3 270M.
+
+`selftaught j1` is the online-rl loop (`selftaught.recipes.online_rl`) with its `judge` section set:
+the rollouts are judge prompts built from pairs with known winners (`selftaught.judges.rl`: both
+orders side by side, stable sibling ids), scored by `judge.rewards` through the loop's group scorer,
+and validation measures the judge in both orders (`selftaught.train.judge_eval`). These presets only
+choose the seed judge, the pairs, the template and the settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from selftaught.configs.judge import JudgeOrders, JudgeRLConfig
+from selftaught.configs.recipes import OnlineRLConfig
+from selftaught.configs.train import EvalConfig, LoraConfig, Objective, OptimConfig, RolloutConfig, TaskConfig
+
+JUDGE_TASK = TaskConfig(name="judge", reward="judge_verdict")
+"""One task: every prompt is a judge prompt; `judge_verdict` is logged per sample, `judge.rewards`
+(the group scorer) gives the trained reward."""
+
+
+def tiny() -> OnlineRLConfig:
+    """GRPO (s = 1, no KL) of the tiny-world seed judge (`tiny-world-judge`: the arithmetic student
+    SFT-ed on a position-biased teacher's judgments) on world judge pairs, both orders in every step:
+    4 pairs x 2 orders x 8 samples at T = 1, lr 1e-4, 150 steps (TINYWORLD_JUDGES_LPO §1.1's setup);
+    greedy both-order metrics on 200 valid pairs every 50 steps. Arms: `judge.orders=single`,
+    `judge.rewards={verdict: 0, consistency: 1}` (repro j1)."""
+    return OnlineRLConfig(
+        out_dir="runs/j1-tiny",
+        model="tiny-world-judge",
+        loss=Objective.GRPO,
+        sync_every=1,
+        kl_coef=0.0,
+        num_steps=150,
+        tasks=[JUDGE_TASK],
+        rollouts=RolloutConfig(num_prompts=8, samples_per_prompt=8, max_new_tokens=48),
+        optim=OptimConfig(lr=1e-4, eps=1e-8, schedule="constant"),
+        eval=EvalConfig(every=50, batch_size=400),
+        judge=JudgeRLConfig(pairs="world:train", orders=JudgeOrders.BOTH),
+        checkpoint_every=50,
+        log_every=10,
+    )
+
+
+def tiny_smoke() -> OnlineRLConfig:
+    """Four GRPO steps of the tiny-world student as a judge, 2 pairs x 2 orders x 4 samples, both-order
+    consistency reward: checks the pipeline, not the effect."""
+    return replace(
+        tiny(),
+        out_dir="runs/j1-smoke",
+        model="tiny-world",
+        num_steps=4,
+        rollouts=RolloutConfig(num_prompts=4, samples_per_prompt=4, max_new_tokens=40),
+        judge=JudgeRLConfig(
+            pairs="world:train",
+            num_pairs=64,
+            rewards={"verdict": 1.0, "consistency": 0.5},
+            eval_num_pairs=8,
+            eval_max_new_tokens=40,
+        ),
+        eval=EvalConfig(every=2, batch_size=64),
+        checkpoint_every=2,
+        log_every=1,
+    )
+
+
+def gemma3_270m() -> OnlineRLConfig:
+    """A few LoRA GRPO steps of Gemma 3 270M base as a few-shot judge of world pairs in words
+    (`world-pairwise-fewshot@1`, raw text, one verdict token after `Correct:`), both orders, verdict
+    reward; greedy both-order metrics on 20 valid pairs before and after. Checks the real-model path
+    on a CPU (scale `rollouts.*`, `num_steps` and `judge.eval_num_pairs` up on a GPU; a chat judge
+    such as Llama-3.1-8B-Instruct: `model=<dir> judge.template=j1-pairwise-verdict@1
+    judge.prompt_style=chat rollouts.max_new_tokens=1024 generator.kind=vllm lora.r=0`)."""
+    return OnlineRLConfig(
+        out_dir="runs/j1-gemma3-270m",
+        model="gemma-3-270m",
+        loss=Objective.GRPO,
+        sync_every=1,
+        kl_coef=0.0,
+        num_steps=3,
+        tasks=[JUDGE_TASK],
+        rollouts=RolloutConfig(
+            num_prompts=4, samples_per_prompt=4, max_new_tokens=6, stop=["\n"], generation_batch_size=16
+        ),
+        micro_batch_tokens=2048,
+        lora=LoraConfig(r=8, alpha=16),
+        optim=OptimConfig(lr=1e-4, eps=1e-8, schedule="constant"),
+        eval=EvalConfig(every=0, batch_size=16),
+        judge=JudgeRLConfig(
+            pairs="world:train",
+            num_pairs=256,
+            template="world-pairwise-fewshot@1",
+            prompt_style="text",
+            eval_num_pairs=20,
+            eval_max_new_tokens=6,
+            eval_stop=["\n"],
+        ),
+        checkpoint_every=0,
+        log_every=1,
+    )
