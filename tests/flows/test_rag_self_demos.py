@@ -291,3 +291,58 @@ def test_dense_and_hybrid_indexes_over_a_passages_file(tmp_path, kind):
     assert recall_at_k(hits, [f"p{i}" for i in range(5)], k=1) == 1.0
     manifest = json.loads((tmp_path / "run" / "retrieval" / "index" / "manifest.json").read_text())
     assert manifest["kind"] == kind and len(records[0]["retrieved_support"]) == cfg.ndocs
+
+
+def test_a_gsm8k_collection_by_name_gold_passage_relevance_and_an_arm_without_data(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    """The Gemma preset's plumbing on a scripted model: a BM25 index over `gsm8k-rag:passages:` (a
+    named source, no file), `present` = the question's own solution retrieved, a judge that never
+    parses drops every question, so sd-sft has no data and is skipped (said in the summary), and
+    the evaluation answers are written with their labels."""
+    from selftaught.engines.scripted import ScriptedEngine
+    from selftaught.flows import rag_self_demos
+    from tests.data.test_gsm8k_rag import fake_gsm8k
+
+    source = fake_gsm8k(tmp_path / "train.jsonl")
+    engine = ScriptedEngine(lambda prompt, j: "The answer is 5.")
+    monkeypatch.setattr(rag_self_demos, "HFEngine", lambda model, tokenizer: engine)
+    cfg = replace(
+        small(tiny_model_dir, str(tmp_path / "run")),
+        train_data=f"gsm8k-rag:train:{source}",
+        eval_data=f"gsm8k-rag:test:{source}",
+        retriever=f"bm25:gsm8k-rag:passages:{source}",
+        ndocs=2,
+        samples_per_strategy=1,
+        judge="template:rag-tournament@1",
+        relevance_judge="gold-passage",
+        judge_retries=0,
+        arms=["sd-sft"],
+    )
+    result = RECIPE.run(cfg)
+    out = Path(cfg.out_dir)
+    assert result["tournament"]["num_dropped"] == 6 and result["tournament"]["num_judge_unparsed"] == 6
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped_arms"] == ["sd-sft"] and not (out / "sd-sft").exists()
+    answers = [
+        json.loads(line) for line in (out / "answers" / "base-passages.jsonl").read_text().splitlines()
+    ]
+    assert [a["present"] for a in answers] == [True, False, True, False]  # own solution found / none
+    assert {a["label"] for a in answers} == {"incorrect"} and answers[0]["text"] == "The answer is 5."
+    table = (out / "table.md").read_text()
+    assert "| base, passages | present | 2 |" in table and "sd-sft" not in table
+
+
+def test_the_real_model_presets_are_valid_configs():
+    """Gemma 3 270M on CPU and the paper's Llama-3-8B-Instruct setting: only built and checked here."""
+    gemma = RECIPE.preset("gemma3-270m")
+    assert gemma.model == "gemma-3-270m" and gemma.retriever.startswith("bm25:gsm8k-rag:passages:")
+    assert gemma.judge == "template:rag-tournament@1" and gemma.judge_model is None  # judges itself
+    assert gemma.sft.lora.r > 0 and gemma.relevance_judge == "gold-passage"
+    llama = RECIPE.preset("llama3-8b-instruct")
+    assert (llama.temperature, llama.samples_per_strategy, llama.judge_model) == (1.0, 3, None)
+    assert llama.follow_up and llama.optimize_prompts and llama.judge_retries == 5
+    assert llama.sft.optim.lr == llama.dpo.optim.lr == 5.5e-6 and llama.dpo.optim.max_grad_norm is None
+    assert (llama.dpo.beta, llama.dpo.nll_scale) == (0.1, 0.0)
+    assert llama.sft.precision == llama.dpo.precision == "bf16"
+    assert llama.dpo.optim.lr * llama.dpo.optim.min_lr_ratio == pytest.approx(1.1e-6)

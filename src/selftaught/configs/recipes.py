@@ -453,8 +453,9 @@ TOURNAMENT_JUDGES = ("world", "template:rag-tournament@1")
 """`RagSelfDemosConfig.judge`: the tiny world's programmatic judge, or an LLM over the template."""
 EVAL_JUDGES = ("world", "template:rag-correctness@1")
 """`RagSelfDemosConfig.eval_judge`: `world.facts.label`, or an LLM over the three-way template."""
-RELEVANCE_JUDGES = ("records", "template:rag-relevance@1")
-"""`RagSelfDemosConfig.relevance_judge`: the records' own `present` flags, or an LLM over the template."""
+RELEVANCE_JUDGES = ("records", "gold-passage", "template:rag-relevance@1")
+"""`RagSelfDemosConfig.relevance_judge`: the records' own `present` flags, whether a record's
+`gold_passage` was retrieved, or an LLM over the template."""
 
 RETRIEVER_KINDS = ("bm25", "dense", "hybrid")
 """`RagSelfDemosConfig.retriever`'s `<kind>:<path>` forms (`pipelines.passages`)."""
@@ -538,7 +539,9 @@ class RagSelfDemosConfig(RunConfig):
     `unparsed` beside the rates."""
     relevance_judge: str = "records"
     """Where an evaluation record's `present` flag (a passage states the answer) comes from: `records`
-    (the tiny world's), or `template:rag-relevance@1`, an LLM (`judge_model`) over its first 4 passages."""
+    (the tiny world's), `gold-passage` (the passage that holds the record's answer, its `gold_passage`
+    id, is among its first `ndocs`: a collection built for it, `gsm8k-rag:`), or
+    `template:rag-relevance@1`, an LLM (`judge_model`) over its first 4 passages."""
     judge_model: str | None = None
     """The model behind the `template:` judges (`models.io.load_model` spec); None = the base model
     itself, judging its own candidates as in the paper."""

@@ -118,7 +118,11 @@ def run(cfg: RagSelfDemosConfig) -> dict[str, Any]:
     for name, records in data.items():
         write_jsonl(out / "data" / f"{name}.jsonl", records)
     models = {"base": cfg.model}
+    skipped = [arm for arm in cfg.arms if not data[arm]]
     for arm in cfg.arms:
+        if arm in skipped:
+            print(f"{arm}: no training records (the judge dropped every question): not trained", flush=True)
+            continue
         models[arm] = str(train_arm(cfg, arm, out / "data" / f"{arm}.jsonl"))
     eval_records, relevance_unparsed = evaluation_records(cfg, judge_engine, attach)
     labeler = build_labeler(cfg, judge_engine)
@@ -126,7 +130,8 @@ def run(cfg: RagSelfDemosConfig) -> dict[str, Any]:
     for name, path in models.items():
         for passages in (True, False):
             key = f"{name}, {'passages' if passages else 'no passages'}"
-            tables[key] = evaluate(cfg, path, passages, eval_records, labeler)
+            answers = out / "answers" / f"{name}-{'passages' if passages else 'no-passages'}.jsonl"
+            tables[key] = evaluate(cfg, path, passages, eval_records, labeler, answers)
     table = format_cells(tables)
     (out / "table.md").write_text(table + "\n")
     summary = {
@@ -135,6 +140,7 @@ def run(cfg: RagSelfDemosConfig) -> dict[str, Any]:
         "rates": tables,
         "relevance_unparsed": relevance_unparsed,
         **({"system_prompts": systems} if systems else {}),
+        **({"skipped_arms": skipped} if skipped else {}),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(table, flush=True)
@@ -283,10 +289,24 @@ def evaluation_records(
     records = with_passages(attach(loaded, "eval"), cfg.ndocs)
     if cfg.relevance_judge == "records":
         return records, 0
+    if cfg.relevance_judge == "gold-passage":
+        return [{**r, "present": gold_passage_retrieved(r, cfg.ndocs)} for r in records], 0
     assert judge_engine is not None
     present = relevance_labeler(judge_engine, judge_sampling(cfg), retries=cfg.judge_retries)(records)
     records = [{**r, "present": flag} for r, flag in zip(records, present, strict=True)]
     return records, sum(flag is None for flag in present)
+
+
+def gold_passage_retrieved(record: Record, ndocs: int) -> bool:
+    """Whether the record's `gold_passage` (the id of the passage that holds its answer; None when the
+    collection has none) is among its first `ndocs` retrieved passages."""
+    if "gold_passage" not in record:
+        raise ValueError(
+            f"eval_data: record {record.get('id')!r} has no `gold_passage` (relevance_judge=gold-passage needs "
+            "the id of the passage that holds each answer, or None); use relevance_judge=records or template:..."
+        )
+    ids = [p.get("id") for p in record["retrieved_support"][:ndocs]]
+    return record["gold_passage"] is not None and record["gold_passage"] in ids
 
 
 def world_chooser(record: dict[str, Any], stats: JudgeStats) -> Any:
@@ -322,11 +342,17 @@ def train_arm(cfg: RagSelfDemosConfig, arm: str, data: Path) -> Path:
 
 
 def evaluate(
-    cfg: RagSelfDemosConfig, model_path: str, passages: bool, records: list[Record], labeler: Labeler
+    cfg: RagSelfDemosConfig,
+    model_path: str,
+    passages: bool,
+    records: list[Record],
+    labeler: Labeler,
+    answers: Path | None = None,
 ) -> dict[str, dict[str, float]]:
     """Greedy answers of the model at `model_path` to the evaluation `records`, with their passages
     (the RAG input every arm trains on) or without (the question alone), labelled by `labeler` and
-    sliced by cell (an LLM judge's unlabelled answers counted as `unparsed`, `judged_rates`)."""
+    sliced by cell (an LLM judge's unlabelled answers counted as `unparsed`, `judged_rates`); with
+    `answers`, each answer and its label written there (id, gold answer, present, text, label)."""
     model, tokenizer = load_model(model_path)
     prompts = [
         Prompt(
@@ -337,6 +363,14 @@ def evaluate(
     sampling = SamplingParams(temperature=0.0, max_new_tokens=cfg.max_new_tokens)
     texts = [cs[0].text for cs in HFEngine(model, tokenizer).generate(prompts, sampling)]
     labels = labeler(records, texts)
+    if answers is not None:
+        write_jsonl(
+            answers,
+            [
+                {"id": r["id"], "answer": r["answer"], "present": r.get("present"), "text": t, "label": lab}
+                for r, t, lab in zip(records, texts, labels, strict=True)
+            ],
+        )
     if cfg.eval_judge == "world":
         return label_rates([str(label) for label in labels], records)
     return judged_rates(labels, records)

@@ -2,15 +2,16 @@
 
 A retriever is named by a string: `records` (the records bring their own `retrieved_support`, the
 RA-DIT format), or `<kind>:<path>` with kind `bm25`, `dense` (all-MiniLM-L6-v2 + faiss) or `hybrid`
-(both, fused by RRF) and path either a passages file (JSONL / Parquet records with `id` and `text`)
-or a directory of an index saved by `selftaught.retrieval` (its `manifest.json` names the kind).
+(both, fused by RRF) and path either a passages file (JSONL / Parquet records with `id` and `text`),
+a named source of them (`gsm8k-rag:passages:<GSM8K train.jsonl>`, `data.catalog`) or a directory of
+an index saved by `selftaught.retrieval` (its `manifest.json` names the kind).
 
     spec = parse_retriever("bm25:passages.jsonl")                # ("bm25", "passages.jsonl")
     index = open_index(run / "index", spec)                       # built and saved once, then loaded
     records = retrieve(run / "retrieved-train", records, index, k=4)
 
-A passages file is indexed once into `<out_dir>/index` (`run_once`, keyed by the kind and a hash
-of the file's bytes); a saved index is loaded from where it is. `retrieve` is a `run_stage`: the
+A passages file (or named source) is indexed once into `<out_dir>/index` (`run_once`, keyed by the
+kind and a hash of the file's bytes, or of the named source's records); a saved index is loaded from where it is. `retrieve` is a `run_stage`: the
 records with the top-k passages of their `question`; it loads the index only when it has shards to
 compute, so a finished run reads its records back without touching the index.
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from selftaught.configs.recipes import RETRIEVER_KINDS
-from selftaught.data.catalog import load_records
+from selftaught.data.catalog import is_named, load_records
 from selftaught.data.shards import compute_fingerprint, run_once, run_stage
 from selftaught.pipelines.stages import Record
 from selftaught.retrieval import SUPPORT_FIELD, BM25Index, DenseIndex, HybridIndex, Retriever, attach_passages
@@ -58,14 +59,14 @@ def open_index(out_dir: str | os.PathLike[str], spec: tuple[str, str]) -> Callab
     if source.is_dir():
         read_manifest(source, kind)  # a saved index of another kind is an error now, not at first use
         return cache(lambda: index_class.load(source))
-    if not source.is_file():
+    if not (source.is_file() or is_named(path)):
         raise ValueError(f"retriever {kind}:{path}: no such passages file or saved index directory")
     built = Path(out_dir) / "index"
 
     def build() -> dict[str, Any]:
-        passages = load_records(str(source))
+        passages = load_records(path)
         index_class.build(passages).save(built)
-        return {"kind": kind, "source": str(source), "num_passages": len(passages)}
+        return {"kind": kind, "source": path, "num_passages": len(passages)}
 
     def load() -> Retriever:
         run_once(out_dir, index_key(spec), build)
@@ -76,8 +77,10 @@ def open_index(out_dir: str | os.PathLike[str], spec: tuple[str, str]) -> Callab
 
 def index_key(spec: tuple[str, str]) -> str:
     """What identifies the index: its kind and, for a passages file, a hash of its bytes; for a
-    saved index, its directory's manifest."""
+    saved index, its directory's manifest; for a named source, a hash of its records."""
     kind, path = spec
+    if is_named(path):
+        return compute_fingerprint({"kind": kind, "passages": compute_fingerprint(load_records(path))})
     source = Path(path)
     if source.is_dir():
         content = (source / "manifest.json").read_bytes() if (source / "manifest.json").is_file() else b""

@@ -184,7 +184,7 @@ RECIPES: dict[str, Recipe] = {
             "passages / refusing, a gold-aware tournament, SFT and DPO) against RA-IT",
             module="selftaught.flows.rag_self_demos",
             config_name="RagSelfDemosConfig",
-            presets=("tiny", "tiny-smoke"),
+            presets=("tiny", "tiny-smoke", "gemma3-270m", "llama3-8b-instruct"),
         ),
     ]
 }
