@@ -279,7 +279,7 @@ def residuals(cfg: CocomixConfig, teacher: Any, ids: torch.Tensor) -> torch.Tens
 
 def concept_labels(cfg: CocomixConfig, teacher: Any, sae: TopKSAE, input_ids: torch.Tensor) -> ConceptLabels:
     layer = cfg.teacher.layer
-    if cfg.labels == LabelKind.ACTIVATION:
+    if cfg.labels == LabelKind.ACTIVATION or not cfg.concept_weight:  # KD needs the logits only: no backward
         return activation_labels(teacher, sae, layer, input_ids, k_attr=cfg.k_attr)
     return attribution_labels(
         teacher, sae, layer, input_ids, k_attr=cfg.k_attr,
