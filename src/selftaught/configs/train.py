@@ -118,9 +118,9 @@ class Precision(StrEnum):
 
     @property
     def generator_dtype(self) -> str:
-        """The dtype of an in-process generator copy of the policy (online recipes): bf16 under both
-        bf16 settings (sampling reads the weights every token, and autocast would recast frozen fp32
-        weights at every decode step), else fp32."""
+        """The dtype of an in-process generator copy of the policy (online recipes) and of a frozen
+        model: bf16 under both bf16 settings (no gradient, no master weights: half the memory and
+        the bytes each decode step reads), else fp32."""
         return "float32" if self is Precision.FP32 else "bfloat16"
 
 

@@ -15,14 +15,15 @@ What each setting does where (the recipes call the helpers below; nothing else b
 | engines sharing the policy (validation, DPO's pair sampling), the saved model | fp32 | fp32 (the weights as they are, no autocast) | bf16 |
 
 Why the reference follows the policy rather than being a bf16 copy under autocast: then at step 0
-the policy's and the reference's log-probs are the same numbers (the DPO margin and the GRPO KL
-start at exactly 0); a bf16 copy would differ from the autocast forward in the embeddings and norms
+the policy's and the reference's log-probs are the same computation (the DPO margin and the GRPO
+KL start at 0, up to the rounding of differently batched bf16 matmuls: the tiny DPO runs start at
+log 2 to 2e-5); a bf16 copy would differ from the autocast forward in the embeddings and norms
 (autocast keeps those in fp32): on the trained tiny-world student by 1.7e-3 nats per token on
-average and up to 0.2 on single tokens (fp32 differs from autocast by 1.0e-3, up to 0.14). The generator is another matter:
-sampling reads every weight once per decoded token, autocast re-casts frozen fp32 weights on every
-forward (its cast cache keeps only trainable leaves), and the sampled tokens need no gradient, so it
-holds bf16 weights; at s != 1 its log-probs (GRPO's old log-probs) then differ from the policy's by
-that bf16 noise, as a bf16 vLLM generator's do. Validation runs the weights as they are, so a
+average and up to 0.2 on single tokens (fp32 differs from autocast by 1.0e-3, up to 0.14). The
+generator is another matter: sampling needs no gradient and no master weights, so a bf16 copy
+halves the generator's memory and the bytes every decode step reads, and the engine needs no
+autocast of its own; at s != 1 its log-probs (GRPO's old log-probs) then differ from the policy's
+by that bf16 noise, as a bf16 vLLM generator's do. Validation runs the weights as they are, so a
 bf16-autocast run is validated (and saved) as the fp32 model it produces.
 
 The fused log-prob head (`selftaught.losses.fused_head`) reads autocast's dtype: under bf16-autocast
