@@ -78,6 +78,20 @@ def test_precision_is_a_run_field_hidden_at_its_default():
         apply_overrides(SFTConfig(), ["precision=fp16"])
 
 
+def test_every_recipe_hides_precision_at_its_default():
+    """Also the recipes whose config lists its own `SHOWN_WHEN_SET` (online-rl's `judge`): the
+    classes' lists are joined along the inheritance chain."""
+    from selftaught.presets import RECIPES
+
+    for name, recipe in RECIPES.items():
+        for preset in recipe.presets:
+            cfg = recipe.preset(preset)
+            if isinstance(getattr(cfg, "precision", None), Precision):
+                assert "precision" not in to_dict(cfg), (name, preset)
+                shown = to_dict(apply_overrides(cfg, ["precision=bf16"]))
+                assert shown["precision"] == "bf16", (name, preset)
+
+
 def test_precision_properties():
     assert [p.weights_dtype for p in Precision] == ["float32", "float32", "bfloat16"]
     assert [p.autocast for p in Precision] == [False, True, False]
