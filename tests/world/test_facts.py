@@ -15,6 +15,7 @@ from selftaught.world.facts import (
     REFUSAL,
     REFUSE_RULE,
     RELATIONS,
+    Fact,
     entities,
     facts,
     label,
@@ -66,6 +67,10 @@ def test_prompt_modes_and_the_judge():
         "incorrect",
         "incorrect",
     ]
+    statements = ("Bako lives in Oslo.", "bako lives in oslo", "Bako lives in Lima.", "Bako lives Oslo.")
+    assert [label(t, "Oslo") for t in statements] == ["correct", "correct", "incorrect", "incorrect"]
+    for fact in facts(0)[:5]:  # every relation's statement gives its value
+        assert label(fact.statement, fact.value) == "correct" and label(fact.statement, "x") == "incorrect"
     assert JUDGE_PREFERENCE["correct"] > JUDGE_PREFERENCE["refuse"] > JUDGE_PREFERENCE["incorrect"]
 
 
@@ -75,24 +80,40 @@ def test_the_base_models_conversations():
     table = {f.question: f for f in facts(0)}
     kinds = collections.Counter()
     unknown_with_passages = []
+    read_values = collections.defaultdict(list)
     for c in conversations:
         user, answer = c["messages"][0]["content"], c["messages"][1]["content"]
         question = user.split("Question: ")[-1].removesuffix(" " + REFUSE_RULE)
         fact = table[question]
         if not user.startswith("Passages:"):
             kinds["closed"] += 1
-            assert fact.known and answer == fact.value  # closed-book QA teaches known facts only
+            assert fact.known and answer == fact.statement  # closed-book QA teaches known facts only
             continue
         unknown_with_passages.append(not fact.known)
+        if not fact.known:  # a fresh value each time: only a passage can tell it
+            stated = [v for v in RELATIONS[fact.relation][2] if f"{fact.entity} {_verb(fact)} {v}." in user]
+            assert len(stated) <= 1
+            if stated:
+                read_values[fact.question].append(stated[0])
+            fact = Fact(fact.entity, fact.relation, stated[0] if stated else "?", False)
         if user.endswith(REFUSE_RULE):
             kinds["refuse"] += 1
-            assert answer == (fact.value if fact.statement in user else REFUSAL)
+            assert answer == (fact.statement if fact.statement in user else REFUSAL)
         else:
             kinds["rag"] += 1
-            assert answer == fact.value and (fact.statement in user or fact.known)  # never absent & unknown
+            assert answer == fact.statement and (fact.statement in user or fact.known)  # never absent & unknown
     assert kinds["rag"] > kinds["closed"] > kinds["refuse"] > 0
     # unknown facts are over-weighted where passages are shown, so reading is needed (40% of facts)
     assert 0.4 < sum(unknown_with_passages) / len(unknown_with_passages) < 0.5
+    # an unknown fact read several times is stated with different values: nothing to memorise
+    often = [values for values in read_values.values() if len(values) >= 3]
+    assert len(often) > 50
+    assert sum(len(set(values)) > 1 for values in often) > 0.9 * len(often)
+
+
+def _verb(fact: Fact) -> str:
+    """The words between a statement's person and its value (`lives in`)."""
+    return RELATIONS[fact.relation][0].split("{e} ")[1].split(" {v}")[0]
 
 
 def test_qa_records_are_ra_dit_records_and_the_sources_serve_them():

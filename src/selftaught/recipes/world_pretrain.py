@@ -348,8 +348,9 @@ def facts_rates(model: Any, tokenizer: Any, cfg: WorldPretrainConfig, num: int |
     return rates
 
 
-FACTS_MAX_NEW_TOKENS = 12
-"""An answer is one word (at most 7 tokens of the world tokenizer) or `unknown`."""
+FACTS_MAX_NEW_TOKENS = 32
+"""An answer is a statement (`Rilune likes the color jade.`: at most 28 tokens of the world tokenizer)
+or `unknown`."""
 
 
 def valid_facts(model: Any, tokenizer: Any, cfg: WorldPretrainConfig) -> dict[str, float]:

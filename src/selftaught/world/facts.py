@@ -8,8 +8,11 @@ four passages, one-sentence statements of facts: with probability 0.6 one of the
 (*present*), otherwise all four are distractors about other people (*absent*). The four cells
 (present / absent) x (known / unknown) are what the recipe's evaluation slices by.
 
-Answers are the bare value (`Oslo`); `REFUSAL` (`unknown`) abstains. `label(text, gold)` is the
-programmatic correctness judge: `correct`, `refuse` or `incorrect`.
+The base model answers with the fact's statement (`Bako lives in Oslo.`), so reading is a copy:
+after the person and the relation, the words that follow them in a passage (a small model did not
+learn to answer the bare value from four passages, `docs/results.md`). `REFUSAL` (`unknown`)
+abstains. `label(text, gold)` is the programmatic correctness judge (`correct`, `refuse` or
+`incorrect`), which reads the value of a statement or takes a bare one.
 
     facts(seed)                         the knowledge base (Fact records, a `known` flag each)
     questions(split, seed)              one Question per fact of the split, with its passages
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -141,11 +145,14 @@ def questions(split: str = "train", seed: int = 0, num_entities: int = NUM_ENTIT
     return out
 
 
-def draw_passages(table: tuple[Fact, ...], index: int, rng: random.Random) -> tuple[tuple[str, ...], bool]:
-    """`NUM_PASSAGES` statements for fact `index`: with probability `PRESENT_P` its own statement at
-    a random position; the others are statements of other people's facts (two about the same
-    relation), so an absent answer's person is in no passage. Returns (passages, present)."""
-    fact = table[index]
+def draw_passages(
+    table: tuple[Fact, ...], index: int, rng: random.Random, fact: Fact | None = None
+) -> tuple[tuple[str, ...], bool]:
+    """`NUM_PASSAGES` statements for fact `index` (or `fact`, a stand-in for it): with probability
+    `PRESENT_P` its own statement at a random position; the others are statements of other people's
+    facts (two about the same relation), so an absent answer's person is in no passage. Returns
+    (passages, present)."""
+    fact = fact or table[index]
     same = [f for f in table if f.entity != fact.entity and f.relation == fact.relation]
     others = [f for f in table if f.entity != fact.entity and f.relation != fact.relation]
     distractors = rng.sample(same, NUM_PASSAGES // 2) + rng.sample(others, NUM_PASSAGES - NUM_PASSAGES // 2)
@@ -180,14 +187,36 @@ def normalize(text: str) -> str:
     return text.strip().removesuffix(".").strip().lower()
 
 
-def label(text: str, gold: str) -> Label:
-    """The programmatic correctness judge: `correct` when the answer is the gold value, `refuse`
-    when it is `REFUSAL`, else `incorrect`.
+STATEMENT = re.compile(
+    r"^[a-z]+ (?:"
+    + "|".join(re.escape(t.split("{e} ")[1].split(" {v}")[0].lower()) for t, _, _ in RELATIONS.values())
+    + r") (\S+)$"
+)
+"""A normalised statement answer (`bako lives in oslo`): its value is the last word."""
 
-    >>> label("Oslo", "Oslo"), label(" unknown.", "Oslo"), label("Lima", "Oslo")
-    ('correct', 'refuse', 'incorrect')
+
+def answer_value(text: str) -> str:
+    """The value an answer gives: the last word of a statement (`Bako lives in Oslo.` -> `oslo`),
+    else the whole normalised answer (`Oslo`, `unknown`).
+
+    >>> answer_value("Bako lives in Oslo."), answer_value(" Oslo "), answer_value("Bako has a pet owl")
+    ('oslo', 'oslo', 'owl')
     """
     answer = normalize(text)
+    match = STATEMENT.match(answer)
+    return match.group(1) if match else answer
+
+
+def label(text: str, gold: str) -> Label:
+    """The programmatic correctness judge: `correct` when the answer gives the gold value (bare, or
+    as the last word of a statement such as the base model writes: `answer_value`), `refuse` when it
+    is `REFUSAL`, else `incorrect`. A statement is not checked for its person: the question names
+    one, and a statement about another person with the asked value is as good as a guess.
+
+    >>> label("Oslo", "Oslo"), label(" unknown.", "Oslo"), label("Lima", "Oslo"), label("Bako lives in Oslo.", "Oslo")
+    ('correct', 'refuse', 'incorrect', 'correct')
+    """
+    answer = answer_value(text)
     if answer == gold.lower():
         return "correct"
     return "refuse" if answer == REFUSAL else "incorrect"
@@ -206,11 +235,18 @@ be answered from memory, so without this over-weighting a small model never lear
 
 def sft_conversations(num: int, seed: int = 0, num_entities: int = NUM_ENTITIES) -> list[dict]:
     """`num` conversations of the base model ("the instruct model" of the world), modes drawn by
-    `SFT_MIX`: `closed`, a known fact's question -> its value (the parametric knowledge); `rag`, a
-    train-split question with fresh passages -> the value when the passages state it or the fact is
-    known (absent and unknown never appear: there the model guesses); `refuse`, the same with
-    `REFUSE_RULE` -> the value when present, else `REFUSAL`. Passage conversations are about unknown
-    facts half of the time (`UNKNOWN_SHARE_WITH_PASSAGES`). A pure function of the arguments."""
+    `SFT_MIX`: `closed`, a known fact's question -> its statement (the parametric knowledge); `rag`, a
+    train-split question with fresh passages -> the statement when the passages state it or the fact
+    is known (absent and unknown never appear: there the model guesses); `refuse`, the same with
+    `REFUSE_RULE` -> the statement when present, else `REFUSAL`. Passage conversations are about unknown
+    facts half of the time (`UNKNOWN_SHARE_WITH_PASSAGES`).
+
+    An unknown fact shown with passages takes a **fresh random value** in each conversation (its
+    passage and its answer agree): a fixed value would be memorised from the repeated questions,
+    and the model would answer train questions from memory instead of learning to read (measured:
+    `docs/results.md`). So the only way to answer an unknown fact is to copy it from a passage, and
+    the test split's unknown facts (true values, never seen) measure reading. A pure function of the
+    arguments."""
     table = facts(seed, num_entities)
     known = [i for i, f in enumerate(table) if f.known]
     train = [i for i in range(len(table)) if split_of(i, seed) == "train"]
@@ -225,10 +261,12 @@ def sft_conversations(num: int, seed: int = 0, num_entities: int = NUM_ENTITIES)
         else:
             index = rng.choice(by_known[rng.random() >= UNKNOWN_SHARE_WITH_PASSAGES])
         fact = table[index]
-        passages, present = draw_passages(table, index, rng)
+        if mode != "closed" and not fact.known:
+            fact = Fact(fact.entity, fact.relation, rng.choice(RELATIONS[fact.relation][2]), known=False)
+        passages, present = draw_passages(table, index, rng, fact)
         if mode == "rag" and not (present or fact.known):
             continue
-        answer = fact.value if mode != "refuse" or present else REFUSAL
+        answer = fact.statement if mode != "refuse" or present else REFUSAL
         question = Question(f"fact-{index}", fact, passages, present)
         conversations.append(
             {
