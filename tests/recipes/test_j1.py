@@ -13,6 +13,7 @@ from dataclasses import replace
 import torch
 from safetensors.torch import load_file
 
+from selftaught.cli import main
 from selftaught.config import to_dict
 from selftaught.configs.recipes import OnlineRLConfig
 from selftaught.presets import RECIPES
@@ -51,6 +52,18 @@ def test_j1_trains_on_both_orders_and_validates_the_judge(tiny_model_dir, tmp_pa
         assert (
             orders == ["ab", "ba", "ab", "ba"] and pair_ids[0] == pair_ids[1] and pair_ids[2] == pair_ids[3]
         )
+
+    # eval-judge on the last checkpoint reports what the run's final validation measured
+    out = tmp_path / "eval.json"
+    argv = ["eval-judge", "--model", tiny_model_dir, "--checkpoint", str(tmp_path / "run" / "checkpoints")]
+    argv += ["--data", "world:valid", "--limit", "8", "--template", "world-pairwise-verdict@1"]
+    assert main([*argv, "--max-new-tokens", "40", "--batch-size", "64", "--out", str(out)]) == 0
+    report, final = json.loads(out.read_text()), validations[-1]
+    assert report["metrics"]["accuracy"] == final["val_accuracy"]
+    assert report["metrics"]["unparsed_rate"] == final["val_unparsed_rate"]
+    assert report["thinking_accuracy"] == final["val_thinking_accuracy"]
+    assert report["mean_tokens"] == final["val_mean_tokens"]
+    assert main([*argv[:4], str(tmp_path / "nowhere"), *argv[5:]]) != 0  # "no model.safetensors here"
 
 
 def test_the_judge_section_is_hidden_while_unset_and_online_rl_is_unchanged():
@@ -115,3 +128,29 @@ def test_killed_run_resumes_exactly(tiny_model_dir, tmp_path):
                 rewards[name, record["step"]] = (record["reward"], record["loss"])
     assert all(rewards["killed", s] == rewards["straight", s] for s in range(resumed_from + 1, 7))
     assert "resuming from step" in (killed / "log.txt").read_text()
+
+
+def test_repro_j1_tables_every_arm_over_seeds_and_writes_the_results_section(tiny_model_dir, tmp_path):
+    from selftaught.configs.train import RolloutConfig
+    from selftaught.repro import j1 as repro_j1
+
+    small = {
+        "model": tiny_model_dir,
+        "rollouts": RolloutConfig(num_prompts=4, samples_per_prompt=2, max_new_tokens=8),
+    }
+    table = repro_j1.j1_table(
+        str(tmp_path / "repro"), seeds=[0, 1], arms=list(J1.arms), num_steps=2, num_pairs=4, overrides=small
+    )
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows[1:]] == ["| seed judge", *(f"| {arm}" for arm in J1.arms)]
+    assert all(len(row.split(" | ")) == 10 and "+-" in row for row in rows[2:])  # 9 columns after the arm
+    again = repro_j1.j1_table(
+        str(tmp_path / "repro"), seeds=[0, 1], arms=list(J1.arms), num_steps=2, num_pairs=4, overrides=small
+    )
+    assert again.split("\n")[4:] == table.split("\n")[4:]  # finished runs are reused, not rerun
+    results = tmp_path / "results.md"
+    results.write_text("# Results\n")
+    repro_j1.write_results(results, table, "selftaught repro j1")
+    repro_j1.write_results(results, table, "selftaught repro j1")
+    text = results.read_text()
+    assert text.count(repro_j1.BEGIN) == 1 and "J1 in the tiny world" in text

@@ -57,6 +57,12 @@ def add_parser(sub: Any) -> None:
         default=DEFAULT_LIMIT,
         help=f"pairs: the first N of a file, N world pairs (default: {DEFAULT_LIMIT}, about a minute on a CPU)",
     )
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a training checkpoint (a run's checkpoints/step-NNNNNNN, or checkpoints/ for the latest) whose "
+        "weights replace --model's, e.g. --model tiny-world-judge --checkpoint runs/j1-tiny/checkpoints",
+    )
     p.add_argument("--out", default=None, help="also write the metrics and every judgment as JSON here")
     add_sampling_args(p, temperature=0.0, max_new_tokens=None)
     p.set_defaults(func=cmd_eval_judge)
@@ -121,6 +127,32 @@ def plan_line(args: argparse.Namespace, num_pairs: int, kind: str, params: Any) 
     )
 
 
+def load_checkpoint_weights(model: Any, checkpoint: str) -> Path:
+    """Load the model weights of a training checkpoint (a step directory, or a checkpoint directory:
+    its latest step) into `model`, the run's `model` as loaded; the step directory it read."""
+    from safetensors.torch import load_file
+
+    from selftaught.train.checkpoint import latest_checkpoint
+
+    step_dir = Path(checkpoint)
+    if not (step_dir / "model.safetensors").is_file():
+        latest = latest_checkpoint(step_dir) if step_dir.is_dir() else None
+        if latest is None:
+            raise ValueError(
+                f"--checkpoint {checkpoint}: no model.safetensors here nor a step-NNNNNNN directory"
+            )
+        step_dir = latest
+    missing, unexpected = model.load_state_dict(load_file(step_dir / "model.safetensors"), strict=False)
+    tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
+    if unexpected or set(missing) - tied:
+        raise ValueError(
+            f"--checkpoint {step_dir} does not fit --model ({len(unexpected)} unexpected weights, e.g. "
+            f"{unexpected[:2]}; {len(set(missing) - tied)} missing): name the run's seed model as --model, or "
+            "evaluate a LoRA run's merged <out_dir>/model"
+        )
+    return step_dir
+
+
 def cmd_eval_judge(args: argparse.Namespace) -> int:
     """Judge the pairs with `--model` and print the metrics table (and write them with `--out`)."""
     from selftaught.judges import build_judge, evaluate_judge, get_template, load_judge_pairs
@@ -135,6 +167,8 @@ def cmd_eval_judge(args: argparse.Namespace) -> int:
         raise ValueError(f"--data {args.data} holds no pairs; nothing to judge")
     print(plan_line(args, len(pairs), str(template.kind), params), flush=True)
     engine = hf_engine(args)
+    if args.checkpoint:
+        print(f"eval-judge: weights of {load_checkpoint_weights(engine.model, args.checkpoint)}", flush=True)
     prompt_style = resolve_prompt_style(args, engine.tokenizer)
     judge = build_judge(engine, template, params, prompt_style)
     result = evaluate_judge(judge, pairs)

@@ -41,6 +41,7 @@ from selftaught.presets import RECIPES
 from selftaught.repro import adaptive as repro_adaptive
 from selftaught.repro import cocomix as repro_cocomix
 from selftaught.repro import divpo as repro_divpo
+from selftaught.repro import j1 as repro_j1
 from selftaught.repro import rag as repro_rag
 from selftaught.runlog import read_metrics
 
@@ -269,6 +270,7 @@ def add_parser(sub: Any) -> None:
     repro_adaptive.add_parser(commands)
     repro_cocomix.add_parser(commands)
     repro_rag.add_parser(commands)
+    repro_j1.add_parser(commands)
 
 
 def _add_common(parser: Any, steps: int) -> None:
