@@ -30,11 +30,15 @@ Algorithm (every step a resumable stage under `out_dir`; a rerun reuses what is 
                   the world's `label`, or an LLM over `rag-correctness@1`, its unparsed answers counted
                   beside the rates), sliced by (answer present in the passages: the records' flag or
                   `relevance_judge`) x (fact known to the base model)
-Writes `<out_dir>/table.md` and `summary.json`.
+Writes `<out_dir>/table.md`, `summary.json` and every evaluation answer with its label under
+`answers/`. An arm whose training set is empty (the judge dropped every question) is not trained:
+`summary.json` names it under `skipped_arms`.
 
 This is a flow, not a recipe: it composes the sft and dpo recipes (layer L7, like the demo).
 
 CPU:  selftaught rag-self-demos                   (tiny world: the knowledge base, `tiny-world-facts`)
+      selftaught rag-self-demos --preset gemma3-270m   (Gemma 3 270M over GSM8K solutions, ~8 CPU-min)
+1 GPU: selftaught rag-self-demos --preset llama3-8b-instruct train_data=... eval_data=...  (HF engine)
 """
 
 from __future__ import annotations
