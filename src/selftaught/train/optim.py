@@ -62,8 +62,9 @@ class MasterWeightAdamW(torch.optim.AdamW):
     mantissa (relative spacing 2^-8 = 4e-3), so applied to bf16 weights most updates round away and
     training stalls. The master accumulates them exactly as fp32 training does; only the forward
     and backward see the rounded weights. Memory per bf16 parameter: 2 (weight) + 2 (gradient) +
-    4 (master) + 8 (AdamW state) bytes, the same 16 as fp32 training; bf16 training saves activation
-    memory and time, not parameter memory (with LoRA the frozen base is bf16 and has no master).
+    4 (master) + 8 (AdamW state) bytes, the same 16 as fp32 training (plus an fp32 copy of the
+    gradients while the step runs); bf16 training saves activation memory and time, not parameter
+    memory (with LoRA the frozen base is bf16 and has no master).
 
     The masters live in the optimizer state (`state[p]["master"]`), keyed by the model's own
     parameters, so checkpoints (`torch.distributed.checkpoint`'s optimizer state dict) save and
