@@ -14,6 +14,7 @@ from selftaught.judges.rl import (
     judge_format_reward,
     judge_prompt,
     judge_scores_reward,
+    judge_thinking_reward,
     judge_verdict_reward,
     pointwise_pair_rewards,
 )
@@ -91,6 +92,19 @@ def test_per_sample_rewards(template, text, winner, verdict, scores, form):
     assert judge_format_reward(["q"], [text], **columns) == [form]
 
 
+THINKING = [
+    ("45+64=109 109+36=145 Answer: 145 [[A]]", "145", 1.0),
+    ("45+64=99 99+36=135 Answer: 135 [[A]]", "145", 0.0),  # a dropped carry
+    ("[[A]]", "145", 0.0),  # no working at all
+    ("Answer: 145 [[B]]", None, None),  # no reference: not scored
+]
+
+
+@pytest.mark.parametrize(("text", "reference", "want"), THINKING)
+def test_the_thinking_reward_checks_the_judges_own_answer(text, reference, want):
+    assert judge_thinking_reward(["q"], [text], reference=[reference]) == [want]
+
+
 def test_prompts_without_a_winner_are_not_scored():
     columns = {"winner": [None, "A"], "judge_template": [POINTWISE, WORLD]}
     assert judge_verdict_reward(["q", "q"], ["<score> 7 </score>", "[[A]]"], **columns) == [None, 1.0]
@@ -162,5 +176,8 @@ def test_the_scorer_sums_weighted_components(pairs):
     ]
     scorer = JudgeScorer({"verdict": 1.0, "consistency": 0.5, "format": 0.1})
     assert scorer(groups) == [[1.6, 0.1, 0.0], [1.6, 1.1, 1.1]]
+    answer = groups[0].prompt.meta["reference"]
+    thinking = [group(pairs[0], "ab", [f"Answer: {answer} [[B]]", "Answer: -1 [[A]]"])]
+    assert JudgeScorer({"verdict": 1.0, "thinking": 0.5})(thinking) == [[0.5, 1.0]]
     with pytest.raises(ValueError, match="unknown judge reward"):
         JudgeScorer({"verdicts": 1.0})

@@ -11,7 +11,7 @@ from typing import Literal
 from selftaught.config import check
 from selftaught.types import StrEnum
 
-JUDGE_REWARDS = ("verdict", "scores", "format", "consistency", "pointwise_pair")
+JUDGE_REWARDS = ("verdict", "scores", "format", "thinking", "consistency", "pointwise_pair")
 """Reward components of `JudgeRLConfig.rewards` (`selftaught.judges.rl.JudgeScorer`)."""
 
 
@@ -33,7 +33,7 @@ class JudgeRLConfig:
     against a dropped-carry or off-by-one one) or a `prompt`/`chosen`/`rejected` file. Set: the
     rollouts are judge prompts built from these pairs (instead of `rollouts.prompts`), scored by
     `rewards`, and validation measures the judge (`eval_pairs`)."""
-    num_pairs: int = 4096
+    num_pairs: int = 1024
     """World pairs: distinct train problems in the pool (files: the first this many records)."""
     template: str = "world-pairwise-verdict@1"
     """Versioned judge template (`selftaught.judges.templates`): pairwise verdict, pairwise scores,
@@ -47,7 +47,8 @@ class JudgeRLConfig:
     rewards: dict[str, float] = field(default_factory=lambda: {"verdict": 1.0})
     """Weighted reward components (`selftaught.judges.rl`): `verdict` (1 if the verdict names the
     known winner), `scores` (1 if the scores order the pair rightly; a tie is wrong), `format` (1 if
-    the answer parses), `consistency` (1 if this sample and the same-index sample of the other
+    the answer parses), `thinking` (1 if the judge's own `Answer: N` is the pair's reference answer:
+    a reward on the working, tiny world), `consistency` (1 if this sample and the same-index sample of the other
     order are both right), `pointwise_pair` (pointwise: 1 to both halves if chosen's score is above
     rejected's). An unreadable judgment is wrong (0); a sample whose sibling group is missing has
     no `consistency` / `pointwise_pair` value and is not scored (None) when that weight is not 0."""

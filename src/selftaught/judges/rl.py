@@ -20,6 +20,9 @@ Rewards (TRL signature; the columns `winner` and `judge_template` come from the 
 - `judge_scores_reward`: 1 if the pairwise scores rank `winner` strictly higher, else 0 (equal scores,
   or scores that cannot be read, are wrong).
 - `judge_format_reward`: 1 if the template's parser reads the answer, else 0.
+- `judge_thinking_reward`: 1 if the judge's own `Answer: N` (its recomputed reference answer, tiny
+  world) equals the pair's `reference`, else 0; None without a reference. Probe 2 of
+  TINYWORLD_JUDGES_LPO §1.3: a verdict-only reward let the thinking decay.
 - `consistency_rewards(groups)`: sample i of order `ab` and sample i of its `ba` sibling both get 1
   if both are right, else 0 (J1's verdict consistency; papers_B §2.3 pairs rollout i with rollout i).
 - `pointwise_pair_rewards(groups)`: sample i of the chosen half and sample i of the rejected half
@@ -43,6 +46,7 @@ from selftaught.judges.judge import question_text
 from selftaught.judges.parsers import Parsed, verdict_from_scores
 from selftaught.judges.templates import JudgeKind, JudgeTemplate, get_template
 from selftaught.types import Completion, Pair, Prompt
+from selftaught.world.arith import extract_answer
 
 PAIRWISE_ORDERS = ("ab", "ba")
 """`ab`: chosen shown as A; `ba`: chosen shown as B."""
@@ -195,6 +199,22 @@ def judge_format_reward(
     ]
 
 
+def judge_thinking_reward(
+    prompts: Sequence[Any], completions: Sequence[Any], **columns: Any
+) -> list[float | None]:
+    """1 if the judgment's first `Answer: N` equals the `reference` column, else 0; None without one.
+
+    >>> judge_thinking_reward(["q", "q"], ["2+3=5 Answer: 5 [[A]]", "[[A]]"], reference=["5", "5"])
+    [1.0, 0.0]
+    """
+    texts = _texts(completions)
+    references = _column(columns, "reference", len(texts))
+    return [
+        None if reference is None else float(str(extract_answer(text)) == str(reference).strip())
+        for text, reference in zip(texts, references, strict=True)
+    ]
+
+
 # --- sibling rewards (the online loop's group scorer) -------------------------------------------
 
 
@@ -278,6 +298,7 @@ def _per_sample(fn: Any, groups: Sequence[JudgeGroup]) -> list[list[float | None
                 [c.text for c in group.completions],
                 winner=[meta.get("winner")] * n,
                 judge_template=[meta.get("judge_template")] * n,
+                reference=[meta.get("reference")] * n,
             )
         )
     return rows
@@ -287,6 +308,7 @@ COMPONENTS = {
     "verdict": lambda groups: _per_sample(judge_verdict_reward, groups),
     "scores": lambda groups: _per_sample(judge_scores_reward, groups),
     "format": lambda groups: _per_sample(judge_format_reward, groups),
+    "thinking": lambda groups: _per_sample(judge_thinking_reward, groups),
     "consistency": consistency_rewards,
     "pointwise_pair": pointwise_pair_rewards,
 }

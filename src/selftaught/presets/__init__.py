@@ -152,6 +152,7 @@ RECIPES: dict[str, Recipe] = {
                 "single-order": ("judge.orders=single",),
                 "both-orders": ("judge.orders=both",),
                 "both-orders-consistency": ("judge.rewards={verdict: 0.0, consistency: 1.0}",),
+                "both-orders-thinking": ("judge.rewards={verdict: 1.0, thinking: 0.5}",),
             },
         ),
         Recipe(

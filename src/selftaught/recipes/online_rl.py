@@ -180,14 +180,18 @@ def header(cfg: OnlineRLConfig) -> str:
         + (f", prompts {t.prompts}" if t.prompts else "")
         for t in cfg.tasks
     )
-    r = cfg.rollouts
+    r, judge = cfg.rollouts, cfg.judge
     source = r.prompts if cfg.tasks[0].prompts is None else "the tasks' own sources"
+    evaluation = cfg.eval.data
+    if judge.pairs is not None:  # J1: judge prompts built from pairs
+        source = f"judge prompts of {judge.pairs} ({judge.template}, orders {judge.orders}, rewards {judge.rewards})"
+        evaluation = f"judge on {judge.eval_num_pairs} pairs of {judge.eval_pairs}"
     return (
         f"online-rl: model {cfg.model}, loss {objective}, sync_every {cfg.sync_every} ({mode}), "
         f"ref_sync_every {cfg.ref_sync_every}, generator {cfg.generator.kind}; tasks [{tasks}]; "
         f"batch {r.num_prompts} prompts of {source} x {r.samples_per_prompt} samples (T {r.temperature:g}, "
         f"max {r.max_new_tokens} tokens); {cfg.num_steps} steps, lr {cfg.optim.lr:g}; "
-        f"eval {cfg.eval.data} every {cfg.eval.every} steps"
+        f"eval {evaluation} every {cfg.eval.every} steps"
     )
 
 

@@ -8,6 +8,7 @@ a position-biased teacher's judgments) and is the `j1` recipe's `tiny` preset (G
     single-order              4 + 4 pairs a step, each in one random order
     both-orders               4 pairs a step, each in both orders (siblings in the same step)
     both-orders-consistency   the same, reward = 1 only when sample i of both orders is right
+    both-orders-thinking      (`--arms`) verdict reward + 0.5 x the judge's own answer is right
 
 Each arm is validated greedily in both orders on the same held-out pairs (`world:valid`) before and
 after training: accuracy per order, position-consistent accuracy, flip rate, A share, thinking
@@ -43,6 +44,8 @@ METRICS = (
 )
 """The table's columns (`val_<name>` of the judge validation)."""
 BEGIN, END = "<!-- repro j1: begin -->", "<!-- repro j1: end -->"
+MAIN_ARMS = ["single-order", "both-orders", "both-orders-consistency"]
+"""The arms run by default (the position-bias ablation of J1 §2.7)."""
 
 
 def base_config(num_steps: int, num_pairs: int) -> OnlineRLConfig:
@@ -159,7 +162,7 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--out", default="runs/repro-j1", help="output directory")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--arms", nargs="+", default=list(J1.arms), choices=list(J1.arms))
+    parser.add_argument("--arms", nargs="+", default=MAIN_ARMS, choices=list(J1.arms))
     parser.add_argument("--steps", type=int, default=150, help="optimizer steps per run (default 150)")
     parser.add_argument("--pairs", type=int, default=300, help="validation pairs, both orders (default 300)")
     parser.add_argument("--results", default="docs/results.md", help="markdown file to update ('' = none)")

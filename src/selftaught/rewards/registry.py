@@ -7,7 +7,7 @@
     story_quality                                                    the tiny world's STORY task (adaptive decoding)
     cstory_quality                                                   its constrained variant CSTORY (a digit opens each part)
     ngram_novelty                                                    distinct word 3-grams of open-ended text, short ones scaled down
-    judge_verdict | judge_scores | judge_format                      a judgment against its known winner (J1, `judges.rl`)
+    judge_verdict | judge_scores | judge_format | judge_thinking     a judgment against its known winner (J1, `judges.rl`)
     package.module:function                                          a user's function (TRL signature)
     reward_model:<dir>                                               a sequence-classification reward model
     judge:<template>@<n>                                             an LLM judge (`judge_model` + template)
@@ -25,7 +25,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from selftaught.judges.rl import judge_format_reward, judge_scores_reward, judge_verdict_reward
+from selftaught.judges.rl import (
+    judge_format_reward,
+    judge_scores_reward,
+    judge_thinking_reward,
+    judge_verdict_reward,
+)
 from selftaught.rewards.base import RewardFn
 from selftaught.rewards.choice import choice_reward
 from selftaught.rewards.math import math_answer_reward
@@ -50,6 +55,7 @@ REWARDS: dict[str, RewardFn] = {
     "judge_verdict": judge_verdict_reward,
     "judge_scores": judge_scores_reward,
     "judge_format": judge_format_reward,
+    "judge_thinking": judge_thinking_reward,
 }
 """Built-in rewards by name."""
 REWARD_MODEL_PREFIX = "reward_model:"
