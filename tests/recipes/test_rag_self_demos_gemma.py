@@ -11,6 +11,7 @@ from selftaught.cli import main
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # about 5 minutes on 2 idle cores; 16 at a load average of 8
 def test_gemma_preset_runs_end_to_end(tmp_path):
     gsm8k = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k" / "train.jsonl"
     out = tmp_path / "gemma"
