@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from selftaught.config import check
+from selftaught.configs.train import RunConfig
 from selftaught.types import StrEnum
 
 JUDGE_REWARDS = ("verdict", "scores", "format", "thinking", "consistency", "pointwise_pair")
@@ -67,3 +68,54 @@ class JudgeRLConfig:
         for key in ("num_pairs", "eval_num_pairs", "eval_max_new_tokens"):
             check(getattr(self, key) >= 1, f"judge.{key}", ">= 1", getattr(self, key))
         check(self.prompt_style in ("chat", "text"), "judge.prompt_style", "chat or text", self.prompt_style)
+
+
+@dataclass
+class SelfTaughtEvaluatorConfig(RunConfig):
+    """The Self-Taught Evaluator loop (papers_A §5; `selftaught self-taught-evaluator`)."""
+
+    out_dir: str = "runs/self-taught-evaluator"
+    model: str = "tiny-world-judge"
+    """The seed judge: every iteration's SFT starts from it (re-initialised, papers_A §5.1 step 4)."""
+    annotator: str | None = None
+    """Iteration 1's judge (the paper: a stronger model); None = the seed judge itself."""
+    pairs: str = "world:train"
+    """Synthetic pairs with known winners (`judges.load_judge_pairs`): `world:<split>` (answer-mismatch
+    pairs: a correct chain against a dropped-carry or off-by-one one) or a prompt/chosen/rejected file;
+    fixed over the iterations, each shown in one random order."""
+    num_pairs: int = 1024
+    template: str = "world-pairwise-verdict@1"
+    prompt_style: Literal["chat", "text"] = "chat"
+    iterations: int = 3
+    """Judge -> keep correct -> SFT rounds (the paper: 5)."""
+    samples_per_pair: int = 8
+    """N judgments sampled per pair (the paper: 15)."""
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 48
+    pick: Literal["random", "first"] = "random"
+    """Which correct judgment of a pair is kept (the paper: one at random; its released data script: the first)."""
+    balance_labels: bool = True
+    """Truncate the kept examples so that A and B verdicts are equally many (papers_A §5.1 step 3)."""
+    sft_steps: int = 300
+    sft_batch_size: int = 64
+    sft_lr: float = 1e-3
+    eval_pairs: str = "world:valid"
+    eval_num_pairs: int = 200
+    num_steps: int = 1
+    """Unused (the loop's length is `iterations`; each SFT has `sft_steps`)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in (
+            "num_pairs",
+            "iterations",
+            "samples_per_pair",
+            "max_new_tokens",
+            "sft_steps",
+            "eval_num_pairs",
+        ):
+            check(getattr(self, key) >= 1, key, ">= 1", getattr(self, key))
+        check(self.temperature >= 0, "temperature", ">= 0", self.temperature)
+        check(0 < self.top_p <= 1, "top_p", "in (0, 1]", self.top_p)
+        check(self.pick in ("random", "first"), "pick", "random or first", self.pick)

@@ -8,6 +8,7 @@ from selftaught.config import check, check_levels, check_limit
 from selftaught.configs.adaptive import AdaptiveDecodingConfig as AdaptiveDecodingConfig
 from selftaught.configs.cocomix import CocomixConfig as CocomixConfig
 from selftaught.configs.judge import JudgeRLConfig
+from selftaught.configs.judge import SelfTaughtEvaluatorConfig as SelfTaughtEvaluatorConfig
 from selftaught.configs.losses import AdvantageType, DPOLossType, LossNormalization, NLLNormalization
 from selftaught.configs.train import (
     EvalConfig,

@@ -156,6 +156,14 @@ RECIPES: dict[str, Recipe] = {
             },
         ),
         Recipe(
+            name="self-taught-evaluator",
+            summary="a judge that improves on its own judgments: sample judgments of synthetic pairs, keep "
+            "the correct ones (A/B balanced), SFT the seed judge on them, iterate",
+            module="selftaught.flows.self_taught_evaluator",
+            config_name="SelfTaughtEvaluatorConfig",
+            presets=("tiny", "tiny-smoke"),
+        ),
+        Recipe(
             name="adaptive-decoding",
             summary="a temperature head over a frozen model (sequence or token level) trained with latent "
             "preference optimization (LPO)",

@@ -1,0 +1,30 @@
+"""self-taught-evaluator presets: the judge-improvement loop on the tiny world's answer-mismatch pairs."""
+
+from __future__ import annotations
+
+from selftaught.configs.judge import SelfTaughtEvaluatorConfig
+
+
+def tiny() -> SelfTaughtEvaluatorConfig:
+    """Three iterations from the tiny seed judge (`tiny-world-judge`): 1024 pairs in one random order,
+    8 judgments each at T 0.7 / top-p 0.9, one correct judgment kept per pair, A/B balanced, 300 SFT
+    steps of 64 from the seed at lr 1e-3; greedy both-order metrics on 200 valid pairs."""
+    return SelfTaughtEvaluatorConfig()
+
+
+def tiny_smoke() -> SelfTaughtEvaluatorConfig:
+    """Two iterations on 16 pairs, 4 judgments each at T 1, 4 SFT steps, 8 evaluation pairs: checks the
+    pipeline, not the effect."""
+    return SelfTaughtEvaluatorConfig(
+        out_dir="runs/self-taught-evaluator-smoke",
+        model="tiny-world",
+        num_pairs=16,
+        iterations=2,
+        samples_per_pair=4,
+        temperature=1.0,
+        top_p=1.0,
+        max_new_tokens=40,
+        sft_steps=4,
+        sft_batch_size=8,
+        eval_num_pairs=8,
+    )
