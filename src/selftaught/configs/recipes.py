@@ -438,9 +438,10 @@ def lpo_cstory_student_config() -> WorldPretrainConfig:
 def facts_student_config() -> WorldPretrainConfig:
     """The RAG self-demos' base model (`tiny-world-facts`, preset `tiny-facts`): the xs Llama trained
     on `world:facts-sft` (30% closed-book QA on the known facts, the rest QA over four passages with
-    and without the refuse rule, half about unknown facts), batches of 64 at lr 3e-3, 4000 steps of
-    a 4000-step cosine; validation and summary label greedy answers to the test questions (correct /
-    incorrect / refuse by cell) in the three prompt modes."""
+    and without the refuse rule, half about unknown facts with a fresh value each time; answers are
+    the facts' statements), batches of 64 at lr 3e-3, 4000 steps of a 4000-step cosine; validation
+    and summary label greedy answers to the test questions (correct / incorrect / refuse by cell) in
+    the three prompt modes."""
     return WorldPretrainConfig(
         out_dir="runs/world-pretrain-facts",
         task=PretrainTask.FACTS,

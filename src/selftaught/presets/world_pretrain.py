@@ -63,7 +63,8 @@ def tiny_smoke() -> WorldPretrainConfig:
 
 
 def tiny_facts() -> WorldPretrainConfig:
-    """The RAG self-demos' base model (the `tiny-world-facts` alias): s Llama, 4000 steps of SFT on
-    closed-book, passage and refuse-rule QA over the knowledge base; reports correct / incorrect /
-    refuse by cell on the test questions in each prompt mode."""
+    """The RAG self-demos' base model (the `tiny-world-facts` alias): xs Llama, 4000 steps of SFT on
+    closed-book, passage and refuse-rule QA over the knowledge base (answers are statements, fresh
+    values for unknown facts shown with passages); reports correct / incorrect / refuse by cell on
+    the test questions in each prompt mode."""
     return facts_student_config()
