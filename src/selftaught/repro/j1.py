@@ -49,12 +49,12 @@ MAIN_ARMS = ["single-order", "both-orders", "both-orders-consistency"]
 
 
 def base_config(num_steps: int, num_pairs: int) -> OnlineRLConfig:
-    """The `tiny` j1 preset, validated on `num_pairs` valid pairs before and after training only."""
+    """The `tiny` j1 preset, validated on `num_pairs` valid pairs every 50 steps (the table: first
+    and last; the trajectory is in each run's metrics.jsonl)."""
     cfg = J1.preset("tiny")
     return replace(
         cfg,
         num_steps=num_steps,
-        eval=replace(cfg.eval, every=0),
         judge=replace(cfg.judge, eval_num_pairs=num_pairs),
         checkpoint_every=0,
     )
