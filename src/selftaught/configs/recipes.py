@@ -630,17 +630,17 @@ def judge_seed_config() -> SFTConfig:
     """J1's tiny seed judge (`tiny-world-judge`, `selftaught sft --preset tiny-judge`): the tiny-world
     student (arithmetic-capable, TINYWORLD_JUDGES_LPO §1.2's advice) SFT-ed on 12,800 judgments of a
     biased teacher (`world:judge-sft`: buggy chain 30% of the time, A when no candidate matches,
-    A anyway 20% of the time; label accuracy 0.83, A share 0.62), 600 steps of 64 at lr 3e-3
-    (cosine to 3e-4), a checkpoint every 100 steps."""
+    A anyway 20% of the time; label accuracy 0.83, A share 0.62), 1500 steps of 64 at lr 3e-3
+    (cosine to 3e-4), a checkpoint every 250 steps."""
     return SFTConfig(
         out_dir="runs/sft-judge-seed",
         model="tiny-world",
-        num_steps=600,
+        num_steps=1500,
         data=SFTDataConfig(source="world:judge-sft", num_examples=12_800, bug=0.3, max_length=256),
         micro_batch_tokens=0,
         optim=OptimConfig(lr=3e-3, betas=(0.9, 0.98), schedule="cosine", warmup_steps=20, min_lr_ratio=0.1),
         eval=EvalConfig(every=-1),
-        checkpoint_every=100,
+        checkpoint_every=250,
         keep_last=None,
         log_every=50,
     )

@@ -24,7 +24,7 @@ JUDGE_TASK = TaskConfig(name="judge", reward="judge_verdict")
 def tiny() -> OnlineRLConfig:
     """GRPO (s = 1, no KL) of the tiny-world seed judge (`tiny-world-judge`: the arithmetic student
     SFT-ed on a position-biased teacher's judgments) on world judge pairs, both orders in every step:
-    4 pairs x 2 orders x 8 samples at T = 1, lr 1e-4, 150 steps (TINYWORLD_JUDGES_LPO §1.1's setup);
+    4 pairs x 2 orders x 8 samples at T = 1, lr 1e-4, 300 steps (TINYWORLD_JUDGES_LPO §1.1's setup);
     greedy both-order metrics on 200 valid pairs every 50 steps. Arms: `judge.orders=single`,
     `judge.rewards={verdict: 0, consistency: 1}` (repro j1)."""
     return OnlineRLConfig(
@@ -33,7 +33,7 @@ def tiny() -> OnlineRLConfig:
         loss=Objective.GRPO,
         sync_every=1,
         kl_coef=0.0,
-        num_steps=150,
+        num_steps=300,
         tasks=[JUDGE_TASK],
         rollouts=RolloutConfig(num_prompts=8, samples_per_prompt=8, max_new_tokens=48),
         optim=OptimConfig(lr=1e-4, eps=1e-8, schedule="constant"),

@@ -163,7 +163,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--out", default="runs/repro-j1", help="output directory")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", default=MAIN_ARMS, choices=list(J1.arms))
-    parser.add_argument("--steps", type=int, default=150, help="optimizer steps per run (default 150)")
+    parser.add_argument("--steps", type=int, default=300, help="optimizer steps per run (default 300)")
     parser.add_argument("--pairs", type=int, default=300, help="validation pairs, both orders (default 300)")
     parser.add_argument("--results", default="docs/results.md", help="markdown file to update ('' = none)")
     parser.set_defaults(func=_cmd)
