@@ -28,7 +28,10 @@ bf16-autocast run is validated (and saved) as the fp32 model it produces.
 
 The fused log-prob head (`selftaught.losses.fused_head`) reads autocast's dtype: under bf16-autocast
 its vocabulary matmuls run in bf16 and its log-sum-exp, gradients of the logits and the weight
-gradient accumulate in fp32 (tests/train/test_precision.py checks the dtypes).
+gradient accumulate in fp32 (tests/train/test_precision.py checks the dtypes). With a frozen head
+(LoRA) it builds the hidden-state gradient in the forward pass as `(1 - p_target) W_target -
+sum_(j != target) p_j W_j`, so a confident token's gradient is not the difference of two bf16-rounded
+near-equal vectors (tests/losses/test_fused_head.py: no worse than the plain path under autocast).
 
 Tolerances against fp32 (tests/train/test_precision.py): on the tiny model, a loss within 1e-3
 relative and gradients within 2e-2 relative L2 error (measured: 4e-5 and 0.4-0.6%); a 6-step SFT
