@@ -36,3 +36,14 @@ def test_the_loop_keeps_balanced_correct_judgments_and_trains_from_the_seed(
 
     monkeypatch.setattr(ste, "_annotate", lambda *a: (_ for _ in ()).throw(AssertionError("rerun")))
     assert STE.run(cfg)["final"] == summary["final"]  # every stage reused
+
+
+def test_the_gold_annotator_writes_perfect_judgments(tiny_model_dir, tmp_path):
+    cfg = replace(STE.preset("tiny-smoke"), model=tiny_model_dir, out_dir=str(tmp_path / "run"))
+    cfg = replace(cfg, annotator="gold", iterations=1)
+    rows = STE.run(cfg)
+    records = [json.loads(line) for line in (tmp_path / "run" / "iter-1" / "data" / "sft.jsonl").open()]
+    assert rows["final"]["annotator_sample_accuracy"] == 1.0 and len(records) == rows["final"]["num_kept"]
+    for record in records:
+        judgment = record["messages"][-1]["content"]
+        assert judgment.endswith(f"[[{record['winner']}]]") and "Answer:" in judgment

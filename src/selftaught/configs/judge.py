@@ -78,7 +78,8 @@ class SelfTaughtEvaluatorConfig(RunConfig):
     model: str = "tiny-world-judge"
     """The seed judge: every iteration's SFT starts from it (re-initialised, papers_A §5.1 step 4)."""
     annotator: str | None = None
-    """Iteration 1's judge (the paper: a stronger model); None = the seed judge itself."""
+    """Iteration 1's judge (the paper: a stronger model); None = the seed judge itself; `gold` = perfect
+    judgments of world pairs (the correct chain and verdict): the gold-label baseline."""
     pairs: str = "world:train"
     """Synthetic pairs with known winners (`judges.load_judge_pairs`): `world:<split>` (answer-mismatch
     pairs: a correct chain against a dropped-carry or off-by-one one) or a prompt/chosen/rejected file;

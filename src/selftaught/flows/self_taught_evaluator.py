@@ -8,7 +8,8 @@ Algorithm (papers_A §5.1; every step a resumable stage under `out_dir`, a rerun
                   (seeded by the run seed and the pair), so the winner is A or B about equally often
   for iteration i = 1 .. `iterations`:
   1. judgments    the current judge (i = 1: `annotator`, default the seed; then judge i-1) samples
-                  `samples_per_pair` judgments of every pair (T 0.7, top-p 0.9), one generate call
+                  `samples_per_pair` judgments of every pair (T 0.7, top-p 0.9), one generate call;
+                  `annotator=gold` writes perfect judgments instead (the gold-label baseline)
   2. keep         rejection sampling: only judgments whose verdict names the known winner; one per
                   pair (`pick`: random or first); a pair with none is dropped; `balance_labels`
                   truncates the kept examples to as many A as B verdicts (`iter-i/data/sft.jsonl`)
@@ -48,8 +49,10 @@ from selftaught.judges.rl import PAIRWISE_ORDERS, judge_prompt, judgment_correct
 from selftaught.judges.templates import get_template
 from selftaught.models.io import load_model
 from selftaught.recipes import sft
-from selftaught.types import Pair
+from selftaught.types import Completion, Pair, Prompt
 
+GOLD = "gold"
+"""`annotator=gold`: iteration 1 trains on perfect judgments (world pairs), the gold-label baseline."""
 METRICS = (
     "accuracy",
     "accuracy_chosen_first",
@@ -100,15 +103,18 @@ def _annotate(
 ) -> dict[str, Any]:
     template = get_template(cfg.template)
     prompts = [judge_prompt(pair, template, shown_order(cfg, pair), cfg.prompt_style) for pair in pairs]
-    model, tokenizer = load_model(judge_model)
-    sampling = SamplingParams(
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        n=cfg.samples_per_pair,
-        max_new_tokens=cfg.max_new_tokens,
-        seed=cfg.seed * 1_000_003 + iteration,
-    )
-    samples = HFEngine(model, tokenizer).generate(prompts, sampling)
+    if judge_model == GOLD:
+        samples = gold_judgments(cfg, pairs, prompts)
+    else:
+        model, tokenizer = load_model(judge_model)
+        sampling = SamplingParams(
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            n=cfg.samples_per_pair,
+            max_new_tokens=cfg.max_new_tokens,
+            seed=cfg.seed * 1_000_003 + iteration,
+        )
+        samples = HFEngine(model, tokenizer).generate(prompts, sampling)
     rng = random.Random(f"{cfg.seed}|keep|{iteration}")
     kept: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
     num_correct = 0
@@ -139,6 +145,21 @@ def _annotate(
         "num_pairs_with_a_correct_judgment": num_a + num_b,
         "num_kept": len(records),
     }
+
+
+def gold_judgments(
+    cfg: SelfTaughtEvaluatorConfig, pairs: list[Pair], prompts: list[Prompt]
+) -> list[list[Completion]]:
+    """`annotator=gold`: for world pairs, the judgment a perfect judge writes, the correct chain (the
+    chosen solution) and the right verdict, as every one of the N samples (the gold-label baseline)."""
+    if cfg.template != "world-pairwise-verdict@1":
+        raise ValueError(
+            f"annotator=gold writes world-pairwise-verdict@1 judgments; template is {cfg.template}"
+        )
+    return [
+        [Completion(prompt.id, f"{pair.chosen.text} [[{prompt.meta['winner']}]]")] * cfg.samples_per_pair
+        for pair, prompt in zip(pairs, prompts, strict=True)
+    ]
 
 
 def train_judge(cfg: SelfTaughtEvaluatorConfig, data: Path, out_dir: Path, num_kept: int) -> str:
