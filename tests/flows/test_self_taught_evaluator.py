@@ -47,3 +47,34 @@ def test_the_gold_annotator_writes_perfect_judgments(tiny_model_dir, tmp_path):
     for record in records:
         judgment = record["messages"][-1]["content"]
         assert judgment.endswith(f"[[{record['winner']}]]") and "Answer:" in judgment
+
+
+def test_repro_tables_every_arm_and_iteration(tiny_model_dir, tmp_path, monkeypatch):
+    from selftaught.repro import self_taught_evaluator as repro_ste
+
+    verdicts = iter(range(100_000))
+    monkeypatch.setattr(ste, "judgment_correct", lambda text, winner, template: next(verdicts) % 2 == 0)
+    small = {
+        "model": tiny_model_dir,
+        "num_pairs": 8,
+        "iterations": 2,
+        "samples_per_pair": 2,
+        "max_new_tokens": 8,
+        "sft_steps": 2,
+        "sft_batch_size": 4,
+        "eval_num_pairs": 4,
+    }
+    table = repro_ste.ste_table(
+        str(tmp_path / "repro"), seeds=[0, 1], arms=list(repro_ste.ARMS), overrides=small
+    )
+    rows = [line.split(" | ")[:2] for line in table.splitlines() if line.startswith("| ") and "+-" in line]
+    assert rows == [
+        ["| ste", "0"],
+        ["| ste", "1"],
+        ["| ste", "2"],
+        ["| ste-unbalanced", "0"],
+        ["| ste-unbalanced", "1"],
+        ["| ste-unbalanced", "2"],
+        ["| gold", "0"],
+        ["| gold", "1"],
+    ]
