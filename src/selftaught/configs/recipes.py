@@ -506,7 +506,8 @@ class RagSelfDemosConfig(RunConfig):
     samples_per_strategy: int = 3
     """Candidates per strategy (no passages, passages, passages + refuse rule): 9 per question."""
     temperature: float = 1.0
-    max_new_tokens: int = 32
+    max_new_tokens: int = 48
+    """Candidate and evaluation answers: a statement is at most 28 tokens, the RA-IT style about 40."""
     follow_up: bool = False
     """Ask every candidate's reply a second, fixed turn (`rag-summarize@1`) that turns it into the final
     answer, as the paper's strategies do; the candidate is that answer (a leading "Here is ...:"
