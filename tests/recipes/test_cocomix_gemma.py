@@ -21,6 +21,7 @@ def test_gemma_teacher_sae_labels_and_a_concept_student(tmp_path):
         cfg,
         out_dir=str(tmp_path / "run"),
         num_steps=3,
+        log_every=1,
         checkpoint_every=0,
         corpus=replace(cfg.corpus, text_file=str(GSM8K), text_tokens=4096),
         sae=replace(cfg.sae, num_steps=100, num_sequences=32),
