@@ -1,4 +1,4 @@
-"""The cocomix recipe's config (`selftaught cocomix`; `recipes/cocomix.py`, papers_B §5)."""
+"""The cocomix recipe's config (`selftaught cocomix`; `src/selftaught/recipes/cocomix.py`, papers_B §5)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class MixerMode(StrEnum):
 
 class LabelKind(StrEnum):
     ATTRIBUTION = "attribution"
-    """Top-K_attr of (dL/dh @ W_dec) * activation (papers_B §5.3; `models/concept_labels.py`)."""
+    """Top-K_attr of (dL/dh @ W_dec) * activation (papers_B §5.3; `src/selftaught/models/concept_labels.py`)."""
     ACTIVATION = "activation"
     """The ablation: the K_attr most active SAE latents."""
 
@@ -66,7 +66,7 @@ class ShapeConfig:
 
 @dataclass
 class CorpusConfig:
-    """The latent-topic corpus (`world/concepts.py`), generated on the fly, or real text."""
+    """The latent-topic corpus (`src/selftaught/world/concepts.py`), generated on the fly, or real text."""
 
     SHOWN_WHEN_SET = ("text_file", "text_tokens")
     """Added after the tiny reproduction was cached: in config.yaml only when set."""
@@ -88,7 +88,7 @@ class CorpusConfig:
     text_file: str = ""
     """Real text instead of the concept world ("": the world): a JSONL (string fields joined, e.g.
     GSM8K's train file) or text file, tokenized with `teacher.model`'s tokenizer into blocks of
-    `seq_len` (`data/text_blocks.py`); the last `val_sequences` blocks are held out. Needs
+    `seq_len` (`src/selftaught/data/text_blocks.py`); the last `val_sequences` blocks are held out. Needs
     `teacher.model`."""
     text_tokens: int = 20_000
     """Tokens read from `text_file`."""
@@ -117,7 +117,7 @@ class TeacherConfig:
 
 @dataclass
 class SAEConfig:
-    """The TopK SAE on the teacher's residual stream (`models/sae.py`)."""
+    """The TopK SAE on the teacher's residual stream (`src/selftaught/models/sae.py`)."""
 
     num_latents: int = 256
     k: int = 8
