@@ -222,3 +222,20 @@ def test_cli_eval_judge_warns_once_for_a_base_model(tiny_model_dir, tmp_path, ca
     assert main([*argv[:2], tiny_model_dir, *argv[3:], "--template", "world-pairwise-verdict@1"]) == 0
     printed = capsys.readouterr().out
     assert "warning:" not in printed and "(world-pairwise-verdict@1, chat)" in printed
+
+
+def test_thinking_metrics_say_whether_the_verdict_follows_the_judges_own_answer(world_pairs):
+    def always_a_with_right_working(prompt, i):
+        question = prompt.messages[-1]["content"].split(" A: ")[0]
+        return f"Answer: {eval(question)} [[A]]"  # question is a +/- expression of integers
+
+    def follows(prompt, i):
+        return f"Answer: {eval(prompt.messages[-1]['content'].split(' A: ')[0])} " + world_verdict(prompt)
+
+    biased = evaluate_judge(
+        PairwiseJudge(ScriptedEngine(always_a_with_right_working), "world-pairwise-verdict@1"), world_pairs
+    )
+    assert (biased.thinking_accuracy, biased.accuracy_when_thinking_right) == (1.0, 0.5)
+    good = evaluate_judge(PairwiseJudge(ScriptedEngine(follows), "world-pairwise-verdict@1"), world_pairs)
+    assert (good.thinking_accuracy, good.accuracy_when_thinking_right) == (1.0, 1.0)
+    assert good.flat_metrics()["val_accuracy_when_thinking_right"] == 1.0

@@ -178,8 +178,9 @@ def cmd_eval_judge(args: argparse.Namespace) -> int:
         f"{result.truncated_rate:.0%} truncated"
     )
     print(result.metrics.table())
-    if result.thinking_accuracy is not None:  # the judge's own `Answer: N` against the reference
-        print(f"| thinking_accuracy | {result.thinking_accuracy:.3f} |")
+    for name in ("thinking_accuracy", "accuracy_when_thinking_right"):  # the judge's own `Answer: N`
+        if (value := getattr(result, name)) is not None:
+            print(f"| {name} | {value:.3f} |")
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

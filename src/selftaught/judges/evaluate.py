@@ -45,6 +45,9 @@ class JudgeEvalResult:
     thinking_accuracy: float | None = None
     """Share of judgments whose own `Answer: N` (the judge's recomputed reference, tiny world)
     equals the pair's reference answer; None when the pairs have no reference answer."""
+    accuracy_when_thinking_right: float | None = None
+    """Verdict accuracy of the judgments whose own answer is right: near 1 when the verdict follows
+    the thinking, near the overall accuracy when it ignores it; None when no such judgment."""
 
     def flat_metrics(self, prefix: str = "val") -> dict[str, float]:
         """The metrics as flat `<prefix>_<name>` numbers for `metrics.jsonl` (None ones left out)."""
@@ -54,8 +57,9 @@ class JudgeEvalResult:
             if value is not None and name != "num_pairs"
         }
         metrics[f"{prefix}_mean_tokens"] = self.mean_tokens
-        if self.thinking_accuracy is not None:
-            metrics[f"{prefix}_thinking_accuracy"] = self.thinking_accuracy
+        for name in ("thinking_accuracy", "accuracy_when_thinking_right"):
+            if (value := getattr(self, name)) is not None:
+                metrics[f"{prefix}_{name}"] = value
         return metrics
 
 
@@ -120,7 +124,24 @@ def evaluate_judge(judge: PairwiseJudge | PointwiseJudge, pairs: Sequence[Pair])
         truncated_rate=sum(j["meta"]["finish_reason"] == "length" for j in judgments) / len(judgments),
         rows=rows,
         thinking_accuracy=thinking_accuracy(pairs, rows),
+        accuracy_when_thinking_right=(
+            accuracy_when_thinking_right(pairs, rows) if isinstance(judge, PairwiseJudge) else None
+        ),
     )
+
+
+def accuracy_when_thinking_right(pairs: Sequence[Pair], rows: Sequence[dict[str, Any]]) -> float | None:
+    """Pairwise verdict accuracy among the judgments whose first `Answer: N` is the reference answer
+    (`first` rows show chosen as A, `second` as B); None without such judgments or references."""
+    outcomes = [
+        judgment["verdict"] == winner
+        for pair, row in zip(pairs, rows, strict=True)
+        if pair.prompt.answer is not None
+        for key, winner in (("first", "A"), ("second", "B"))
+        for judgment in row[key]
+        if str(extract_answer(judgment["raw"])) == str(pair.prompt.answer).strip()
+    ]
+    return sum(outcomes) / len(outcomes) if outcomes else None
 
 
 def thinking_accuracy(pairs: Sequence[Pair], rows: Sequence[dict[str, Any]]) -> float | None:
