@@ -101,7 +101,9 @@ def test_the_base_models_conversations():
             assert answer == (fact.statement if fact.statement in user else REFUSAL)
         else:
             kinds["rag"] += 1
-            assert answer == fact.statement and (fact.statement in user or fact.known)  # never absent & unknown
+            assert answer == fact.statement and (
+                fact.statement in user or fact.known
+            )  # never absent & unknown
     assert kinds["rag"] > kinds["closed"] > kinds["refuse"] > 0
     # unknown facts are over-weighted where passages are shown, so reading is needed (40% of facts)
     assert 0.4 < sum(unknown_with_passages) / len(unknown_with_passages) < 0.5
