@@ -27,7 +27,7 @@ import inspect
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast, overload
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -37,6 +37,31 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 from selftaught.models.sae import layer_norm_stats
 
 MODES = ("interleave", "add", "pause")
+
+
+class DecoderStack(Protocol):
+    """What this module uses of a HF decoder stack (`LlamaModel`, `Gemma3TextModel`: a causal LM's `.model`)."""
+
+    config: Any
+    embed_tokens: nn.Module
+    layers: nn.ModuleList
+    norm: nn.Module
+    rotary_emb: nn.Module
+
+
+class CausalLM(Protocol):
+    """What this project uses of a HF causal LM (`LlamaForCausalLM`, `Gemma3ForCausalLM`)."""
+
+    config: Any
+    model: DecoderStack
+    lm_head: nn.Module
+
+    def save_pretrained(self, save_directory: str | Path) -> Any: ...
+
+
+def causal_lm(module: nn.Module) -> CausalLM:
+    """`module` typed as a HF causal LM (`nn.Module.__getattr__` types every submodule `Tensor | Module`)."""
+    return cast(CausalLM, module)
 
 
 class ConceptMixer(nn.Module):
@@ -72,6 +97,12 @@ class ConceptMixer(nn.Module):
         c_hat = (self.compress(sparse) + self.pre_bias) * scale + mean  # [B, T, d]
         return z, c_hat
 
+    def pause_vector(self) -> nn.Parameter:
+        """`p [d]`, the learned pause vector (pause mode only)."""
+        if self.pause is None:
+            raise ValueError(f"ConceptMixer: no pause vector in mode {self.mode!r}")
+        return self.pause
+
     def column_norms(self) -> torch.Tensor:
         """`[C]`: the l2 norm of each concept's column of the compressor (papers_B §5.7: ~6% near 0)."""
         return self.compress.weight.detach().norm(dim=0)
@@ -100,14 +131,15 @@ class CoCoMixLM(nn.Module):
 
     def __init__(self, base: nn.Module, insert_layer: int, num_concepts: int, k: int, mode: str) -> None:
         super().__init__()
-        layers = len(base.model.layers)
+        lm = causal_lm(base)
+        layers = len(lm.model.layers)
         if not 0 <= insert_layer < layers:
             raise ValueError(
                 f"insert_layer must be in [0, {layers - 1}] (the model has {layers}), got {insert_layer}"
             )
         self.base, self.insert_layer = base, insert_layer
         self.spec = MixerSpec(insert_layer, num_concepts, k, mode)
-        self.mixer = ConceptMixer(base.config.hidden_size, num_concepts, k, mode)
+        self.mixer = ConceptMixer(lm.config.hidden_size, num_concepts, k, mode)
         self.config = base.config
 
     @property
@@ -121,7 +153,7 @@ class CoCoMixLM(nn.Module):
         position_ids: torch.Tensor | None = None,
         concept_scale: dict[int, float] | None = None,
     ) -> CoCoMixOutput:
-        text = self.base.model
+        text = causal_lm(self.base).model
         batch, length = input_ids.shape
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -138,7 +170,7 @@ class CoCoMixLM(nn.Module):
             )
             slots = hidden
         else:
-            second = self.mixer.pause.expand_as(hidden) if mode == "pause" else c_hat
+            second = self.mixer.pause_vector().expand_as(hidden) if mode == "pause" else c_hat
             mixed = torch.stack((hidden, second), dim=2).reshape(batch, 2 * length, -1)  # [B, 2T, d]
             positions2 = position_ids.repeat_interleave(2, dim=1)
             order2 = torch.arange(2 * length, device=input_ids.device).expand(batch, 2 * length)
@@ -150,7 +182,7 @@ class CoCoMixLM(nn.Module):
     def save_pretrained(self, out_dir: str | Path) -> Path:
         """The base model as a `transformers` directory, plus `concept_mixer.safetensors` and `cocomix.json`."""
         out = Path(out_dir)
-        self.base.save_pretrained(out)
+        causal_lm(self.base).save_pretrained(out)
         save_file(
             {k: v.detach().contiguous() for k, v in self.mixer.state_dict().items()},
             str(out / "concept_mixer.safetensors"),
@@ -175,13 +207,13 @@ class CoCoMixLM(nn.Module):
 
 def lm_logits(base: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """The LM head on final hidden states, with Gemma's final logit soft-capping when configured."""
-    logits = base.lm_head(hidden)
+    logits = causal_lm(base).lm_head(hidden)
     cap = getattr(base.config, "final_logit_softcapping", None)
     return torch.tanh(logits / cap) * cap if cap else logits
 
 
 def run_layers(
-    text: nn.Module,
+    text: DecoderStack,
     start: int,
     stop: int | None,
     hidden: torch.Tensor,
@@ -215,7 +247,7 @@ def run_layers(
     return hidden
 
 
-def _rope_takes_layer_type(text: nn.Module) -> bool:
+def _rope_takes_layer_type(text: DecoderStack) -> bool:
     return "layer_type" in inspect.signature(text.rotary_emb.forward).parameters
 
 
@@ -272,7 +304,28 @@ def build_decoder(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
-    return model.to(torch.float32)
+    # PreTrainedModel.to is `@wraps(nn.Module.to)`, which mypy reads unbound: call it (in place, it
+    # returns `model`) through nn.Module's signature.
+    cast(nn.Module, model).to(torch.float32)
+    return model
+
+
+@overload
+def forward_logits(
+    model: CoCoMixLM,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    concept_scale: dict[int, float] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@overload
+def forward_logits(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    concept_scale: dict[int, float] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
 
 def forward_logits(

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selftaught.models.cocomix import causal_lm
 from selftaught.models.sae import TopKSAE
 
 SIGNS = ("paper", "abs", "neg")
@@ -56,7 +57,7 @@ def teacher_residual(
         captured.append(leaf)
         return (leaf, *output[1:]) if isinstance(output, tuple) else leaf
 
-    layers = teacher.model.layers
+    layers = causal_lm(teacher).model.layers
     if not 1 <= layer <= len(layers):
         raise ValueError(f"teacher layer must be in [1, {len(layers)}] (blocks before the SAE), got {layer}")
     handle = layers[layer - 1].register_forward_hook(hook)

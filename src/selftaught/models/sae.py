@@ -44,6 +44,9 @@ def layer_norm_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
 class TopKSAE(nn.Module):
     """`TopKSAE(d_in, C, k, normalize)`: encode exposes the pre-activations (`info["pre"]`)."""
 
+    tokens_since_fired: torch.Tensor
+    """[C] long buffer (not persistent): tokens counted since each latent last fired."""
+
     def __init__(self, d_in: int, num_latents: int, k: int, normalize: bool = True) -> None:
         super().__init__()
         if not 0 < k <= num_latents:
@@ -55,7 +58,7 @@ class TopKSAE(nn.Module):
         self.b_pre = nn.Parameter(torch.zeros(d_in))
         nn.init.kaiming_uniform_(self.W_dec, a=5**0.5)
         with torch.no_grad():
-            self.W_dec /= self.W_dec.norm(dim=0, keepdim=True)
+            self.W_dec.div_(self.W_dec.norm(dim=0, keepdim=True))
             self.W_enc.copy_(self.W_dec.t())
         self.register_buffer(
             "tokens_since_fired", torch.zeros(num_latents, dtype=torch.long), persistent=False
@@ -85,7 +88,7 @@ class TopKSAE(nn.Module):
     @torch.no_grad()
     def normalize_decoder(self) -> None:
         """Unit-norm decoder columns (so activations, not column norms, carry the scale)."""
-        self.W_dec /= self.W_dec.norm(dim=0, keepdim=True).clamp_min(1e-8)
+        self.W_dec.div_(self.W_dec.norm(dim=0, keepdim=True).clamp_min(1e-8))
 
     @torch.no_grad()
     def count_firing(self, c: torch.Tensor) -> None:

@@ -52,6 +52,7 @@ from selftaught.models.cocomix import (
     DecoderShape,
     active_parameters,
     build_decoder,
+    causal_lm,
     forward_logits,
     generate,
 )
@@ -87,7 +88,7 @@ def run(cfg: CocomixConfig) -> dict[str, Any]:
         prepare_teacher(cfg, corpus, pretrained) if cfg.needs_teacher else (None, None, {})
     )
     model = build_student(cfg, sae.num_latents if sae is not None else cfg.sae.num_latents, corpus.vocab_size)
-    labeler = partial(concept_labels, cfg, teacher, sae) if teacher is not None else None
+    labeler = partial(concept_labels, cfg, teacher, sae) if teacher is not None and sae is not None else None
     val_labels = labeler(val_ids) if labeler is not None and cfg.mixer != MixerMode.NONE else None
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.num_steps)
@@ -110,7 +111,13 @@ def run(cfg: CocomixConfig) -> dict[str, Any]:
             "train_flops_per_token": 3 * forward_flops_per_token(cfg, model),
             "teacher": teacher_info,
         }
-        if isinstance(model, CoCoMixLM) and "steer_concept" in teacher_info and model.mixer.mode != "pause":
+        if (
+            isinstance(model, CoCoMixLM)
+            and "steer_concept" in teacher_info  # set with the concept world's topics only
+            and model.mixer.mode != "pause"
+            and corpus.world is not None
+            and val_topics is not None
+        ):
             summary["steering"] = steering_eval(cfg, corpus.world, model, val_ids, val_topics, teacher_info)
         (Path(cfg.out_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
         run_log.info(f"final val_ppl {summary.get('val_ppl', float('nan')):.3f}")
@@ -426,8 +433,9 @@ def forward_flops_per_token(cfg: CocomixConfig, model: Any) -> float:
     """Forward FLOPs per token: 2 x matmul parameters per slot (the upper layers see 2 slots per token
     when interleaving) + attention scores (4 x context x d per slot and layer) + the LM head."""
     base = model.base if isinstance(model, CoCoMixLM) else model
-    d, length = base.config.hidden_size, cfg.corpus.seq_len
-    layers = base.model.layers
+    lm = causal_lm(base)
+    d, length = lm.config.hidden_size, cfg.corpus.seq_len
+    layers = lm.model.layers
     per_layer = [sum(p.numel() for p in layer.parameters() if p.ndim == 2) for layer in layers]
     slots = [1.0] * len(layers)
     if isinstance(model, CoCoMixLM) and model.mixer.mode != "add":

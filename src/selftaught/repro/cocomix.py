@@ -110,7 +110,9 @@ def format_table(results: dict[str, list[dict[str, Any]]], seeds: list[int], bas
     from selftaught.evals.accuracy import mean_and_stderr
 
     ntp = {r["seed"]: r for r in results.get("ntp", [])} if "ntp" in results else {}
-    teacher = next((r["teacher"] for runs in results.values() for r in runs if r.get("teacher")), {})
+    teacher: dict[str, Any] = next(
+        (r["teacher"] for runs in results.values() for r in runs if r.get("teacher")), {}
+    )
     tokens = base.corpus.batch_size * base.corpus.seq_len
     lines = [
         f"Students: {base.student.num_layers} layers, d = {base.student.hidden_size}, context {base.corpus.seq_len}; "
