@@ -346,3 +346,14 @@ def test_the_real_model_presets_are_valid_configs():
     assert (llama.dpo.beta, llama.dpo.nll_scale) == (0.1, 0.0)
     assert llama.sft.precision == llama.dpo.precision == "bf16"
     assert llama.dpo.optim.lr * llama.dpo.optim.min_lr_ratio == pytest.approx(1.1e-6)
+
+
+def test_precision_is_set_on_the_arms_not_on_the_flow():
+    from selftaught.configs.recipes import RagSelfDemosConfig
+
+    with pytest.raises(
+        ValueError, match=r"'precision' must be fp32 here: .*set sft.precision and dpo.precision"
+    ):
+        RagSelfDemosConfig(precision="bf16-autocast")
+    cfg = RECIPE.preset("tiny")
+    assert replace(cfg, sft=replace(cfg.sft, precision="bf16-autocast")).sft.precision == "bf16-autocast"

@@ -602,6 +602,12 @@ class RagSelfDemosConfig(RunConfig):
         check(self.prompt_max_new_tokens >= 1, "prompt_max_new_tokens", ">= 1", self.prompt_max_new_tokens)
         check(self.samples_per_strategy >= 1, "samples_per_strategy", ">= 1", self.samples_per_strategy)
         check(self.bracket_size >= 2, "bracket_size", ">= 2", self.bracket_size)
+        check(
+            self.precision == "fp32",
+            "precision",
+            "fp32 here: the flow trains through its sft and dpo settings (set sft.precision and dpo.precision)",
+            str(self.precision),
+        )
         check(self.judge in TOURNAMENT_JUDGES, "judge", f"one of {list(TOURNAMENT_JUDGES)}", self.judge)
         check(self.eval_judge in EVAL_JUDGES, "eval_judge", f"one of {list(EVAL_JUDGES)}", self.eval_judge)
         check(
