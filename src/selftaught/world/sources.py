@@ -28,6 +28,8 @@
                             parts `<digit> <word> <word>`, 70% keeping the digit; `world.stories`)
     world:lpo-cstory-prompts  MATH, STORY and CSTORY prompts in turn (CSTORY: ids `cstory-<i>`, task
                             `cstory`, `place` and `opener` columns; reward `cstory_quality`)
+    world:thought-questions  arithmetic chains as NaturalThoughts questions (`id`, `question`, `answer`,
+                            `level` = the known difficulty; `world.traces`), any split
     world:story-title-prompts  raw-text story prompts for real models (`Write a short story titled
                             "The <adjective> <noun>".`; ids `title-<i>`, task `story`, a `title`
                             column; reward `ngram_novelty`; `world.titles`: 192/32/32 titles by split)
@@ -52,7 +54,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from selftaught.world import facts
+from selftaught.world import facts, traces
 from selftaught.world.arith import Problem, sample_problems, sample_sft_examples, solve, to_prompt
 from selftaught.world.judge_pairs import judge_sft_records, sample_judge_pairs, to_preference_record
 from selftaught.world.keywords import keywords_conversations, keywords_prompts
@@ -296,6 +298,13 @@ def lpo_cstory_prompt_records(
     return records + maths[num_story:]
 
 
+def thought_question_records(
+    *, split: str = "train", num: int = 2000, levels: Sequence[int] = (1, 2, 3, 4), seed: int = 0
+) -> list[dict[str, Any]]:
+    """`num` distinct `split` problems as NaturalThoughts question records (`world.traces.question_records`)."""
+    return traces.question_records(split=split, num=num, levels=levels, seed=seed)
+
+
 def story_title_prompt_records(*, split: str = "train", num: int = 512) -> list[dict[str, Any]]:
     """`num` raw-text story prompts cycling over the titles of `split` (`world.titles.story_title_prompts`)."""
     return story_title_prompts(num, split)
@@ -332,6 +341,7 @@ WORLD_SOURCES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "facts-sft": facts_sft_records,
     "facts-qa": facts_qa_records,
     "story-title-prompts": story_title_prompt_records,
+    "thought-questions": thought_question_records,
 }
 
 
