@@ -23,6 +23,18 @@ may move), and an identical request is answered from the file: an interrupted jo
 it stopped without paying twice. Do not reuse a cache across weight updates served under the same
 model name.
 
+Fleet. `base_url` may be a list of servers serving the same model (`engines/fleet.py`): each
+request goes to the live server with the fewest requests in flight (at most `max_concurrency` on
+each); a server that refuses connections, times out or answers 5xx is rested for `server_down_s`
+seconds and the failed request is retried at once on another server (retries are still counted
+against `max_retries`). The cache key has no URL, so one cache serves the whole fleet, and a
+response is the same whichever server gave it when sampling is greedy or seeded (`selftaught
+serve`, vLLM with a seed). `stats.requests_by_server` shows where the work went.
+
+Ray workers and other processes: the engine pickles as its config (`__reduce__`), so a stage
+function that holds it can be shipped to a worker, which builds its own HTTP client, cache
+connection (sqlite is shared between processes) and `stats`.
+
 The API key is read from the environment variable named by `api_key_env` when a call starts and
 lives only in that call's HTTP client: never in the config, the cache, or log messages.
 """
@@ -42,6 +54,7 @@ from tqdm.auto import tqdm
 
 from selftaught.engines.base import SamplingParams, ServerError
 from selftaught.engines.cache import RequestCache, request_key
+from selftaught.engines.fleet import Fleet, ServerState
 from selftaught.types import Completion, Prompt
 
 if TYPE_CHECKING:
@@ -59,8 +72,9 @@ class OpenAIConfig:
 
     model: str = ""
     """Model name the server serves (see its `/v1/models`)."""
-    base_url: str = "http://127.0.0.1:8000/v1"
-    """API root including the version path, e.g. `https://api.openai.com/v1`."""
+    base_url: str | list[str] = "http://127.0.0.1:8000/v1"
+    """API root including the version path, e.g. `https://api.openai.com/v1`; a list of them: a fleet
+    of servers serving the same model, requests spread by load (see the module doc)."""
     api_key_env: str = "OPENAI_API_KEY"
     """Name of the environment variable that holds the API key (the key itself is never stored).
     When the variable is unset, requests carry no `Authorization` header (local servers)."""
@@ -71,7 +85,7 @@ class OpenAIConfig:
     token_ids: bool = False
     """Also ask for token ids (vLLM's `return_tokens_as_token_ids`); needs `logprobs`."""
     max_concurrency: int = 32
-    """Requests in flight at once; a GPU server batches them, so size this to its batch."""
+    """Requests in flight at once on each server; a GPU server batches them, so size this to its batch."""
     timeout_s: float = 120.0
     """Per-request limit, connection to last byte; a request that takes longer is retried."""
     max_retries: int = 8
@@ -82,13 +96,25 @@ class OpenAIConfig:
     """Cap on one wait, also on a server's `Retry-After`."""
     cache_path: str | None = None
     """sqlite3 file of responses by request, read before calling the server; None: no cache."""
+    server_down_s: float = 10.0
+    """With several base URLs: how long a server that failed gets no requests (while another is up)."""
+
+    @property
+    def base_urls(self) -> list[str]:
+        """`base_url` as a list (one item for a single server)."""
+        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
 
     def __post_init__(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"openai.base_url must start with http:// or https://, got {self.base_url!r}")
+        if not self.base_urls:
+            raise ValueError("openai.base_url is an empty list; give at least one server URL")
+        for url in self.base_urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"openai.base_url must start with http:// or https://, got {url!r}")
+        if len(set(self.base_urls)) != len(self.base_urls):
+            raise ValueError(f"openai.base_url lists a server twice: {self.base_urls}")
         if self.token_ids and not self.logprobs:
             raise ValueError("openai.token_ids needs openai.logprobs=true (servers return ids with logprobs)")
-        for name in ("max_concurrency", "timeout_s", "backoff_s", "max_backoff_s"):
+        for name in ("max_concurrency", "timeout_s", "backoff_s", "max_backoff_s", "server_down_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"openai.{name} must be > 0, got {getattr(self, name)}")
         if self.max_retries < 0:
@@ -105,6 +131,10 @@ class RequestStats:
     """Requests answered from the cache without calling the server."""
     retry_reasons: Counter[str] = field(default_factory=Counter)
     """Failed attempts by cause: `HTTP 429`, `HTTP 500`, `TimeoutError`, `ConnectError`, ..."""
+    requests_by_server: Counter[str] = field(default_factory=Counter)
+    """Answered requests (HTTP 200) by base URL."""
+    failures_by_server: Counter[str] = field(default_factory=Counter)
+    """Failed attempts by base URL."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +172,13 @@ class OpenAIEngine:
         self.stats = RequestStats()
         self.show_progress = show_progress
         self._transport = transport
+        self.servers = [ServerState(url) for url in config.base_urls]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its config: a worker process builds its own client, cache connection and stats."""
+        if self._transport is not None:
+            raise TypeError("an OpenAIEngine with a custom transport cannot be sent to another process")
+        return (_rebuild_engine, (self.config, self.show_progress))
 
     def generate(self, prompts: list[Prompt], sampling: SamplingParams) -> list[list[Completion]]:
         """`result[i][j]` is the j-th of `sampling.n` samples for `prompts[i]` (Engine Protocol)."""
@@ -156,10 +193,11 @@ class OpenAIEngine:
     async def agenerate(self, prompts: list[Prompt], sampling: SamplingParams) -> list[list[Completion]]:
         """`generate` for callers inside an event loop."""
         requests = build_requests(prompts, sampling, self.config)
-        semaphore = asyncio.Semaphore(self.config.max_concurrency)
+        cfg = self.config
+        fleet = Fleet(self.servers, max_per_server=cfg.max_concurrency, down_s=cfg.server_down_s)
         with tqdm(total=len(requests), desc="requests", disable=not self.show_progress) as progress:
             async with self._client() as client:
-                tasks = [asyncio.ensure_future(self._fetch(client, semaphore, r, progress)) for r in requests]
+                tasks = [asyncio.ensure_future(self._fetch(client, fleet, r, progress)) for r in requests]
                 try:
                     responses = await asyncio.gather(*tasks)
                 except BaseException:
@@ -174,9 +212,8 @@ class OpenAIEngine:
         import httpx
 
         api_key = os.environ.get(self.config.api_key_env)
-        limit = self.config.max_concurrency
+        limit = self.config.max_concurrency * len(self.config.base_urls)
         return httpx.AsyncClient(
-            base_url=self.config.base_url,
             headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
             timeout=httpx.Timeout(self.config.timeout_s),
             limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
@@ -184,48 +221,84 @@ class OpenAIEngine:
         )
 
     async def _fetch(
-        self, client: httpx.AsyncClient, semaphore: asyncio.Semaphore, request: ApiRequest, progress: tqdm
+        self, client: httpx.AsyncClient, fleet: Fleet, request: ApiRequest, progress: tqdm
     ) -> dict[str, Any]:
-        """The response to `request`: from the cache, else from the server (then cached)."""
+        """The response to `request`: from the cache, else from a server of the fleet (then cached)."""
         response = self.cache.get(request.cache_key) if self.cache is not None else None
         if response is not None:
             self.stats.num_cache_hits += 1
         else:
-            async with semaphore:
-                response = await self._post_with_retries(client, request)
+            response = await self._post_with_retries(client, fleet, request)
             if self.cache is not None:
                 self.cache.put(request.cache_key, response)
         progress.update(1)
         return response
 
-    async def _post_with_retries(self, client: httpx.AsyncClient, request: ApiRequest) -> dict[str, Any]:
-        import httpx
+    async def _post_with_retries(
+        self, client: httpx.AsyncClient, fleet: Fleet, request: ApiRequest
+    ) -> dict[str, Any]:
+        """Attempts on the fleet's least loaded live server until one answers 200 or retries run out.
 
+        A retry goes to another server when one has a free slot. After a fault it goes at once when
+        another server is live; on the last live server, or after a 429 (load, not a fault: the
+        server is not rested), it waits with backoff first."""
         cfg = self.config
+        server = None
         for attempt in range(cfg.max_retries + 1):
-            self.stats.num_http_requests += 1
-            retry_after = None
+            server = await fleet.acquire(avoid=server)
             try:
-                response = await asyncio.wait_for(client.post(request.path, json=request.body), cfg.timeout_s)
-            except (httpx.TransportError, asyncio.TimeoutError) as err:
-                reason = "TimeoutError" if isinstance(err, asyncio.TimeoutError) else type(err).__name__
-            else:
-                if response.status_code == 200:
-                    return response.json()
-                if response.status_code != 429 and response.status_code < 500:
-                    raise ValueError(request_error_message(response, cfg))
-                reason = f"HTTP {response.status_code}"
-                retry_after = response.headers.get("Retry-After")
+                response, reason, retry_after = await self._attempt(client, server, request)
+            except BaseException:  # a 4xx (the request's fault) or a cancelled call: not the server's
+                fleet.release(server, failed=False)
+                raise
+            failed = response is None and reason != "HTTP 429"
+            fleet.release(server, failed=failed)
+            if response is not None:
+                self.stats.requests_by_server[server.url] += 1
+                return response
             self.stats.retry_reasons[reason] += 1
+            self.stats.failures_by_server[server.url] += 1
             if attempt == cfg.max_retries:
                 break
+            if failed and fleet.others_up(server):
+                logger.info(
+                    "%s%s failed (%s); retry %d on another server",
+                    server.url,
+                    request.path,
+                    reason,
+                    attempt + 1,
+                )
+                continue
             delay = backoff_delay(attempt, cfg.backoff_s, cfg.max_backoff_s, retry_after)
             logger.info("%s failed (%s); retry %d in %.2fs", request.path, reason, attempt + 1, delay)
             await asyncio.sleep(delay)
         raise ServerError(
-            f"{cfg.base_url}{request.path} failed {cfg.max_retries + 1} times, last with {reason}; "
+            f"{server.url}{request.path} failed {cfg.max_retries + 1} times, last with {reason}; "
             "check the server, or raise openai.max_retries / openai.timeout_s"
         )
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, server: ServerState, request: ApiRequest
+    ) -> tuple[dict[str, Any] | None, str, str | None]:
+        """`(response, "", None)` on HTTP 200, else `(None, reason, Retry-After)`; other 4xx raise."""
+        import httpx
+
+        self.stats.num_http_requests += 1
+        url = server.url.rstrip("/") + request.path
+        try:
+            response = await asyncio.wait_for(client.post(url, json=request.body), self.config.timeout_s)
+        except (httpx.TransportError, asyncio.TimeoutError) as err:
+            return None, "TimeoutError" if isinstance(err, asyncio.TimeoutError) else type(err).__name__, None
+        if response.status_code == 200:
+            return response.json(), "", None
+        if response.status_code != 429 and response.status_code < 500:
+            raise ValueError(request_error_message(response, self.config))
+        return None, f"HTTP {response.status_code}", response.headers.get("Retry-After")
+
+
+def _rebuild_engine(config: OpenAIConfig, show_progress: bool) -> OpenAIEngine:
+    """`OpenAIEngine` from its pickled form (`OpenAIEngine.__reduce__`)."""
+    return OpenAIEngine(config, show_progress=show_progress)
 
 
 def build_requests(prompts: list[Prompt], sampling: SamplingParams, config: OpenAIConfig) -> list[ApiRequest]:

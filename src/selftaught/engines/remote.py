@@ -61,6 +61,11 @@ class RemoteSyncEngine:
         reload_timeout_s: float = 600.0,
         show_progress: bool = False,
     ) -> None:
+        if len(config.base_urls) != 1:
+            raise ValueError(
+                f"openai.base_url lists {len(config.base_urls)} servers, but a synced generator reloads "
+                "the weights of one; give it one URL"
+            )
         if config.cache_path is not None:
             raise ValueError(
                 "openai.cache_path must be unset for a synced generator: cached responses would come from "
@@ -120,7 +125,7 @@ class RemoteSyncEngine:
 
         config = self.engine.config
         api_key = os.environ.get(config.api_key_env)
-        url = f"{config.base_url.rstrip('/')}/admin/reload"
+        url = f"{config.base_urls[0].rstrip('/')}/admin/reload"
         try:
             response = httpx.post(
                 url,
