@@ -1,6 +1,7 @@
 """Judge evaluation end to end: pair files, world pairs, scripted judges, and `selftaught eval-judge`."""
 
 import json
+import random
 import re
 
 import pytest
@@ -10,6 +11,7 @@ from selftaught.data.sources import write_jsonl
 from selftaught.engines.scripted import ScriptedEngine
 from selftaught.judges.evaluate import evaluate_judge, load_judge_pairs, pairs_from_records
 from selftaught.judges.judge import PairwiseJudge, PointwiseJudge
+from selftaught.judges.metrics import verdict_credit
 from selftaught.world.judge_pairs import sample_judge_pairs, to_preference_record
 
 
@@ -102,6 +104,10 @@ def test_world_pairs_through_a_file_match_world_pairs(tmp_path):
     assert len(load_judge_pairs(str(path), limit=2)) == 2
 
 
+def drawn_first(pair_id: str) -> bool:
+    return random.Random(f"0|{pair_id}").random() < 0.5
+
+
 def test_cli_eval_judge_on_a_random_tiny_model(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "judge.json"
     argv = [
@@ -130,6 +136,10 @@ def test_cli_eval_judge_on_a_random_tiny_model(tiny_model_dir, tmp_path, capsys)
         j["verdict"] is None for row in summary["rows"] for j in row["first"] + row["second"]
     )
     assert metrics["unparsed_rate"] == num_unreadable / 8 and num_unreadable >= 4
+    # RewardBench: each pair in one drawn order, an unreadable verdict earns 0.5
+    credits = [verdict_credit(row["verdicts"][0 if drawn_first(row["id"]) else 1]) for row in summary["rows"]]
+    assert summary["rewardbench"] == {"overall": sum(credits) / 4, "all": sum(credits) / 4}
+    assert f"| rewardbench overall | {sum(credits) / 4:.3f} |" in printed
     assert all(j["raw"] is not None and j["meta"]["num_tokens"] <= 6 for j in summary["rows"][0]["first"])
 
 

@@ -4,7 +4,12 @@ import random
 
 import pytest
 
-from selftaught.judges.metrics import compute_pairwise_metrics, compute_pointwise_metrics
+from selftaught.judges.metrics import (
+    compute_pairwise_metrics,
+    compute_pointwise_metrics,
+    rewardbench_pointwise_scores,
+    rewardbench_scores,
+)
 
 
 def test_always_a_judge_is_right_only_when_chosen_is_shown_first():
@@ -65,3 +70,47 @@ def test_table_and_errors():
         compute_pairwise_metrics([])
     with pytest.raises(ValueError, match="one chosen and one rejected score per pair"):
         compute_pointwise_metrics([1.0], [])
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "credit"),
+    [
+        ("A", "A", 1.0),  # right in both orders: right whichever order is drawn
+        ("B", "B", 0.0),
+        (None, None, 0.5),  # unreadable: a coin flip's credit
+        ("tie", "tie", 0.5),
+        ("tie", None, 0.5),
+    ],
+)
+def test_rewardbench_credit_when_both_orders_agree(first, second, credit):
+    scores = rewardbench_scores([(first, second)], ["p0"], ["chat"])
+    assert scores == {"overall": credit, "chat": credit}
+
+
+def test_rewardbench_draws_one_order_per_pair_by_its_id():
+    """An always-A judge (right in the first order only) scores the share of pairs whose coin drew the
+    first order: about 0.5, exactly the count the per-id coins give, whatever the other pairs are."""
+    ids = [f"pair-{i}" for i in range(400)]
+    always_a = [("A", "B")] * len(ids)  # mapped back: chosen shown first wins, chosen shown second loses
+    scores = rewardbench_scores(always_a, ids, ["all"] * len(ids))
+    drawn_first = sum(random.Random(f"0|{pair_id}").random() < 0.5 for pair_id in ids)
+    assert scores["all"] == pytest.approx(drawn_first / len(ids))
+    assert 0.4 < scores["all"] < 0.6
+    alone = rewardbench_scores(always_a[:1], ids[:1], ["all"])["all"]
+    assert alone == (1.0 if random.Random("0|pair-0").random() < 0.5 else 0.0)
+    assert rewardbench_scores(always_a, ids, ["all"] * len(ids), seed=1) != scores
+
+
+def test_rewardbench_overall_is_the_mean_of_sections_not_of_pairs():
+    verdicts = [("A", "A")] * 3 + [("B", "B")]
+    scores = rewardbench_scores(verdicts, ["a", "b", "c", "d"], ["chat", "chat", "chat", "reasoning"])
+    assert scores == {"overall": 0.5, "chat": 1.0, "reasoning": 0.0}
+
+
+def test_rewardbench_pointwise_and_errors():
+    scores = rewardbench_pointwise_scores([9.0, 5.0, None, 3.0], [1.0, 5.0, 2.0, 4.0], ["s"] * 4)
+    assert scores == {"overall": (1 + 0.5 + 0.5 + 0) / 4, "s": (1 + 0.5 + 0.5 + 0) / 4}
+    with pytest.raises(ValueError, match="one verdict pair, id and section"):
+        rewardbench_scores([("A", "A")], ["x", "y"], ["s"])
+    with pytest.raises(ValueError, match="one verdict pair"):
+        rewardbench_scores([], [], [])

@@ -181,6 +181,8 @@ def cmd_eval_judge(args: argparse.Namespace) -> int:
     for name in ("thinking_accuracy", "accuracy_when_thinking_right"):  # the judge's own `Answer: N`
         if (value := getattr(result, name)) is not None:
             print(f"| {name} | {value:.3f} |")
+    for section, value in result.rewardbench.items():  # one shuffled order, undecided = 0.5
+        print(f"| rewardbench {section} | {value:.3f} |")
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,13 @@ from selftaught.data.formats import trl_prompt
 from selftaught.data.sources import read_records, require_columns
 from selftaught.evals.sets import world_split
 from selftaught.judges.judge import PairwiseJudge, PointwiseJudge, mean_scores
-from selftaught.judges.metrics import JudgeMetrics, compute_pairwise_metrics, compute_pointwise_metrics
+from selftaught.judges.metrics import (
+    JudgeMetrics,
+    compute_pairwise_metrics,
+    compute_pointwise_metrics,
+    rewardbench_pointwise_scores,
+    rewardbench_scores,
+)
 from selftaught.types import Completion, Judgment, Pair
 from selftaught.world.arith import extract_answer
 from selftaught.world.judge_pairs import sample_judge_pairs, to_pair
@@ -48,6 +54,10 @@ class JudgeEvalResult:
     accuracy_when_thinking_right: float | None = None
     """Verdict accuracy of the judgments whose own answer is right: near 1 when the verdict follows
     the thinking, near the overall accuracy when it ignores it; None when no such judgment."""
+    rewardbench: dict[str, float] = field(default_factory=dict)
+    """RewardBench-style scores (`judges.metrics.rewardbench_scores`): one shuffled order per pair,
+    a tie or unreadable verdict = 0.5, the mean per section (a pair's `section` column, else `all`)
+    and `overall`, the mean of the sections."""
 
     def flat_metrics(self, prefix: str = "val") -> dict[str, float]:
         """The metrics as flat `<prefix>_<name>` numbers for `metrics.jsonl` (None ones left out)."""
@@ -60,6 +70,7 @@ class JudgeEvalResult:
         for name in ("thinking_accuracy", "accuracy_when_thinking_right"):
             if (value := getattr(self, name)) is not None:
                 metrics[f"{prefix}_{name}"] = value
+        metrics |= {f"{prefix}_rewardbench_{section}": value for section, value in self.rewardbench.items()}
         return metrics
 
 
@@ -110,9 +121,9 @@ def evaluate_judge(judge: PairwiseJudge | PointwiseJudge, pairs: Sequence[Pair])
         raise ValueError("evaluate_judge got no pairs")
     start = time.perf_counter()
     if isinstance(judge, PairwiseJudge):
-        metrics, rows = _evaluate_pairwise(judge, pairs)
+        metrics, rows, rewardbench = _evaluate_pairwise(judge, pairs)
     else:
-        metrics, rows = _evaluate_pointwise(judge, pairs)
+        metrics, rows, rewardbench = _evaluate_pointwise(judge, pairs)
     seconds = time.perf_counter() - start
     judgments = [j for row in rows for key in ("first", "second") for j in row[key]]
     return JudgeEvalResult(
@@ -127,6 +138,7 @@ def evaluate_judge(judge: PairwiseJudge | PointwiseJudge, pairs: Sequence[Pair])
         accuracy_when_thinking_right=(
             accuracy_when_thinking_right(pairs, rows) if isinstance(judge, PairwiseJudge) else None
         ),
+        rewardbench=rewardbench,
     )
 
 
@@ -158,9 +170,14 @@ def thinking_accuracy(pairs: Sequence[Pair], rows: Sequence[dict[str, Any]]) -> 
     return sum(checks) / len(checks) if checks else None
 
 
+def section_of(pair: Pair) -> str:
+    """A pair's RewardBench section: its `section` column, else `all`."""
+    return str(pair.meta.get("section", "all"))
+
+
 def _evaluate_pairwise(
     judge: PairwiseJudge, pairs: Sequence[Pair]
-) -> tuple[JudgeMetrics, list[dict[str, Any]]]:
+) -> tuple[JudgeMetrics, list[dict[str, Any]], dict[str, float]]:
     """Rows: `first` = chosen shown as A, `second` = chosen shown as B."""
     results = judge.judge_both_orders(
         [p.prompt for p in pairs], [p.chosen.text for p in pairs], [p.rejected.text for p in pairs]
@@ -170,12 +187,14 @@ def _evaluate_pairwise(
         _row(pair, {"verdicts": list(v)}, result.original, result.swapped)
         for pair, v, result in zip(pairs, verdicts, results, strict=True)
     ]
-    return compute_pairwise_metrics(verdicts), rows
+    sections = [section_of(pair) for pair in pairs]
+    rewardbench = rewardbench_scores(verdicts, [str(row["id"]) for row in rows], sections)
+    return compute_pairwise_metrics(verdicts), rows, rewardbench
 
 
 def _evaluate_pointwise(
     judge: PointwiseJudge, pairs: Sequence[Pair]
-) -> tuple[JudgeMetrics, list[dict[str, Any]]]:
+) -> tuple[JudgeMetrics, list[dict[str, Any]], dict[str, float]]:
     """Rows: `first` = the judgments of chosen, `second` = those of rejected."""
     prompts = [p.prompt for p in pairs]
     judgments = judge.score(
@@ -187,7 +206,9 @@ def _evaluate_pointwise(
         _row(pair, {"scores": [c, r]}, cj, rj)
         for pair, c, r, cj, rj in zip(pairs, chosen_scores, rejected_scores, chosen, rejected, strict=True)
     ]
-    return compute_pointwise_metrics(chosen_scores, rejected_scores), rows
+    sections = [section_of(pair) for pair in pairs]
+    rewardbench = rewardbench_pointwise_scores(chosen_scores, rejected_scores, sections)
+    return compute_pointwise_metrics(chosen_scores, rejected_scores), rows, rewardbench
 
 
 def _mean_score(judgments: list[Judgment]) -> float | None:

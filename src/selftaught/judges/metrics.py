@@ -16,6 +16,11 @@ one per order (the majority over k samples). With N pairs:
 - `a_rate`: share of the readable A/B verdicts that say `[[A]]` as presented (0.5 = no letter preference).
 
 Ties and unreadable verdicts count as wrong in every accuracy; the rates above say how many there were.
+
+`rewardbench_scores` scores the same verdicts the RewardBench way (papers_A §5.3): each pair counts
+in one order only, drawn by a coin seeded with the pair id (both orders are judged anyway, so this
+is the single shuffled order at no extra cost); right = 1, wrong = 0, a tie or an unreadable verdict
+= 0.5; the mean per `section`, and the overall score is the mean of the section scores.
 A pointwise judge scores each response alone, so it has no positions: its positional fields are
 `None`, a pair is right when chosen's (mean) score is higher, `tie_rate` is the share of the N pairs
 with equal scores, and `unparsed_rate` the share of the 2N scores that could not be read.
@@ -23,6 +28,7 @@ with equal scores, and `unparsed_rate` the share of the 2N scores that could not
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
@@ -109,3 +115,45 @@ def compute_pointwise_metrics(
         tie_rate=sum(c == r for c, r in scored) / num_pairs,
         unparsed_rate=num_unparsed / (2 * num_pairs),
     )
+
+
+UNDECIDED_CREDIT = 0.5
+"""RewardBench's credit for a tie or an unreadable verdict (a coin flip's expected score)."""
+OVERALL = "overall"
+
+
+def verdict_credit(verdict: str | None) -> float:
+    """1 for the chosen response (`"A"` mapped back), 0 for the rejected one, 0.5 for a tie or None."""
+    return 1.0 if verdict == "A" else 0.0 if verdict == "B" else UNDECIDED_CREDIT
+
+
+def rewardbench_scores(
+    verdicts: Sequence[VerdictPair], pair_ids: Sequence[str], sections: Sequence[str], seed: int = 0
+) -> dict[str, float]:
+    """RewardBench-style scores (module doc): `{"overall": mean of sections, <section>: mean credit}`.
+
+    `verdicts` are both-order `VerdictPair`s; pair i counts with its first or second verdict as a
+    coin seeded by `(seed, pair_ids[i])` says, so the drawn order does not depend on the other pairs.
+    """
+    if not verdicts or not len(verdicts) == len(pair_ids) == len(sections):
+        raise ValueError(
+            f"need one verdict pair, id and section per pair, got {len(verdicts)}, {len(pair_ids)}, "
+            f"{len(sections)}"
+        )
+    credits: dict[str, list[float]] = {}
+    for (first, second), pair_id, section in zip(verdicts, pair_ids, sections, strict=True):
+        shown_first = random.Random(f"{seed}|{pair_id}").random() < 0.5
+        credits.setdefault(section, []).append(verdict_credit(first if shown_first else second))
+    scores = {section: sum(c) / len(c) for section, c in sorted(credits.items())}
+    return {OVERALL: sum(scores.values()) / len(scores), **scores}
+
+
+def rewardbench_pointwise_scores(
+    chosen_scores: Sequence[float | None], rejected_scores: Sequence[float | None], sections: Sequence[str]
+) -> dict[str, float]:
+    """The same roll-up for a pointwise judge: chosen scored higher = 1, lower = 0, equal or unreadable = 0.5."""
+    verdicts: list[VerdictPair] = []
+    for c, r in zip(chosen_scores, rejected_scores, strict=True):
+        verdict = None if c is None or r is None or c == r else "A" if c > r else "B"
+        verdicts.append((verdict, verdict))
+    return rewardbench_scores(verdicts, [str(i) for i in range(len(verdicts))], sections)
