@@ -38,6 +38,10 @@
                             a refuse rule (`unknown` when the passages do not say)
     world:facts-qa          the knowledge-base questions as RA-DIT records (`question`, `answer`,
                             `retrieved_support`, and `known` / `present` labels); train or test split
+    world:reasoning-docs    NaturalReasoning's documents (`world.reasoning_docs`): `{id, document,
+                            family, kind}`, worked solutions or facts / noise only (train only)
+    world:reasoning-questions  questions of every reasoning family with their answers and the user
+                            turn (`{id, question, answer, family, messages}`), of any split
 
 `<split>` is `train` (default), `valid` or `test`. Each builder takes the keyword options it
 documents; `world_records` passes each builder the options it accepts, so a recipe hands over its
@@ -54,7 +58,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from selftaught.world import facts, traces
+from selftaught.world import facts, reasoning_docs, traces
 from selftaught.world.arith import Problem, sample_problems, sample_sft_examples, solve, to_prompt
 from selftaught.world.judge_pairs import judge_sft_records, sample_judge_pairs, to_preference_record
 from selftaught.world.keywords import keywords_conversations, keywords_prompts
@@ -323,6 +327,23 @@ def facts_qa_records(*, split: str = "train", seed: int = 0) -> list[dict[str, A
     return facts.qa_records(split, seed)
 
 
+def reasoning_docs_records(
+    *, split: str = "train", num: int = 1000, families: Sequence[str] | None = None, seed: int = 0
+) -> list[dict[str, Any]]:
+    """`num` NaturalReasoning documents of `families` (default the six training families)."""
+    _train_only("reasoning-docs", split, "(evaluate on world:reasoning-questions:test)")
+    families = tuple(families or reasoning_docs.TRAIN_FAMILIES)
+    return reasoning_docs.documents(num=num, families=families, seed=seed)
+
+
+def reasoning_question_records(
+    *, split: str = "test", num: int = 100, families: Sequence[str] | None = None, seed: int = 0
+) -> list[dict[str, Any]]:
+    """`num` questions per reasoning family of `split` (default every family, the OOD one included)."""
+    families = tuple(families or reasoning_docs.FAMILIES)
+    return reasoning_docs.eval_questions(split=split, num=num, families=families, seed=seed)
+
+
 WORLD_SOURCES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "sft": sft_records,
     "prompts": prompt_records,
@@ -341,6 +362,8 @@ WORLD_SOURCES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "facts-sft": facts_sft_records,
     "facts-qa": facts_qa_records,
     "story-title-prompts": story_title_prompt_records,
+    "reasoning-docs": reasoning_docs_records,
+    "reasoning-questions": reasoning_question_records,
     "thought-questions": thought_question_records,
 }
 
