@@ -3,6 +3,9 @@ completions and chat completions (streamed or not, lists of prompts, logprobs wi
 alternatives), `/tokenize`, `/detokenize` and Prometheus `/metrics`, as vLLM serves them; the
 fields honoured and refused are tabled in `engines/openai_protocol.py`.
 
+`--model scripted:echo` serves `engines/echo.py`'s `EchoEngine` (it repeats the prompt, at almost no
+cost) over the tiny world's tokenizer: for benchmarks and tests of the serving path, not a model.
+
 Weight reload (`POST /v1/admin/reload`, for `RemoteSyncEngine`) is off unless `--allow-reload DIR`
 names the directories it may load from, and it needs `--api-key-env`. The `--max-*` and
 `--timeout-s` flags bound what one client may ask (see `engines/server.py` and `engines/http_server.py`).
@@ -84,7 +87,6 @@ def check_serve_args(args: argparse.Namespace) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve until Ctrl+C or SIGTERM."""
-    from selftaught.engines.hf import HFEngine
     from selftaught.engines.http_server import HttpLimits
     from selftaught.engines.openai_protocol import RequestLimits
     from selftaught.engines.server import EngineServer, read_api_key
@@ -96,8 +98,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ValueError("--allow-reload needs --api-key-env: reload loads files from the server's disk")
     request_limits = RequestLimits(args.max_n, args.max_tokens, args.max_prompt_tokens)
     http_limits = HttpLimits(args.max_body_bytes, args.timeout_s, args.idle_timeout_s, args.max_connections)
-    model, tokenizer = load_model_spec(args.model)
-    engine = HFEngine(model, tokenizer, batch_size=args.batch_size)
+    engine, tokenizer = serve_engine(args.model, args.batch_size)
     name = args.served_model_name or args.model
     server = EngineServer(
         engine,
@@ -121,3 +122,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def serve_engine(model: str, batch_size: int) -> tuple[Any, Any]:
+    """`(engine, tokenizer)` for `--model`: an `HFEngine`, or the echo engine for `scripted:echo`."""
+    from selftaught.engines.echo import ECHO_MODEL, echo_engine
+
+    if model == ECHO_MODEL:
+        return echo_engine()
+    from selftaught.engines.hf import HFEngine
+
+    hf_model, tokenizer = load_model_spec(model)
+    return HFEngine(hf_model, tokenizer, batch_size=batch_size), tokenizer
