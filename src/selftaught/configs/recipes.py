@@ -651,3 +651,13 @@ def judge_seed_config() -> SFTConfig:
         keep_last=None,
         log_every=50,
     )
+
+
+def __getattr__(name: str) -> type:
+    """`NaturalReasoningConfig` from its own module, imported on first use (that module builds on
+    `SFTConfig` and `DPOConfig` above, so an import at the top would be circular)."""
+    if name == "NaturalReasoningConfig":
+        from selftaught.configs.natural_reasoning import NaturalReasoningConfig
+
+        return NaturalReasoningConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

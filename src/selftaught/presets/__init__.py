@@ -164,6 +164,14 @@ RECIPES: dict[str, Recipe] = {
             presets=("tiny", "tiny-smoke"),
         ),
         Recipe(
+            name="natural-reasoning",
+            summary="documents -> annotated, backtranslated reasoning questions with reference answers -> "
+            "dedup, decontamination -> teacher responses -> distillation SFT and self-training (RFT / DPO)",
+            module="selftaught.flows.natural_reasoning",
+            config_name="NaturalReasoningConfig",
+            presets=("tiny", "tiny-smoke", "tiny-self-train", "gemma3-270m", "llama3-8b-vllm"),
+        ),
+        Recipe(
             name="adaptive-decoding",
             summary="a temperature head over a frozen model (sequence or token level) trained with latent "
             "preference optimization (LPO)",
