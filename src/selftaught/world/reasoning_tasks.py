@@ -9,7 +9,7 @@ teacher (an oracle that reads the question) and the grader:
     sort      `sort 5 2 9 1`            -> `min 1 min 2 min 5 min 9 Answer: 1 2 5 9`
     logic     `T and F or T`            -> `T and F=F F or T=T Answer: T`
     graph     `a>c b>a c>d; b to d?`    -> `b>a a>c c>d Answer: yes`      (follow the only edge out)
-    reverse   `reverse cat`             -> `t ta tac Answer: tac`
+    reverse   `reverse bad`             -> `d da dab Answer: dab`   (letters a-h)
     unitsum   `3 m 25 cm + 48 cm in cm` -> `3*100=300 300+25=325 325+48=373 Answer: 373`
 
 `unitsum` is the out-of-distribution family: it composes the conversion of `units` with the
