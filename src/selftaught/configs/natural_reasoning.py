@@ -37,6 +37,8 @@ class NaturalReasoningConfig:
     """World: the task families of the documents (`["arith"]` is the one-family, OMI-style set)."""
     limit: int | None = None
     """Only the first N documents."""
+    shard_size: int = 256
+    """Records per shard of the generation stages (a resumed stage redoes at most one shard)."""
     document_format: str = "{document}"
     """How a record becomes the document text (`str.format` over its fields), e.g.
     `{question}\\n{answer}` for GSM8K's worked solutions."""

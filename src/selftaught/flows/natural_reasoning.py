@@ -86,12 +86,19 @@ def synthesize(cfg: NaturalReasoningConfig, summary: dict[str, Any]) -> list[Rec
     greedy = SamplingParams(temperature=cfg.annotate_temperature, max_new_tokens=cfg.annotate_max_new_tokens)
     scored, summary["annotate"] = score_documents(
         out / "annotate", docs, annotator, greedy, generator=cfg.annotator, seed=cfg.seed,
-        threshold=cfg.reasoning_threshold, raw=cfg.raw,
+        threshold=cfg.reasoning_threshold, raw=cfg.raw, shard_size=cfg.shard_size,
     )  # fmt: skip
     kept = [{"id": r["id"], "document": r["document"]} for r in scored if r["keep"]]
     writing = replace(greedy, max_new_tokens=cfg.question_max_new_tokens)
     questions, summary["backtranslate"] = backtranslate(
-        out / "backtranslate", kept, annotator, writing, generator=cfg.annotator, seed=cfg.seed, raw=cfg.raw
+        out / "backtranslate",
+        kept,
+        annotator,
+        writing,
+        generator=cfg.annotator,
+        seed=cfg.seed,
+        raw=cfg.raw,
+        shard_size=cfg.shard_size,
     )
     questions, summary["dedup"] = global_stage(out / "dedup", questions, cfg, "dedup", mark_duplicates)
     questions, summary["decontam"] = global_stage(
@@ -179,6 +186,7 @@ def distill(cfg: NaturalReasoningConfig, questions: list[Record], summary: dict[
         sampling,
         generator=cfg.teacher,
         seed=cfg.seed,
+        shard_size=cfg.shard_size,
     )
     data = [sft_record(q) for q in answered] + verification_records(questions, cfg.verify_examples, cfg.seed)
     write_jsonl(out / "data" / "distill.jsonl", data)

@@ -125,6 +125,7 @@ def score_documents(
     seed: int,
     threshold: int,
     raw: bool = False,
+    shard_size: int = 256,
 ) -> tuple[list[Record], dict[str, float]]:
     """Every document with `ratings` (None when unparsed) and `keep` (reasoning >= `threshold`; None
     when unparsed); counts `num_documents`, `num_unparsed`, `num_kept`."""
@@ -139,6 +140,7 @@ def score_documents(
         seed=seed,
         raw=raw,
         desc="annotate",
+        shard_size=shard_size,
     )
     rated, _ = parse(out / "ratings", rated, parse_ratings, parser_name="parse_ratings@1", desc="ratings")
     records = []
@@ -163,6 +165,7 @@ def backtranslate(
     generator: str,
     seed: int,
     raw: bool = False,
+    shard_size: int = 256,
 ) -> tuple[list[Record], dict[str, Any]]:
     """One question record per document whose reply parsed into a self-contained question:
     `{id: q-<doc id>, question, reference_answer, answer_bucket, doc_id, provenance}`; counts of
@@ -178,6 +181,7 @@ def backtranslate(
         seed=seed,
         raw=raw,
         desc="backtranslate",
+        shard_size=shard_size,
     )
     parsed, _ = parse(
         out / "parsed", replies, parse_question, parser_name="parse_question@1", desc="questions"
@@ -216,6 +220,7 @@ def respond(
     *,
     generator: str,
     seed: int,
+    shard_size: int = 256,
 ) -> list[Record]:
     """Each question with `response` (the teacher's text) and `provenance["response"]`."""
     answered = generate(
@@ -228,6 +233,7 @@ def respond(
         seed=seed,
         output_field="responses",
         desc="respond",
+        shard_size=shard_size,
     )
     return [{**r, "response": r["responses"][0]["text"]} for r in answered]
 
