@@ -45,6 +45,7 @@ from selftaught.evals.accuracy import mean_and_stderr
 from selftaught.models.io import load_model, save_model
 from selftaught.pipelines import decontam, dedup
 from selftaught.pipelines.natural_reasoning import (
+    RAW_STOP,
     RESPOND,
     VERIFY,
     WorldModel,
@@ -83,7 +84,11 @@ def synthesize(cfg: NaturalReasoningConfig, summary: dict[str, Any]) -> list[Rec
         {"id": str(d.get("id", i)), "document": cfg.document_format.format(**d)} for i, d in enumerate(docs)
     ]
     annotator = build_engine(cfg.annotator)
-    greedy = SamplingParams(temperature=cfg.annotate_temperature, max_new_tokens=cfg.annotate_max_new_tokens)
+    greedy = SamplingParams(
+        temperature=cfg.annotate_temperature,
+        max_new_tokens=cfg.annotate_max_new_tokens,
+        stop=list(RAW_STOP) if cfg.raw else [],
+    )
     scored, summary["annotate"] = score_documents(
         out / "annotate", docs, annotator, greedy, generator=cfg.annotator, seed=cfg.seed,
         threshold=cfg.reasoning_threshold, raw=cfg.raw, shard_size=cfg.shard_size,

@@ -35,6 +35,12 @@ from selftaught.pipelines.stages import Record, filter_records, generate, parse
 from selftaught.types import Completion, Prompt
 from selftaught.world.reasoning_docs import AXES, question_reply, score_reply, teacher_reply
 
+EXAMPLE_DOCUMENT = (
+    "Tom has 3 apples and buys 2 more. How many apples does he have? 3 + 2 = 5. He has 5 apples."
+)
+"""The worked example of the raw-text (base model) forms, one shot each."""
+RAW_STOP = ["\nDocument:"]
+"""Where a base model's reply to a raw-text form ends (it would go on with another document)."""
 ANNOTATE = register_template(
     PromptTemplate(
         "nr-annotate",
@@ -48,6 +54,12 @@ ANNOTATE = register_template(
             "Reply with exactly four lines, `Completeness: n`, `Complexity: n`, `Correctness: n`, "
             "`Reasoning: n`.\n\nDocument:\n{document}"
         ),
+        text=(
+            "Rate each document from 1 to 5 on completeness, complexity, correctness and reasoning.\n\n"
+            f"Document:\n{EXAMPLE_DOCUMENT}\nRatings:\n"
+            "Completeness: 5\nComplexity: 2\nCorrectness: 5\nReasoning: 4\n\n"
+            "Document:\n{document}\nRatings:\n"
+        ),
         slots=("document",),
     )
 )
@@ -60,6 +72,13 @@ QUESTION = register_template(
             "below. Do not copy a question from it and do not refer to the document. Then give the "
             "reference answer if the document lets you derive it, else write none.\n"
             "Reply in two parts, `Question: ...` then `Answer: ...`.\n\nDocument:\n{document}"
+        ),
+        text=(
+            "Write one new self-contained question inspired by each document, then its answer (or none).\n\n"
+            f"Document:\n{EXAMPLE_DOCUMENT}\nNew question:\n"
+            "Question: Sara has 7 pens and gives 3 of them away. How many pens does she have left?\n"
+            "Answer: 4\n\n"
+            "Document:\n{document}\nNew question:\n"
         ),
         slots=("document",),
     )

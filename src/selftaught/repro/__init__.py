@@ -42,6 +42,7 @@ from selftaught.repro import adaptive as repro_adaptive
 from selftaught.repro import cocomix as repro_cocomix
 from selftaught.repro import divpo as repro_divpo
 from selftaught.repro import j1 as repro_j1
+from selftaught.repro import natural_reasoning as repro_nr
 from selftaught.repro import rag as repro_rag
 from selftaught.repro import self_taught_evaluator as repro_ste
 from selftaught.runlog import read_metrics
@@ -273,6 +274,7 @@ def add_parser(sub: Any) -> None:
     repro_rag.add_parser(commands)
     repro_j1.add_parser(commands)
     repro_ste.add_parser(commands)
+    repro_nr.add_parser(commands)
 
 
 def _add_common(parser: Any, steps: int) -> None:
