@@ -23,6 +23,11 @@ a `.tmp` file. On a rerun a stage with a manifest is skipped (its records are re
 incomplete one computes only its missing shards. A directory computed with another fingerprint is
 an error, never reused: one stage directory never mixes data of two configurations.
 
+Shards are the unit of work: by default they are computed one after another in this process;
+`executor="ray"` (`data/executors.py`) maps the same shard function over the missing shards on
+Ray Data. Either way this process writes each shard as it arrives and the manifest last, in the
+format above, so a stage started on one executor resumes or is read back on the other.
+
 `run_once` is the same contract for a stage that produces one result rather than records (a trained
 model, an evaluation): `started.json` first, `done.json` (fingerprint and result) last.
 """
@@ -38,8 +43,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tqdm import tqdm
-
+from selftaught.data.executors import Executor, get_executor
 from selftaught.data.sources import atomic_write, read_jsonl, write_jsonl
 
 T = TypeVar("T")
@@ -82,6 +86,7 @@ def run_stage(
     fingerprint: str,
     meta: dict[str, Any] | None = None,
     desc: str = "",
+    executor: str | Executor | None = None,
 ) -> list[dict[str, Any]]:
     """Records of `fn` applied to `inputs` in chunks of `shard_size`, stored as a stage in `out_dir`.
 
@@ -90,6 +95,8 @@ def run_stage(
     `compute_fingerprint`); `meta` is provenance copied into the manifest. A complete stage is read
     back without calling `fn`; an incomplete one computes only the shards it lacks. The records
     returned are those read back from disk, so a fresh run and a resumed one return equal lists.
+    `executor` computes the missing shards (`data.executors.get_executor`: None or "local" in this
+    process, "ray" on Ray Data); it does not change what is written.
     """
     out_dir = Path(out_dir)
     if shard_size < 1:
@@ -100,11 +107,13 @@ def run_stage(
         return read_stage(out_dir)
     _start_stage(out_dir, plan)
     num_shards = math.ceil(len(inputs) / shard_size)
-    for index in tqdm(range(num_shards), desc=desc or out_dir.name, unit="shard"):
-        path = shard_path(out_dir, index)
-        if not path.is_file():
-            chunk = list(inputs[index * shard_size : (index + 1) * shard_size])
-            write_jsonl(path, _checked_records(fn(chunk), index))
+    missing = [index for index in range(num_shards) if not shard_path(out_dir, index).is_file()]
+    chunks = ((index, list(inputs[index * shard_size : (index + 1) * shard_size])) for index in missing)
+
+    def write(index: int, records: Any) -> None:
+        write_jsonl(shard_path(out_dir, index), _checked_records(records, index))
+
+    get_executor(executor).map_shards(fn, chunks, write, total=num_shards, desc=desc or out_dir.name)
     shards = [read_jsonl(shard_path(out_dir, index)) for index in range(num_shards)]
     manifest = {
         **plan,

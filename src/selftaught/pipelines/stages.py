@@ -13,6 +13,11 @@ last, and a rerun with the same inputs and configuration reads it back:
 Nothing is dropped silently: `parse` keeps every record and writes None for an output it could not
 parse; `filter_records` and `select_records` return counts of what they left out.
 
+Executors: every stage takes `executor` (None or "local": this process; "ray": the same shard
+function mapped over Ray Data, see `data/executors.py`); the stage directory is the same either way.
+With Ray, the engine travels to the workers: give it an `OpenAIEngine` (over a fleet of servers),
+which pickles as its config, rather than a live HF model.
+
 Sampling seeds: the shard whose first input has index i samples with seed `seed * 1_000_003 + i`
 (`shard_seed`), so a stage's samples are a function of its inputs and seed, however it is
 interrupted and resumed; `sampling.seed` is replaced by it.
@@ -26,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from selftaught.data.executors import Executor
 from selftaught.data.shards import compute_fingerprint, run_stage
 from selftaught.data.templates import PromptTemplate
 from selftaught.engines.base import Engine, SamplingParams
@@ -61,6 +67,7 @@ def generate(
     output_field: str = "completions",
     shard_size: int = 256,
     desc: str = "generate",
+    executor: str | Executor | None = None,
 ) -> list[Record]:
     """Each record with `sampling.n` completions of `template` rendered on it, as a stage in `out_dir`.
 
@@ -113,6 +120,7 @@ def generate(
         fingerprint=compute_fingerprint(config),
         meta=meta,
         desc=desc,
+        executor=executor,
     )
 
 
@@ -126,6 +134,7 @@ def parse(
     output_field: str = "parsed",
     shard_size: int = 1024,
     desc: str = "parse",
+    executor: str | Executor | None = None,
 ) -> tuple[list[Record], dict[str, float]]:
     """Every record with `output_field`: `parser` applied to the text of each completion in `field`
     (None where it could not parse), as a stage in `out_dir`; and counts.
@@ -151,6 +160,7 @@ def parse(
         fingerprint=fingerprint,
         meta=config,
         desc=desc,
+        executor=executor,
     )
     outputs = [record[output_field] for record in parsed]
     counts: dict[str, float] = {
