@@ -10,6 +10,7 @@ from selftaught.configs.cocomix import CocomixConfig as CocomixConfig
 from selftaught.configs.judge import JudgeRLConfig
 from selftaught.configs.judge import SelfTaughtEvaluatorConfig as SelfTaughtEvaluatorConfig
 from selftaught.configs.losses import AdvantageType, DPOLossType, LossNormalization, NLLNormalization
+from selftaught.configs.system2 import System2DistillConfig as System2DistillConfig
 from selftaught.configs.train import (
     EvalConfig,
     GeneratorConfig,
@@ -41,6 +42,10 @@ class PretrainTask(StrEnum):
     `tiny-world-facts`); fixed steps."""
     LPO_CSTORY = "lpo-cstory"
     """The token-level base: MATH + STORY + CSTORY, a third each; fixed steps (`tiny-world-lpo-cstory`)."""
+    SYSTEM2 = "system2"
+    """System 2 distillation's base: every question as `<s1>` (direct) and `<s2>` (scratchpad), for the
+    letters, swaps and judge tasks (`world.system2`; `bug` is the scratchpad's slip rate per step);
+    fixed steps (`tiny-world-system2`)."""
 
 
 @dataclass
@@ -419,6 +424,24 @@ def lpo_student_config() -> WorldPretrainConfig:
         optim_steps=3000,
         eval=EvalConfig(every=500, per_level=100, batch_size=512),
         test_per_level=200,
+    )
+
+
+def system2_student_config() -> WorldPretrainConfig:
+    """System 2 distillation's base model (`tiny-world-system2`, preset `tiny-system2`; papers_A §3.5):
+    the xs Llama on 60k conversations, each train question as `<s1>` (System 1: the heuristics of
+    `world.system2`) and `<s2>` (a scratchpad slipping on 8% of its steps), batches of 64 at lr 3e-3,
+    3000 steps of a 3000-step cosine; validation and the summary report greedy accuracy and tokens per
+    task and mode on valid / test questions."""
+    return WorldPretrainConfig(
+        out_dir="runs/world-pretrain-system2",
+        task=PretrainTask.SYSTEM2,
+        bug=0.08,
+        num_examples=60_000,
+        num_steps=3000,
+        optim_steps=3000,
+        eval=EvalConfig(every=1000, per_level=100, batch_size=512),
+        test_per_level=300,
     )
 
 

@@ -78,6 +78,7 @@ RECIPES: dict[str, Recipe] = {
                 "tiny-lpo",
                 "tiny-lpo-cstory",
                 "tiny-facts",
+                "tiny-system2",
             ),
         ),
         Recipe(
@@ -202,6 +203,14 @@ RECIPES: dict[str, Recipe] = {
             module="selftaught.flows.rag_self_demos",
             config_name="RagSelfDemosConfig",
             presets=("tiny", "tiny-smoke", "gemma3-270m", "llama3-8b-instruct"),
+        ),
+        Recipe(
+            name="system2-distill",
+            summary="distil a System 2 method (CoT, RaR, S2A, BSM) into System 1: sample it, keep "
+            "self-consistent answers (majority / USC / swap), SFT the input -> final answer",
+            module="selftaught.flows.system2_distill",
+            config_name="System2DistillConfig",
+            presets=("tiny", "tiny-smoke", "gemma3-270m", "qwen7b-vllm"),
         ),
     ]
 }

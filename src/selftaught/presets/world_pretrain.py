@@ -12,6 +12,7 @@ from selftaught.configs.recipes import (
     lpo_cstory_student_config,
     lpo_student_config,
     persona_student_config,
+    system2_student_config,
 )
 from selftaught.configs.train import EvalConfig
 
@@ -68,3 +69,10 @@ def tiny_facts() -> WorldPretrainConfig:
     values for unknown facts shown with passages); reports correct / incorrect / refuse by cell on
     the test questions in each prompt mode."""
     return facts_student_config()
+
+
+def tiny_system2() -> WorldPretrainConfig:
+    """System 2 distillation's base model (the `tiny-world-system2` alias): xs Llama, 3000 steps of SFT
+    on the letters / swaps / judge questions, each as `<s1>` (heuristic direct answers) and `<s2>`
+    (a scratchpad slipping on 8% of its steps); reports greedy accuracy and tokens per task and mode."""
+    return system2_student_config()

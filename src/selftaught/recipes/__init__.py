@@ -119,3 +119,20 @@ register_model_alias(
     "judge pairs (`selftaught sft --preset tiny-judge`) on first use, then cached",
     _tiny_world_judge,
 )
+
+
+TINY_WORLD_SYSTEM2 = "tiny-world-system2"
+
+
+def _tiny_world_system2_student() -> Path:
+    from selftaught.recipes.world_pretrain import pretrained_system2_student
+
+    return pretrained_system2_student()
+
+
+register_model_alias(
+    TINY_WORLD_SYSTEM2,
+    "System 2 distillation's base model: an xs Llama trained on every question as `<s1>` (direct) and "
+    "`<s2>` (scratchpad) (`selftaught world pretrain --preset tiny-system2`) on first use, then cached",
+    _tiny_world_system2_student,
+)

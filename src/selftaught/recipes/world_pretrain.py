@@ -63,12 +63,14 @@ from selftaught.configs.recipes import keywords_student_config as keywords_stude
 from selftaught.configs.recipes import lpo_cstory_student_config as lpo_cstory_student_config
 from selftaught.configs.recipes import lpo_student_config as lpo_student_config
 from selftaught.configs.recipes import persona_student_config as persona_student_config
+from selftaught.configs.recipes import system2_student_config as system2_student_config
 from selftaught.data.chat import render_conversation
 from selftaught.data.shards import compute_fingerprint, run_once
 from selftaught.engines.base import SamplingParams
 from selftaught.engines.hf import HFEngine
 from selftaught.evals.rag import format_cells, label_rates
 from selftaught.evals.sets import SWEEP_TEMPERATURES, format_sweep, temperature_sweep
+from selftaught.evals.system2 import world_summary as system2_world_summary
 from selftaught.models.io import cache_dir
 from selftaught.models.tiny import build_tiny_llama
 from selftaught.runlog import RunLog
@@ -90,6 +92,7 @@ from selftaught.world.sources import (
     persona_sft_records,
     sft_records,
 )
+from selftaught.world.system2 import sft_records as system2_sft_records
 from selftaught.world.tokenizer import build_tokenizer
 
 
@@ -151,6 +154,8 @@ def training_records(cfg: WorldPretrainConfig) -> list[dict[str, Any]]:
         return persona_sft_records(num=cfg.num_examples, seed=cfg.seed)
     if cfg.task == PretrainTask.KEYWORDS:
         return keywords_sft_records(num=cfg.num_examples, seed=cfg.seed)
+    if cfg.task == PretrainTask.SYSTEM2:
+        return system2_sft_records(num=cfg.num_examples, seed=cfg.seed, s2_noise=cfg.bug)
     return sft_records(
         num=cfg.num_examples,
         levels=cfg.levels,
@@ -176,6 +181,12 @@ def summary_line(summary: dict[str, Any]) -> str:
         )
     if summary.get("task") == PretrainTask.FACTS:
         return "answers to the test questions by mode:\n" + format_cells(summary["rates"])
+    if summary.get("task") == PretrainTask.SYSTEM2:
+        return "greedy test accuracy (tokens) by task and mode: " + ", ".join(
+            f"{key[: -len('_accuracy')]} {value:.3f} ({summary[key.replace('accuracy', 'tokens')]:.1f})"
+            for key, value in summary.items()
+            if key.endswith("_accuracy")
+        )
     if summary.get("task") in (PretrainTask.LPO, PretrainTask.LPO_CSTORY):
         return f"fixed-temperature sweep after {summary['steps']} steps:\n{format_sweep(summary['sweep'])}"
     return (
@@ -376,6 +387,25 @@ def facts_summary(model: Any, tokenizer: Any, cfg: WorldPretrainConfig, steps: i
     }
 
 
+def valid_system2(model: Any, tokenizer: Any, cfg: WorldPretrainConfig) -> dict[str, float]:
+    """Greedy accuracy and tokens of `<s1>` and `<s2>` on `eval.per_level` valid questions per task."""
+    engine = HFEngine(model, tokenizer, batch_size=cfg.eval.batch_size)
+    metrics = system2_world_summary(engine, "valid", cfg.eval.per_level, cfg.seed)
+    model.train()
+    return {f"val_{key}": value for key, value in metrics.items() if key.endswith(("accuracy", "inconsistent"))}
+
+
+def system2_summary(model: Any, tokenizer: Any, cfg: WorldPretrainConfig, steps: int, seconds: float) -> dict:
+    """Greedy test accuracy, parse rate and tokens per task and mode (`test_per_level` questions each)."""
+    engine = HFEngine(model, tokenizer, batch_size=512)
+    return {
+        "task": str(PretrainTask.SYSTEM2),
+        "steps": steps,
+        "train_seconds": round(seconds, 1),
+        **system2_world_summary(engine, "test", cfg.test_per_level, cfg.seed),
+    }
+
+
 VALIDATE = {
     PretrainTask.ARITH: valid_accuracy,
     PretrainTask.PERSONA: valid_persona_stats,
@@ -383,6 +413,7 @@ VALIDATE = {
     PretrainTask.LPO: valid_lpo_rewards,
     PretrainTask.LPO_CSTORY: valid_lpo_rewards,
     PretrainTask.FACTS: valid_facts,
+    PretrainTask.SYSTEM2: valid_system2,
 }
 SUMMARIZE = {
     PretrainTask.ARITH: test_summary,
@@ -391,6 +422,7 @@ SUMMARIZE = {
     PretrainTask.LPO: lpo_summary,
     PretrainTask.LPO_CSTORY: lpo_summary,
     PretrainTask.FACTS: facts_summary,
+    PretrainTask.SYSTEM2: system2_summary,
 }
 
 
@@ -468,6 +500,11 @@ def pretrained_lpo_student(*, log: bool = True) -> Path:
 def pretrained_facts_student(*, log: bool = True) -> Path:
     """Path of the cached base model of the RAG self-demos (`facts_student_config`), trained on first use."""
     return pretrained_student(facts_student_config(), log=log)
+
+
+def pretrained_system2_student(*, log: bool = True) -> Path:
+    """Path of the cached base model of System 2 distillation (`system2_student_config`), trained on first use."""
+    return pretrained_student(system2_student_config(), log=log)
 
 
 def pretrained_lpo_cstory_student(*, log: bool = True) -> Path:
