@@ -10,6 +10,7 @@ from selftaught.configs.cocomix import CocomixConfig as CocomixConfig
 from selftaught.configs.judge import JudgeRLConfig
 from selftaught.configs.judge import SelfTaughtEvaluatorConfig as SelfTaughtEvaluatorConfig
 from selftaught.configs.losses import AdvantageType, DPOLossType, LossNormalization, NLLNormalization
+from selftaught.configs.natural_thoughts import NaturalThoughtsConfig as NaturalThoughtsConfig
 from selftaught.configs.system2 import System2DistillConfig as System2DistillConfig
 from selftaught.configs.train import (
     EvalConfig,

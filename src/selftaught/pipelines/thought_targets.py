@@ -131,10 +131,12 @@ def evaluate_modes(
     *,
     max_new_tokens: int,
     group_field: str | None = "level",
+    hard_level: int | None = None,
 ) -> dict[str, Any]:
     """Greedy replies to `records` (`question`, `answer`) in each mode: accuracy (+- se), mean generated
-    tokens, the share of replies that think (open `<think>`: always, in think mode) and the mean think
-    tokens' proxy (generated tokens of thinking replies), overall and per `group_field` value."""
+    tokens and the share of replies that think (open `<think>`: always, in think mode), overall and per
+    `group_field` value; with
+    `hard_level`, also `hard`: the records whose `group_field` value is >= it."""
     sampling = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens)
     results: dict[str, Any] = {}
     for mode in map(InferenceMode, modes):
@@ -145,6 +147,10 @@ def evaluate_modes(
             for r, c in zip(records, completions, strict=True)
         ]
         results[str(mode)] = {"all": _summary(rows), **_by_group(rows)}
+        if hard_level is not None:
+            results[str(mode)]["hard"] = _summary(
+                [r for r in rows if r["group"] is not None and r["group"] >= hard_level]
+            )
     return results
 
 

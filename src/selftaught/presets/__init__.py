@@ -197,6 +197,14 @@ RECIPES: dict[str, Recipe] = {
             },
         ),
         Recipe(
+            name="natural-thoughts",
+            summary="distil a teacher's reasoning traces: annotate (domain, strategies, verbosity, steps, "
+            "weak-model agreement), select at a budget, S1/S2/mixed targets, three inference modes",
+            module="selftaught.flows.natural_thoughts",
+            config_name="NaturalThoughtsConfig",
+            presets=("tiny", "tiny-smoke", "gemma3-270m", "r1-distill-qwen-7b"),
+        ),
+        Recipe(
             name="rag-self-demos",
             summary="RAG post-training on the model's own best answers (candidates with / without "
             "passages / refusing, a gold-aware tournament, SFT and DPO) against RA-IT",
