@@ -62,6 +62,10 @@ class System2DistillConfig(RunConfig):
     """Generation: the in-process `HFEngine` or vLLM (GPU; the trained model is reloaded by path)."""
     batch_size: int = 256
     """HFEngine generation batch."""
+    samples_dir: str | None = None
+    """Where the System 2 samples stage lives (None: `<out_dir>/system2`; the swapped inputs' in
+    `<samples_dir>-swapped`): runs that differ only in curation can share one (the repro's arms do);
+    the stage's fingerprint makes a mismatch an error, never a silent reuse."""
     shard_size: int = 250
     """Inputs per System 2 shard (the unit a killed run redoes)."""
     num_steps: int = 1

@@ -55,9 +55,10 @@ def run(cfg: System2DistillConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     train = load_inputs(cfg.task, "train", cfg.num_inputs, seed=cfg.seed, path=cfg.train_data)
     test = load_inputs(cfg.task, "test", cfg.eval_num, seed=0, path=cfg.test_data)
-    samples = system2_samples(cfg, task, train, out / "system2")
+    stage = Path(cfg.samples_dir) if cfg.samples_dir else out / "system2"
+    samples = system2_samples(cfg, task, train, stage)
     swapped = (
-        system2_samples(cfg, task, [task.swap(r) for r in train], out / "system2-swapped")
+        system2_samples(cfg, task, [task.swap(r) for r in train], stage.with_name(f"{stage.name}-swapped"))
         if cfg.curation == "swap"
         else None
     )
