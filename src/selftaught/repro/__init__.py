@@ -43,6 +43,7 @@ from selftaught.repro import cocomix as repro_cocomix
 from selftaught.repro import divpo as repro_divpo
 from selftaught.repro import j1 as repro_j1
 from selftaught.repro import natural_reasoning as repro_nr
+from selftaught.repro import natural_thoughts as repro_nt
 from selftaught.repro import rag as repro_rag
 from selftaught.repro import self_taught_evaluator as repro_ste
 from selftaught.repro import system2_distill as repro_s2d
@@ -275,6 +276,7 @@ def add_parser(sub: Any) -> None:
     repro_rag.add_parser(commands)
     repro_j1.add_parser(commands)
     repro_ste.add_parser(commands)
+    repro_nt.add_parser(commands)
     repro_nr.add_parser(commands)
     repro_s2d.add_parser(commands)
 
