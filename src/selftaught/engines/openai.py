@@ -33,7 +33,8 @@ serve`, vLLM with a seed). `stats.requests_by_server` shows where the work went.
 
 Ray workers and other processes: the engine pickles as its config (`__reduce__`), so a stage
 function that holds it can be shipped to a worker, which builds its own HTTP client, cache
-connection (sqlite is shared between processes) and `stats`.
+connection and `stats`. Processes of one machine share the sqlite cache file; on a cluster each
+node opens the path on its own disk (sqlite over a network filesystem is not safe).
 
 The API key is read from the environment variable named by `api_key_env` when a call starts and
 lives only in that call's HTTP client: never in the config, the cache, or log messages.
