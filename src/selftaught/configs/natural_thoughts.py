@@ -48,13 +48,18 @@ class NaturalThoughtsConfig(RunConfig):
     """`world` (the oracle teacher) or a model spec (HF engine; `teacher_engine=vllm` for vLLM)."""
     teacher_engine: str = "hf"
     teacher_template: str = "nt-teacher@1"
-    """`nt-teacher@1` (chat, the model opens `<think>`), `nt-teacher-prefilled@1` (raw text ending in
-    `<think>`, for base models; sets the parser's `prefilled`)."""
+    """`nt-teacher@1` (chat, the model opens `<think>`); for base models, raw text ending in `<think>`
+    (the parser's `prefilled`): `nt-teacher-prefilled@1` (an instruction) or `nt-teacher-fewshot@1`
+    (four GSM8K exemplars in `<think>` form)."""
+    teacher_stop: list[str] = field(default_factory=list)
+    """Stop strings of the teacher (a few-shot frame: the next `Question:`)."""
     teacher_temperature: float = 0.6
     teacher_max_new_tokens: int = 1024
     annotator: str = WORLD
     """`world` (the oracle annotator) or a model spec (the paper: Llama-3.1-70B-Instruct)."""
     annotator_max_new_tokens: int = 32
+    annotator_stop: list[str] = field(default_factory=list)
+    """Stop strings of the annotator (a base model: a newline, so the reply is its first line)."""
     taxonomy: list[str] = field(default_factory=lambda: ["addition", "subtraction", "mixed"])
     """Domain taxonomy (the paper: 13 top-level domains)."""
     weak_model: str = "tiny-world"

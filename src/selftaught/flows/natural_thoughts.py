@@ -45,7 +45,13 @@ from selftaught.engines.hf import HFEngine
 from selftaught.engines.program import ProgramEngine, prompt_text
 from selftaught.models.io import load_model
 from selftaught.models.policy import LoraConfig
-from selftaught.pipelines.natural_thoughts import ANSWER_FORMATS, annotate, difficulty, teacher_traces
+from selftaught.pipelines.natural_thoughts import (
+    ANSWER_FORMATS,
+    PREFILLED_TEMPLATES,
+    annotate,
+    difficulty,
+    teacher_traces,
+)
 from selftaught.pipelines.thought_targets import Controls, TargetMode, build_targets, evaluate_modes
 from selftaught.recipes import sft
 from selftaught.selection import traces as selectors
@@ -61,16 +67,22 @@ def run(cfg: NaturalThoughtsConfig) -> dict[str, Any]:
         pool_dir / "traces",
         questions,
         build_teacher(cfg, tokenizer),
-        SamplingParams(temperature=cfg.teacher_temperature, max_new_tokens=cfg.teacher_max_new_tokens),
+        SamplingParams(
+            temperature=cfg.teacher_temperature,
+            max_new_tokens=cfg.teacher_max_new_tokens,
+            stop=list(cfg.teacher_stop),
+        ),
         lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]),
         generator=cfg.teacher,
         seed=cfg.seed,
         template=get_template(cfg.teacher_template),
-        raw=cfg.teacher_template == "nt-teacher-prefilled@1",
-        prefilled=cfg.teacher_template == "nt-teacher-prefilled@1",
+        raw=cfg.teacher_template in PREFILLED_TEMPLATES,
+        prefilled=cfg.teacher_template in PREFILLED_TEMPLATES,
     )
     print(f"traces: {trace_counts}", flush=True)
-    annotator_sampling = SamplingParams(temperature=0.0, max_new_tokens=cfg.annotator_max_new_tokens)
+    annotator_sampling = SamplingParams(
+        temperature=0.0, max_new_tokens=cfg.annotator_max_new_tokens, stop=list(cfg.annotator_stop)
+    )
     pool, annotation_counts = annotate(
         pool_dir / "annotate",
         traces,

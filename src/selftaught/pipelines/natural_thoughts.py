@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from selftaught.data.gsm8k import EXEMPLARS
 from selftaught.data.shards import compute_fingerprint, run_stage
-from selftaught.data.templates import PromptTemplate, get_template, register_template
+from selftaught.data.templates import PromptTemplate, escape_braces, get_template, register_template
 from selftaught.engines.base import Engine, SamplingParams
 from selftaught.evals.gsm8k import extract_number, numbers_equal
 from selftaught.pipelines.stages import Record, generate, parse
@@ -49,6 +50,23 @@ TEACHER_PREFILLED = register_template(
     )
 )
 """Base models: a raw prompt that ends with `<think>` (parse with `prefilled=True`)."""
+
+
+def _fewshot_text(num_shots: int = 4) -> str:
+    shots = []
+    for question, answer in EXEMPLARS[:num_shots]:
+        reasoning, _, final = answer.rpartition(" The answer is ")
+        shots.append(f"Question: {question}\nAnswer: <think>{reasoning}</think>The answer is {final}")
+    return escape_braces("\n\n".join(shots)) + "\n\nQuestion: {question}\nAnswer: <think>"
+
+
+TEACHER_FEWSHOT = register_template(
+    PromptTemplate("nt-teacher-fewshot", 1, user="{question}", text=_fewshot_text(), slots=("question",))
+)
+"""Base models: four Wei et al. exemplars rewritten as `<think>reasoning</think>The answer is N.`, then
+the question and `Answer: <think>` (parse with `prefilled=True`; stop at the next `Question:`)."""
+PREFILLED_TEMPLATES = ("nt-teacher-prefilled@1", "nt-teacher-fewshot@1")
+"""Teacher templates whose raw text ends with `<think>`: prompted raw, parsed with `prefilled=True`."""
 DOMAIN = register_template(
     PromptTemplate(
         "nt-domain",

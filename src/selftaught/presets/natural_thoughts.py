@@ -44,7 +44,8 @@ GSM8K_TEST = Path("../shared/data/gsm8k") / "test.jsonl"
 
 def gemma3_270m() -> NaturalThoughtsConfig:
     """Gemma 3 270M (base, from PyPI) as the teacher on the first 32 GSM8K train questions, prompted
-    with a raw frame that ends in `<think>` (`nt-teacher-prefilled@1`, T 0.6, 256 tokens), annotated
+    with four GSM8K exemplars rewritten as `<think>reasoning</think>The answer is N.` and a frame that
+    ends in `<think>` (`nt-teacher-fewshot@1`, T 0.6, 256 tokens, stop at the next question), annotated
     by itself (strict one-line replies: the unparsed ones are counted), the weak model is Gemma too,
     greedy (a real weak model would be smaller; on CPU there is only one), agreement by the exact
     number check; the 16 longest-strategy-window traces, S2 targets, 4 LoRA SFT steps, 12 test
@@ -56,11 +57,13 @@ def gemma3_270m() -> NaturalThoughtsConfig:
         questions=str(GSM8K_TRAIN),
         num_questions=32,
         teacher="gemma-3-270m",
-        teacher_template="nt-teacher-prefilled@1",
+        teacher_template="nt-teacher-fewshot@1",
+        teacher_stop=["\n\nQuestion:", "\nQuestion:"],
         teacher_temperature=0.6,
         teacher_max_new_tokens=256,
         annotator="gemma-3-270m",
         annotator_max_new_tokens=16,
+        annotator_stop=["\n"],
         taxonomy=["arithmetic", "algebra", "geometry", "money", "time", "other"],
         weak_model="gemma-3-270m",
         weak_max_new_tokens=128,
