@@ -80,4 +80,4 @@ def test_sft_records_pair_both_formats():
     for r in records:
         user = r["messages"][0]["content"]
         assert user.startswith(world.CONTROL[r["mode"]] + " ")
-        assert ("Answer: " in r["messages"][1]["content"]) == (r["mode"] == "s2")
+        assert ("Answer: " in r["messages"][1]["content"]) == (r["mode"] == "s2" and r["task"] != "judge")

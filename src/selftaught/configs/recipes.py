@@ -430,7 +430,7 @@ def lpo_student_config() -> WorldPretrainConfig:
 
 def system2_student_config() -> WorldPretrainConfig:
     """System 2 distillation's base model (`tiny-world-system2`, preset `tiny-system2`; papers_A §3.5):
-    the xs Llama on 60k conversations, each train question as `<s1>` (System 1: the heuristics of
+    the xs Llama on 64k conversations, each train question as `<s1>` (System 1: the heuristics of
     `world.system2`) and `<s2>` (a scratchpad slipping on 8% of its steps), batches of 64 at lr 3e-3,
     3000 steps of a 3000-step cosine; validation and the summary report greedy accuracy and tokens per
     task and mode on valid / test questions."""
@@ -438,7 +438,7 @@ def system2_student_config() -> WorldPretrainConfig:
         out_dir="runs/world-pretrain-system2",
         task=PretrainTask.SYSTEM2,
         bug=0.08,
-        num_examples=60_000,
+        num_examples=64_000,
         num_steps=3000,
         optim_steps=3000,
         eval=EvalConfig(every=1000, per_level=100, batch_size=512),

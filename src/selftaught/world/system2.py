@@ -21,8 +21,8 @@ Three tasks:
 - `judge` (position-swap curation): `judge last letters: tiger moon A: rn B: rx` -> `[[A]]` or
   `[[B]]`: which candidate is the words' last letters. The other candidate has one letter changed.
   The System 1 judge's data checks only the first letter and says A when it cannot tell (a position
-  bias: the same pair in the other order gets the other verdict); the System 2 judge writes the
-  letters, then `A=yes B=no [[A]]`.
+  bias: the same pair in the other order gets the other verdict); the System 2 judge checks each
+  letter of both candidates (`tiger r A+ B+ moon n A+ B- A=yes B=no [[A]]`) with the same slips.
 
 Splits are disjoint by a hash of the question (`split_of`), so no test question is trained on.
 """
@@ -177,13 +177,23 @@ def s2_target(question: Question, rng: random.Random, noise: float) -> str:
         rng.choice([c for c in "abcdefghijklmnopqrstuvwxyz" if c != w[-1]]) if rng.random() < noise else w[-1]
         for w in question.words
     ]
-    pad = " ".join(f"{w} {c}" for w, c in zip(question.words, letters, strict=True))
     answer = "".join(letters)
     if question.task == "letters":
+        pad = " ".join(f"{w} {c}" for w, c in zip(question.words, letters, strict=True))
         return f"{pad} Answer: {answer}"
+    a, b = question.candidates
+    checks = " ".join(
+        f"{w} {c} A{_mark(a, i, c)} B{_mark(b, i, c)}"
+        for i, (w, c) in enumerate(zip(question.words, letters, strict=True))
+    )
     verdicts = ["yes" if cand == answer else "no" for cand in question.candidates]
     verdict = "A" if verdicts[0] == "yes" else "B" if verdicts[1] == "yes" else "A"
-    return f"{pad} Answer: {answer} A={verdicts[0]} B={verdicts[1]} [[{verdict}]]"
+    return f"{checks} A={verdicts[0]} B={verdicts[1]} [[{verdict}]]"
+
+
+def _mark(candidate: str, i: int, letter: str) -> str:
+    """`+` when the candidate's i-th letter is `letter`, else `-` (the judge's per-letter check)."""
+    return "+" if i < len(candidate) and candidate[i] == letter else "-"
 
 
 def user_turn(question: Question, mode: str) -> str:
@@ -191,7 +201,7 @@ def user_turn(question: Question, mode: str) -> str:
     return f"{CONTROL[mode]} {question.text}"
 
 
-DEFAULT_MIX = {"letters": 0.4, "swaps": 0.35, "judge": 0.25}
+DEFAULT_MIX = {"letters": 0.35, "swaps": 0.25, "judge": 0.4}
 
 
 def sft_records(
