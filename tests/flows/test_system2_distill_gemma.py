@@ -1,5 +1,5 @@
 """Gemma 3 270M (base, from PyPI) as System 1, System 2 and student on GSM8K: the `gemma3-270m` preset
-end to end (8-shot CoT x 8 on 32 train questions, majority vote, LoRA SFT of the final answer,
+end to end (4-shot CoT x 8 on 24 train questions, majority vote, LoRA SFT of the final answer,
 greedy System 1 / System 2 / distilled System 1 on 20 test questions). Prints the table
 (docs/results.md records it); asserts the pipeline's accounting, not an effect."""
 
@@ -27,9 +27,9 @@ def test_gemma_distils_cot_majority_answers_on_gsm8k(tmp_path):
     assert set(arms) == {"system1", "system2 (cot)", "distilled system1"}
     assert arms["system2 (cot)"]["tokens"] > arms["system1"]["tokens"] > 0
     kept = result["curation"]
-    assert kept["num_items"] == 32
+    assert kept["num_items"] == 24
     dropped = kept["num_no_answer"] + kept["num_tied"] + kept["num_below_share"]
-    assert kept["num_kept"] + dropped == 32
+    assert kept["num_kept"] + dropped == 24
     data = [json.loads(line) for line in Path(out, "data", "sft.jsonl").read_text().splitlines()]
     assert all(
         r["prompt"].startswith("Question: ") and r["completion"].startswith(" The answer is ") for r in data

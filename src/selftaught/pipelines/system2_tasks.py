@@ -31,16 +31,21 @@ Record = dict[str, Any]
 
 WORLD_S1 = register_template(PromptTemplate("world-s1", 1, user="<s1> {question}", slots=("question",)))
 WORLD_S2 = register_template(PromptTemplate("world-s2", 1, user="<s2> {question}", slots=("question",)))
-_SHOTS = "".join(f"Question: {escape_braces(q)}\nAnswer: {escape_braces(a)}\n\n" for q, a in EXEMPLARS)
-GSM8K_COT = register_template(
-    PromptTemplate(
-        "gsm8k-cot-8shot",
-        1,
-        user="{question}",
-        slots=("question",),
-        text=_SHOTS + "Question: {question}\nAnswer:",
+
+
+def _few_shot_cot(num_shots: int) -> PromptTemplate:
+    shots = "".join(
+        f"Question: {escape_braces(q)}\nAnswer: {escape_braces(a)}\n\n" for q, a in EXEMPLARS[:num_shots]
     )
-)
+    text = shots + "Question: {question}\nAnswer:"
+    return register_template(
+        PromptTemplate(f"gsm8k-cot-{num_shots}shot", 1, user="{question}", slots=("question",), text=text)
+    )
+
+
+GSM8K_COT = _few_shot_cot(8)
+GSM8K_COT_4 = _few_shot_cot(4)
+"""Few-shot CoT for base models (the exemplars of Wei et al.); 4 shots halve the prompt for CPU runs."""
 
 
 @dataclass(frozen=True)

@@ -32,22 +32,24 @@ def tiny_smoke() -> System2DistillConfig:
 
 
 def gemma3_270m() -> System2DistillConfig:
-    """Gemma 3 270M (base) as System 1, System 2 and student on GSM8K: 32 train questions (answers
-    unread), 8-shot CoT sampled 8 times at T 0.7 (up to 160 tokens a call, stopped at the next
-    `Question:`), majority vote kept at >= 3/8 (a 270M model rarely agrees more), LoRA SFT (r 8) of
-    `Question: q\\nAnswer:` -> ` The answer is N.` for 16 steps of 8 at lr 2e-4; greedy System 1
-    (zero-shot), System 2 (8-shot CoT) and distilled System 1 on the first 20 test questions.
-    CPU: about 20-30 minutes on two cores (the CoT samples dominate)."""
+    """Gemma 3 270M (base) as System 1, System 2 and student on GSM8K: 24 train questions (answers
+    unread), 4-shot CoT (`gsm8k-cot-4shot@1`: half the 8-shot prompt, for the CPU) sampled 8 times at
+    T 0.7 (up to 128 tokens a call, stopped at the next `Question:`), majority vote kept at >= 3/8 (a
+    270M model rarely agrees more), LoRA SFT (r 8) of `Question: q\\nAnswer:` -> ` The answer is N.` for
+    16 steps of 8 at lr 2e-4; greedy System 1 (zero-shot), System 2 (4-shot CoT) and distilled System 1
+    on the first 20 test questions. CPU: about 20-30 minutes on two shared cores (the CoT samples
+    dominate)."""
     return System2DistillConfig(
         out_dir="runs/system2-distill-gemma3-270m",
         model="gemma-3-270m",
         task="gsm8k",
         train_data=str(GSM8K_DIR / "train.jsonl"),
         test_data=str(GSM8K_DIR / "test.jsonl"),
-        num_inputs=32,
+        templates={"cot-zero-shot": "gsm8k-cot-4shot@1"},
+        num_inputs=24,
         samples=8,
         temperature=0.7,
-        max_new_tokens=160,
+        max_new_tokens=128,
         s1_max_new_tokens=24,
         min_share=0.375,
         sft_steps=16,

@@ -45,7 +45,7 @@ SHARED_SAMPLES = {
 }
 """Arms with the same name here sample System 2 once per seed (`samples_dir`)."""
 BEGIN, END = "<!-- repro system2-distill: begin -->", "<!-- repro system2-distill: end -->"
-REPRO_OVERRIDES = ("num_inputs=500", "sft_steps=150", "eval_num=300")
+REPRO_OVERRIDES = ("num_inputs=500", "sft_steps=100", "eval_num=300")
 """The repro's scale (about 25 minutes for 6 arms x 3 seeds on two busy cores)."""
 
 
