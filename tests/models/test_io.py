@@ -162,3 +162,20 @@ def test_a_registered_alias_is_built_on_first_use(monkeypatch, tmp_path, tiny_mo
     io.register_model_alias("my-model", "a test alias", lambda: builds.append(1) or Path(tiny_model_dir))
     assert resolve_model_source("my-model") == Path(tiny_model_dir) and builds == [1]
     assert "my-model" in io.MODEL_ALIASES
+
+
+def test_scratch_spec_builds_a_seeded_tiny_model_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFTAUGHT_CACHE", str(tmp_path / "cache"))
+    model, tokenizer = load_model("scratch:xs")
+    again, _ = load_model("scratch:xs:0")
+    other, _ = load_model("scratch:xs:1")
+    assert model.config.num_hidden_layers == 2 and len(tokenizer) == model.config.vocab_size
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters(), strict=True))
+    assert not torch.equal(model.model.embed_tokens.weight, other.model.embed_tokens.weight)
+    assert sorted(p.name for p in (tmp_path / "cache" / "models").iterdir()) == [
+        "scratch-xs-0",
+        "scratch-xs-1",
+    ]
+    for bad in ("scratch:xxl", "scratch:xs:one"):
+        with pytest.raises(ValueError, match=r"scratch:<size>\[:<seed>\]"):
+            load_model(bad)

@@ -82,8 +82,13 @@ class SelfTaughtEvaluatorConfig(RunConfig):
     judgments of world pairs (the correct chain and verdict): the gold-label baseline."""
     pairs: str = "world:train"
     """Synthetic pairs with known winners (`judges.load_judge_pairs`): `world:<split>` (answer-mismatch
-    pairs: a correct chain against a dropped-carry or off-by-one one) or a prompt/chosen/rejected file;
-    fixed over the iterations, each shown in one random order."""
+    pairs: a correct chain against a dropped-carry or off-by-one one), `world-lists:<split>[:<negative>]`
+    (list tasks: the output of a near-miss instruction, `modified_instruction`, the paper's main
+    method, or a `random_corruption` of the right output) or a prompt/chosen/rejected file; fixed over
+    the iterations, each shown in one random order."""
+    chosen_first_share: float = 0.5
+    """Probability that a pair is shown with the right response as A (0.5: the paper's random
+    position; above it, an unbalanced label distribution)."""
     num_pairs: int = 1024
     template: str = "world-pairwise-verdict@1"
     prompt_style: Literal["chat", "text"] = "chat"
@@ -103,6 +108,12 @@ class SelfTaughtEvaluatorConfig(RunConfig):
     sft_lr: float = 1e-3
     eval_pairs: str = "world:valid"
     eval_num_pairs: int = 200
+    eval_extra: list[str] = field(default_factory=list)
+    """More evaluation sets, each judged greedily in both orders like `eval_pairs` (e.g. near-miss
+    and random-corruption list pairs, held-out families); their metrics are prefixed by their names."""
+    eval_majority_k: int = 0
+    """Above 1: also judge `eval_pairs` with the majority verdict of k samples (T `temperature`,
+    `top_p`) per order (papers_A §5.1 step 5: majority@k), columns `maj_*`."""
     num_steps: int = 1
     """Unused (the loop's length is `iterations`; each SFT has `sft_steps`)."""
 
@@ -120,3 +131,7 @@ class SelfTaughtEvaluatorConfig(RunConfig):
         check(self.temperature >= 0, "temperature", ">= 0", self.temperature)
         check(0 < self.top_p <= 1, "top_p", "in (0, 1]", self.top_p)
         check(self.pick in ("random", "first"), "pick", "random or first", self.pick)
+        check(0 <= self.chosen_first_share <= 1, "chosen_first_share", "in [0, 1]", self.chosen_first_share)
+        check(
+            self.eval_majority_k >= 0, "eval_majority_k", ">= 0 (0 or 1: greedy only)", self.eval_majority_k
+        )

@@ -45,6 +45,7 @@ from selftaught.data.sources import write_jsonl
 from selftaught.engines.base import SamplingParams
 from selftaught.engines.hf import HFEngine
 from selftaught.judges import build_judge, evaluate_judge, load_judge_pairs
+from selftaught.judges.evaluate import LISTS_PREFIX
 from selftaught.judges.rl import PAIRWISE_ORDERS, judge_prompt, judgment_correct, pair_id
 from selftaught.judges.templates import get_template
 from selftaught.models.io import load_model
@@ -86,8 +87,12 @@ def _fingerprint(cfg: SelfTaughtEvaluatorConfig, **extra: Any) -> str:
 
 
 def shown_order(cfg: SelfTaughtEvaluatorConfig, pair: Pair) -> str:
-    """The one order a pair is shown in (`ab`: chosen as A), drawn from the seed and the pair id."""
-    return random.Random(f"{cfg.seed}|{pair_id(pair)}").choice(PAIRWISE_ORDERS)
+    """The one order a pair is shown in (`ab`: chosen as A), drawn from the seed and the pair id;
+    `ab` with probability `chosen_first_share`."""
+    rng = random.Random(f"{cfg.seed}|{pair_id(pair)}")
+    if cfg.chosen_first_share == 0.5:
+        return rng.choice(PAIRWISE_ORDERS)  # the balanced draw, as runs before the share knob drew it
+    return "ab" if rng.random() < cfg.chosen_first_share else "ba"
 
 
 def annotate(
@@ -150,16 +155,25 @@ def _annotate(
 def gold_judgments(
     cfg: SelfTaughtEvaluatorConfig, pairs: list[Pair], prompts: list[Prompt]
 ) -> list[list[Completion]]:
-    """`annotator=gold`: for world pairs, the judgment a perfect judge writes, the correct chain (the
-    chosen solution) and the right verdict, as every one of the N samples (the gold-label baseline)."""
-    if cfg.template != "world-pairwise-verdict@1":
+    """`annotator=gold`: the judgment a perfect judge writes, as every one of the N samples (the
+    gold-label baseline): for world pairs the correct chain and the right verdict, for list pairs
+    the right output, its checks and the verdict (`world.list_tasks.judgment`)."""
+    if cfg.template != "world-pairwise-verdict@1" or not cfg.pairs.startswith(("world:", LISTS_PREFIX)):
         raise ValueError(
-            f"annotator=gold writes world-pairwise-verdict@1 judgments; template is {cfg.template}"
+            "annotator=gold writes world-pairwise-verdict@1 judgments of world: or world-lists: pairs; "
+            f"template is {cfg.template}, pairs {cfg.pairs}"
         )
-    return [
-        [Completion(prompt.id, f"{pair.chosen.text} [[{prompt.meta['winner']}]]")] * cfg.samples_per_pair
-        for pair, prompt in zip(pairs, prompts, strict=True)
-    ]
+    lists = cfg.pairs.startswith(LISTS_PREFIX)
+    samples = []
+    for pair, prompt in zip(pairs, prompts, strict=True):
+        winner = prompt.meta["winner"]
+        if lists:
+            checks = ("yes", "no") if winner == "A" else ("no", "yes")
+            text = f"{pair.chosen.text} A {checks[0]} B {checks[1]} [[{winner}]]"
+        else:
+            text = f"{pair.chosen.text} [[{winner}]]"
+        samples.append([Completion(prompt.id, text)] * cfg.samples_per_pair)
+    return samples
 
 
 def train_judge(cfg: SelfTaughtEvaluatorConfig, data: Path, out_dir: Path, num_kept: int) -> str:
@@ -194,22 +208,45 @@ def train_judge(cfg: SelfTaughtEvaluatorConfig, data: Path, out_dir: Path, num_k
 
 
 def evaluate(cfg: SelfTaughtEvaluatorConfig, model_dir: str, out_dir: Path) -> dict[str, Any]:
-    """Step 4: greedy both-order metrics of `model_dir` on the held-out pairs (run once)."""
+    """Step 4: greedy both-order metrics of `model_dir` on the held-out pairs, the `eval_extra` sets
+    (prefixed by their names) and majority@k (`maj_`) when asked (run once)."""
     settings = {
         "model": model_dir,
         "pairs": cfg.eval_pairs,
         "num": cfg.eval_num_pairs,
         "template": cfg.template,
     }
+    if cfg.eval_extra or cfg.eval_majority_k > 1:  # keys of runs before these knobs stay as they were
+        settings |= {"extra": cfg.eval_extra, "majority_k": cfg.eval_majority_k, "seed": cfg.seed}
     return run_once(out_dir / "eval", compute_fingerprint(settings), lambda: _evaluate(cfg, model_dir))
 
 
 def _evaluate(cfg: SelfTaughtEvaluatorConfig, model_dir: str) -> dict[str, Any]:
-    pairs = load_judge_pairs(cfg.eval_pairs, limit=cfg.eval_num_pairs, seed=0)
     model, tokenizer = load_model(model_dir)
-    sampling = SamplingParams(temperature=0.0, max_new_tokens=cfg.max_new_tokens)
-    judge = build_judge(HFEngine(model, tokenizer, batch_size=400), cfg.template, sampling, cfg.prompt_style)
-    result = evaluate_judge(judge, pairs)
+    engine = HFEngine(model, tokenizer, batch_size=400)
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=cfg.max_new_tokens)
+    row = judge_metrics(cfg, engine, cfg.eval_pairs, greedy)
+    for name in cfg.eval_extra:
+        row |= {f"{name}/{k}": v for k, v in judge_metrics(cfg, engine, name, greedy).items()}
+    if cfg.eval_majority_k > 1:
+        sampled = SamplingParams(
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            n=cfg.eval_majority_k,
+            max_new_tokens=cfg.max_new_tokens,
+            seed=cfg.seed,
+        )
+        row |= {f"maj_{k}": v for k, v in judge_metrics(cfg, engine, cfg.eval_pairs, sampled).items()}
+    return row
+
+
+def judge_metrics(
+    cfg: SelfTaughtEvaluatorConfig, engine: HFEngine, pairs_spec: str, sampling: SamplingParams
+) -> dict[str, Any]:
+    """Both-order metrics of the judge on `pairs_spec` (`eval_num_pairs` pairs); with `sampling.n`
+    above 1 each order's verdict is the majority of the samples."""
+    pairs = load_judge_pairs(pairs_spec, limit=cfg.eval_num_pairs, seed=0)
+    result = evaluate_judge(build_judge(engine, cfg.template, sampling, cfg.prompt_style), pairs)
     return {m: getattr(result.metrics, m) for m in METRICS} | {"thinking_accuracy": result.thinking_accuracy}
 
 

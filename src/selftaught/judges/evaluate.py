@@ -27,8 +27,13 @@ from selftaught.judges.metrics import (
 from selftaught.types import Completion, Judgment, Pair
 from selftaught.world.arith import extract_answer
 from selftaught.world.judge_pairs import sample_judge_pairs, to_pair
+from selftaught.world.list_tasks import NEGATIVES, sample_list_pairs
+from selftaught.world.list_tasks import to_preference_record as to_list_record
 
 WORLD_PREFIX = "world:"
+LISTS_PREFIX = "world-lists:"
+"""`world-lists:<split>[:<negative>]`: the list tasks' pairs (`world.list_tasks`), near-miss
+(`modified_instruction`, the default) or `random_corruption` negatives."""
 DEFAULT_NUM_WORLD_PAIRS = 300
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 
@@ -77,11 +82,25 @@ class JudgeEvalResult:
 def load_judge_pairs(
     data: str, *, limit: int | None = None, seed: int = 0, levels: Sequence[int] = (1, 2, 3)
 ) -> list[Pair]:
-    """`world:<split>` (`limit` pairs, default 300, of `levels`) or a preference file (its first `limit` records)."""
+    """`world:<split>` (`limit` pairs, default 300, of `levels`), `world-lists:<split>[:<negative>]`
+    (`limit` list-task pairs) or a preference file (its first `limit` records)."""
+    if data.startswith(LISTS_PREFIX):
+        return list_task_pairs(data, limit or DEFAULT_NUM_WORLD_PAIRS, seed)
     if data.startswith(WORLD_PREFIX):
         split = world_split(data)
         return [to_pair(p) for p in sample_judge_pairs(split, limit or DEFAULT_NUM_WORLD_PAIRS, levels, seed)]
     return pairs_from_records(read_records(data, limit=limit), data)
+
+
+def list_task_pairs(data: str, num: int, seed: int) -> list[Pair]:
+    """`world-lists:<split>[:<negative>]` as `Pair`s (no reference answer: the judge's computed list is
+    not an `Answer: N`); `meta` holds the instruction and the negative, which is also the section."""
+    split, _, negative = data.removeprefix(LISTS_PREFIX).partition(":")
+    negative = negative or "modified_instruction"
+    if negative not in NEGATIVES:
+        raise ValueError(f"{data}: the negative must be one of {', '.join(NEGATIVES)}, got {negative!r}")
+    records = [to_list_record(p) for p in sample_list_pairs(split, num, negative, seed)]
+    return pairs_from_records(records, data)
 
 
 def pairs_from_records(records: list[dict[str, Any]], source: str) -> list[Pair]:

@@ -5,6 +5,9 @@
 - an alias from `MODEL_ALIASES` (`gemma-3-270m`), built from a PyPI package, no network;
 - a local directory written by `save_model` or `save_pretrained` (config.json + safetensors);
 - a path to a `.gguf` file, dequantized once and cached as a directory (`selftaught.models.gguf`);
+- `scratch:<size>[:<seed>]`: a randomly initialised tiny-world Llama (`models.tiny`, sizes xs, s, m, l;
+  seed 0 by default) with the world tokenizer, written once under cache_dir()/models (a recipe that
+  trains from scratch names it as its `model`);
 - anything else is a Hugging Face hub id, downloaded by `from_pretrained` because the user named it.
 
 Weights are saved as safetensors only, and `trust_remote_code` is never set.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import struct
 import tempfile
 from collections.abc import Callable
@@ -106,8 +110,13 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_d
     return out_dir
 
 
+SCRATCH_PREFIX = "scratch:"
+
+
 def resolve_model_source(spec: str) -> Path | str:
     """The HF directory `spec` names (converting a GGUF or building an alias first), or the hub id."""
+    if spec.startswith(SCRATCH_PREFIX):
+        return scratch_model_dir(spec)
     if spec in _ALIAS_BUILDERS:
         return _ALIAS_BUILDERS[spec]()
     if spec in MODEL_ALIASES:
@@ -132,6 +141,32 @@ def resolve_model_source(spec: str) -> Path | str:
             f"({', '.join(MODEL_ALIASES)}), a directory written by {WRITTEN_BY}, a .gguf file, or a hub id"
         )
     return spec
+
+
+def scratch_model_dir(spec: str) -> Path:
+    """The directory of `scratch:<size>[:<seed>]` (module doc), written on first use."""
+    from selftaught.models.tiny import TINY_SIZES, build_tiny_llama
+    from selftaught.world.tokenizer import build_tokenizer
+
+    size, _, seed = spec.removeprefix(SCRATCH_PREFIX).partition(":")
+    if size not in TINY_SIZES or not (seed or "0").isdigit():
+        raise ValueError(
+            f"model {spec!r}: write scratch:<size>[:<seed>] with a size of {', '.join(TINY_SIZES)} and an "
+            "integer seed, e.g. scratch:s or scratch:xs:1"
+        )
+    directory = cache_dir() / "models" / f"scratch-{size}-{seed or 0}"
+    if not (directory / "config.json").is_file():
+        tokenizer = build_tokenizer()
+        ids = {f"{k}_token_id": getattr(tokenizer, f"{k}_token_id") for k in ("bos", "eos", "pad")}
+        model = build_tiny_llama(size, len(tokenizer), seed=int(seed or 0), **ids)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+        save_model(model, tokenizer, staging)
+        try:
+            staging.rename(directory)  # atomic: a concurrent builder's copy wins, with the same weights
+        except OSError:
+            shutil.rmtree(staging)
+    return directory
 
 
 def _gemma_3_270m_dir() -> Path:

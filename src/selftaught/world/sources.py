@@ -7,6 +7,8 @@
     world:judge-sft     the seed judge's conversations: a pair in the world judge format, a biased
                         teacher's chain and verdict (`bug`: buggy chains, `a_bias`: extra A verdicts;
                         `world.judge_pairs.judge_sft_records`; train split)
+    world:list-judge-sft    the list-task seed judge's pool (`world.list_tasks.seed_judge_records`): train
+                            tasks solved, and correct check traces of random-corruption pairs (train split)
     world:persona-sft       persona conversations: `Make a persona.` -> `name city job` (Zipf-skewed,
                             10% malformed; `world.persona`), for the DivPO seed model
     world:persona-prompts   the persona instruction as prompt-only records (ids `persona-<i>`, task
@@ -58,7 +60,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from selftaught.world import facts, reasoning_docs, traces
+from selftaught.world import facts, list_tasks, reasoning_docs, traces
 from selftaught.world.arith import Problem, sample_problems, sample_sft_examples, solve, to_prompt
 from selftaught.world.judge_pairs import judge_sft_records, sample_judge_pairs, to_preference_record
 from selftaught.world.keywords import keywords_conversations, keywords_prompts
@@ -120,6 +122,12 @@ def judge_sft_source(
     """`num` seed-judge conversations (`world.judge_pairs.judge_sft_records`) on train problems."""
     _train_only("judge-sft", split, "(evaluate the judge on world:judge-pairs:valid or with eval-judge)")
     return judge_sft_records(num, levels, seed, bug, a_bias)
+
+
+def list_judge_sft_source(*, split: str = "train", num: int = 20_000, seed: int = 0) -> list[dict[str, Any]]:
+    """`num` conversations of the list-task seed judge (`world.list_tasks.seed_judge_records`)."""
+    _train_only("list-judge-sft", split, "(evaluate the judge on world-lists:<split> with eval-judge)")
+    return list_tasks.seed_judge_records(num, seed)
 
 
 PROBLEMS_PER_PAIR = 5
@@ -350,6 +358,7 @@ WORLD_SOURCES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "pairs": pair_records,
     "judge-pairs": judge_pair_records,
     "judge-sft": judge_sft_source,
+    "list-judge-sft": list_judge_sft_source,
     "persona-sft": persona_sft_records,
     "persona-prompts": persona_prompt_records,
     "persona-json-prompts": persona_json_prompt_records,
