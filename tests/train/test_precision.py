@@ -27,7 +27,7 @@ from selftaught.train.batching import collate
 from selftaught.train.checkpoint import load_checkpoint, save_checkpoint
 from selftaught.train.generators import GeneratorConfig, build_generator
 from selftaught.train.optim import MasterWeightAdamW, OptimConfig, build_optimizer, build_scheduler
-from selftaught.train.precision import Precision, cast_for_training, forward_context
+from selftaught.train.precision import Precision, cast_for_training, forward_context, generator_dtype
 from selftaught.train.reference import compute_sequence_logps, reference_key
 from selftaught.train.step import train_step
 from selftaught.train.supervised import sft_loss_fn
@@ -289,6 +289,36 @@ def test_the_generator_copy_holds_bf16_weights_and_syncs_from_fp32(tiny_model_di
     engine.sync_weights(model, 1)
     first = next(engine.model.parameters())
     assert first.dtype == torch.bfloat16 and torch.equal(first, next(model.parameters()).to(torch.bfloat16))
+
+
+@pytest.mark.parametrize(
+    ("configured", "precision", "expected"),
+    [
+        ("auto", Precision.FP32, "auto"),
+        ("auto", Precision.BF16_AUTOCAST, "bfloat16"),
+        ("auto", Precision.BF16, "bfloat16"),
+        ("float32", Precision.BF16, "float32"),  # set by the user: kept
+    ],
+)
+def test_vllm_runs_in_the_generator_dtype_of_the_precision(
+    tmp_path, monkeypatch, configured, precision, expected
+):
+    import sys
+    import types
+
+    started: dict[str, object] = {}
+
+    class FakeVLLMEngine:
+        def __init__(self, source, **kwargs):
+            started.update(source=source, **kwargs)
+
+    monkeypatch.setitem(
+        sys.modules, "selftaught.engines.vllm", types.SimpleNamespace(VLLMEngine=FakeVLLMEngine)
+    )
+    cfg = GeneratorConfig(kind="vllm", vllm_dtype=configured)
+    dtype = generator_dtype(precision)
+    build_generator(cfg, None, None, source=tmp_path, run_dir=tmp_path, batch_size=8, dtype=dtype)
+    assert started["dtype"] == expected and started["source"] == tmp_path
 
 
 # --- runs: the same loss curve ----------------------------------------------------------------------

@@ -241,9 +241,10 @@ class GeneratorConfig:
     """`hf`: in-process copy (any s); `vllm`: in-process vLLM, weights reloaded in place at each sync;
     `remote`: an OpenAI-compatible server reloading saved checkpoints (s = 0 or s > 1)."""
     vllm_dtype: str = "auto"
-    """vllm: the engine's dtype. `auto` is vLLM's choice, which runs a float32 checkpoint in bf16 (or
-    fp16); `float32` makes the generator's logprobs match the fp32 policy's, which GRPO at s != 1
-    uses as its old logprobs."""
+    """vllm: the engine's dtype. `auto` follows the run's `precision`: `bfloat16` under `bf16-autocast`
+    and `bf16` (the HF generator's dtype there too); under `fp32`, vLLM's own choice, which runs a
+    float32 checkpoint in bf16 (or fp16). `float32` makes the generator's logprobs match the fp32
+    policy's, which GRPO at s != 1 uses as its old logprobs."""
     gpu_memory_utilization: float = 0.5
     """vllm: share of the device's memory vLLM takes for weights and KV cache (of RAM on the CPU
     build); the rest is left to the policy, the reference and the optimizer."""

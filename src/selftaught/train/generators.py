@@ -20,6 +20,15 @@ from selftaught.engines.remote import RemoteSyncEngine
 from selftaught.train.sync import SyncableEngine
 
 
+def vllm_dtype(configured: str, precision_dtype: torch.dtype | None) -> str:
+    """The dtype vLLM runs in: `generator.vllm_dtype` when set; under `auto`, `bfloat16` when the run's
+    precision gives its generator bf16 weights (`train.precision.generator_dtype`), else vLLM's own
+    choice (`auto`)."""
+    if configured == "auto" and precision_dtype == torch.bfloat16:
+        return "bfloat16"
+    return configured
+
+
 def build_generator(
     cfg: GeneratorConfig,
     model: Any,
@@ -45,7 +54,9 @@ def build_generator(
             raise ValueError("generator.kind=vllm needs the policy's source directory to start vLLM on")
         from selftaught.engines.vllm import VLLMEngine  # the optional extra: only when asked for
 
-        return VLLMEngine(source, dtype=cfg.vllm_dtype, gpu_memory_utilization=cfg.gpu_memory_utilization)
+        return VLLMEngine(
+            source, dtype=vllm_dtype(cfg.vllm_dtype, dtype), gpu_memory_utilization=cfg.gpu_memory_utilization
+        )
     api = OpenAIConfig(
         model=cfg.served_model,
         base_url=cfg.base_url,
