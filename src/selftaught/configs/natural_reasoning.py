@@ -106,11 +106,12 @@ class NaturalReasoningConfig:
 
 
 def distill_sft() -> SFTConfig:
-    """Distillation SFT of a tiny student: batch 32, lr 3e-3 (a from-scratch xs model's rate)."""
+    """Distillation SFT of a tiny student: batch 32, lr 1e-3 cosine (from the pretrained xs student;
+    a from-scratch xs model trains at 3e-3, TINYWORLD.md §2)."""
     return SFTConfig(
         num_steps=300,
         batch_size=32,
-        optim=OptimConfig(lr=3e-3, betas=(0.9, 0.98), schedule="cosine", warmup_steps=20, min_lr_ratio=0.1),
+        optim=OptimConfig(lr=1e-3, betas=(0.9, 0.98), schedule="cosine", warmup_steps=20, min_lr_ratio=0.1),
         eval=EvalConfig(every=-1),
         checkpoint_every=100,
         log_every=50,

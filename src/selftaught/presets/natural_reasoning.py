@@ -13,13 +13,17 @@ def tiny() -> NaturalReasoningConfig:
     """3000 documents of the six training families (half worked, 10% of worked answers wrong), the
     scripted annotator / writer / oracle teacher, MinHash + character-3-gram cosine dedup (MiniLM at
     0.55 calls any two questions of one tiny family paraphrases: `33-25-7` vs `41+2-9` scores 0.62),
-    13-gram decontamination against the world's test questions; 1200 distillation examples for an
-    xs student trained from scratch (300 steps of 32); evaluation on 100 test questions per family."""
+    13-gram decontamination against the world's test questions; 1200 distillation examples for the
+    `tiny-world` student (an xs Llama pretrained on arithmetic chains only: the pretrained base of
+    the paper's students), 300 steps of 32 at lr 1e-3; evaluation on 100 test questions per family.
+    `student=scratch:xs` starts from random weights instead (papers_A §1.6 trains from scratch; an xs
+    model learns little of seven families in a few hundred CPU steps)."""
     return NaturalReasoningConfig(
         dedup_embedder="hash",
         dedup_threshold=0.97,
         decontam_against=["world:reasoning-questions:test"],
         num_examples=1200,
+        student="tiny-world",
     )
 
 
@@ -32,10 +36,12 @@ def tiny_self_train() -> NaturalReasoningConfig:
 
 
 def tiny_smoke() -> NaturalReasoningConfig:
-    """Every stage on 120 documents, 8 training steps per model, 10 test questions per family."""
+    """Every stage on 120 documents, a random-init xs student, 8 training steps per model, 10 test
+    questions per family."""
     cfg = replace(
         tiny(),
         out_dir="runs/natural-reasoning-smoke",
+        student="scratch:xs",  # no pretrained student to build first
         num_documents=120,
         num_examples=40,
         verify_examples=20,

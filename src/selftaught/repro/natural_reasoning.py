@@ -5,7 +5,7 @@
    backtranslated questions -> dedup -> decontamination -> oracle teacher) with documents of the six
    training families (`diverse`, NaturalReasoning-style) or of arithmetic only (`arith`,
    OpenMathInstruct-style), the first N clean questions for N in `--sizes`, the same student
-   (`--student`, default the xs Llama from random init) trained `--epochs` passes over its N
+   (`--student`, default `tiny-world`, the xs student pretrained on arithmetic) trained `--epochs` passes over its N
    examples (the same number of steps for both arms at one size). Reported: greedy accuracy on 100
    test questions of arithmetic (in-family for `arith`), the mean over the six training families,
    and the OOD family `unitsum` (unit conversion composed with addition).
@@ -50,7 +50,7 @@ def distill_config(out_dir: str, arm: str, size: int, seed: int, epochs: int, st
         out_dir=f"{out_dir}/distill/{arm}-{size}/seed-{seed}",
         seed=seed,
         families=families,
-        num_documents=max(cfg.num_documents, 3 * size),
+        num_documents=max(cfg.num_documents, 4 * size),
         num_examples=size,
         student=student,
         sft=replace(cfg.sft, num_steps=steps, checkpoint_every=max(50, steps // 4)),
@@ -188,11 +188,11 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--out", default="runs/repro-natural-reasoning", help="output directory")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
-        "--sizes", type=int, nargs="+", default=[400, 1200], help="distillation example counts"
+        "--sizes", type=int, nargs="+", default=[400, 1200, 3600], help="distillation example counts"
     )
-    parser.add_argument("--epochs", type=int, default=8, help="passes over the distillation examples")
+    parser.add_argument("--epochs", type=int, default=4, help="passes over the distillation examples")
     parser.add_argument(
-        "--student", default="scratch:xs", help="the distilled student (scratch:<size> or a model)"
+        "--student", default="tiny-world", help="the distilled student (scratch:<size> or a model)"
     )
     parser.add_argument("--no-self-train", dest="self_train", action="store_false")
     parser.add_argument("--results", default="docs/results.md", help="markdown file to update ('' = none)")
