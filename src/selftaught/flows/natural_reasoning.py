@@ -68,7 +68,9 @@ def run(cfg: NaturalReasoningConfig) -> dict[str, Any]:
     questions = synthesize(cfg, summary)
     student = distill(cfg, questions, summary)
     if cfg.self_train:
-        summary["self_train"] = self_train(cfg, student, questions[len(summary["distill"]["ids"]) :])
+        # unlabelled questions: neither distilled on nor used (with their answers) for verification
+        pool = questions[len(summary["distill"]["ids"]) : len(questions) - cfg.verify_examples]
+        summary["self_train"] = self_train(cfg, student, pool)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: v for k, v in summary.items() if k != "distill"}, indent=1)[:3000], flush=True)
     return {"out_dir": cfg.out_dir, "summary": str(out / "summary.json")}
@@ -298,6 +300,11 @@ def self_train(cfg: NaturalReasoningConfig, policy: str, pool: list[Record]) -> 
     """Step 7: sample, score by every scorer, train every (scorer, mode) arm, evaluate."""
     out = Path(cfg.out_dir) / "self-train"
     questions = [{"id": q["id"], "question": q["question"]} for q in pool[: cfg.self_train_questions]]
+    if not questions:
+        raise ValueError(
+            "self_train: no clean question is left that is neither distilled on (num_examples) nor a "
+            "verification question (verify_examples); raise num_documents or lower those two"
+        )
     model, tokenizer = load_model(policy)
     sampling = SamplingParams(
         n=cfg.samples_per_question, temperature=cfg.sample_temperature, max_new_tokens=cfg.eval_max_new_tokens

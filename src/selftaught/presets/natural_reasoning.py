@@ -36,15 +36,15 @@ def tiny_self_train() -> NaturalReasoningConfig:
 
 
 def tiny_smoke() -> NaturalReasoningConfig:
-    """Every stage on 120 documents, a random-init xs student, 8 training steps per model, 10 test
+    """Every stage on 160 documents, a random-init xs student, 8 training steps per model, 10 test
     questions per family."""
     cfg = replace(
         tiny(),
         out_dir="runs/natural-reasoning-smoke",
         student="scratch:xs",  # no pretrained student to build first
-        num_documents=120,
-        num_examples=40,
-        verify_examples=20,
+        num_documents=160,
+        num_examples=30,
+        verify_examples=10,
         eval_per_family=10,
         self_train=True,
         self_train_questions=12,
