@@ -5,6 +5,8 @@ reused on a rerun."""
 import json
 from dataclasses import replace
 
+import pytest
+
 from selftaught.flows import self_taught_evaluator as ste
 from selftaught.presets import RECIPES
 
@@ -78,3 +80,57 @@ def test_repro_tables_every_arm_and_iteration(tiny_model_dir, tmp_path, monkeypa
         ["| gold", "0"],
         ["| gold", "1"],
     ]
+
+
+def test_dpo_nll_stage_trains_the_sft_judge_on_correct_vs_wrong_judgments(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    verdicts = iter(range(10_000))
+    monkeypatch.setattr(ste, "judgment_correct", lambda text, winner, template: next(verdicts) % 2 == 0)
+    cfg = replace(
+        STE.preset("tiny-smoke"),
+        model=tiny_model_dir,
+        out_dir=str(tmp_path / "run"),
+        iterations=1,
+        dpo_steps=2,
+    )
+    rows = STE.run(cfg)
+    pairs = [json.loads(line) for line in (tmp_path / "run" / "iter-1" / "data" / "dpo.jsonl").open()]
+    assert pairs and all(p["chosen"][0]["role"] == p["rejected"][0]["role"] == "assistant" for p in pairs)
+    dpo_config = (tmp_path / "run" / "iter-1" / "dpo" / "run" / "config.yaml").read_text()
+    assert "iter-1/sft/run/model" in dpo_config and "nll_scale: 1.0" in dpo_config  # from the SFT judge
+    assert rows["final"]["model"].endswith("iter-1/dpo/run/model")
+
+
+def test_list_pairs_gold_judgments_unbalanced_positions_and_extra_evaluations(tiny_model_dir, tmp_path):
+    cfg = replace(
+        STE.preset("tiny-smoke"),
+        model=tiny_model_dir,
+        out_dir=str(tmp_path / "run"),
+        pairs="world-lists:train",
+        eval_pairs="world-lists:valid",
+        eval_extra=["world-lists:test:random_corruption"],
+        eval_majority_k=3,
+        annotator="gold",
+        iterations=1,
+        chosen_first_share=1.0,
+        max_new_tokens=4,
+    )
+    # every pair shown with the right output as A: balancing would keep nothing, and says why
+    with pytest.raises(ValueError, match="all of one verdict letter, and balance_labels truncated"):
+        STE.run(cfg)
+    rows = STE.run(replace(cfg, balance_labels=False, out_dir=str(tmp_path / "unbalanced")))
+    records = [
+        json.loads(line) for line in (tmp_path / "unbalanced" / "iter-1" / "data" / "sft.jsonl").open()
+    ]
+    assert {r["winner"] for r in records} == {"A"} and len(records) == rows["final"][
+        "num_kept"
+    ] == cfg.num_pairs
+    cfg = replace(cfg, chosen_first_share=0.5, out_dir=str(tmp_path / "run2"))
+    rows = STE.run(cfg)["final"]
+    records = [json.loads(line) for line in (tmp_path / "run2" / "iter-1" / "data" / "sft.jsonl").open()]
+    for record in records:
+        trace = record["messages"][-1]["content"]
+        checks = "A yes B no" if record["winner"] == "A" else "A no B yes"
+        assert trace.endswith(f"{checks} [[{record['winner']}]]")
+    assert {"world-lists:test:random_corruption/accuracy", "maj_accuracy", "maj_flip_rate"} <= set(rows)

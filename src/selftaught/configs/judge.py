@@ -106,6 +106,14 @@ class SelfTaughtEvaluatorConfig(RunConfig):
     sft_steps: int = 300
     sft_batch_size: int = 64
     sft_lr: float = 1e-3
+    dpo_steps: int = 0
+    """Above 0: the released model's second stage (papers_A §5.2), DPO + NLL of the iteration's SFT judge
+    on pairs of a correct (chosen) and a wrong or unreadable (rejected) judgment of the same pair,
+    drawn from the iteration's sampled judgments; 0 = SFT only (the paper)."""
+    dpo_beta: float = 0.1
+    dpo_nll_scale: float = 1.0
+    """Weight of the NLL term on the chosen judgment (per token, RPO style)."""
+    dpo_lr: float = 1e-4
     eval_pairs: str = "world:valid"
     eval_num_pairs: int = 200
     eval_extra: list[str] = field(default_factory=list)
@@ -131,6 +139,8 @@ class SelfTaughtEvaluatorConfig(RunConfig):
         check(self.temperature >= 0, "temperature", ">= 0", self.temperature)
         check(0 < self.top_p <= 1, "top_p", "in (0, 1]", self.top_p)
         check(self.pick in ("random", "first"), "pick", "random or first", self.pick)
+        check(self.dpo_steps >= 0, "dpo_steps", ">= 0 (0: SFT only)", self.dpo_steps)
+        check(self.dpo_beta > 0, "dpo_beta", "> 0", self.dpo_beta)
         check(0 <= self.chosen_first_share <= 1, "chosen_first_share", "in [0, 1]", self.chosen_first_share)
         check(
             self.eval_majority_k >= 0, "eval_majority_k", ">= 0 (0 or 1: greedy only)", self.eval_majority_k

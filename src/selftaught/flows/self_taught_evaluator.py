@@ -38,7 +38,8 @@ from typing import Any
 
 from selftaught.config import to_dict
 from selftaught.configs.judge import SelfTaughtEvaluatorConfig as SelfTaughtEvaluatorConfig
-from selftaught.configs.recipes import SFTConfig, SFTDataConfig
+from selftaught.configs.losses import NLLNormalization
+from selftaught.configs.recipes import DPOConfig, DPODataConfig, SFTConfig, SFTDataConfig
 from selftaught.configs.train import EvalConfig, OptimConfig
 from selftaught.data.shards import compute_fingerprint, run_once
 from selftaught.data.sources import write_jsonl
@@ -49,7 +50,7 @@ from selftaught.judges.evaluate import LISTS_PREFIX
 from selftaught.judges.rl import PAIRWISE_ORDERS, judge_prompt, judgment_correct, pair_id
 from selftaught.judges.templates import get_template
 from selftaught.models.io import load_model
-from selftaught.recipes import sft
+from selftaught.recipes import dpo, sft
 from selftaught.types import Completion, Pair, Prompt
 
 GOLD = "gold"
@@ -73,7 +74,10 @@ def run(cfg: SelfTaughtEvaluatorConfig) -> dict[str, Any]:
     for i in range(1, cfg.iterations + 1):
         step_dir = out / f"iter-{i}"
         kept = annotate(cfg, judge_model, pairs, step_dir / "data", i)
+        check_kept(cfg, kept, step_dir / "data" / "sft.jsonl")
         trained = train_judge(cfg, step_dir / "data" / "sft.jsonl", step_dir / "sft", kept["num_kept"])
+        if cfg.dpo_steps:
+            trained = train_judge_dpo(cfg, trained, step_dir / "data" / "dpo.jsonl", step_dir / "dpo")
         rows.append({"iteration": i, "model": trained, **kept, **evaluate(cfg, trained, step_dir)})
         judge_model = trained
         print(format_table(rows), flush=True)
@@ -122,15 +126,19 @@ def _annotate(
         samples = HFEngine(model, tokenizer).generate(prompts, sampling)
     rng = random.Random(f"{cfg.seed}|keep|{iteration}")
     kept: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
+    dpo_pairs: list[dict[str, Any]] = []
     num_correct = 0
     for prompt, completions in zip(prompts, samples, strict=True):
         winner = prompt.meta["winner"]
         correct = [c.text for c in completions if judgment_correct(c.text, winner, template.name)]
+        wrong = [c.text for c in completions if not judgment_correct(c.text, winner, template.name)]
         num_correct += len(correct)
         if not correct:
             continue
         judgment = rng.choice(correct) if cfg.pick == "random" else correct[0]
         turns = prompt.messages if cfg.prompt_style == "chat" else [{"role": "user", "content": prompt.text}]
+        if cfg.dpo_steps and wrong:
+            dpo_pairs.append(judgment_pair(prompt.id, turns, judgment, rng.choice(wrong)))
         kept[winner].append(
             {
                 "messages": [*turns, {"role": "assistant", "content": judgment}],
@@ -145,10 +153,22 @@ def _annotate(
     records = kept["A"] + kept["B"]
     random.Random(f"{cfg.seed}|shuffle|{iteration}").shuffle(records)
     write_jsonl(out_dir / "sft.jsonl", records)
+    if cfg.dpo_steps:
+        write_jsonl(out_dir / "dpo.jsonl", dpo_pairs)
     return {
         "annotator_sample_accuracy": num_correct / (len(prompts) * cfg.samples_per_pair),
         "num_pairs_with_a_correct_judgment": num_a + num_b,
         "num_kept": len(records),
+    }
+
+
+def judgment_pair(pair_id: str, turns: list[dict[str, Any]], chosen: str, rejected: str) -> dict[str, Any]:
+    """A TRL conversational preference record: the judge prompt, a correct and a wrong judgment."""
+    return {
+        "id": pair_id,
+        "prompt": turns,
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
     }
 
 
@@ -174,6 +194,21 @@ def gold_judgments(
             text = f"{pair.chosen.text} [[{winner}]]"
         samples.append([Completion(prompt.id, text)] * cfg.samples_per_pair)
     return samples
+
+
+def check_kept(cfg: SelfTaughtEvaluatorConfig, kept: dict[str, Any], data: Path) -> None:
+    """A ValueError naming the cause when an iteration kept nothing to train on."""
+    if kept["num_kept"]:
+        return
+    if kept["num_pairs_with_a_correct_judgment"]:
+        raise ValueError(
+            f"{data}: {kept['num_pairs_with_a_correct_judgment']} pairs had a correct judgment, but all of "
+            "one verdict letter, and balance_labels truncated them to none; set balance_labels=false or "
+            f"show pairs in both positions (chosen_first_share={cfg.chosen_first_share})"
+        )
+    raise ValueError(
+        f"{data}: no judgment was right, nothing to train on; raise samples_per_pair or temperature"
+    )
 
 
 def train_judge(cfg: SelfTaughtEvaluatorConfig, data: Path, out_dir: Path, num_kept: int) -> str:
@@ -204,6 +239,35 @@ def train_judge(cfg: SelfTaughtEvaluatorConfig, data: Path, out_dir: Path, num_k
     settings = {k: v for k, v in to_dict(sft_cfg).items() if k != "out_dir"}
     fingerprint = compute_fingerprint({**settings, "data_file": data.read_text()})
     run_once(out_dir, fingerprint, lambda: sft.run(sft_cfg))
+    return str(out_dir / "run" / "model")
+
+
+def train_judge_dpo(cfg: SelfTaughtEvaluatorConfig, sft_model: str, data: Path, out_dir: Path) -> str:
+    """Step 3b (`dpo_steps` > 0): DPO + NLL of the iteration's SFT judge on correct vs wrong judgments
+    (the dpo recipe, reference = the SFT judge, run once); the model dir. No pair (every sample right,
+    or gold judgments): the SFT judge as it is."""
+    if not data.read_text().strip():
+        return sft_model
+    dpo_cfg = DPOConfig(
+        out_dir=str(out_dir / "run"),
+        model=sft_model,
+        seed=cfg.seed,
+        num_steps=cfg.dpo_steps,
+        batch_size=min(cfg.sft_batch_size, len(data.read_text().splitlines())),
+        data=DPODataConfig(source=str(data), max_length=512),
+        micro_batch_tokens=0,
+        beta=cfg.dpo_beta,
+        nll_scale=cfg.dpo_nll_scale,
+        nll_normalization=NLLNormalization.TOKEN_MEAN,
+        optim=OptimConfig(lr=cfg.dpo_lr, schedule="constant"),
+        eval=EvalConfig(every=-1),
+        checkpoint_every=max(cfg.dpo_steps // 2, 1),
+        log_every=50,
+    )
+    settings = {k: v for k, v in to_dict(dpo_cfg).items() if k != "out_dir"}
+    run_once(
+        out_dir, compute_fingerprint({**settings, "data_file": data.read_text()}), lambda: dpo.run(dpo_cfg)
+    )
     return str(out_dir / "run" / "model")
 
 
