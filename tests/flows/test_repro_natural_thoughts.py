@@ -23,7 +23,7 @@ def test_repro_writes_every_table(tiny_model_dir, tmp_path, monkeypatch):
         "Adaptive mode by level",
     ):
         assert part in table
-    assert "| disagree |" in table and "| difficulty |" in table and "| mix-0.5 |" in table
+    assert "| disagree |" in table and "| difficulty |" in table and "| mix-0.25 |" in table
     assert (tmp_path / "frontier.png").stat().st_size > 0
     results = tmp_path / "results.md"
     results.write_text("# Results\n")

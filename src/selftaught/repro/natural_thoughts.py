@@ -6,7 +6,7 @@ the `natural-thoughts` flow per arm (`<out>/seed-k/<arm>`), each SFT from `tiny-
 steps, batch and lr; the flow evaluates every run on the test questions (levels 1-4) in the three
 inference modes. Arms:
 
-  selection at an equal budget (S2 targets):  random, disagree, strategy_window, length
+  selection at an equal budget (S2 targets):  random, disagree, strategy_window
   random with scale:                          random at budgets SCALE
   mixed targets (random selection):           s2 (= random), s1, random_mix p in MIX_P, difficulty_mix
 
@@ -33,9 +33,11 @@ FLOW = RECIPES["natural-thoughts"]
 BEGIN, END = "<!-- repro natural-thoughts: begin -->", "<!-- repro natural-thoughts: end -->"
 BUDGET = 400
 SCALE = (100, 400, 1600)
-MIX_P = (0.25, 0.5, 0.75)
-SELECTIONS = ("random", "disagree", "strategy_window", "length")
+MIX_P = (0.25, 0.75)
+SELECTIONS = ("random", "disagree", "strategy_window")
 MODES = ("no_think", "think", "adaptive")
+REPRO_OVERRIDES = ("sft_lr=0.003", "eval_per_level=50")
+"""Changes to the `tiny` preset for the reproduction's CPU budget (before the command's own overrides)."""
 
 
 def arms(budget: int = BUDGET, scale: tuple[int, ...] = SCALE) -> dict[str, dict[str, Any]]:
@@ -77,7 +79,7 @@ def nt_table(
     `overrides` (`key=value`) change the preset before the arms do."""
     from selftaught.config import apply_overrides
 
-    base = apply_overrides(FLOW.preset(preset), list(overrides or []))
+    base = apply_overrides(FLOW.preset(preset), [*REPRO_OVERRIDES, *(overrides or [])])
     results: dict[str, list[dict[str, Any]]] = {}
     plan = arms(budget)
     for seed in seeds:
@@ -115,7 +117,7 @@ def format_table(results: dict[str, list[dict[str, Any]]], seeds: list[int], ste
         return [s["eval"][mode][part][key] for s in results[arm]]
 
     lines = [
-        f"Seeds {seeds}; every run: SFT of `tiny-world` for {steps} steps of 32 on its targets; test: 100 "
+        f"Seeds {seeds}; every run: SFT of `tiny-world` for {steps} steps of 32 (lr 3e-3) on its targets; test: 50 "
         "questions per level 1-4, greedy; hard = level 4 (the base student: ~2-6% there). Mean +- se over seeds.",
         "",
         f"**Selection at an equal budget ({budget} traces, S2 targets), think mode**",
@@ -230,7 +232,7 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--out", default="runs/repro-natural-thoughts", help="output directory")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=200, help="SFT steps per run (default 200)")
+    parser.add_argument("--steps", type=int, default=120, help="SFT steps per run (default 120)")
     parser.add_argument("--budget", type=int, default=BUDGET, help=f"traces per selection (default {BUDGET})")
     parser.add_argument("--results", default="docs/results.md", help="markdown file to update ('' = none)")
     parser.add_argument(

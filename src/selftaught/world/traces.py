@@ -9,11 +9,13 @@ The teacher's reply is `<think>TRACE</think>Answer: N`. TRACE is a space-separat
     <verify>8+25=33              the inverse operation checks the step just taken
     33-25=18 <backtrack>33-25=8  a deliberately wrong step, then its correction
     <explore>33-20=13,13-5=8     an alternative path to the next step: tens first, then units
-    hmm                          filler ("verbosity"): words that make no progress
+    hmm hmm                      filler ("verbosity"): words that make no progress, after the last step
 
 Each step carries each strategy with a probability that grows with the level (`strategy_rates`), so
 harder questions get longer traces with more distinct strategies, as R1's do; the number of filler
-words is the trace's verbosity (0-10), drawn per trace. The oracle annotator
+words is the trace's verbosity (0-10), drawn per trace (0 for half of them). Filler sits at the end of
+the trace: mid-trace filler would compete with every digit of the next step, and a greedy student
+would then ramble forever. The oracle annotator
 (`annotator_reply`) recovers the domain, the strategy set, the verbosity and the number of steps
 from the text alone, and answers in the annotation templates' reply format.
 
@@ -51,7 +53,11 @@ class TeacherStyle:
     """Strategy -> (intercept, slope): a step of a level-k question carries it with probability
     `clip(intercept + slope * k, 0, 1)`."""
     max_verbosity: int = 10
-    """Filler words per trace are uniform in 0..max_verbosity."""
+    """Filler words at the end of a trace: none with probability `p_terse`, else uniform in 1..max_verbosity."""
+    p_terse: float = 0.5
+
+    def verbosity(self, rng: random.Random) -> int:
+        return 0 if rng.random() < self.p_terse else rng.randint(1, self.max_verbosity)
 
     def rate(self, strategy: str, level: int) -> float:
         intercept, slope = self.strategy_rates[strategy]
@@ -95,8 +101,7 @@ def teacher_trace(problem: Problem, rng: random.Random, style: TeacherStyle | No
             inverse = "-" if op == "+" else "+"
             items.append(f"<verify>{result}{inverse}{x}={value}")
         value = result
-    for _ in range(rng.randint(0, style.max_verbosity)):
-        items.insert(rng.randint(0, len(items)), FILLER)
+    items += [FILLER] * style.verbosity(rng)
     return " ".join(items)
 
 
