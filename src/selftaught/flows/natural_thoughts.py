@@ -78,6 +78,7 @@ def run(cfg: NaturalThoughtsConfig) -> dict[str, Any]:
         template=get_template(cfg.teacher_template),
         raw=cfg.teacher_template in PREFILLED_TEMPLATES,
         prefilled=cfg.teacher_template in PREFILLED_TEMPLATES,
+        counter=f"tokenizer of {cfg.model}",
     )
     print(f"traces: {trace_counts}", flush=True)
     annotator_sampling = SamplingParams(

@@ -173,11 +173,12 @@ def teacher_traces(
     template: PromptTemplate = TEACHER,
     raw: bool = False,
     prefilled: bool = False,
+    counter: str = "len",
 ) -> tuple[list[Record], dict[str, float]]:
     """One teacher reply per question, parsed into trace records; the `ok` ones and counts by status.
 
-    `count_tokens` measures the think and answer parts (`tokenizer_name` goes in the fingerprint
-    through `generator`'s caller: use the student's tokenizer). Stages: `generated/`, `traces/`.
+    `count_tokens` measures the think and answer parts (use the student's tokenizer); `counter` names
+    it in the stage's fingerprint (functions cannot be hashed). Stages: `generated/`, `traces/`.
     """
     out = Path(out_dir)
     replies = generate(
@@ -187,7 +188,8 @@ def teacher_traces(
     def run_shard(chunk: list[Record]) -> list[Record]:
         return [_trace_record(r, prefilled, count_tokens) for r in chunk]
 
-    fingerprint = compute_fingerprint({"stage": "traces", "prefilled": prefilled, "records": replies})
+    config = {"stage": "traces", "prefilled": prefilled, "counter": counter, "records": replies}
+    fingerprint = compute_fingerprint(config)
     records = run_stage(
         out / "traces", replies, run_shard, shard_size=1024, fingerprint=fingerprint, desc="traces"
     )
