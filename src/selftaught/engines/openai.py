@@ -244,7 +244,7 @@ class OpenAIEngine:
         another server is live; on the last live server, or after a 429 (load, not a fault: the
         server is not rested), it waits with backoff first."""
         cfg = self.config
-        server = None
+        server: ServerState | None = None
         for attempt in range(cfg.max_retries + 1):
             server = await fleet.acquire(avoid=server)
             try:
@@ -273,6 +273,7 @@ class OpenAIEngine:
             delay = backoff_delay(attempt, cfg.backoff_s, cfg.max_backoff_s, retry_after)
             logger.info("%s failed (%s); retry %d in %.2fs", request.path, reason, attempt + 1, delay)
             await asyncio.sleep(delay)
+        assert server is not None  # the loop ran at least once
         raise ServerError(
             f"{server.url}{request.path} failed {cfg.max_retries + 1} times, last with {reason}; "
             "check the server, or raise openai.max_retries / openai.timeout_s"
