@@ -3,6 +3,9 @@ Ray run resumes from its complete shards (on Ray or locally)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -164,6 +167,44 @@ def test_an_openai_engine_over_a_fleet_travels_to_the_ray_workers(tmp_path):
         ]
     assert runs[0] == runs[1] and runs[0][7]["completions"][1]["text"] == "Ask about: document 7"
     assert len(OpenAIEngine(config).cache) == 2 * len(INPUTS)  # written by the workers, read locally
+
+
+KILLED_DRIVER = """
+import sys, time
+import ray
+from selftaught.data.shards import run_stage
+
+def slow_double(chunk):
+    time.sleep(0.5)
+    return [{**r, "copy": k} for r in chunk for k in range(1 + r["n"] % 2)]
+
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+inputs = [{"id": f"d{i}", "text": f"document {i}", "n": i} for i in range(23)]
+run_stage(sys.argv[1], inputs, slow_double, shard_size=2, fingerprint="f", executor="ray")
+"""
+
+
+@pytest.mark.slow
+def test_a_ray_driver_killed_mid_stage_resumes_from_its_complete_shards(tmp_path):
+    """kill -9 of the driver's whole process group (its own local Ray included), then a rerun."""
+    out, calls = tmp_path / "stage", tmp_path / "calls"
+    calls.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_DRIVER, str(out)], start_new_session=True, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("part-*.jsonl"))) < 3 and time.monotonic() < deadline:
+            assert process.poll() is None, "the driver ended before it was killed"
+            time.sleep(0.01)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    done = {int(p.name[5:10]) for p in out.glob("part-*.jsonl")}
+    assert len(done) >= 3 and len(done) < 12 and not (out / MANIFEST_FILE).exists()
+    resumed = run_stage(out, INPUTS, recorded(calls), shard_size=2, fingerprint="f", executor="ray")
+    assert sorted(int(p.name.split("-")[0]) // 2 for p in calls.iterdir()) == sorted(set(range(12)) - done)
+    assert resumed == run_stage(tmp_path / "local", INPUTS, double, shard_size=2, fingerprint="f")
 
 
 def read_stage_shard(path: Path) -> list[dict]:
