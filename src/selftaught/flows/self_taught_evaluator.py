@@ -2,10 +2,14 @@
 2024, papers_A §5).
 
 Algorithm (papers_A §5.1; every step a resumable stage under `out_dir`, a rerun reuses what is done):
-  0. pairs        `num_pairs` synthetic pairs with a known winner (`pairs`: the tiny world's
-                  answer-mismatch pairs, a correct chain against a dropped-carry or off-by-one one, or a
-                  prompt/chosen/rejected file), fixed for the whole loop; each shown in one random order
-                  (seeded by the run seed and the pair), so the winner is A or B about equally often
+  0. pairs        `num_pairs` synthetic pairs with a known winner, fixed for the whole loop (`pairs`):
+                  list tasks with a *modified instruction* (`world-lists:train`, the paper's main
+                  method: y_l is the right output of a near-miss instruction, `sort down` for `sort
+                  up`) or a random corruption of the right output (`world-lists:train:random_corruption`);
+                  the arithmetic world's answer-mismatch pairs (`world:train`: a correct chain against
+                  a dropped-carry or off-by-one one); or a prompt/chosen/rejected file. Each pair is
+                  shown in one random order (seeded by the run seed and the pair): the winner is A
+                  with probability `chosen_first_share` (0.5 in the paper)
   for iteration i = 1 .. `iterations`:
   1. judgments    the current judge (i = 1: `annotator`, default the seed; then judge i-1) samples
                   `samples_per_pair` judgments of every pair (T 0.7, top-p 0.9), one generate call;
@@ -14,16 +18,20 @@ Algorithm (papers_A §5.1; every step a resumable stage under `out_dir`, a rerun
                   pair (`pick`: random or first); a pair with none is dropped; `balance_labels`
                   truncates the kept examples to as many A as B verdicts (`iter-i/data/sft.jsonl`)
   3. train        SFT of the *seed* judge (re-initialised every iteration) on the kept judgments,
-                  through the `sft` recipe (`iter-i/sft/model`)
+                  through the `sft` recipe (`iter-i/sft/model`); with `dpo_steps` > 0, then DPO + NLL
+                  of that judge on correct vs wrong judgments of the same pairs (the released
+                  model's second stage, papers_A §5.2; `iter-i/dpo/model`)
   4. evaluate     greedy judgments of `eval_num_pairs` held-out pairs in both orders: accuracy per
-                  order, position-consistent accuracy, flip rate, A share (`judges.evaluate`)
+                  order, position-consistent accuracy, flip rate, A share (`judges.evaluate`); the
+                  same on each `eval_extra` set, and majority@k (`eval_majority_k`, `maj_*`)
 Writes `<out_dir>/table.md` (one row per iteration, the seed first) and `summary.json`.
 
-Deviations: the paper's instruction selection and modified-instruction pair synthesis need a
-generator LLM; here the pairs come ready-made (answer-mismatch mode). Training is SFT only (the
-released DPO + NLL variant is not here yet).
+Deviations: the paper's instruction selection (a classifier prompt keeping the reasoning category)
+and its LLM-written modified instructions need a generator LLM; the world's near-miss instructions
+stand in for them. The DPO stage pairs the iteration's own sampled judgments (the release samples
+fresh ones from the SFT judge).
 
-This is a flow, not a recipe: it composes the sft recipe (layer L7, like rag-self-demos).
+This is a flow, not a recipe: it composes the sft and dpo recipes (layer L7, like rag-self-demos).
 
 CPU: selftaught self-taught-evaluator                  (tiny world: `tiny-world-judge`, 3 iterations)
      selftaught self-taught-evaluator --preset tiny-smoke
