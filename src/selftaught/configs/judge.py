@@ -6,7 +6,7 @@ are unchanged (the section is left out of their config.yaml)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from selftaught.config import check
 from selftaught.configs.train import RunConfig
@@ -145,3 +145,25 @@ class SelfTaughtEvaluatorConfig(RunConfig):
         check(
             self.eval_majority_k >= 0, "eval_majority_k", ">= 0 (0 or 1: greedy only)", self.eval_majority_k
         )
+
+
+def list_judge_seed_config() -> Any:
+    """The list-task seed judge (`tiny-world-list-judge`; papers_A §5.6's weak seed): an xs Llama from
+    scratch (`scratch:xs`) SFT-ed on 20,000 conversations of `world:list-judge-sft`, half train tasks
+    solved and half correct check traces of random-corruption pairs (no near-miss pair), 2000 steps
+    of 64 at lr 3e-3 (cosine to 3e-4)."""
+    from selftaught.configs.recipes import SFTConfig, SFTDataConfig
+    from selftaught.configs.train import EvalConfig, OptimConfig
+
+    return SFTConfig(
+        out_dir="runs/sft-list-judge-seed",
+        model="scratch:xs",
+        num_steps=2000,
+        data=SFTDataConfig(source="world:list-judge-sft", num_examples=20_000, max_length=128, seed=0),
+        micro_batch_tokens=0,
+        optim=OptimConfig(lr=3e-3, betas=(0.9, 0.98), schedule="cosine", warmup_steps=50, min_lr_ratio=0.1),
+        eval=EvalConfig(every=-1),
+        checkpoint_every=500,
+        keep_last=None,
+        log_every=100,
+    )

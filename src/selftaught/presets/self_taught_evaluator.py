@@ -28,3 +28,24 @@ def tiny_smoke() -> SelfTaughtEvaluatorConfig:
         sft_batch_size=8,
         eval_num_pairs=8,
     )
+
+
+def tiny_lists() -> SelfTaughtEvaluatorConfig:
+    """The paper's method in the list world (papers_A §5.6): from the list-task seed judge
+    (`tiny-world-list-judge`, which saw random-corruption pairs only), 512 modified-instruction pairs
+    (the right output against a near-miss instruction's), 8 judgments each at T 0.7 / top-p 0.9, one
+    correct judgment kept per pair, A/B balanced, 200 SFT steps of 64 from the seed at lr 1e-3, three
+    iterations; greedy both-order metrics on 200 near-miss test pairs, 200 random-corruption test
+    pairs and 200 pairs of held-out families, and majority@5 on the near-miss ones."""
+    return SelfTaughtEvaluatorConfig(
+        out_dir="runs/self-taught-evaluator-lists",
+        model="tiny-world-list-judge",
+        pairs="world-lists:train",
+        num_pairs=512,
+        iterations=3,
+        max_new_tokens=40,
+        sft_steps=200,
+        eval_pairs="world-lists:test",
+        eval_extra=["world-lists:test:random_corruption", "world-lists:heldout"],
+        eval_majority_k=5,
+    )

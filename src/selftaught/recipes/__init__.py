@@ -121,6 +121,24 @@ register_model_alias(
 )
 
 
+TINY_WORLD_LIST_JUDGE = "tiny-world-list-judge"
+
+
+def _tiny_world_list_judge() -> Path:
+    from selftaught.configs.judge import list_judge_seed_config
+    from selftaught.recipes.sft import pretrained_judge
+
+    return pretrained_judge(list_judge_seed_config())
+
+
+register_model_alias(
+    TINY_WORLD_LIST_JUDGE,
+    "the Self-Taught Evaluator's list-task seed judge: an xs Llama from scratch SFT-ed on list tasks and "
+    "check traces of random-corruption pairs (`world:list-judge-sft`) on first use, then cached",
+    _tiny_world_list_judge,
+)
+
+
 TINY_WORLD_SYSTEM2 = "tiny-world-system2"
 
 
