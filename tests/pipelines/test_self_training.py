@@ -74,3 +74,27 @@ def test_self_score_is_log_p_yes_minus_log_p_no_of_the_reply(tiny_model_dir):
         reply_logp(q, r, "yes") - reply_logp(q, r, "no") for q, r in zip(questions, responses, strict=True)
     ]
     assert got == pytest.approx(expected, abs=1e-4)
+
+
+def test_selection_quality_against_known_answers():
+    from selftaught.pipelines.self_training import auc, selection_quality
+
+    assert auc([2.0, 3.0], [1.0, 2.0]) == (1 + 1 + 1 + 0.5) / 4 and auc([1.0], []) is None
+    scored = [
+        {
+            "question": "q",
+            "samples": ["Answer: 1", "Answer: 2", "Answer: 1"],
+            "scores": {"majority": [1.0, 0.0, 1.0], "self-score": [0.5, 0.9, -1.0]},
+        },
+        {
+            "question": "q",
+            "samples": ["Answer: 2", "Answer: 1"],
+            "scores": {"majority": [None, None], "self-score": [0.1, 0.2]},
+        },
+    ]
+    quality = selection_quality(scored, lambda q, t: t == "Answer: 1", ["majority", "self-score"], seed=0)
+    assert quality["sample_accuracy"] == 3 / 5
+    assert quality["majority"] == {"best_correct": 1.0, "worst_correct": 0.0}
+    # self-score picks "Answer: 2" (0.9) then "Answer: 1" (0.2); worst "Answer: 1" (-1.0), "Answer: 2" (0.1)
+    assert quality["self-score"]["best_correct"] == 0.5 and quality["self-score"]["worst_correct"] == 0.5
+    assert quality["self-score"]["auc"] == auc([0.5, -1.0, 0.2], [0.9, 0.1])

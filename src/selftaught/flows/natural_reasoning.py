@@ -54,7 +54,12 @@ from selftaught.pipelines.natural_reasoning import (
     score_documents,
     sft_record,
 )
-from selftaught.pipelines.self_training import majority_scores, self_scores, training_records
+from selftaught.pipelines.self_training import (
+    majority_scores,
+    selection_quality,
+    self_scores,
+    training_records,
+)
 from selftaught.pipelines.stages import Record, generate
 from selftaught.recipes import dpo, sft
 from selftaught.types import Prompt
@@ -315,11 +320,14 @@ def self_train(cfg: NaturalReasoningConfig, policy: str, pool: list[Record]) -> 
         HFEngine(model, tokenizer),
         RESPOND,
         sampling,
-        generator=policy,
+        generator=run_relative(policy, cfg.out_dir),
         seed=cfg.seed,
     )
     scored = score_samples(out / "scores", sampled, cfg, model, tokenizer)
     result: dict[str, Any] = {"baseline": evaluate(cfg, policy), "num_questions": len(scored)}
+    if all(solve(q["question"]) is not None for q in questions):  # the tiny world: answers known
+        bases = sorted({s.removesuffix("-filtered") for s in cfg.scorers})
+        result["selection"] = selection_quality(scored, world_correct, bases, seed=cfg.seed)
     for scorer in cfg.scorers:
         base = scorer.removesuffix("-filtered")
         threshold = cfg.filter_threshold if scorer.endswith("-filtered") else None
@@ -336,6 +344,21 @@ def self_train(cfg: NaturalReasoningConfig, policy: str, pool: list[Record]) -> 
             trained = train(cfg, f"self-train/{scorer}-{mode}", base_cfg, path, policy)
             result[f"{mode} {scorer}"] = evaluate(cfg, trained)
     return result
+
+
+def world_correct(question: str, text: str) -> bool:
+    """Whether `text` ends in the oracle's answer to the tiny-world `question`."""
+    solution = solve(question)
+    return solution is not None and extract_answer(text) == solution[1]
+
+
+def run_relative(path: str, out_dir: str) -> str:
+    """`path` relative to the run directory when it is inside it (`distill/model`), so a record's
+    provenance names the model the same wherever the run lives; else `path` as given."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(out_dir).resolve()))
+    except ValueError:
+        return path
 
 
 def score_samples(

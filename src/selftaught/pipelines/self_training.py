@@ -121,3 +121,42 @@ def training_records(
         rejected = [{"role": "assistant", "content": record["samples"][worst]}]
         dpo.append({"id": record["id"], "prompt": user, "chosen": chosen, "rejected": rejected})
     return rft, dpo, {**counts, "num_rft": len(rft), "num_dpo": len(dpo)}
+
+
+def selection_quality(
+    scored: Sequence[Record], correct: Callable[[str, str], bool], scorers: Sequence[str], *, seed: int
+) -> dict[str, Any]:
+    """How well each scorer picks, against known answers (a diagnostic, never used for training):
+    the share of correct samples, and per scorer the share of correct best / worst picks among the
+    questions it picked for, and (continuous scorers) the AUC of its scores for correct vs wrong
+    samples. `correct(question, text)` says whether a sample is right."""
+    right = [[correct(r["question"], t) for t in r["samples"]] for r in scored]
+    flat = [x for row in right for x in row]
+    quality: dict[str, Any] = {"sample_accuracy": sum(flat) / max(1, len(flat))}
+    for scorer in scorers:
+        rng, best, worst = random.Random(seed), [], []
+        for record, row in zip(scored, right, strict=True):
+            b, w = best_and_worst(record["scores"][scorer], rng, majority=scorer == "majority")
+            best += [row[b]] if b is not None else []
+            worst += [row[w]] if w is not None else []
+        quality[scorer] = {
+            "best_correct": sum(best) / max(1, len(best)),
+            "worst_correct": sum(worst) / max(1, len(worst)),
+        }
+        if scorer != "majority":
+            pairs = [
+                (s, ok)
+                for r, row in zip(scored, right, strict=True)
+                for s, ok in zip(r["scores"][scorer], row, strict=True)
+                if s is not None
+            ]
+            quality[scorer]["auc"] = auc([s for s, ok in pairs if ok], [s for s, ok in pairs if not ok])
+    return quality
+
+
+def auc(positive: Sequence[float], negative: Sequence[float]) -> float | None:
+    """P(a positive scores above a negative), ties half (Mann-Whitney); None without both."""
+    if not positive or not negative:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in positive for n in negative)
+    return wins / (len(positive) * len(negative))

@@ -162,7 +162,25 @@ def format_self_train(runs: list[dict[str, Any]], seeds: list[int]) -> str:
             mode, scorer = row.split(" ", 1)
             examples = f"{sum(r[f'{scorer} counts'][f'num_{mode}'] for r in runs) / len(runs):.0f}"
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {examples} |")
+    if all("selection" in r for r in runs):
+        lines += ["", selection_line([r["selection"] for r in runs])]
     return "\n".join(lines) + "\n"
+
+
+def selection_line(selections: list[dict[str, Any]]) -> str:
+    """How well each scorer picks, against the known answers (mean over seeds)."""
+
+    def mean(values: list[Any]) -> str:
+        values = [v for v in values if v is not None]
+        return f"{100 * sum(values) / len(values):.0f}%" if values else "n/a"
+
+    parts = [f"sample accuracy {mean([s['sample_accuracy'] for s in selections])}"]
+    for scorer in (k for k in selections[0] if k != "sample_accuracy"):
+        part = f"{scorer}: best correct {mean([s[scorer]['best_correct'] for s in selections])}, worst correct {mean([s[scorer]['worst_correct'] for s in selections])}"
+        if "auc" in selections[0][scorer]:
+            part += f", AUC {mean([s[scorer]['auc'] for s in selections])}"
+        parts.append(part)
+    return "Selection against the known answers (a diagnostic, mean over seeds): " + "; ".join(parts) + "."
 
 
 def write_results(path: Path, table: str, command: str) -> None:
