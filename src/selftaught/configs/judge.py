@@ -74,6 +74,17 @@ class JudgeRLConfig:
 class SelfTaughtEvaluatorConfig(RunConfig):
     """The Self-Taught Evaluator loop (papers_A §5; `selftaught self-taught-evaluator`)."""
 
+    SHOWN_WHEN_SET = (
+        "chosen_first_share",
+        "dpo_steps",
+        "dpo_beta",
+        "dpo_nll_scale",
+        "dpo_lr",
+        "eval_extra",
+        "eval_majority_k",
+    )
+    """Added after runs were cached: left out of config.yaml (and run keys) at their defaults."""
+
     out_dir: str = "runs/self-taught-evaluator"
     model: str = "tiny-world-judge"
     """The seed judge: every iteration's SFT starts from it (re-initialised, papers_A §5.1 step 4)."""
