@@ -104,3 +104,31 @@ def test_a_reward_by_name_scores_the_samples():
     got = scorer_values("reward:ngram_novelty", chunk, texts, model=None, tokenizer=None)
     flat = ngram_novelty_reward(["q1", "q1", "q2", "q2"], [t for ts in texts for t in ts])
     assert got == [flat[:2], flat[2:]] and got[0][0] > got[0][1]
+
+
+def test_the_command_line_runs_the_smoke_preset(tmp_path):
+    from selftaught.cli import main
+
+    overrides = [
+        "num_documents=60",
+        "num_examples=12",
+        "verify_examples=4",
+        "eval_per_family=2",
+        "self_train=false",
+    ]
+    assert (
+        main(["natural-reasoning", "--preset", "tiny-smoke", f"out_dir={tmp_path / 'run'}", *overrides]) == 0
+    )
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["distill"]["num_examples"] == 12 and "self_train" not in summary
+
+
+def test_teachers_and_annotators_come_from_any_engine():
+    from selftaught.engines.openai import OpenAIEngine
+    from selftaught.flows.natural_reasoning import build_engine
+    from selftaught.pipelines.natural_reasoning import WorldModel
+
+    assert isinstance(build_engine("world"), WorldModel)
+    engine = build_engine("openai:llama-70b@http://127.0.0.1:9/v1")
+    assert isinstance(engine, OpenAIEngine) and engine.config.model == "llama-70b"
+    assert engine.config.base_url == "http://127.0.0.1:9/v1"
