@@ -29,7 +29,6 @@ CPU:   selftaught natural-reasoning --preset tiny-smoke       (the tiny world, a
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -47,12 +46,13 @@ from selftaught.pipelines import decontam, dedup
 from selftaught.pipelines.natural_reasoning import (
     RAW_STOP,
     RESPOND,
-    VERIFY,
     WorldModel,
     backtranslate,
     respond,
     score_documents,
     sft_record,
+    verification_records,
+    world_correct,
 )
 from selftaught.pipelines.self_training import (
     majority_scores,
@@ -63,7 +63,6 @@ from selftaught.pipelines.self_training import (
 from selftaught.pipelines.stages import Record, generate
 from selftaught.recipes import dpo, sft
 from selftaught.types import Prompt
-from selftaught.world.reasoning_docs import corrupt_solution
 from selftaught.world.reasoning_tasks import OOD_FAMILIES, TRAIN_FAMILIES, extract_answer, solve
 
 
@@ -208,28 +207,6 @@ def distill(cfg: NaturalReasoningConfig, questions: list[Record], summary: dict[
     return student
 
 
-def verification_records(questions: list[Record], num: int, seed: int) -> list[Record]:
-    """`num` `nr-verify@1` conversations on the last questions: the oracle's solution -> yes, a
-    corrupted one -> no, in turn (tiny world only: the solver must read the question)."""
-    rng, records = random.Random(f"verify|{seed}"), []
-    for index, question in enumerate(q["question"] for q in questions[::-1][:num]):
-        solution = solve(question)
-        if solution is None:
-            raise ValueError(
-                f"verify_examples needs tiny-world questions; {question!r} is not one (set verify_examples=0)"
-            )
-        response = (
-            " ".join([*solution[0], f"Answer: {solution[1]}"])
-            if index % 2 == 0
-            else corrupt_solution(question, rng)
-        )
-        user = VERIFY.render_messages({"question": question, "response": response})
-        records.append(
-            {"messages": [*user, {"role": "assistant", "content": "yes" if index % 2 == 0 else "no"}]}
-        )
-    return records
-
-
 def initial_student(cfg: NaturalReasoningConfig) -> str:
     """`scratch:<size>`: a tiny Llama from random init (seeded) with the world tokenizer, saved once."""
     if not cfg.student.startswith("scratch:"):
@@ -344,12 +321,6 @@ def self_train(cfg: NaturalReasoningConfig, policy: str, pool: list[Record]) -> 
             trained = train(cfg, f"self-train/{scorer}-{mode}", base_cfg, path, policy)
             result[f"{mode} {scorer}"] = evaluate(cfg, trained)
     return result
-
-
-def world_correct(question: str, text: str) -> bool:
-    """Whether `text` ends in the oracle's answer to the tiny-world `question`."""
-    solution = solve(question)
-    return solution is not None and extract_answer(text) == solution[1]
 
 
 def run_relative(path: str, out_dir: str) -> str:

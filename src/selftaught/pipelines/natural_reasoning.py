@@ -33,7 +33,8 @@ from selftaught.data.templates import PromptTemplate, register_template
 from selftaught.engines.base import Engine, SamplingParams
 from selftaught.pipelines.stages import Record, filter_records, generate, parse
 from selftaught.types import Completion, Prompt
-from selftaught.world.reasoning_docs import AXES, question_reply, score_reply, teacher_reply
+from selftaught.world.reasoning_docs import AXES, corrupt_solution, question_reply, score_reply, teacher_reply
+from selftaught.world.reasoning_tasks import extract_answer, solve
 
 EXAMPLE_DOCUMENT = (
     "Tom has 3 apples and buys 2 more. How many apples does he have? 3 + 2 = 5. He has 5 apples."
@@ -290,3 +291,31 @@ class WorldModel:
                 f"WorldModel answers nr-annotate, nr-question and nr-respond prompts, not {template!r}"
             )
         return Completion(prompt_id=prompt.id, text=reply, finish_reason="stop")
+
+
+def verification_records(questions: list[Record], num: int, seed: int) -> list[Record]:
+    """`num` `nr-verify@1` conversations on the last questions: the oracle's solution -> yes, a
+    corrupted one -> no, in turn (tiny world only: the solver must read the question)."""
+    rng, records = random.Random(f"verify|{seed}"), []
+    for index, question in enumerate(q["question"] for q in questions[::-1][:num]):
+        solution = solve(question)
+        if solution is None:
+            raise ValueError(
+                f"verify_examples needs tiny-world questions; {question!r} is not one (set verify_examples=0)"
+            )
+        response = (
+            " ".join([*solution[0], f"Answer: {solution[1]}"])
+            if index % 2 == 0
+            else corrupt_solution(question, rng)
+        )
+        user = VERIFY.render_messages({"question": question, "response": response})
+        records.append(
+            {"messages": [*user, {"role": "assistant", "content": "yes" if index % 2 == 0 else "no"}]}
+        )
+    return records
+
+
+def world_correct(question: str, text: str) -> bool:
+    """Whether `text` ends in the oracle's answer to the tiny-world `question`."""
+    solution = solve(question)
+    return solution is not None and extract_answer(text) == solution[1]
