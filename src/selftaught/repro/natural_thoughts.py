@@ -232,7 +232,7 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--out", default="runs/repro-natural-thoughts", help="output directory")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=120, help="SFT steps per run (default 120)")
+    parser.add_argument("--steps", type=int, default=150, help="SFT steps per run (default 150)")
     parser.add_argument("--budget", type=int, default=BUDGET, help=f"traces per selection (default {BUDGET})")
     parser.add_argument("--results", default="docs/results.md", help="markdown file to update ('' = none)")
     parser.add_argument(

@@ -5,17 +5,21 @@ that reads such a trace back.
 Questions are arithmetic chains (`world.arith`); the difficulty is the level (the number of steps).
 The teacher's reply is `<think>TRACE</think>Answer: N`. TRACE is a space-separated list of items:
 
+    <explore>33-25-7             a look at what is left to compute, before the step
     33-25=8                      a main step (one per operation, left to right)
-    <verify>8+25=33              the inverse operation checks the step just taken
-    33-25=18 <backtrack>33-25=8  a deliberately wrong step, then its correction
-    <explore>33-20=13,13-5=8     an alternative path to the next step: tens first, then units
+    <verify>33-25=8              the step just taken, done again
+    <backtrack>8-7=11 8-7=1      a deliberately wrong attempt, abandoned, then the step
     hmm hmm                      filler ("verbosity"): words that make no progress, after the last step
 
 Each step carries each strategy with a probability that grows with the level (`strategy_rates`), so
 harder questions get longer traces with more distinct strategies, as R1's do; the number of filler
-words is the trace's verbosity (0-10), drawn per trace (0 for half of them). Filler sits at the end of
-the trace: mid-trace filler would compete with every digit of the next step, and a greedy student
-would then ramble forever. The oracle annotator
+words is the trace's verbosity (0-10), drawn per trace from a geometric law (P(k) = 0.6 * 0.4^k,
+clipped at 10). The strategy items only copy or redo the chain's own steps (a wrong attempt only
+inside its tag), so they lengthen a trace without asking a small student for new arithmetic (an
+inverse-operation check, a tens-then-units detour and untagged wrong steps broke the `tiny-world`
+student's arithmetic in a first try); filler sits
+after the last step and is never the most likely next word, so a greedy student does not ramble
+(mid-trace filler, uniform 0-10, gave 0% accuracy). The oracle annotator
 (`annotator_reply`) recovers the domain, the strategy set, the verbosity and the number of steps
 from the text alone, and answers in the annotation templates' reply format.
 
@@ -53,11 +57,15 @@ class TeacherStyle:
     """Strategy -> (intercept, slope): a step of a level-k question carries it with probability
     `clip(intercept + slope * k, 0, 1)`."""
     max_verbosity: int = 10
-    """Filler words at the end of a trace: none with probability `p_terse`, else uniform in 1..max_verbosity."""
-    p_terse: float = 0.5
+    """Filler words at the end of a trace: k with probability (1 - p_more) * p_more^k, clipped here."""
+    p_more: float = 0.4
+    """Below 0.5, so that stopping is always the likelier continuation for a greedy student."""
 
     def verbosity(self, rng: random.Random) -> int:
-        return 0 if rng.random() < self.p_terse else rng.randint(1, self.max_verbosity)
+        count = 0
+        while count < self.max_verbosity and rng.random() < self.p_more:
+            count += 1
+        return count
 
     def rate(self, strategy: str, level: int) -> float:
         intercept, slope = self.strategy_rates[strategy]
@@ -87,29 +95,22 @@ def teacher_trace(problem: Problem, rng: random.Random, style: TeacherStyle | No
     """The oracle teacher's trace (without the think tags) for `problem`, drawn with `rng`."""
     style = style or TeacherStyle()
     items: list[str] = []
+    items_steps: list[int] = []
     value = problem.operands[0]
     for op, x in problem.terms:
         result = value + x if op == "+" else value - x
         if rng.random() < style.rate("explore", problem.level):
-            items.append("<explore>" + _tens_then_units(value, op, x))
+            rest = problem.terms[len(items_steps) :]
+            items.append("<explore>" + str(value) + "".join(f"{o}{y}" for o, y in rest))
         if rng.random() < style.rate("backtrack", problem.level):
-            items.append(f"{value}{op}{x}={result + rng.choice((-10, 10, 1))}")
-            items.append(f"<backtrack>{value}{op}{x}={result}")
-        else:
-            items.append(f"{value}{op}{x}={result}")
+            items.append(f"<backtrack>{value}{op}{x}={result + rng.choice((-10, 10, 1))}")
+        items.append(f"{value}{op}{x}={result}")
         if rng.random() < style.rate("verify", problem.level):
-            inverse = "-" if op == "+" else "+"
-            items.append(f"<verify>{result}{inverse}{x}={value}")
+            items.append(f"<verify>{value}{op}{x}={result}")
+        items_steps.append(result)
         value = result
     items += [FILLER] * style.verbosity(rng)
     return " ".join(items)
-
-
-def _tens_then_units(value: int, op: str, x: int) -> str:
-    tens, units = x - x % 10, x % 10
-    middle = value + tens if op == "+" else value - tens
-    end = middle + units if op == "+" else middle - units
-    return f"{value}{op}{tens}={middle},{middle}{op}{units}={end}"
 
 
 def teacher_reply(question: str, rng: random.Random, style: TeacherStyle | None = None) -> str:
