@@ -47,6 +47,8 @@ class NaturalReasoningConfig:
     model), a model path or alias (HF), `vllm:<model>` or `openai:<model>@<base url>`."""
     raw: bool = False
     """Prompt the annotator with raw text (base models such as Gemma 3 270M)."""
+    question_template: str = "nr-question@1"
+    """The backtranslation template (`nr-question@2`: a raw-text example that retells its document)."""
     annotate_max_new_tokens: int = 40
     question_max_new_tokens: int = 160
     annotate_temperature: float = 0.0

@@ -38,6 +38,7 @@ from selftaught.configs.recipes import NaturalReasoningConfig as NaturalReasonin
 from selftaught.data.catalog import load_records
 from selftaught.data.shards import compute_fingerprint, run_once, run_stage
 from selftaught.data.sources import write_jsonl
+from selftaught.data.templates import get_template
 from selftaught.engines.base import Engine, SamplingParams
 from selftaught.engines.hf import HFEngine
 from selftaught.evals.accuracy import mean_and_stderr
@@ -110,6 +111,7 @@ def synthesize(cfg: NaturalReasoningConfig, summary: dict[str, Any]) -> list[Rec
         seed=cfg.seed,
         raw=cfg.raw,
         shard_size=cfg.shard_size,
+        template=get_template(cfg.question_template),
     )
     questions, summary["dedup"] = global_stage(out / "dedup", questions, cfg, "dedup", mark_duplicates)
     questions, summary["decontam"] = global_stage(

@@ -40,7 +40,7 @@ EXAMPLE_DOCUMENT = (
     "Tom has 3 apples and buys 2 more. How many apples does he have? 3 + 2 = 5. He has 5 apples."
 )
 """The worked example of the raw-text (base model) forms, one shot each."""
-RAW_STOP = ["\nDocument:"]
+RAW_STOP = ["\nDocument:", "\nNew question:"]
 """Where a base model's reply to a raw-text form ends (it would go on with another document)."""
 ANNOTATE = register_template(
     PromptTemplate(
@@ -84,6 +84,23 @@ QUESTION = register_template(
         slots=("document",),
     )
 )
+QUESTION_V2 = register_template(
+    PromptTemplate(
+        "nr-question",
+        2,
+        user=QUESTION.user,
+        text=(
+            "Write one new self-contained question inspired by each document, then its answer (or none).\n\n"
+            f"Document:\n{EXAMPLE_DOCUMENT}\nNew question:\n"
+            "Question: Tom has 8 apples and buys 5 more. How many apples does he have now?\n"
+            "Answer: 13\n\n"
+            "Document:\n{document}\nNew question:\n"
+        ),
+        slots=("document",),
+    )
+)
+"""Version 2 changes only the raw-text form: its example question retells the example document's
+story with new numbers (with version 1's unrelated example, Gemma 3 270M copied the example)."""
 RESPOND = register_template(PromptTemplate("nr-respond", 1, user="{question}", slots=("question",)))
 VERIFY = register_template(
     PromptTemplate(
@@ -186,6 +203,7 @@ def backtranslate(
     seed: int,
     raw: bool = False,
     shard_size: int = 256,
+    template: PromptTemplate = QUESTION,
 ) -> tuple[list[Record], dict[str, Any]]:
     """One question record per document whose reply parsed into a self-contained question:
     `{id: q-<doc id>, question, reference_answer, answer_bucket, doc_id, provenance}`; counts of
@@ -195,7 +213,7 @@ def backtranslate(
         out / "replies",
         documents,
         engine,
-        QUESTION,
+        template,
         sampling,
         generator=generator,
         seed=seed,
@@ -282,7 +300,7 @@ class WorldModel:
         template, text = prompt.meta.get("template"), prompt.messages[-1]["content"]
         if template == ANNOTATE.versioned_name:
             reply = score_reply(text)
-        elif template == QUESTION.versioned_name:
+        elif template in (QUESTION.versioned_name, QUESTION_V2.versioned_name):
             reply = question_reply(text, random.Random(f"{seed}|{prompt.id}|{sample}"))
         elif template == RESPOND.versioned_name:
             reply = teacher_reply(text)

@@ -78,6 +78,7 @@ def gemma3_270m() -> NaturalReasoningConfig:
         annotator="gemma-3-270m",
         teacher="gemma-3-270m",
         raw=True,
+        question_template="nr-question@2",
         annotate_max_new_tokens=40,
         question_max_new_tokens=96,
         response_max_new_tokens=96,
