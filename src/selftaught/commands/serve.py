@@ -26,7 +26,8 @@ def add_parser(sub: Any) -> None:
         help="serve a model over an OpenAI-compatible HTTP API",
         description="/v1/models, /v1/completions and /v1/chat/completions (streamed or not, with "
         "logprobs and top logprobs), /tokenize, /detokenize and Prometheus /metrics over HFEngine; "
-        "concurrent requests are batched together.",
+        "concurrent requests are batched together. `--model scripted:echo` serves a model that repeats "
+        "its prompt (benchmarks and tests of the serving path).",
     )
     add_model_arg(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1: this machine)")
