@@ -152,3 +152,21 @@ def test_template_that_is_not_prefix_stable_raises(tokenizer):
     tokenizer.chat_template = "{{ messages | length }}" + DEFAULT_CHAT_TEMPLATE
     with pytest.raises(ValueError, match="not prefix-stable"):
         render_conversation(tokenizer, [USER, ASSISTANT])
+
+
+def test_emphasis_weights_mark_the_tokens_of_each_match(tokenizer):
+    from selftaught.data.chat import emphasis_weights
+
+    messages = [
+        {"role": "user", "content": "Is 2+2=4?"},
+        {"role": "assistant", "content": "yes it is [[A]]"},
+    ]
+    ids, loss_mask = render_conversation(tokenizer, messages)
+    weights = emphasis_weights(tokenizer, ids, loss_mask, {r"\[\[[AB]\]\]": 5.0, r"yes|\[\[": 2.0})
+    assert all(w == 0.0 for w, trained in zip(weights, loss_mask, strict=True) if not trained)
+    heavy = tokenizer.decode([i for i, w in zip(ids, weights, strict=True) if w == 5.0])
+    double = tokenizer.decode([i for i, w in zip(ids, weights, strict=True) if w == 2.0])
+    assert heavy.strip() == "[[A]]" and double.strip() == "yes"  # `[[` takes the larger weight
+    plain = [i for i, w, trained in zip(ids, weights, loss_mask, strict=True) if trained and w == 1.0]
+    assert " it is" in tokenizer.decode(plain)
+    assert emphasis_weights(tokenizer, ids, loss_mask, {"no match": 9.0}) == [float(m) for m in loss_mask]

@@ -58,3 +58,24 @@ def test_user_errors_name_the_argument():
         sft_loss(torch.zeros(2, 3), torch.ones(2, 4))
     with pytest.raises(ValueError, match="num_tokens"):
         sft_loss(torch.zeros(2, 3), torch.ones(2, 3), num_tokens=0)
+
+
+def test_loss_weights_scale_each_token_and_keep_the_token_denominator():
+    """Weights 1, 5 on row 0's masked tokens and 2 on row 1's: (1 * 1 + 5 * 2 + 2 * 3) log 2 / 3;
+    the gradient of a token is -w / 3; `nll` stays the unweighted mean; all-ones weights = no weights."""
+    log2 = math.log(2)
+    logps = torch.tensor([[9.0, -log2, -2 * log2], [9.0, 9.0, -3 * log2]], requires_grad=True)
+    mask = torch.tensor([[False, True, True], [False, False, True]])
+    weights = torch.tensor([[7.0, 1.0, 5.0], [7.0, 7.0, 2.0]])  # off-mask weights never count
+
+    loss, metrics = sft_loss(logps, mask, loss_weights=weights)
+    loss.backward()
+
+    torch.testing.assert_close(loss, torch.tensor(17 * log2 / 3))
+    torch.testing.assert_close(logps.grad, -(weights * mask) / 3)
+    torch.testing.assert_close(metrics["nll"], torch.tensor(2 * log2))
+    plain, _ = sft_loss(logps.detach(), mask)
+    ones, _ = sft_loss(logps.detach(), mask, loss_weights=torch.ones(2, 3))
+    torch.testing.assert_close(ones, plain)
+    with pytest.raises(ValueError, match="loss_weights shape"):
+        sft_loss(logps, mask, loss_weights=torch.ones(3))

@@ -157,3 +157,24 @@ def test_a_resume_with_another_learning_rate_is_refused(tiny_model_dir, tmp_path
     assert "optim.lr: 0.001 -> 0.5" in capsys.readouterr().err
     assert "lr: 0.001" in (out / "config.yaml").read_text()  # the run's own config is kept
     assert main([*common, "num_steps=6"]) == 0  # extending the run is a resume, not another config
+
+
+def test_emphasis_reweights_tokens_and_weight_one_is_the_plain_run(tiny_model_dir, tmp_path):
+    common = [
+        "sft",
+        "--preset",
+        "tiny-smoke",
+        f"model={tiny_model_dir}",
+        "eval.every=-1",
+        "checkpoint_every=0",
+        "num_steps=2",
+        "batch_size=16",
+    ]
+    assert main([*common, f"out_dir={tmp_path / 'plain'}"]) == 0
+    assert main([*common, f"out_dir={tmp_path / 'one'}", 'data.emphasis={"Answer": 1.0}']) == 0
+    assert main([*common, f"out_dir={tmp_path / 'five'}", 'data.emphasis={"Answer: [0-9]+": 5.0}']) == 0
+    plain, one, five = (_weights(tmp_path / name / "model") for name in ("plain", "one", "five"))
+    assert all(torch.equal(plain[key], one[key]) for key in plain)
+    assert any(not torch.allclose(plain[key], five[key]) for key in plain)
+    assert "  emphasis:" in (tmp_path / "five" / "config.yaml").read_text()
+    assert "  emphasis:" not in (tmp_path / "plain" / "config.yaml").read_text()  # runs keep their keys

@@ -51,7 +51,8 @@ def test_collate_errors():
 def test_batch_to_keeps_values():
     batch = collate(EXAMPLES, pad_id=0)
     moved = batch.to("cpu")
-    assert all(torch.equal(getattr(moved, k), getattr(batch, k)) for k in vars(batch))
+    assert batch.loss_weights is None and moved.loss_weights is None
+    assert all(torch.equal(getattr(moved, k), getattr(batch, k)) for k in vars(batch) if k != "loss_weights")
 
 
 def test_token_budget_small_case():
@@ -96,3 +97,15 @@ def test_token_budget_errors():
     with pytest.raises(ValueError, match="sort_window"):
         token_budget_batches([3], max_tokens=8, sort_window=0)
     assert token_budget_batches([], max_tokens=8) == []
+
+
+def test_collate_pads_loss_weights_and_gives_unweighted_examples_their_mask():
+    weighted = ([5, 6, 7], [False, True, True], [0.0, 1.0, 5.0])
+    plain = ([5, 6], [False, True])
+    batch = collate([weighted, plain], pad_id=0)
+    assert batch.loss_weights is not None
+    assert batch.loss_weights.tolist() == [[0.0, 1.0, 5.0], [0.0, 1.0, 0.0]]
+    assert collate([plain], pad_id=0).loss_weights is None
+    assert batch.to("cpu").loss_weights is not None
+    with pytest.raises(ValueError, match="loss weights"):
+        collate([([1, 2], [True, True], [1.0])], pad_id=0)

@@ -117,6 +117,9 @@ class WorldPretrainConfig(RunConfig):
 
 @dataclass
 class SFTDataConfig:
+    SHOWN_WHEN_SET = ("emphasis",)
+    """Added after runs were cached: in config.yaml only when set."""
+
     source: str = "world:sft"
     """`world:sft` (generated tiny-world solutions), or a JSONL/Parquet/dataset path or `hf:` name."""
     max_length: int = 512
@@ -131,6 +134,11 @@ class SFTDataConfig:
     strategy_weights: dict[str, float] = field(default_factory=lambda: {"chain": 1.0})
     seed: int = 1
     """World: seed of the example pool (different from the pretraining pool's 0)."""
+    emphasis: dict[str, float] = field(default_factory=dict)
+    """Regex -> loss weight of the assistant tokens whose text overlaps a match (the largest weight
+    when several match; other trained tokens weigh 1; the loss is still divided by the token count),
+    e.g. `{"\\[\\[[AB]\\]\\]": 5.0}`: a judge's verdict x5 (TINYWORLD_JUDGES_LPO §1.2).
+    `data.chat.emphasis_weights`."""
 
 
 @dataclass

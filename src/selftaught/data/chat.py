@@ -13,6 +13,7 @@ template's end-of-turn marker) get `loss_mask = True`, everything else `False`.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from selftaught.data.sources import json_type
@@ -164,3 +165,43 @@ def _append(tokenizer: Any, text: str, trained: bool, input_ids: list[int], loss
     ids = encode_text(tokenizer, text)
     input_ids.extend(ids)
     loss_mask.extend([trained] * len(ids))
+
+
+def emphasis_weights(
+    tokenizer: Any, input_ids: list[int], loss_mask: list[bool], emphasis: dict[str, float]
+) -> list[float]:
+    """Per-token loss weights: 1 on trained tokens, `emphasis[pattern]` on the trained tokens whose
+    text overlaps a match of the regex `pattern` (the largest such weight when several match), 0 off
+    the loss mask.
+
+    Each maximal run of trained tokens is decoded as one text; a token's characters are those its
+    decode adds to the run's prefix, so a match is found on the text as the model writes it (e.g.
+    `{"\\\\[\\\\[[AB]\\\\]\\\\]": 5.0}`: a judge's verdict, TINYWORLD_JUDGES_LPO §1.2).
+    """
+    compiled = [(re.compile(pattern), weight) for pattern, weight in emphasis.items()]
+    emphasised: list[float | None] = [None] * len(loss_mask)
+    for start, end in _trained_runs(loss_mask):
+        bounds = [0] + [len(tokenizer.decode(input_ids[start : k + 1])) for k in range(start, end)]
+        text = tokenizer.decode(input_ids[start:end])
+        for pattern, weight in compiled:
+            for match in pattern.finditer(text):
+                for k in range(start, end):
+                    first, last = bounds[k - start], bounds[k - start + 1]
+                    if first < match.end() and last > match.start():
+                        emphasised[k] = max(weight, emphasised[k] or weight)
+    return [
+        (weight if weight is not None else 1.0) if trained else 0.0
+        for trained, weight in zip(loss_mask, emphasised, strict=True)
+    ]
+
+
+def _trained_runs(loss_mask: list[bool]) -> list[tuple[int, int]]:
+    """`[start, end)` of each maximal run of trained tokens."""
+    runs, start = [], None
+    for i, trained in enumerate([*loss_mask, False]):
+        if trained and start is None:
+            start = i
+        elif not trained and start is not None:
+            runs.append((start, i))
+            start = None
+    return runs

@@ -15,11 +15,17 @@ import random
 from typing import Any
 
 from selftaught.data import gsm8k
-from selftaught.data.chat import render_conversation, render_prompt_completion, validate_messages
+from selftaught.data.chat import (
+    emphasis_weights,
+    render_conversation,
+    render_prompt_completion,
+    validate_messages,
+)
 from selftaught.data.sources import json_type, require_columns
 from selftaught.types import Completion, Message, Prompt
 
-Example = tuple[list[int], list[bool]]
+Example = tuple[list[int], list[bool]] | tuple[list[int], list[bool], list[float]]
+"""`(input_ids, loss_mask)`, or with per-token loss weights (`train.batching.Example`)."""
 """`(input_ids, loss_mask)` of one training sequence."""
 PROMPT_COLUMNS = ("id", "prompt", "messages", "question", "answer", "task")
 """Columns `prompt_from_record` reads itself; the others become `Prompt.meta`."""
@@ -126,7 +132,7 @@ def trl_prompt(value: Any, index: int, where: str | None = None) -> Prompt:
     raise ValueError(f"{what} must be a string or a list of messages, got {json_type(value)}")
 
 
-def sft_example(record: dict[str, Any], tokenizer: Any, where: str) -> Example:
+def sft_example(record: dict[str, Any], tokenizer: Any, where: str) -> tuple[list[int], list[bool]]:
     """One training example from an SFT record (`messages`, `prompt` + `completion`, or GSM8K); a
     ValueError that names the record (`where`) when it cannot be one."""
     if "messages" in record:
@@ -148,16 +154,26 @@ def sft_example(record: dict[str, Any], tokenizer: Any, where: str) -> Example:
 
 
 def sft_examples(
-    records: list[dict[str, Any]], tokenizer: Any, source: str, max_length: int
+    records: list[dict[str, Any]],
+    tokenizer: Any,
+    source: str,
+    max_length: int,
+    emphasis: dict[str, float] | None = None,
 ) -> list[Example]:
     """Tokenised examples truncated to `max_length`; those left with no trained token are dropped (and
-    the drop is printed); an error when none is left."""
+    the drop is printed); an error when none is left. With `emphasis` (regex -> weight), each example
+    also carries its tokens' loss weights (`data.chat.emphasis_weights`)."""
     if not records:
         raise ValueError(f"{source} holds no records")
-    examples = []
+    examples: list[Example] = []
     for i, record in enumerate(records):
         ids, mask = sft_example(record, tokenizer, f"{source} record {i}")
-        if any(mask[:max_length]):
+        if not any(mask[:max_length]):
+            continue
+        if emphasis:
+            weights = emphasis_weights(tokenizer, ids, mask, emphasis)
+            examples.append((ids[:max_length], mask[:max_length], weights[:max_length]))
+        else:
             examples.append((ids[:max_length], mask[:max_length]))
     if not examples:
         raise ValueError(f"{source} gave no example with trained tokens within max_length {max_length}")

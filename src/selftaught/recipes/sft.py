@@ -89,7 +89,7 @@ def build_examples(data: SFTDataConfig, tokenizer: Any) -> list[Example]:
         strategy_weights=data.strategy_weights,
         bug=data.bug,
     )
-    return sft_examples(records, tokenizer, data.source, data.max_length)
+    return sft_examples(records, tokenizer, data.source, data.max_length, data.emphasis)
 
 
 def pretrained_judge(cfg: SFTConfig | None = None) -> Path:

@@ -25,8 +25,10 @@ import torch
 
 from selftaught.data.padding import pad_rows, pad_sequences, position_ids
 
-Example = tuple[list[int], list[bool]]
-"""`(input_ids, loss_mask)` of one sequence; the two lists have the same length."""
+Example = tuple[list[int], list[bool]] | tuple[list[int], list[bool], list[float]]
+"""`(input_ids, loss_mask)` of one sequence, or `(input_ids, loss_mask, loss_weights)` with a weight
+per token (`data.chat.emphasis_weights`: 1 on plain trained tokens, 0 off the mask); the lists have
+the same length."""
 
 
 @dataclass
@@ -41,6 +43,9 @@ class Batch:
     """[B, T] bool; True on trained tokens, always False on pads."""
     position_ids: torch.Tensor
     """[B, T] long; 0 at each sequence's first real token, whichever side the padding is on."""
+    loss_weights: torch.Tensor | None = None
+    """[B, T] float, each trained token's weight in the loss (0 on pads and untrained tokens), or None:
+    every trained token weighs 1. The loss is still divided by the trained-token count."""
 
     unit: ClassVar[str] = "tokens"
     """What `train_step` counts in a `Batch` (`train.step.MicroBatch`): trained tokens."""
@@ -58,7 +63,8 @@ class Batch:
     def to(self, device: torch.device | str) -> Batch:
         """The same batch on `device`."""
         return Batch(
-            *(t.to(device) for t in (self.input_ids, self.attention_mask, self.loss_mask, self.position_ids))
+            *(t.to(device) for t in (self.input_ids, self.attention_mask, self.loss_mask, self.position_ids)),
+            loss_weights=None if self.loss_weights is None else self.loss_weights.to(device),
         )
 
 
@@ -74,15 +80,20 @@ def collate(examples: Sequence[Example], pad_id: int, *, side: Literal["right", 
         raise ValueError(f"collate: side must be 'right' or 'left', got {side!r}")
     if not examples:
         raise ValueError("collate: got no examples; pass at least one (input_ids, loss_mask) pair")
-    for i, (ids, mask) in enumerate(examples):
-        if not ids or len(ids) != len(mask):
+    for i, (ids, mask, *weights) in enumerate(examples):
+        if not ids or len(ids) != len(mask) or any(len(w) != len(ids) for w in weights):
             raise ValueError(
-                f"collate: examples[{i}] has {len(ids)} input_ids and {len(mask)} loss_mask entries; "
-                "they must be equal and non-zero (render with selftaught.data.chat.render_conversation)"
+                f"collate: examples[{i}] has {len(ids)} input_ids, {len(mask)} loss_mask entries and "
+                f"{[len(w) for w in weights]} loss weights; they must be equal and non-zero (render with "
+                "selftaught.data.chat.render_conversation)"
             )
-    input_ids, attention_mask = pad_sequences([ids for ids, _ in examples], pad_id, side=side)  # [B, T]
-    loss_mask = pad_rows([mask for _, mask in examples], False, side=side, dtype=torch.bool)  # [B, T]
-    return Batch(input_ids, attention_mask, loss_mask, position_ids(attention_mask))
+    input_ids, attention_mask = pad_sequences([e[0] for e in examples], pad_id, side=side)  # [B, T]
+    loss_mask = pad_rows([e[1] for e in examples], False, side=side, dtype=torch.bool)  # [B, T]
+    loss_weights = None
+    if any(len(e) == 3 for e in examples):
+        rows = [e[2] if len(e) == 3 else [float(m) for m in e[1]] for e in examples]  # type: ignore[misc]
+        loss_weights = pad_rows(rows, 0.0, side=side, dtype=torch.float32)  # [B, T]
+    return Batch(input_ids, attention_mask, loss_mask, position_ids(attention_mask), loss_weights)
 
 
 def token_budget_batches(

@@ -40,7 +40,7 @@ def sft_loss_fn(model: Any, batch: Batch, num_tokens: Any) -> tuple[torch.Tensor
         position_ids=batch.position_ids,
         loss_mask=batch.loss_mask,
     )  # [B, T], 0 outside the loss mask
-    return sft_loss(logps, batch.loss_mask, num_tokens)
+    return sft_loss(logps, batch.loss_mask, num_tokens, batch.loss_weights)
 
 
 def rank_indices(step: int, batch_size: int, num_examples: int, seed: int) -> list[int]:
