@@ -13,9 +13,18 @@ def test_repro_writes_every_table(tiny_model_dir, tmp_path, monkeypatch):
         "sft_batch_size=4",
     ]
     overrides += ["eval_per_level=2", "eval_max_new_tokens=8"]
-    table = repro.nt_table(str(tmp_path), seeds=[0, 1], steps=1, budget=8, overrides=overrides)
+    table = repro.nt_table(
+        str(tmp_path),
+        seeds=[0, 1],
+        steps=1,
+        budget=8,
+        overrides=overrides,
+        warmup_steps=1,
+        warmup_questions=24,
+    )
     runs = sorted(p.name for p in (tmp_path / "seed-0").iterdir() if p.name != "pool")
     assert len(runs) == len(set(map(repro.run_name, repro.arms(8).values())))
+    assert (tmp_path / "warmup" / "summary.json").exists() and "Warm-up student" in table
     for part in (
         "Selection at an equal budget",
         "Random selection with scale",

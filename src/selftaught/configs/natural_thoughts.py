@@ -95,6 +95,8 @@ class NaturalThoughtsConfig(RunConfig):
     eval_data: str = "world:thought-questions:test"
     eval_per_level: int = 100
     """World evaluation: test questions per level (files: the first `eval_per_level` records)."""
+    eval_levels: list[int] | None = None
+    """World evaluation levels (None: `levels`)."""
     hard_level: int = 4
     """Levels >= this count as hard held-out items (`hard` in the summary)."""
     eval_modes: list[str] = field(default_factory=lambda: ["no_think", "think", "adaptive"])

@@ -243,7 +243,7 @@ def evaluate(cfg: NaturalThoughtsConfig, model_dir: str, controls: Controls, out
         "model": model_dir,
         "data": cfg.eval_data,
         "per_level": cfg.eval_per_level,
-        "levels": cfg.levels,
+        "levels": eval_levels(cfg),
         "modes": cfg.eval_modes,
         "controls": asdict(controls),
         "max_new_tokens": cfg.eval_max_new_tokens,
@@ -253,11 +253,12 @@ def evaluate(cfg: NaturalThoughtsConfig, model_dir: str, controls: Controls, out
 
 
 def _evaluate(cfg: NaturalThoughtsConfig, model_dir: str, controls: Controls) -> dict[str, Any]:
+    levels = eval_levels(cfg)
     records = load_records(
         cfg.eval_data,
-        limit=cfg.eval_per_level * len(cfg.levels),
-        num=cfg.eval_per_level * len(cfg.levels),
-        levels=cfg.levels,
+        limit=cfg.eval_per_level * len(levels),
+        num=cfg.eval_per_level * len(levels),
+        levels=levels,
     )
     records = [
         {**r, "answer": reference_answer(r["answer"]) if "####" in str(r["answer"]) else r["answer"]}
@@ -274,6 +275,10 @@ def _evaluate(cfg: NaturalThoughtsConfig, model_dir: str, controls: Controls) ->
         max_new_tokens=cfg.eval_max_new_tokens,
         hard_level=cfg.hard_level,
     )
+
+
+def eval_levels(cfg: NaturalThoughtsConfig) -> list[int]:
+    return list(cfg.eval_levels or cfg.levels)
 
 
 def format_table(cfg: NaturalThoughtsConfig, summary: dict[str, Any]) -> str:
