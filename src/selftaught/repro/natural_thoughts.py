@@ -2,9 +2,10 @@
 
 Per seed k, one pool (`<out>/seed-k/pool`: the oracle teacher's traces of 2000 train questions of
 levels 1-4 sampled with seed k, annotated, labelled by the weak `tiny-world` student) and one run of
-the `natural-thoughts` flow per arm (`<out>/seed-k/<arm>`), each SFT from `tiny-world` with the same
-steps, batch and lr; the flow evaluates every run on the test questions (levels 1-4) in the three
-inference modes. Arms:
+the `natural-thoughts` flow per arm (`<out>/seed-k/<arm>`), each SFT with the same steps, batch and
+lr from one warm-up student (`warm_up`: `tiny-world` taught the `<think>` format, the control
+instructions and the strategy tokens on levels 1-3 only, once); the flow evaluates every run on the
+test questions (levels 1-4) in the three inference modes. Arms:
 
   selection at an equal budget (S2 targets):  random, disagree, strategy_window
   random with scale:                          random at budgets SCALE
