@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from selftaught.config import to_dict
-from selftaught.configs.recipes import NaturalReasoningConfig as NaturalReasoningConfig
+from selftaught.configs.natural_reasoning import NaturalReasoningConfig as NaturalReasoningConfig
 from selftaught.data.catalog import load_records
 from selftaught.data.shards import compute_fingerprint, run_once, run_stage
 from selftaught.data.sources import write_jsonl
@@ -276,8 +276,8 @@ def build_engine(spec: str) -> Engine:
 
         model, _, url = spec.removeprefix("openai:").partition("@")
         return OpenAIEngine(OpenAIConfig(model=model, base_url=url or OpenAIConfig.base_url))
-    model, tokenizer = load_model(spec)
-    return HFEngine(model, tokenizer)
+    loaded, tokenizer = load_model(spec)
+    return HFEngine(loaded, tokenizer)
 
 
 def self_train(cfg: NaturalReasoningConfig, policy: str, pool: list[Record]) -> dict[str, Any]:
@@ -366,21 +366,17 @@ def scorer_values(
 ) -> list[list[float | None]]:
     if base == "majority":
         return [majority_scores(t, extract_answer) for t in texts]
+    """Each question's samples scored by `base`: majority, self-score or `reward:<spec>`."""
+    questions = [r["question"] for r, t in zip(chunk, texts, strict=True) for _ in t]
+    flat_texts = [x for t in texts for x in t]
+    scores: list[float | None]
     if base == "self-score":
-        flat = self_scores(
-            model,
-            tokenizer,
-            [r["question"] for r, t in zip(chunk, texts, strict=True) for _ in t],
-            [x for t in texts for x in t],
-        )
-        width = len(texts[0]) if texts else 0
-        return [list(flat[i * width : (i + 1) * width]) for i in range(len(texts))]
-    from selftaught.rewards.registry import build_reward
+        scores = list(self_scores(model, tokenizer, questions, flat_texts))
+    else:
+        from selftaught.rewards.registry import build_reward
 
-    reward = build_reward(base.removeprefix("reward:"))
-    prompts = [
-        [{"role": "user", "content": r["question"]}] for r, t in zip(chunk, texts, strict=True) for _ in t
-    ]
-    flat = reward(prompts, [[{"role": "assistant", "content": x}] for t in texts for x in t])
+        reward = build_reward(base.removeprefix("reward:"))
+        prompts = [[{"role": "user", "content": q}] for q in questions]
+        scores = reward(prompts, [[{"role": "assistant", "content": x}] for x in flat_texts])
     width = len(texts[0]) if texts else 0
-    return [list(flat[i * width : (i + 1) * width]) for i in range(len(texts))]
+    return [list(scores[i * width : (i + 1) * width]) for i in range(len(texts))]

@@ -66,9 +66,9 @@ def mark_contamination(
             else {"eval": hit[0], "item": hit[1], "method": f"{n}-gram", "similarity": 1.0}
         )
     if embed is not None and threshold is not None:
-        for i, hit in enumerate(_nearest_items(records, evals, field, embed)):
-            if found[i] is None and hit is not None and hit["similarity"] >= threshold:
-                found[i] = {**hit, "method": "embedding"}
+        for i, near in enumerate(_nearest_items(records, evals, field, embed)):
+            if found[i] is None and near is not None and near["similarity"] >= threshold:
+                found[i] = {**near, "method": "embedding"}
     return [{**r, "contamination": c} for r, c in zip(records, found, strict=True)]
 
 

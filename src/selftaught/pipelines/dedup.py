@@ -56,7 +56,8 @@ def minhash_duplicates(
     from datasketch import MinHash, MinHashLSH
 
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    hashes, result = [], []
+    hashes: list[Any] = []
+    result: list[tuple[int, float] | None] = []
     for index, text in enumerate(texts):
         minhash = MinHash(num_perm=num_perm, seed=seed)
         minhash.update_batch([s.encode() for s in shingles(text)])
@@ -79,6 +80,7 @@ def neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     dim = vectors.shape[1]
+    index: Any
     if len(vectors) <= EXACT_LIMIT:
         index = faiss.IndexFlatIP(dim)
     else:

@@ -185,7 +185,7 @@ def score_documents(
         ratings = record.pop("parsed")[0]
         keep = None if ratings is None else ratings["reasoning"] >= threshold
         records.append({**record, "ratings": ratings, "keep": keep})
-    counts = {
+    counts: dict[str, float] = {
         "num_documents": len(records),
         "num_unparsed": sum(r["ratings"] is None for r in records),
         "num_kept": sum(r["keep"] is True for r in records),

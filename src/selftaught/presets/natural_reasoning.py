@@ -4,6 +4,7 @@ GSM8K worked solutions (CPU), and Llama-3.1-8B-Instruct through vLLM (one GPU)."
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from selftaught.configs.natural_reasoning import GSM8K_TEST, NaturalReasoningConfig
 from selftaught.configs.train import Precision
@@ -52,7 +53,7 @@ def tiny_smoke() -> NaturalReasoningConfig:
         self_train_questions=12,
         samples_per_question=4,
     )
-    small = {"num_steps": 8, "batch_size": 8, "log_every": 4, "checkpoint_every": 4}
+    small: dict[str, Any] = {"num_steps": 8, "batch_size": 8, "log_every": 4, "checkpoint_every": 4}
     return replace(
         cfg,
         sft=replace(cfg.sft, **small, optim=replace(cfg.sft.optim, warmup_steps=2)),

@@ -91,7 +91,7 @@ def eval_questions(
     (`messages`: the question as the user turn, the form the student answers)."""
     records = []
     for family in families:
-        rng, seen = random.Random(f"reasoning-eval|{family}|{split}|{seed}"), set()
+        rng, seen = random.Random(f"reasoning-eval|{family}|{split}|{seed}"), set[str]()
         for _ in range(num * 50):
             if len(seen) == num:
                 break
