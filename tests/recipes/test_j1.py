@@ -154,3 +154,22 @@ def test_repro_j1_tables_every_arm_over_seeds_and_writes_the_results_section(tin
     repro_j1.write_results(results, table, "selftaught repro j1")
     text = results.read_text()
     assert text.count(repro_j1.BEGIN) == 1 and "J1 in the tiny world" in text
+
+
+def test_j1_on_list_pairs_sees_both_orders_of_near_miss_pairs(tiny_model_dir, tmp_path):
+    lists = J1.preset("tiny-lists")
+    assert lists.judge.pairs == "world-lists:train" and lists.model == "tiny-world-list-judge"
+    cfg = replace(
+        J1.preset("tiny-smoke"),
+        model=tiny_model_dir,
+        out_dir=str(tmp_path / "run"),
+        num_steps=2,
+        save_rollouts=True,
+        judge=replace(lists.judge, num_pairs=16, eval_num_pairs=4, eval_max_new_tokens=8),
+    )
+    J1.run(cfg)
+    groups = [json.loads(line) for line in (tmp_path / "run" / "rollouts" / "step-0000001.jsonl").open()]
+    shown = [g["prompt"]["messages"][0]["content"] for g in groups]
+    assert [g["prompt"]["meta"]["order"] for g in groups] == ["ab", "ba", "ab", "ba"]
+    assert all(": " in text and " A: " in text and " B: " in text for text in shown)
+    assert any("val_accuracy" in r for r in read_metrics(cfg.out_dir))

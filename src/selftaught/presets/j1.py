@@ -44,6 +44,21 @@ def tiny() -> OnlineRLConfig:
     )
 
 
+def tiny_lists() -> OnlineRLConfig:
+    """The same GRPO on the list world (`world.list_tasks`): the list-task seed judge
+    (`tiny-world-list-judge`, check traces `<output> A yes B no [[A]]`) on modified-instruction pairs,
+    both orders every step; validation on near-miss valid pairs."""
+    return replace(
+        tiny(),
+        out_dir="runs/j1-tiny-lists",
+        model="tiny-world-list-judge",
+        rollouts=RolloutConfig(num_prompts=8, samples_per_prompt=8, max_new_tokens=40),
+        judge=JudgeRLConfig(
+            pairs="world-lists:train", eval_pairs="world-lists:valid", eval_max_new_tokens=40
+        ),
+    )
+
+
 def tiny_smoke() -> OnlineRLConfig:
     """Four GRPO steps of the tiny-world student as a judge, 2 pairs x 2 orders x 4 samples, both-order
     consistency reward: checks the pipeline, not the effect."""
