@@ -18,8 +18,8 @@ def tiny() -> NaturalThoughtsConfig:
     level, geometric filler) and annotator; the `tiny-world` student (trained on levels 1-3 solutions,
     it fails level 4) answers each question as the weak model; 600 traces chosen at random, S2
     targets, 300 SFT steps of 32 from `tiny-world`; 100 test questions per level in the three modes.
-    Checks the pipeline end to end: a student taken straight from `tiny-world` through a few hundred
-    steps of the `<think>` format stays near 0% (docs/results.md); `selftaught repro natural-thoughts`
+    Checks the pipeline end to end; students taken straight from `tiny-world` through 120-200 steps
+    of the `<think>` format stayed at 0-2.5% (docs/results.md); `selftaught repro natural-thoughts`
     first warms a student up on the format (`repro.natural_thoughts.warm_up`), then runs the arms."""
     return NaturalThoughtsConfig(budget=600, **TINY_CONTROLS)
 
