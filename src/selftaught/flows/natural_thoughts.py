@@ -25,6 +25,7 @@ CPU:  selftaught natural-thoughts --preset tiny        (oracle teacher and annot
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -62,7 +63,9 @@ def run(cfg: NaturalThoughtsConfig) -> dict[str, Any]:
     out = Path(cfg.out_dir)
     pool_dir = Path(cfg.pool_dir or out / "pool")
     _, tokenizer = load_model(cfg.model)
-    questions = load_records(cfg.questions, limit=cfg.num_questions, num=cfg.num_questions, levels=cfg.levels)
+    questions = with_ids(
+        load_records(cfg.questions, limit=cfg.num_questions, num=cfg.num_questions, levels=cfg.levels)
+    )
     traces, trace_counts = teacher_traces(
         pool_dir / "traces",
         questions,
@@ -119,6 +122,18 @@ def run(cfg: NaturalThoughtsConfig) -> dict[str, Any]:
     (out / "table.md").write_text(table)
     print(table, flush=True)
     return {"out_dir": cfg.out_dir, "model": model_dir, "table": str(out / "table.md")}
+
+
+def with_ids(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records as they are when each has an `id`; else ids `q-<sha1 of the question>` (GSM8K files have
+    none); a record without `question` is a ValueError naming the field."""
+    out = []
+    for index, record in enumerate(records):
+        if "question" not in record:
+            raise ValueError(f"questions: record {index} has no `question` field; it has {sorted(record)}")
+        digest = hashlib.sha1(record["question"].encode()).hexdigest()[:12]
+        out.append(record if "id" in record else {"id": f"q-{digest}", **record})
+    return out
 
 
 def build_teacher(cfg: NaturalThoughtsConfig, tokenizer: Any) -> Engine:
@@ -262,7 +277,7 @@ def _evaluate(cfg: NaturalThoughtsConfig, model_dir: str, controls: Controls) ->
     )
     records = [
         {**r, "answer": reference_answer(r["answer"]) if "####" in str(r["answer"]) else r["answer"]}
-        for r in records
+        for r in with_ids(records)
     ]
     model, tokenizer = load_model(model_dir)
     return evaluate_modes(
