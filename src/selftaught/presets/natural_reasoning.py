@@ -67,10 +67,13 @@ GSM8K_TRAIN = "../shared/data/gsm8k/train.jsonl"
 
 def gemma3_270m() -> NaturalReasoningConfig:
     """Gemma 3 270M (base, from PyPI, raw-text prompts) annotates the worked solutions of the first
-    36 GSM8K train problems and backtranslates a question from each kept one (threshold 3), MiniLM
-    dedup at 0.55, 13-gram + MiniLM (0.9) decontamination against GSM8K test. The data steps only:
-    `eval_per_family=0` and no training is meaningful for GSM8K text in the tiny world's evaluation,
-    so the teacher (Gemma itself) answers and a tiny LoRA SFT of 2 steps checks the path end to end."""
+    36 GSM8K train problems and backtranslates a question from each kept one (threshold 3,
+    `nr-question@2`), MiniLM dedup at 0.55, 13-gram + MiniLM (0.9) decontamination against GSM8K
+    test (about 12 minutes on 2 CPU cores; docs/results.md has the parse counts: it mostly copies).
+    After the data steps Gemma itself answers as the teacher and 2 LoRA SFT steps on its answers
+    check the path; the tiny world's evaluation does not apply (`eval_per_family=0`). The slow test
+    (tests/flows/test_natural_reasoning_gemma.py) runs the data steps only; the teacher and SFT
+    steps of this preset have not been run."""
     cfg = NaturalReasoningConfig(
         out_dir="runs/natural-reasoning-gemma3-270m",
         documents=GSM8K_TRAIN,
