@@ -15,7 +15,8 @@ from selftaught.presets import RECIPES
 GSM8K = Path("../shared/data/gsm8k/train.jsonl")
 
 
-@pytest.mark.slow  # about 15-25 minutes on 2 CPU cores
+@pytest.mark.slow  # about 30-40 minutes on 2 shared CPU cores
+@pytest.mark.timeout(3600)
 @pytest.mark.skipif(not GSM8K.is_file(), reason="needs ../shared/data/gsm8k/train.jsonl")
 def test_gemma_distils_cot_majority_answers_on_gsm8k(tmp_path):
     from selftaught.flows.system2_distill import run
