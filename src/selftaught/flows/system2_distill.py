@@ -57,11 +57,10 @@ def run(cfg: System2DistillConfig) -> dict[str, Any]:
     test = load_inputs(cfg.task, "test", cfg.eval_num, seed=0, path=cfg.test_data)
     stage = Path(cfg.samples_dir) if cfg.samples_dir else out / "system2"
     samples = system2_samples(cfg, task, train, stage)
-    swapped = (
-        system2_samples(cfg, task, [task.swap(r) for r in train], stage.with_name(f"{stage.name}-swapped"))
-        if cfg.curation == "swap"
-        else None
-    )
+    swapped = None
+    if cfg.curation == "swap" and task.swap is not None:  # the config allows swap for pairwise tasks only
+        swapped_inputs = [task.swap(r) for r in train]
+        swapped = system2_samples(cfg, task, swapped_inputs, stage.with_name(f"{stage.name}-swapped"))
     kept = curate(cfg, task, train, samples, swapped, out)
     rows = [{"arm": "system1", **evaluate(cfg, task, "direct", cfg.model, test, out / "eval" / "system1")}]
     if cfg.eval_s2:

@@ -126,7 +126,7 @@ def load_inputs(task: str, split: str, num: int, *, seed: int = 0, path: str | N
 def _gsm8k_records(path: Path, num: int) -> list[Record]:
     if not path.is_file():
         raise ValueError(f"GSM8K data {str(path)!r} is not a file; pass a JSONL of question/answer records")
-    records = []
+    records: list[Record] = []
     with path.open() as lines:
         for i, line in enumerate(lines):
             if len(records) == num:

@@ -128,7 +128,8 @@ def questions(task: str, split: str, num: int, seed: int = 0) -> list[Question]:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    rng, seen, out = random.Random(f"{task}|{split}|{seed}"), set(), []
+    rng, seen = random.Random(f"{task}|{split}|{seed}"), set()
+    out: list[Question] = []
     while len(out) < num:
         question = _draw(task, rng)
         if question.text not in seen and split_of(question.text) == split:
