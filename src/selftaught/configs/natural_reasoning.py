@@ -39,12 +39,18 @@ class NaturalReasoningConfig:
     """Only the first N documents."""
     shard_size: int = 256
     """Records per shard of the generation stages (a resumed stage redoes at most one shard)."""
+    executor: str = "local"
+    """Where the generation and parse stages run: `local` (this process), or `ray` / `ray:<address>`
+    (the same shard functions mapped over Ray Data, `data/executors.py`; the stage directories are
+    the same). On Ray the annotator and the teacher travel to the workers: `world` or
+    `openai:<model>@<url>[,<url>...]` (a fleet of servers), not an in-process HF model."""
     document_format: str = "{document}"
     """How a record becomes the document text (`str.format` over its fields), e.g.
     `{question}\\n{answer}` for GSM8K's worked solutions."""
     annotator: str = "world"
     """The engine that annotates documents and writes questions: `world` (the tiny world's scripted
-    model), a model path or alias (HF), `vllm:<model>` or `openai:<model>@<base url>`."""
+    model), a model path or alias (HF), `vllm:<model>` or `openai:<model>@<base url>[,<base url>...]`
+    (several URLs: a fleet, requests spread by load, a failed server's work retried elsewhere)."""
     raw: bool = False
     """Prompt the annotator with raw text (base models such as Gemma 3 270M)."""
     question_template: str = "nr-question@1"
@@ -105,6 +111,12 @@ class NaturalReasoningConfig:
         check(not bad, "scorers", f"names of {list(SCORERS)} or reward:<spec>", self.scorers)
         check(set(self.modes) <= set(MODES), "modes", f"a subset of {list(MODES)}", self.modes)
         check(self.verify_examples >= 0, "verify_examples", ">= 0", self.verify_examples)
+        check(
+            self.executor == "local" or self.executor == "ray" or self.executor.startswith("ray:"),
+            "executor",
+            "local, ray or ray:<address>",
+            self.executor,
+        )
 
 
 def distill_sft() -> SFTConfig:

@@ -98,7 +98,7 @@ def synthesize(cfg: NaturalReasoningConfig, summary: dict[str, Any]) -> list[Rec
     )
     scored, summary["annotate"] = score_documents(
         out / "annotate", docs, annotator, greedy, generator=cfg.annotator, seed=cfg.seed,
-        threshold=cfg.reasoning_threshold, raw=cfg.raw, shard_size=cfg.shard_size,
+        threshold=cfg.reasoning_threshold, raw=cfg.raw, shard_size=cfg.shard_size, executor=cfg.executor,
     )  # fmt: skip
     kept = [{"id": r["id"], "document": r["document"]} for r in scored if r["keep"]]
     writing = replace(greedy, max_new_tokens=cfg.question_max_new_tokens)
@@ -112,6 +112,7 @@ def synthesize(cfg: NaturalReasoningConfig, summary: dict[str, Any]) -> list[Rec
         raw=cfg.raw,
         shard_size=cfg.shard_size,
         template=get_template(cfg.question_template),
+        executor=cfg.executor,
     )
     questions, summary["dedup"] = global_stage(out / "dedup", questions, cfg, "dedup", mark_duplicates)
     questions, summary["decontam"] = global_stage(
@@ -200,6 +201,7 @@ def distill(cfg: NaturalReasoningConfig, questions: list[Record], summary: dict[
         generator=cfg.teacher,
         seed=cfg.seed,
         shard_size=cfg.shard_size,
+        executor=cfg.executor,
     )
     data = [sft_record(q) for q in answered] + verification_records(questions, cfg.verify_examples, cfg.seed)
     write_jsonl(out / "data" / "distill.jsonl", data)
@@ -274,8 +276,9 @@ def build_engine(spec: str) -> Engine:
     if spec.startswith("openai:"):
         from selftaught.engines.openai import OpenAIConfig, OpenAIEngine
 
-        model, _, url = spec.removeprefix("openai:").partition("@")
-        return OpenAIEngine(OpenAIConfig(model=model, base_url=url or OpenAIConfig.base_url))
+        model, _, urls = spec.removeprefix("openai:").partition("@")
+        base_url: str | list[str] = urls.split(",") if "," in urls else urls or OpenAIConfig.base_url
+        return OpenAIEngine(OpenAIConfig(model=model, base_url=base_url))
     loaded, tokenizer = load_model(spec)
     return HFEngine(loaded, tokenizer)
 

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from selftaught.data.executors import Executor
 from selftaught.data.templates import PromptTemplate, register_template
 from selftaught.engines.base import Engine, SamplingParams
 from selftaught.pipelines.stages import Record, filter_records, generate, parse
@@ -163,6 +164,7 @@ def score_documents(
     threshold: int,
     raw: bool = False,
     shard_size: int = 256,
+    executor: str | Executor | None = None,
 ) -> tuple[list[Record], dict[str, float]]:
     """Every document with `ratings` (None when unparsed) and `keep` (reasoning >= `threshold`; None
     when unparsed); counts `num_documents`, `num_unparsed`, `num_kept`."""
@@ -178,8 +180,16 @@ def score_documents(
         raw=raw,
         desc="annotate",
         shard_size=shard_size,
+        executor=executor,
     )
-    rated, _ = parse(out / "ratings", rated, parse_ratings, parser_name="parse_ratings@1", desc="ratings")
+    rated, _ = parse(
+        out / "ratings",
+        rated,
+        parse_ratings,
+        parser_name="parse_ratings@1",
+        desc="ratings",
+        executor=executor,
+    )
     records = []
     for record in rated:
         ratings = record.pop("parsed")[0]
@@ -204,6 +214,7 @@ def backtranslate(
     raw: bool = False,
     shard_size: int = 256,
     template: PromptTemplate = QUESTION,
+    executor: str | Executor | None = None,
 ) -> tuple[list[Record], dict[str, Any]]:
     """One question record per document whose reply parsed into a self-contained question:
     `{id: q-<doc id>, question, reference_answer, answer_bucket, doc_id, provenance}`; counts of
@@ -220,9 +231,15 @@ def backtranslate(
         raw=raw,
         desc="backtranslate",
         shard_size=shard_size,
+        executor=executor,
     )
     parsed, _ = parse(
-        out / "parsed", replies, parse_question, parser_name="parse_question@1", desc="questions"
+        out / "parsed",
+        replies,
+        parse_question,
+        parser_name="parse_question@1",
+        desc="questions",
+        executor=executor,
     )
     questions = [_question_record(r) for r in parsed if r["parsed"][0] is not None]
     kept, filtered = filter_records(questions, lambda q: not q.pop("not_self_contained"))
@@ -259,6 +276,7 @@ def respond(
     generator: str,
     seed: int,
     shard_size: int = 256,
+    executor: str | Executor | None = None,
 ) -> list[Record]:
     """Each question with `response` (the teacher's text) and `provenance["response"]`."""
     answered = generate(
@@ -272,6 +290,7 @@ def respond(
         output_field="responses",
         desc="respond",
         shard_size=shard_size,
+        executor=executor,
     )
     return [{**r, "response": r["responses"][0]["text"]} for r in answered]
 
