@@ -41,7 +41,7 @@ class NaturalReasoningConfig:
     """Records per shard of the generation stages (a resumed stage redoes at most one shard)."""
     executor: str = "local"
     """Where the generation and parse stages run: `local` (this process), or `ray` / `ray:<address>`
-    (the same shard functions mapped over Ray Data, `data/executors.py`; the stage directories are
+    (the same shard functions mapped over Ray Data, `selftaught.data.executors`; the stage directories are
     the same). On Ray the annotator and the teacher travel to the workers: `world` or
     `openai:<model>@<url>[,<url>...]` (a fleet of servers), not an in-process HF model."""
     document_format: str = "{document}"
