@@ -392,7 +392,9 @@ def valid_system2(model: Any, tokenizer: Any, cfg: WorldPretrainConfig) -> dict[
     engine = HFEngine(model, tokenizer, batch_size=cfg.eval.batch_size)
     metrics = system2_world_summary(engine, "valid", cfg.eval.per_level, cfg.seed)
     model.train()
-    return {f"val_{key}": value for key, value in metrics.items() if key.endswith(("accuracy", "inconsistent"))}
+    return {
+        f"val_{key}": value for key, value in metrics.items() if key.endswith(("accuracy", "inconsistent"))
+    }
 
 
 def system2_summary(model: Any, tokenizer: Any, cfg: WorldPretrainConfig, steps: int, seconds: float) -> dict:
