@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from selftaught.config import check, check_levels
 from selftaught.data import gsm8k
@@ -128,7 +128,7 @@ class Precision(StrEnum):
 class RunConfig:
     """The fields every training recipe has; a recipe's config inherits them (and may change defaults)."""
 
-    SHOWN_WHEN_SET = ("precision",)
+    SHOWN_WHEN_SET: ClassVar[tuple[str, ...]] = ("precision",)
     """Fields added after runs were cached: in config.yaml only when set (`selftaught.config`), so
     existing run fingerprints and resume checks are unchanged."""
 

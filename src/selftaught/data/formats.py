@@ -24,8 +24,9 @@ from selftaught.data.chat import (
 from selftaught.data.sources import json_type, require_columns
 from selftaught.types import Completion, Message, Prompt
 
-Example = tuple[list[int], list[bool]] | tuple[list[int], list[bool], list[float]]
-"""`(input_ids, loss_mask)`, or with per-token loss weights (`train.batching.Example`)."""
+Example = tuple[list[int], list[bool]]
+WeightedExample = tuple[list[int], list[bool], list[float]]
+"""An example with per-token loss weights (`train.batching.WeightedExample`)."""
 """`(input_ids, loss_mask)` of one training sequence."""
 PROMPT_COLUMNS = ("id", "prompt", "messages", "question", "answer", "task")
 """Columns `prompt_from_record` reads itself; the others become `Prompt.meta`."""
@@ -132,7 +133,7 @@ def trl_prompt(value: Any, index: int, where: str | None = None) -> Prompt:
     raise ValueError(f"{what} must be a string or a list of messages, got {json_type(value)}")
 
 
-def sft_example(record: dict[str, Any], tokenizer: Any, where: str) -> tuple[list[int], list[bool]]:
+def sft_example(record: dict[str, Any], tokenizer: Any, where: str) -> Example:
     """One training example from an SFT record (`messages`, `prompt` + `completion`, or GSM8K); a
     ValueError that names the record (`where`) when it cannot be one."""
     if "messages" in record:
@@ -159,13 +160,13 @@ def sft_examples(
     source: str,
     max_length: int,
     emphasis: dict[str, float] | None = None,
-) -> list[Example]:
+) -> list[Example | WeightedExample]:
     """Tokenised examples truncated to `max_length`; those left with no trained token are dropped (and
     the drop is printed); an error when none is left. With `emphasis` (regex -> weight), each example
     also carries its tokens' loss weights (`data.chat.emphasis_weights`)."""
     if not records:
         raise ValueError(f"{source} holds no records")
-    examples: list[Example] = []
+    examples: list[Example | WeightedExample] = []
     for i, record in enumerate(records):
         ids, mask = sft_example(record, tokenizer, f"{source} record {i}")
         if not any(mask[:max_length]):

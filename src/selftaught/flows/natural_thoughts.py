@@ -53,7 +53,13 @@ from selftaught.pipelines.natural_thoughts import (
     difficulty,
     teacher_traces,
 )
-from selftaught.pipelines.thought_targets import Controls, TargetMode, build_targets, evaluate_modes
+from selftaught.pipelines.thought_targets import (
+    Controls,
+    InferenceMode,
+    TargetMode,
+    build_targets,
+    evaluate_modes,
+)
 from selftaught.recipes import sft
 from selftaught.selection import traces as selectors
 from selftaught.world import traces as world
@@ -284,7 +290,7 @@ def _evaluate(cfg: NaturalThoughtsConfig, model_dir: str, controls: Controls) ->
         HFEngine(model, tokenizer, batch_size=256),
         tokenizer,
         records,
-        cfg.eval_modes,
+        [InferenceMode(mode) for mode in cfg.eval_modes],
         controls,
         ANSWER_FORMATS[cfg.answer_format],
         max_new_tokens=cfg.eval_max_new_tokens,

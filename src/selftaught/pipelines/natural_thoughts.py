@@ -200,7 +200,8 @@ def teacher_traces(
 
 def _trace_record(record: Record, prefilled: bool, count_tokens: Callable[[str], int]) -> Record:
     text = record["completions"][0]["text"]
-    parsed = parse_trace(text, prefilled) or {"think": None, "response": None}
+    trace = parse_trace(text, prefilled)
+    parsed: dict[str, str | None] = {"think": None, "response": None} if trace is None else {**trace}
     kept = {k: v for k, v in record.items() if k != "completions"}
     return {
         **kept,

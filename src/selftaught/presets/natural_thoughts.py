@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from selftaught.configs.natural_thoughts import NaturalThoughtsConfig, Selection
 
-TINY_CONTROLS = {"no_think_instruction": " /nothink", "think_instruction": " /think"}
+TINY_CONTROLS: dict[str, Any] = {"no_think_instruction": " /nothink", "think_instruction": " /think"}
 """The tiny world's control tokens (§2.6: `<nothink>` / `<think>`-like markers appended to the question)."""
 
 

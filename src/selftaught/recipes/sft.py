@@ -40,7 +40,7 @@ from selftaught.data.shards import compute_fingerprint, run_once
 from selftaught.models.io import cache_dir
 from selftaught.models.policy import load_policy
 from selftaught.runlog import RunLog
-from selftaught.train.batching import Batch, Example
+from selftaught.train.batching import Batch, Example, WeightedExample
 from selftaught.train.evaluation import validate_policy
 from selftaught.train.optim import build_optimizer, build_scheduler
 from selftaught.train.parallel import wrap_model
@@ -72,13 +72,15 @@ def run(cfg: SFTConfig) -> dict[str, Any]:
     return {"out_dir": cfg.out_dir, **final}
 
 
-def step_micro_batches(examples: list[Example], cfg: SFTConfig, pad_id: int, step: int) -> list[Batch]:
+def step_micro_batches(
+    examples: list[Example | WeightedExample], cfg: SFTConfig, pad_id: int, step: int
+) -> list[Batch]:
     """This rank's micro-batches of optimizer step `step` (1-based): a pure function of the step."""
     indices = rank_indices(step, cfg.batch_size, len(examples), cfg.seed)
     return micro_batches(examples, indices, pad_id, cfg.micro_batch_tokens)
 
 
-def build_examples(data: SFTDataConfig, tokenizer: Any) -> list[Example]:
+def build_examples(data: SFTDataConfig, tokenizer: Any) -> list[Example | WeightedExample]:
     """Tokenised `(input_ids, loss_mask)` examples of `data.source`, truncated to `data.max_length`."""
     records = load_records(
         data.source,

@@ -136,7 +136,7 @@ class StrategyWindow:
         if strategies is None or (self.density_filter and steps is None):
             return MISSING
         inside = self.r_min < len(strategies) <= self.r_max
-        dense = not self.density_filter or len(strategies) >= self.min_density * steps
+        dense = not self.density_filter or len(strategies) >= self.min_density * (steps or 0)
         return 0.0 if inside and dense else 1.0
 
     def select(self, pool: Sequence[Record], budget: int, seed: int) -> list[Record]:

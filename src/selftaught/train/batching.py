@@ -25,10 +25,11 @@ import torch
 
 from selftaught.data.padding import pad_rows, pad_sequences, position_ids
 
-Example = tuple[list[int], list[bool]] | tuple[list[int], list[bool], list[float]]
-"""`(input_ids, loss_mask)` of one sequence, or `(input_ids, loss_mask, loss_weights)` with a weight
-per token (`data.chat.emphasis_weights`: 1 on plain trained tokens, 0 off the mask); the lists have
-the same length."""
+Example = tuple[list[int], list[bool]]
+"""`(input_ids, loss_mask)` of one sequence; the two lists have the same length."""
+WeightedExample = tuple[list[int], list[bool], list[float]]
+"""`(input_ids, loss_mask, loss_weights)`: a weight per token (`data.chat.emphasis_weights`: 1 on plain
+trained tokens, 0 off the mask); the three lists have the same length."""
 
 
 @dataclass
@@ -63,12 +64,17 @@ class Batch:
     def to(self, device: torch.device | str) -> Batch:
         """The same batch on `device`."""
         return Batch(
-            *(t.to(device) for t in (self.input_ids, self.attention_mask, self.loss_mask, self.position_ids)),
-            loss_weights=None if self.loss_weights is None else self.loss_weights.to(device),
+            self.input_ids.to(device),
+            self.attention_mask.to(device),
+            self.loss_mask.to(device),
+            self.position_ids.to(device),
+            None if self.loss_weights is None else self.loss_weights.to(device),
         )
 
 
-def collate(examples: Sequence[Example], pad_id: int, *, side: Literal["right", "left"] = "right") -> Batch:
+def collate(
+    examples: Sequence[Example | WeightedExample], pad_id: int, *, side: Literal["right", "left"] = "right"
+) -> Batch:
     """Pad `examples` to their longest length into one `Batch`.
 
     `pad_id` must be a valid token id (the model embeds pads, then masks them); its value does not

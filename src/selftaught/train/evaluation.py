@@ -100,7 +100,7 @@ def held_out_loss(model: Any, tokenizer: Any, records: list[dict[str, Any]], sou
     """Mean negative log-likelihood per trained token of held-out SFT records."""
     examples = sft_examples(records, tokenizer, source, MAX_LENGTH)
     total = _sequence_logps(model, tokenizer, examples).sum()
-    num_tokens = sum(sum(mask) for _, mask in examples)
+    num_tokens = sum(sum(example[1]) for example in examples)
     return {"val_loss": float(-total / num_tokens), "val_num_tokens": float(num_tokens)}
 
 

@@ -24,7 +24,7 @@ from selftaught.losses.logps import token_logps
 from selftaught.losses.sft import sft_loss
 from selftaught.runlog import RunLog
 from selftaught.train import loop
-from selftaught.train.batching import Batch, Example, collate, token_budget_batches
+from selftaught.train.batching import Batch, Example, WeightedExample, collate, token_budget_batches
 from selftaught.train.parallel import global_num_tokens, no_sync_context
 from selftaught.train.step import train_step
 
@@ -50,7 +50,7 @@ def rank_indices(step: int, batch_size: int, num_examples: int, seed: int) -> li
 
 
 def micro_batches(
-    examples: Sequence[Example], indices: Sequence[int], pad_id: int, max_tokens: int
+    examples: Sequence[Example | WeightedExample], indices: Sequence[int], pad_id: int, max_tokens: int
 ) -> list[Batch]:
     """`examples[indices]` in micro-batches of at most `max_tokens` padded tokens (0: one micro-batch)."""
     lengths = [len(examples[i][0]) for i in indices]
