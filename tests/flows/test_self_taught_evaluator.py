@@ -3,6 +3,7 @@ balanced), the seed judge SFT-ed anew each iteration on the previous judge's ann
 reused on a rerun."""
 
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -154,6 +155,7 @@ def test_list_pairs_gold_judgments_unbalanced_positions_and_extra_evaluations(ti
     records = [json.loads(line) for line in (tmp_path / "run2" / "iter-1" / "data" / "sft.jsonl").open()]
     for record in records:
         trace = record["messages"][-1]["content"]
-        checks = "A yes B no" if record["winner"] == "A" else "A no B yes"
-        assert trace.endswith(f"{checks} [[{record['winner']}]]")
+        yes_no = re.findall(r"\b(yes|no)\b", trace)
+        assert yes_no == (["yes", "no"] if record["winner"] == "A" else ["no", "yes"])
+        assert trace.endswith(f" [[{record['winner']}]]")
     assert {"world-lists:test:random_corruption/accuracy", "maj_accuracy", "maj_flip_rate"} <= set(rows)

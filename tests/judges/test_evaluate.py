@@ -249,3 +249,35 @@ def test_thinking_metrics_say_whether_the_verdict_follows_the_judges_own_answer(
     good = evaluate_judge(PairwiseJudge(ScriptedEngine(follows), "world-pairwise-verdict@1"), world_pairs)
     assert (good.thinking_accuracy, good.accuracy_when_thinking_right) == (1.0, 1.0)
     assert good.flat_metrics()["val_accuracy_when_thinking_right"] == 1.0
+
+
+def test_list_pairs_thinking_is_the_computed_output_of_the_check_trace():
+    from selftaught.judges.evaluate import load_judge_pairs
+    from selftaught.world.list_tasks import TASKS, ListTask, check_trace
+
+    pairs = load_judge_pairs("world-lists:valid", limit=6)
+
+    def right_output(prompt):
+        question, rest = prompt.messages[-1]["content"].split(" A: ")
+        instruction, digits = question.split(": ")
+        return ListTask(instruction, tuple(int(d) for d in digits.split())).answer, rest.split(" B: ")
+
+    def computes_right_says_a(prompt, i):
+        computed, (a, b) = right_output(prompt)
+        return check_trace(computed, a, b).rsplit(" ", 1)[0] + " [[A]]"
+
+    def follows(prompt, i):
+        computed, (a, b) = right_output(prompt)
+        return check_trace(computed, a, b)
+
+    assert all(pair.meta["instruction"] in TASKS for pair in pairs)
+    biased = evaluate_judge(
+        PairwiseJudge(ScriptedEngine(computes_right_says_a), "world-pairwise-verdict@1"), pairs
+    )
+    assert (biased.thinking_accuracy, biased.accuracy_when_thinking_right) == (1.0, 0.5)
+    good = evaluate_judge(PairwiseJudge(ScriptedEngine(follows), "world-pairwise-verdict@1"), pairs)
+    assert (good.thinking_accuracy, good.accuracy_when_thinking_right, good.metrics.accuracy) == (
+        1.0,
+        1.0,
+        1.0,
+    )

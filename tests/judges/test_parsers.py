@@ -6,6 +6,7 @@ from selftaught.judges.parsers import (
     parse_answer_verdict,
     parse_bare_verdict,
     parse_bare_verdict_or_tie,
+    parse_bracket_score,
     parse_pairwise_scores,
     parse_pointwise_score,
     parse_scores_and_verdict,
@@ -74,6 +75,23 @@ def test_bare_verdict(text, verdict, error):
 def test_bare_verdict_or_tie(text, verdict, error):
     parsed = parse_bare_verdict_or_tie(text)
     assert (parsed.verdict, parsed.error) == (verdict, error)
+
+
+@pytest.mark.parametrize(
+    ("text", "scores", "error"),
+    [
+        ("1 2 R 1=1 2=2 yes [[1]]", [1.0], None),
+        ("1 2 R 1=1 2=3 no [[0]]</s>", [0.0], None),
+        ("R [[ 7.5 ]]", [7.5], None),
+        ("R [[1]] then [[0]]", [0.0], None),  # the last score counts
+        ("1 2 R 1=1 2=2 yes", None, "no_score"),
+        ("1 2 R [[A]]", None, "no_score"),
+        ("R [[11]]", None, "score_out_of_range"),
+    ],
+)
+def test_bracket_score(text, scores, error):
+    parsed = parse_bracket_score(text)
+    assert (parsed.scores, parsed.error, parsed.verdict) == (scores, error, None)
 
 
 @pytest.mark.parametrize(

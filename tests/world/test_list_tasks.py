@@ -12,9 +12,13 @@ from selftaught.world.list_tasks import (
     TASKS,
     TRAIN_TASKS,
     ListTask,
+    aligned_check,
+    check_trace,
     corrupt,
     judgment,
     make_pair,
+    pointwise_record,
+    pointwise_trace,
     sample_list_pairs,
     seed_judge_records,
 )
@@ -92,6 +96,36 @@ def test_corruption_changes_the_output():
         assert corrupted != output and len(corrupted) == len(output)
 
 
+@pytest.mark.parametrize(
+    ("computed", "shown", "check"),
+    [
+        ("1 2 3", "1 2 3", "1=1 2=2 3=3 yes"),
+        ("1 2 3", "3 2 1", "1=3 2=2 3=1 no"),
+        ("2 4", "2 4 6", "2=2 4=4 _=6 no"),
+        ("5 7 9", "5", "5=5 7=_ 9=_ no"),
+        ("none", "none", "yes"),
+        ("none", "3", "_=3 no"),
+    ],
+)
+def test_aligned_check_pairs_elements_and_pads_the_shorter_side(computed, shown, check):
+    assert aligned_check(computed, shown) == check
+
+
+def test_check_trace_names_the_candidate_equal_to_the_computed_output():
+    assert check_trace("1 2", "2 1", "1 2") == "1 2 A 1=2 2=1 no B 1=1 2=2 yes [[B]]"
+    assert check_trace("1 2", "1 2", "1 3") == "1 2 A 1=1 2=2 yes B 1=1 2=3 no [[A]]"
+
+
+def test_pointwise_traces_score_the_one_response_against_the_computed_output():
+    assert pointwise_trace("1 2", "1 2") == "1 2 R 1=1 2=2 yes [[1]]"
+    assert pointwise_trace("1 2", "2") == "1 2 R 1=2 2=_ no [[0]]"
+    pair = sample_list_pairs("train", 1, "random_corruption", seed=0)[0]
+    for rejected in (False, True):
+        record = pointwise_record(pair, rejected)
+        assert record["messages"][0]["content"].endswith(f" R: {pair.rejected if rejected else pair.chosen}")
+        assert record["messages"][-1]["content"].endswith(f"[[{int(not rejected)}]]")
+
+
 def test_judgment_trace_follows_its_computed_output():
     pair = sample_list_pairs("train", 1, "modified_instruction", seed=0)[0]
     for swapped, winner in ((False, "A"), (True, "B")):
@@ -104,7 +138,9 @@ def test_judgment_trace_follows_its_computed_output():
 def test_seed_pool_mixes_solutions_and_easy_judgments():
     records = seed_judge_records(400, seed=1)
     judge = [r for r in records if "winner" in r]
-    assert len(records) == 400 and len(judge) == 200
+    pointwise = [r for r in records if " R: " in r["messages"][0]["content"]]
+    assert len(records) == 400 and len(judge) + len(pointwise) == 200
+    assert 30 <= len(pointwise) <= 70  # pointwise_share 0.25 of the 200 judging conversations
     assert {r["winner"] for r in judge} == {"A", "B"}
     for record in judge:
         verdict = parse_bare_verdict(record["messages"][1]["content"]).verdict

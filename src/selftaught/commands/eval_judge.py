@@ -73,7 +73,7 @@ DEFAULT_LIMIT = 10
 cores with the few-shot template). Raise `--limit` for tighter numbers."""
 TEMPLATE_DEFAULTS: dict[str, tuple[int, list[str]]] = {
     "world-pairwise-fewshot@1": (8, ["\n"]),  # ` [[A]]`, then the base model would write more examples
-    "world-pairwise-verdict@1": (48, []),  # a worked sum and `Answer: N [[A]]`
+    "world-pairwise-verdict@1": (112, []),  # a worked sum and `Answer: N [[A]]`, or a list check trace
 }
 """`--max-new-tokens` and `--stop` defaults per template (others: `DEFAULT_MAX_NEW_TOKENS`, no stop)."""
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -178,7 +178,7 @@ def cmd_eval_judge(args: argparse.Namespace) -> int:
         f"{result.truncated_rate:.0%} truncated"
     )
     print(result.metrics.table())
-    for name in ("thinking_accuracy", "accuracy_when_thinking_right"):  # the judge's own `Answer: N`
+    for name in ("thinking_accuracy", "accuracy_when_thinking_right"):  # the judge's own answer (`own_answer`)
         if (value := getattr(result, name)) is not None:
             print(f"| {name} | {value:.3f} |")
     for section, value in result.rewardbench.items():  # one shuffled order, undecided = 0.5

@@ -48,8 +48,8 @@ class JudgeRLConfig:
     rewards: dict[str, float] = field(default_factory=lambda: {"verdict": 1.0})
     """Weighted reward components (`selftaught.judges.rl`): `verdict` (1 if the verdict names the
     known winner), `scores` (1 if the scores order the pair rightly; a tie is wrong), `format` (1 if
-    the answer parses), `thinking` (1 if the judge's own `Answer: N` is the pair's reference answer:
-    a reward on the working, tiny world), `consistency` (1 if this sample and the same-index sample of the other
+    the answer parses), `thinking` (1 if the judge's own answer, `Answer: N` or a list trace's
+    computed output, is the pair's reference answer: a reward on the working, tiny world), `consistency` (1 if this sample and the same-index sample of the other
     order are both right), `pointwise_pair` (pointwise: 1 to both halves if chosen's score is above
     rejected's). An unreadable judgment is wrong (0); a sample whose sibling group is missing has
     no `consistency` / `pointwise_pair` value and is not scored (None) when that weight is not 0."""

@@ -60,6 +60,7 @@ from selftaught.judges.templates import get_template
 from selftaught.models.io import load_model
 from selftaught.recipes import dpo, sft
 from selftaught.types import Completion, Pair, Prompt
+from selftaught.world.list_tasks import check_trace
 
 GOLD = "gold"
 """`annotator=gold`: iteration 1 trains on perfect judgments (world pairs), the gold-label baseline."""
@@ -196,8 +197,8 @@ def gold_judgments(
     for pair, prompt in zip(pairs, prompts, strict=True):
         winner = prompt.meta["winner"]
         if lists:
-            checks = ("yes", "no") if winner == "A" else ("no", "yes")
-            text = f"{pair.chosen.text} A {checks[0]} B {checks[1]} [[{winner}]]"
+            shown = (pair.chosen.text, pair.rejected.text)
+            text = check_trace(pair.chosen.text, *(shown if winner == "A" else shown[::-1]))
         else:
             text = f"{pair.chosen.text} [[{winner}]]"
         samples.append([Completion(prompt.id, text)] * cfg.samples_per_pair)

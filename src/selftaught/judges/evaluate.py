@@ -24,8 +24,8 @@ from selftaught.judges.metrics import (
     rewardbench_pointwise_scores,
     rewardbench_scores,
 )
+from selftaught.judges.parsers import own_answer
 from selftaught.types import Completion, Judgment, Pair
-from selftaught.world.arith import extract_answer
 from selftaught.world.judge_pairs import sample_judge_pairs, to_pair
 from selftaught.world.list_tasks import NEGATIVES, sample_list_pairs
 from selftaught.world.list_tasks import to_preference_record as to_list_record
@@ -54,8 +54,8 @@ class JudgeEvalResult:
     rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
     """Per pair: `id`, the per-order verdicts (or mean scores) and every judgment as a dict."""
     thinking_accuracy: float | None = None
-    """Share of judgments whose own `Answer: N` (the judge's recomputed reference, tiny world)
-    equals the pair's reference answer; None when the pairs have no reference answer."""
+    """Share of judgments whose own answer (`own_answer`: the recomputed `Answer: N`, or the list
+    judge's computed output) equals the pair's reference answer; None when the pairs have none."""
     accuracy_when_thinking_right: float | None = None
     """Verdict accuracy of the judgments whose own answer is right: near 1 when the verdict follows
     the thinking, near the overall accuracy when it ignores it; None when no such judgment."""
@@ -93,14 +93,18 @@ def load_judge_pairs(
 
 
 def list_task_pairs(data: str, num: int, seed: int) -> list[Pair]:
-    """`world-lists:<split>[:<negative>]` as `Pair`s (no reference answer: the judge's computed list is
-    not an `Answer: N`); `meta` holds the instruction and the negative, which is also the section."""
+    """`world-lists:<split>[:<negative>]` as `Pair`s whose reference answer is the right output (the
+    list judge's thinking is its computed output, `own_answer`); `meta` holds the instruction and
+    the negative, which is also the section."""
     split, _, negative = data.removeprefix(LISTS_PREFIX).partition(":")
     negative = negative or "modified_instruction"
     if negative not in NEGATIVES:
         raise ValueError(f"{data}: the negative must be one of {', '.join(NEGATIVES)}, got {negative!r}")
     records = [to_list_record(p) for p in sample_list_pairs(split, num, negative, seed)]
-    return pairs_from_records(records, data)
+    return [
+        replace(pair, prompt=replace(pair.prompt, answer=pair.chosen.text))
+        for pair in pairs_from_records(records, data)
+    ]
 
 
 def pairs_from_records(records: list[dict[str, Any]], source: str) -> list[Pair]:
@@ -162,7 +166,7 @@ def evaluate_judge(judge: PairwiseJudge | PointwiseJudge, pairs: Sequence[Pair])
 
 
 def accuracy_when_thinking_right(pairs: Sequence[Pair], rows: Sequence[dict[str, Any]]) -> float | None:
-    """Pairwise verdict accuracy among the judgments whose first `Answer: N` is the reference answer
+    """Pairwise verdict accuracy among the judgments whose own answer (`own_answer`) is the reference
     (`first` rows show chosen as A, `second` as B); None without such judgments or references."""
     outcomes = [
         judgment["verdict"] == winner
@@ -170,18 +174,18 @@ def accuracy_when_thinking_right(pairs: Sequence[Pair], rows: Sequence[dict[str,
         if pair.prompt.answer is not None
         for key, winner in (("first", "A"), ("second", "B"))
         for judgment in row[key]
-        if str(extract_answer(judgment["raw"])) == str(pair.prompt.answer).strip()
+        if own_answer(judgment["raw"]) == str(pair.prompt.answer).strip()
     ]
     return sum(outcomes) / len(outcomes) if outcomes else None
 
 
 def thinking_accuracy(pairs: Sequence[Pair], rows: Sequence[dict[str, Any]]) -> float | None:
-    """Share of the judgments whose first `Answer: N` equals their pair's reference answer (the
+    """Share of the judgments whose own answer (`own_answer`) equals their pair's reference (the
     judge recomputed the problem right); None when a pair has no reference answer."""
     if any(pair.prompt.answer is None for pair in pairs):
         return None
     checks = [
-        str(extract_answer(judgment["raw"])) == str(pair.prompt.answer).strip()
+        own_answer(judgment["raw"]) == str(pair.prompt.answer).strip()
         for pair, row in zip(pairs, rows, strict=True)
         for key in ("first", "second")
         for judgment in row[key]

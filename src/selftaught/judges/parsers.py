@@ -23,6 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from selftaught.world.arith import extract_answer
+from selftaught.world.list_tasks import computed_output
+
 MIN_SCORE, MAX_SCORE = 0.0, 10.0
 VERDICT_PATTERN = re.compile(r"\[\[([ABC])\]\]")
 NUMBER_PATTERN = re.compile(r"\s*(-?\d+(?:\.\d+)?)\s*")
@@ -134,6 +137,28 @@ def parse_scores_and_verdict(text: str) -> Parsed:
     elif verdict.verdict is not None:
         meta["scores_contradict_verdict"] = scored.verdict not in (verdict.verdict, "tie")
     return Parsed(verdict=verdict.verdict, scores=scored.scores, error=verdict.error, meta=meta)
+
+
+def own_answer(text: str) -> str | None:
+    """The answer a judgment's thinking computed: its first `Answer: N` (tiny-world arithmetic), else
+    the output a list-task check trace starts with (`world.list_tasks.computed_output`); None
+    when it has neither."""
+    answer = extract_answer(text)
+    return computed_output(text) if answer is None else str(answer)
+
+
+BRACKET_SCORE_PATTERN = re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]")
+
+
+def parse_bracket_score(text: str) -> Parsed:
+    """The tiny world's pointwise judge: one score in the last `[[s]]`, e.g. `... yes [[1]]`."""
+    found = BRACKET_SCORE_PATTERN.findall(text)
+    if not found:
+        return Parsed(error="no_score")
+    value = float(found[-1])
+    if not MIN_SCORE <= value <= MAX_SCORE:
+        return Parsed(error="score_out_of_range")
+    return Parsed(scores=[value])
 
 
 def parse_pointwise_score(text: str) -> Parsed:

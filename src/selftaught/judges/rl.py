@@ -20,8 +20,9 @@ Rewards (TRL signature; the columns `winner` and `judge_template` come from the 
 - `judge_scores_reward`: 1 if the pairwise scores rank `winner` strictly higher, else 0 (equal scores,
   or scores that cannot be read, are wrong).
 - `judge_format_reward`: 1 if the template's parser reads the answer, else 0.
-- `judge_thinking_reward`: 1 if the judge's own `Answer: N` (its recomputed reference answer, tiny
-  world) equals the pair's `reference`, else 0; None without a reference. Probe 2 of
+- `judge_thinking_reward`: 1 if the judge's own answer (`parsers.own_answer`: its recomputed
+  `Answer: N`, or a list check trace's computed output) equals the pair's `reference`, else 0;
+  None without a reference. Probe 2 of
   TINYWORLD_JUDGES_LPO §1.3: a verdict-only reward let the thinking decay.
 - `consistency_rewards(groups)`: sample i of order `ab` and sample i of its `ba` sibling both get 1
   if both are right, else 0 (J1's verdict consistency; papers_B §2.3 pairs rollout i with rollout i).
@@ -43,10 +44,9 @@ from typing import Any, Protocol
 
 from selftaught.data.order import batch_indices
 from selftaught.judges.judge import question_text
-from selftaught.judges.parsers import Parsed, verdict_from_scores
+from selftaught.judges.parsers import Parsed, own_answer, verdict_from_scores
 from selftaught.judges.templates import JudgeKind, JudgeTemplate, get_template
 from selftaught.types import Completion, Pair, Prompt
-from selftaught.world.arith import extract_answer
 
 PAIRWISE_ORDERS = ("ab", "ba")
 """`ab`: chosen shown as A; `ba`: chosen shown as B."""
@@ -202,7 +202,8 @@ def judge_format_reward(
 def judge_thinking_reward(
     prompts: Sequence[Any], completions: Sequence[Any], **columns: Any
 ) -> list[float | None]:
-    """1 if the judgment's first `Answer: N` equals the `reference` column, else 0; None without one.
+    """1 if the judgment's own answer (`parsers.own_answer`: its first `Answer: N`, or a list check
+    trace's computed output) equals the `reference` column, else 0; None without one.
 
     >>> judge_thinking_reward(["q", "q"], ["2+3=5 Answer: 5 [[A]]", "[[A]]"], reference=["5", "5"])
     [1.0, 0.0]
@@ -210,7 +211,7 @@ def judge_thinking_reward(
     texts = _texts(completions)
     references = _column(columns, "reference", len(texts))
     return [
-        None if reference is None else float(str(extract_answer(text)) == str(reference).strip())
+        None if reference is None else float(own_answer(text) == str(reference).strip())
         for text, reference in zip(texts, references, strict=True)
     ]
 

@@ -13,6 +13,7 @@ papers' prompts (papers_B §2.4 for J1 and EvalPlanner, papers_A §5.1 for the S
 | `evalplanner-pairwise@1` | pairwise | `<plan>...</plan> <execution>...</execution> <answer>...` | `parse_answer_verdict` |
 | `ste-pairwise@1` | pairwise | an explanation, then `[[A]]`, `[[B]]` or `[[C]]` (tie) | `parse_bare_verdict_or_tie` |
 | `world-pairwise-verdict@1` | pairwise | `45+64=109 ... Answer: 145 [[A]]` (tiny world) | `parse_bare_verdict` |
+| `world-pointwise@1` | pointwise | `1 2 R 1=1 2=3 no [[0]]` (list tasks: the check of one response, 1 or 0) | `parse_bracket_score` |
 | `world-pairwise-fewshot@1` | pairwise | ` [[A]]` after four solved examples (base models) | `parse_bare_verdict` |
 | `rag-tournament@1` | RAG, `judges/rag.py` | `Best: Prediction k` (one bracket, gold answer shown) | `selection.tournament.parse_best` |
 | `rag-correctness@1` | RAG, `judges/rag.py` | `Label: Correct\\|Incorrect\\|Refuse` | `judges.rag.parse_correctness_label` |
@@ -36,12 +37,14 @@ from selftaught.judges.parsers import (
     parse_answer_verdict,
     parse_bare_verdict,
     parse_bare_verdict_or_tie,
+    parse_bracket_score,
     parse_pairwise_scores,
     parse_pointwise_score,
     parse_scores_and_verdict,
 )
 from selftaught.types import Message, StrEnum
 from selftaught.world.judge_pairs import JUDGE_PROMPT
+from selftaught.world.list_tasks import POINTWISE_PROMPT
 
 
 class JudgeKind(StrEnum):
@@ -203,6 +206,8 @@ in exactly this format: "[[A]]" if assistant A is better, "[[B]]" if assistant B
 
 WORLD_PAIRWISE_VERDICT = JUDGE_PROMPT
 
+WORLD_POINTWISE = POINTWISE_PROMPT
+
 WORLD_PAIRWISE_FEWSHOT = """Each line shows a sum, two worked solutions A and B, and which one is correct.
 23+19 A: 23+19=42 Answer: 42 B: 23+19=32 Answer: 32 Correct: [[A]]
 58-7-20 A: 58-7=52 52-20=32 Answer: 32 B: 58-7=51 51-20=31 Answer: 31 Correct: [[B]]
@@ -259,6 +264,7 @@ TEMPLATES: dict[str, JudgeTemplate] = {
         JudgeTemplate(
             "world-pairwise-verdict@1", JudgeKind.PAIRWISE, WORLD_PAIRWISE_VERDICT, parse_bare_verdict
         ),
+        JudgeTemplate("world-pointwise@1", JudgeKind.POINTWISE, WORLD_POINTWISE, parse_bracket_score),
         JudgeTemplate(
             "world-pairwise-fewshot@1", JudgeKind.PAIRWISE, WORLD_PAIRWISE_FEWSHOT, parse_bare_verdict
         ),

@@ -46,15 +46,16 @@ def tiny() -> OnlineRLConfig:
 
 def tiny_lists() -> OnlineRLConfig:
     """The same GRPO on the list world (`world.list_tasks`): the list-task seed judge
-    (`tiny-world-list-judge`, check traces `<output> A yes B no [[A]]`) on modified-instruction pairs,
+    (`tiny-world-list-judge`, element-wise check traces `<output> A 1=1 2=3 no B 1=1 2=2 yes [[B]]`,
+    up to ~90 tokens) on modified-instruction pairs,
     both orders every step; validation on near-miss valid pairs."""
     return replace(
         tiny(),
         out_dir="runs/j1-tiny-lists",
         model="tiny-world-list-judge",
-        rollouts=RolloutConfig(num_prompts=8, samples_per_prompt=8, max_new_tokens=40),
+        rollouts=RolloutConfig(num_prompts=8, samples_per_prompt=8, max_new_tokens=112),
         judge=JudgeRLConfig(
-            pairs="world-lists:train", eval_pairs="world-lists:valid", eval_max_new_tokens=40
+            pairs="world-lists:train", eval_pairs="world-lists:valid", eval_max_new_tokens=112
         ),
     )
 

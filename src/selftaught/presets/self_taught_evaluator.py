@@ -43,7 +43,7 @@ def tiny_lists() -> SelfTaughtEvaluatorConfig:
         pairs="world-lists:train",
         num_pairs=512,
         iterations=3,
-        max_new_tokens=40,
+        max_new_tokens=112,
         sft_steps=200,
         eval_pairs="world-lists:test",
         eval_extra=["world-lists:test:random_corruption", "world-lists:heldout"],

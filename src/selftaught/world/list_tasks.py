@@ -18,8 +18,11 @@ corruption pairs (two elements of y_w swapped, or one changed) are the baseline 
 
 The judge's world format (`JUDGE_PROMPT`, `judgment`) is the trace of §5.6: the judge computes the
 output, checks each candidate against it, and names the one that matches,
-`sort up: 3 1 4 1 5 A: 5 4 3 1 1 B: 1 1 3 4 5` -> `1 1 3 4 5 A no B yes [[B]]`; each check compares
-two short digit strings, so the verdict can follow the thinking even in a small model.
+`sort up: 3 1 2 A: 3 2 1 B: 1 2 3` -> `1 2 3 A 1=3 2=2 3=1 no B 1=1 2=2 3=3 yes [[B]]`. The checks are
+element-wise (`aligned_check`): comparing two whole digit strings 15-30 tokens apart is what a
+small model from scratch did not learn (a 2-layer judge with `A yes B no` checks wrote the same
+checks whatever it computed, docs/results.md); each `c=a` pair puts the digits to compare side
+by side.
 Splits: train, valid and test share the instructions of `TRAIN_TASKS` and never a digit list;
 `heldout` holds the families of `HELDOUT_TASKS`, never trained (the paper's held-out task families).
 """
@@ -84,6 +87,8 @@ TRAIN_TASKS = tuple(t for t in TASKS if t not in HELDOUT_TASKS)
 NEGATIVES = ("modified_instruction", "random_corruption")
 JUDGE_PROMPT = "{question} A: {response_a} B: {response_b}"
 """The list judge's prompt: `<instruction>: <digits> A: <output> B: <output>`."""
+POINTWISE_PROMPT = "{question} R: {response}"
+"""The pointwise list judge's prompt (`world-pointwise@1`): one response, scored 1 or 0."""
 SPLIT_SEEDS = {"train": 0, "valid": 1, "test": 2, "heldout": 3}
 
 
@@ -192,15 +197,53 @@ def _split_of(task: ListTask) -> str:
     return "valid" if bucket == 0 else "test" if bucket == 1 else "train"
 
 
+def elements(output: str) -> list[str]:
+    """An output's elements: `"1 1 3"` -> `["1", "1", "3"]`; `none` (the empty list) -> `[]`."""
+    return [] if output == "none" else output.split()
+
+
+def aligned_check(computed: str, shown: str) -> str:
+    """One candidate's check against the judge's computed output, element by element:
+    `1=5 1=4 3=3 no` (computed element `=` shown element, the shorter side padded with `_`), then
+    `yes` when every pair matches. Each `c=a` pair puts the two digits to compare two tokens
+    apart, so the check is local; the yes/no only has to notice a mismatched pair."""
+    ours, theirs = elements(computed), elements(shown)
+    width = max(len(ours), len(theirs))
+    ours, theirs = ours + ["_"] * (width - len(ours)), theirs + ["_"] * (width - len(theirs))
+    pairs = [f"{c}={a}" for c, a in zip(ours, theirs, strict=True)]
+    return " ".join([*pairs, "yes" if ours == theirs else "no"])
+
+
 def judgment(pair: ListPair, swapped: bool, *, wrong: bool = False) -> str:
     """The judge trace of `pair` shown in one order (`swapped`: the rejected output as A): the
-    computed output, a yes/no check of each candidate, the verdict. `wrong` writes the trace of a
-    judge that computed the near miss (or a corruption) instead: its checks and verdict follow it."""
+    computed output, an element-wise check of each candidate (`aligned_check`), the verdict, e.g.
+    `1 1 3 A 1=3 1=1 3=1 no B 1=1 1=1 3=3 yes [[B]]`. `wrong` writes the trace of a judge that
+    computed the near miss (or a corruption) instead: its checks and verdict follow it."""
     computed = pair.rejected if wrong else pair.chosen
     shown = (pair.rejected, pair.chosen) if swapped else (pair.chosen, pair.rejected)
-    checks = ["yes" if text == computed else "no" for text in shown]
-    verdict = "A" if checks[0] == "yes" else "B"
-    return f"{computed} A {checks[0]} B {checks[1]} [[{verdict}]]"
+    return check_trace(computed, *shown)
+
+
+def computed_output(trace: str) -> str | None:
+    """The output a check trace starts with (`check_trace`'s `computed`), or None when the trace has
+    no `A` check: `"1 2 A 1=2 ..."` -> `"1 2"`."""
+    head, found, _ = trace.partition(" A ")
+    return head.strip() if found else None
+
+
+def check_trace(computed: str, response_a: str, response_b: str) -> str:
+    """The trace of a judge that computed `computed`: it, both checks, and the verdict that names
+    the candidate equal to it (B when neither is: the trace is only written for pairs that hold
+    `computed`)."""
+    verdict = "A" if response_a == computed else "B"
+    checks = f"A {aligned_check(computed, response_a)} B {aligned_check(computed, response_b)}"
+    return f"{computed} {checks} [[{verdict}]]"
+
+
+def pointwise_trace(computed: str, response: str) -> str:
+    """The pointwise judge's trace: the computed output, the check of the one response, its score
+    (1 when it matches), e.g. `1 2 R 1=1 2=3 no [[0]]`."""
+    return f"{computed} R {aligned_check(computed, response)} [[{int(response == computed)}]]"
 
 
 def to_preference_record(pair: ListPair) -> dict[str, Any]:
@@ -244,14 +287,37 @@ def judge_record(pair: ListPair, swapped: bool) -> dict[str, Any]:
     }
 
 
-def seed_judge_records(num: int, seed: int = 0, judge_share: float = 0.5) -> list[dict[str, Any]]:
+def pointwise_record(pair: ListPair, rejected: bool) -> dict[str, Any]:
+    """A pointwise judging conversation: one response of `pair` (`rejected` or chosen) and its trace."""
+    response = pair.rejected if rejected else pair.chosen
+    return {
+        "messages": [
+            {
+                "role": "user",
+                "content": POINTWISE_PROMPT.format(question=pair.task.question, response=response),
+            },
+            {"role": "assistant", "content": pointwise_trace(pair.chosen, response)},
+        ],
+        "id": f"{pair.task.id}|{'rejected' if rejected else 'chosen'}",
+    }
+
+
+def seed_judge_records(
+    num: int, seed: int = 0, judge_share: float = 0.5, pointwise_share: float = 0.25
+) -> list[dict[str, Any]]:
     """The list seed judge's SFT pool (papers_A §5.6: a weak seed that saw easy pairs only): train
-    tasks solved (`1 - judge_share` of the pool), and correct traces of random-corruption train pairs
-    in a random order; no near-miss pair."""
+    tasks solved (`1 - judge_share` of the pool), and correct traces of random-corruption train pairs,
+    `pointwise_share` of them pointwise (one response, either side) and the rest pairwise in a
+    random order; no near-miss pair."""
     rng = random.Random(f"list-seed|{seed}")
     num_judge = round(num * judge_share)
     pairs = sample_list_pairs("train", num_judge, "random_corruption", seed=seed)
-    records = [judge_record(pair, rng.random() < 0.5) for pair in pairs]
+    records = [
+        pointwise_record(pair, rng.random() < 0.5)
+        if rng.random() < pointwise_share
+        else judge_record(pair, rng.random() < 0.5)
+        for pair in pairs
+    ]
     while len(records) < num:
         task = sample_task(rng, TRAIN_TASKS)
         if _split_of(task) == "train":
