@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import replace
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -154,6 +155,33 @@ def test_repro_j1_tables_every_arm_over_seeds_and_writes_the_results_section(tin
     repro_j1.write_results(results, table, "selftaught repro j1")
     text = results.read_text()
     assert text.count(repro_j1.BEGIN) == 1 and "J1 in the tiny world" in text
+
+
+def test_repro_j1_lists_world_runs_the_pointwise_arm_and_tables_ties(tiny_model_dir, tmp_path):
+    from selftaught.configs.train import RolloutConfig
+    from selftaught.repro import j1 as repro_j1
+
+    small = {
+        "model": tiny_model_dir,
+        "rollouts": RolloutConfig(num_prompts=4, samples_per_prompt=2, max_new_tokens=8),
+    }
+    table = repro_j1.j1_table(
+        str(tmp_path / "repro"),
+        seeds=[0],
+        arms=["single-order", "pointwise"],
+        num_steps=2,
+        num_pairs=4,
+        overrides=small,
+        world="lists",
+    )
+    header, *rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert "ties" in header and "acc when thinking right" in header and "world-lists:valid" in table
+    assert [row.split(" | ")[0] for row in rows] == ["| seed judge", "| single-order", "| pointwise"]
+    with pytest.raises(ValueError, match="unknown arms"):
+        repro_j1.j1_table(str(tmp_path / "x"), seeds=[0], arms=["nope"], num_steps=1, num_pairs=1)
+    results = tmp_path / "results.md"
+    repro_j1.write_results(results, table, "selftaught repro j1 --world lists", "lists")
+    assert "<!-- repro j1 lists: begin -->" in results.read_text()
 
 
 def test_j1_on_list_pairs_sees_both_orders_of_near_miss_pairs(tiny_model_dir, tmp_path):

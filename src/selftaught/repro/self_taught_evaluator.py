@@ -190,7 +190,11 @@ def add_parser(commands: Any) -> None:
         "self-taught-evaluator",
         help="Self-Taught Evaluator: accuracy per iteration, unbalanced labels, gold judge",
     )
-    parser.add_argument("--out", default="runs/repro-self-taught-evaluator", help="output directory")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output directory (default: runs/repro-self-taught-evaluator, or ...-<world> for lists)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
         "--world", choices=list(WORLDS), default="arith", help="arith or lists (default: arith)"
@@ -208,6 +212,9 @@ def add_parser(commands: Any) -> None:
 def _cmd(args: Any) -> None:
     from selftaught.train.loop import check_out_dir
 
+    args.out = args.out or "runs/repro-self-taught-evaluator" + (
+        "" if args.world == "arith" else f"-{args.world}"
+    )
     check_out_dir(args.out, "--out")
     arms = args.arms or list(WORLDS[args.world][1])
     table = ste_table(args.out, seeds=args.seeds, arms=arms, world=args.world)
