@@ -159,3 +159,31 @@ def test_list_pairs_gold_judgments_unbalanced_positions_and_extra_evaluations(ti
         assert yes_no == (["yes", "no"] if record["winner"] == "A" else ["no", "yes"])
         assert trace.endswith(f" [[{record['winner']}]]")
     assert {"world-lists:test:random_corruption/accuracy", "maj_accuracy", "maj_flip_rate"} <= set(rows)
+
+
+def test_raw_text_judges_train_on_plain_prompt_completion_records_with_lora(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    from selftaught.configs.train import LoraConfig
+
+    verdicts = iter(range(10_000))
+    monkeypatch.setattr(ste, "judgment_correct", lambda text, winner, template: next(verdicts) % 2 == 0)
+    cfg = replace(
+        STE.preset("tiny-smoke"),
+        model=tiny_model_dir,
+        out_dir=str(tmp_path / "run"),
+        iterations=1,
+        template="world-pairwise-fewshot@1",
+        prompt_style="text",
+        stop=["\n"],
+        dpo_steps=2,
+        lora=LoraConfig(r=4, alpha=8),
+    )
+    STE.run(cfg)
+    data = tmp_path / "run" / "iter-1" / "data"
+    records = [json.loads(line) for line in (data / "sft.jsonl").open()]
+    assert records and all(r["prompt"].endswith("Correct:") and "messages" not in r for r in records)
+    pairs = [json.loads(line) for line in (data / "dpo.jsonl").open()]
+    assert pairs and all(isinstance(p["prompt"], str) and isinstance(p["chosen"], str) for p in pairs)
+    for stage in ("sft", "dpo"):
+        assert "r: 4" in (tmp_path / "run" / "iter-1" / stage / "run" / "config.yaml").read_text()

@@ -281,3 +281,21 @@ def test_list_pairs_thinking_is_the_computed_output_of_the_check_trace():
         1.0,
         1.0,
     )
+
+
+def test_a_gsm8k_file_gives_answer_mismatch_pairs(tmp_path):
+    from selftaught.judges.evaluate import load_judge_pairs
+
+    path = tmp_path / "gsm8k.jsonl"
+    rows = [
+        {"question": f"What is {n} + 1?", "answer": f"{n} + 1 = <<{n}+1={n + 1}>>{n + 1}\n#### {n + 1}"}
+        for n in range(4)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs = load_judge_pairs(str(path), limit=3, seed=1)
+    assert [p.prompt.id for p in pairs] == ["gsm8k-0", "gsm8k-1", "gsm8k-2"]
+    for n, pair in enumerate(pairs):
+        assert pair.chosen.text.endswith(f"The answer is {n + 1}.")
+        assert pair.rejected.text != pair.chosen.text and pair.rejected.text.startswith(pair.chosen.text[:10])
+    again = load_judge_pairs(str(path), limit=3, seed=1)
+    assert [p.rejected.text for p in again] == [p.rejected.text for p in pairs]

@@ -26,6 +26,7 @@ WELL_FORMED = {
     "world-pairwise-verdict@1": ("45+64=109 109+36=145 Answer: 145 [[B]]", "B", None),
     "world-pairwise-fewshot@1": (" [[A]]", "A", None),
     "world-pointwise@1": ("1 2 R 1=1 2=3 no [[0]]", None, [0.0]),
+    "gsm8k-pairwise-fewshot@1": (" [[B]]", "B", None),
 }
 
 

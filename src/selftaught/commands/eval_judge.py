@@ -73,6 +73,7 @@ DEFAULT_LIMIT = 10
 cores with the few-shot template). Raise `--limit` for tighter numbers."""
 TEMPLATE_DEFAULTS: dict[str, tuple[int, list[str]]] = {
     "world-pairwise-fewshot@1": (8, ["\n"]),  # ` [[A]]`, then the base model would write more examples
+    "gsm8k-pairwise-fewshot@1": (8, ["\n"]),
     "world-pairwise-verdict@1": (112, []),  # a worked sum and `Answer: N [[A]]`, or a list check trace
 }
 """`--max-new-tokens` and `--stop` defaults per template (others: `DEFAULT_MAX_NEW_TOKENS`, no stop)."""

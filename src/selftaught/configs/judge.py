@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from selftaught.config import check
-from selftaught.configs.train import RunConfig
+from selftaught.configs.train import LoraConfig, RunConfig
 from selftaught.types import StrEnum
 
 JUDGE_REWARDS = ("verdict", "scores", "format", "thinking", "consistency", "pointwise_pair")
@@ -82,6 +82,8 @@ class SelfTaughtEvaluatorConfig(RunConfig):
         "dpo_lr",
         "eval_extra",
         "eval_majority_k",
+        "stop",
+        "lora",
     )
     """Added after runs were cached: left out of config.yaml (and run keys) at their defaults."""
 
@@ -110,6 +112,9 @@ class SelfTaughtEvaluatorConfig(RunConfig):
     temperature: float = 0.7
     top_p: float = 0.9
     max_new_tokens: int = 48
+    stop: list[str] = field(default_factory=list)
+    """Stop strings of every judgment, sampled or greedy (a base model's few-shot template: a newline,
+    or it writes the next example)."""
     pick: Literal["random", "first"] = "random"
     """Which correct judgment of a pair is kept (the paper: one at random; its released data script: the first)."""
     balance_labels: bool = True
@@ -117,6 +122,9 @@ class SelfTaughtEvaluatorConfig(RunConfig):
     sft_steps: int = 300
     sft_batch_size: int = 64
     sft_lr: float = 1e-3
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """LoRA adapters for the SFT and DPO stages (`r` 0 = full fine-tuning); each stage saves the
+    merged model."""
     dpo_steps: int = 0
     """Above 0: the released model's second stage (papers_A §5.2), DPO + NLL of the iteration's SFT judge
     on pairs of a correct (chosen) and a wrong or unreadable (rejected) judgment of the same pair,

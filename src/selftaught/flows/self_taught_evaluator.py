@@ -130,6 +130,7 @@ def _annotate(
             top_p=cfg.top_p,
             n=cfg.samples_per_pair,
             max_new_tokens=cfg.max_new_tokens,
+            stop=cfg.stop,
             seed=cfg.seed * 1_000_003 + iteration,
         )
         samples = HFEngine(model, tokenizer).generate(prompts, sampling)
@@ -145,16 +146,9 @@ def _annotate(
         if not correct:
             continue
         judgment = rng.choice(correct) if cfg.pick == "random" else correct[0]
-        turns = prompt.messages if cfg.prompt_style == "chat" else [{"role": "user", "content": prompt.text}]
         if cfg.dpo_steps and wrong:
-            dpo_pairs.append(judgment_pair(prompt.id, turns, judgment, rng.choice(wrong)))
-        kept[winner].append(
-            {
-                "messages": [*turns, {"role": "assistant", "content": judgment}],
-                "id": prompt.id,
-                "winner": winner,
-            }
-        )
+            dpo_pairs.append(judgment_pair(prompt, judgment, rng.choice(wrong)))
+        kept[winner].append({**judgment_example(prompt, judgment), "id": prompt.id, "winner": winner})
     num_a, num_b = len(kept["A"]), len(kept["B"])
     if cfg.balance_labels:
         keep = min(num_a, num_b)
@@ -171,11 +165,23 @@ def _annotate(
     }
 
 
-def judgment_pair(pair_id: str, turns: list[dict[str, Any]], chosen: str, rejected: str) -> dict[str, Any]:
-    """A TRL conversational preference record: the judge prompt, a correct and a wrong judgment."""
+def judgment_example(prompt: Prompt, judgment: str) -> dict[str, Any]:
+    """The SFT record of a kept judgment, rendered as the judge saw its prompt: a conversation (chat
+    prompts), or a TRL plain-text `prompt` + `completion` (raw-text prompts: BOS + the few-shot text,
+    no chat markers, the judgment and EOS)."""
+    if prompt.text is not None:
+        return {"prompt": prompt.text, "completion": judgment}
+    return {"messages": [*prompt.messages, {"role": "assistant", "content": judgment}]}
+
+
+def judgment_pair(prompt: Prompt, chosen: str, rejected: str) -> dict[str, Any]:
+    """A TRL preference record: the judge prompt, a correct and a wrong judgment (conversational for
+    chat prompts, plain text for raw-text ones)."""
+    if prompt.text is not None:
+        return {"id": prompt.id, "prompt": prompt.text, "chosen": chosen, "rejected": rejected}
     return {
-        "id": pair_id,
-        "prompt": turns,
+        "id": prompt.id,
+        "prompt": prompt.messages,
         "chosen": [{"role": "assistant", "content": chosen}],
         "rejected": [{"role": "assistant", "content": rejected}],
     }
@@ -234,6 +240,7 @@ def train_judge(cfg: SelfTaughtEvaluatorConfig, data: Path, out_dir: Path, num_k
         batch_size=min(cfg.sft_batch_size, num_kept),
         data=SFTDataConfig(source=str(data), max_length=512),
         micro_batch_tokens=0,
+        lora=cfg.lora,
         optim=OptimConfig(
             lr=cfg.sft_lr,
             betas=(0.9, 0.98),
@@ -265,6 +272,7 @@ def train_judge_dpo(cfg: SelfTaughtEvaluatorConfig, sft_model: str, data: Path, 
         batch_size=min(cfg.sft_batch_size, len(data.read_text().splitlines())),
         data=DPODataConfig(source=str(data), max_length=512),
         micro_batch_tokens=0,
+        lora=cfg.lora,
         beta=cfg.dpo_beta,
         nll_scale=cfg.dpo_nll_scale,
         nll_normalization=NLLNormalization.TOKEN_MEAN,
@@ -291,13 +299,15 @@ def evaluate(cfg: SelfTaughtEvaluatorConfig, model_dir: str, out_dir: Path) -> d
     }
     if cfg.eval_extra or cfg.eval_majority_k > 1:  # keys of runs before these knobs stay as they were
         settings |= {"extra": cfg.eval_extra, "majority_k": cfg.eval_majority_k, "seed": cfg.seed}
+    if cfg.stop:
+        settings |= {"stop": cfg.stop}
     return run_once(out_dir / "eval", compute_fingerprint(settings), lambda: _evaluate(cfg, model_dir))
 
 
 def _evaluate(cfg: SelfTaughtEvaluatorConfig, model_dir: str) -> dict[str, Any]:
     model, tokenizer = load_model(model_dir)
     engine = HFEngine(model, tokenizer, batch_size=400)
-    greedy = SamplingParams(temperature=0.0, max_new_tokens=cfg.max_new_tokens)
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=cfg.max_new_tokens, stop=cfg.stop)
     row = judge_metrics(cfg, engine, cfg.eval_pairs, greedy)
     for name in cfg.eval_extra:
         row |= {f"{name}/{k}": v for k, v in judge_metrics(cfg, engine, name, greedy).items()}
@@ -307,6 +317,7 @@ def _evaluate(cfg: SelfTaughtEvaluatorConfig, model_dir: str) -> dict[str, Any]:
             top_p=cfg.top_p,
             n=cfg.eval_majority_k,
             max_new_tokens=cfg.max_new_tokens,
+            stop=cfg.stop,
             seed=cfg.seed,
         )
         row |= {f"maj_{k}": v for k, v in judge_metrics(cfg, engine, cfg.eval_pairs, sampled).items()}
@@ -320,7 +331,11 @@ def judge_metrics(
     above 1 each order's verdict is the majority of the samples."""
     pairs = load_judge_pairs(pairs_spec, limit=cfg.eval_num_pairs, seed=0)
     result = evaluate_judge(build_judge(engine, cfg.template, sampling, cfg.prompt_style), pairs)
-    return {m: getattr(result.metrics, m) for m in METRICS} | {"thinking_accuracy": result.thinking_accuracy}
+    return {m: getattr(result.metrics, m) for m in METRICS} | {
+        "thinking_accuracy": result.thinking_accuracy,
+        "accuracy_when_thinking_right": result.accuracy_when_thinking_right,
+        "unparsed_rate": result.metrics.unparsed_rate,
+    }
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from selftaught.data.formats import trl_prompt
+from selftaught.data.formats import gsm8k_preference_records, trl_prompt
+from selftaught.data.gsm8k import is_gsm8k_record
 from selftaught.data.sources import read_records, require_columns
 from selftaught.evals.sets import world_split
 from selftaught.judges.judge import PairwiseJudge, PointwiseJudge, mean_scores
@@ -83,13 +84,21 @@ def load_judge_pairs(
     data: str, *, limit: int | None = None, seed: int = 0, levels: Sequence[int] = (1, 2, 3)
 ) -> list[Pair]:
     """`world:<split>` (`limit` pairs, default 300, of `levels`), `world-lists:<split>[:<negative>]`
-    (`limit` list-task pairs) or a preference file (its first `limit` records)."""
+    (`limit` list-task pairs), a preference file (its first `limit` records), or a GSM8K file
+    (`question` / `answer`: answer-mismatch pairs, the reference solution against the same solution
+    with a wrong final number, `data.formats.gsm8k_preference_records`, seeded by `seed`)."""
     if data.startswith(LISTS_PREFIX):
         return list_task_pairs(data, limit or DEFAULT_NUM_WORLD_PAIRS, seed)
     if data.startswith(WORLD_PREFIX):
         split = world_split(data)
         return [to_pair(p) for p in sample_judge_pairs(split, limit or DEFAULT_NUM_WORLD_PAIRS, levels, seed)]
-    return pairs_from_records(read_records(data, limit=limit), data)
+    records = read_records(data, limit=limit)
+    if records and is_gsm8k_record(records[0]):
+        records = [
+            {**r, "id": f"gsm8k-{r['meta']['source_index']}", "answer": r["meta"]["answer"]}
+            for r in gsm8k_preference_records(records, seed, data)
+        ]
+    return pairs_from_records(records, data)
 
 
 def list_task_pairs(data: str, num: int, seed: int) -> list[Pair]:

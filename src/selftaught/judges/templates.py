@@ -13,6 +13,7 @@ papers' prompts (papers_B §2.4 for J1 and EvalPlanner, papers_A §5.1 for the S
 | `evalplanner-pairwise@1` | pairwise | `<plan>...</plan> <execution>...</execution> <answer>...` | `parse_answer_verdict` |
 | `ste-pairwise@1` | pairwise | an explanation, then `[[A]]`, `[[B]]` or `[[C]]` (tie) | `parse_bare_verdict_or_tie` |
 | `world-pairwise-verdict@1` | pairwise | `45+64=109 ... Answer: 145 [[A]]` (tiny world) | `parse_bare_verdict` |
+| `gsm8k-pairwise-fewshot@1` | pairwise | ` [[A]]` after two solved word problems (base models, GSM8K pairs) | `parse_bare_verdict` |
 | `world-pointwise@1` | pointwise | `1 2 R 1=1 2=3 no [[0]]` (list tasks: the check of one response, 1 or 0) | `parse_bracket_score` |
 | `world-pairwise-fewshot@1` | pairwise | ` [[A]]` after four solved examples (base models) | `parse_bare_verdict` |
 | `rag-tournament@1` | RAG, `judges/rag.py` | `Best: Prediction k` (one bracket, gold answer shown) | `selection.tournament.parse_best` |
@@ -215,6 +216,33 @@ WORLD_PAIRWISE_FEWSHOT = """Each line shows a sum, two worked solutions A and B,
 90-34+8 A: 90-34=57 57+8=65 Answer: 65 B: 90-34=56 56+8=64 Answer: 64 Correct: [[B]]
 {question} A: {response_a} B: {response_b} Correct:"""
 
+GSM8K_PAIRWISE_FEWSHOT = """Each example shows a math word problem, two worked solutions A and B, and which one is correct.
+
+Question: Tom has 3 boxes with 12 pencils each. He gives away 9 pencils. How many pencils does he have left?
+A: Tom has 3 * 12 = 36 pencils.
+He has 36 - 9 = 27 pencils left.
+The answer is 27.
+B: Tom has 3 * 12 = 36 pencils.
+He has 36 - 9 = 27 pencils left.
+The answer is 29.
+Correct: [[A]]
+
+Question: A shop sells pens at $2 each. Ana buys 5 pens and pays with a $20 bill. How much change does she get?
+A: The pens cost 5 * 2 = $10.
+Her change is 20 - 10 = $10.
+The answer is 15.
+B: The pens cost 5 * 2 = $10.
+Her change is 20 - 10 = $10.
+The answer is 10.
+Correct: [[B]]
+
+Question: {question}
+A: {response_a}
+B: {response_b}
+Correct:"""
+"""Two invented examples (not GSM8K items), one per verdict letter, in the layout of GSM8K
+answer-mismatch pairs (`judges.load_judge_pairs` on a GSM8K file): base models, raw text."""
+
 TEMPLATES: dict[str, JudgeTemplate] = {
     t.name: t
     for t in (
@@ -263,6 +291,9 @@ TEMPLATES: dict[str, JudgeTemplate] = {
         ),
         JudgeTemplate(
             "world-pairwise-verdict@1", JudgeKind.PAIRWISE, WORLD_PAIRWISE_VERDICT, parse_bare_verdict
+        ),
+        JudgeTemplate(
+            "gsm8k-pairwise-fewshot@1", JudgeKind.PAIRWISE, GSM8K_PAIRWISE_FEWSHOT, parse_bare_verdict
         ),
         JudgeTemplate("world-pointwise@1", JudgeKind.POINTWISE, WORLD_POINTWISE, parse_bracket_score),
         JudgeTemplate(

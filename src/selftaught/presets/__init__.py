@@ -162,7 +162,7 @@ RECIPES: dict[str, Recipe] = {
             "the correct ones (A/B balanced), SFT the seed judge on them, iterate",
             module="selftaught.flows.self_taught_evaluator",
             config_name="SelfTaughtEvaluatorConfig",
-            presets=("tiny", "tiny-smoke", "tiny-lists"),
+            presets=("tiny", "tiny-smoke", "tiny-lists", "gemma3-270m"),
         ),
         Recipe(
             name="natural-reasoning",

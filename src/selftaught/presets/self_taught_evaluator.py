@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from selftaught.configs.judge import SelfTaughtEvaluatorConfig
+from selftaught.configs.train import LoraConfig
 
 
 def tiny() -> SelfTaughtEvaluatorConfig:
@@ -48,4 +49,34 @@ def tiny_lists() -> SelfTaughtEvaluatorConfig:
         eval_pairs="world-lists:test",
         eval_extra=["world-lists:test:random_corruption", "world-lists:heldout"],
         eval_majority_k=5,
+    )
+
+
+def gemma3_270m() -> SelfTaughtEvaluatorConfig:
+    """One short iteration with Gemma 3 270M base as a few-shot judge of world pairs in words
+    (`world-pairwise-fewshot@1`, raw text, one verdict after `Correct:`, a newline stops it): 8 train
+    pairs x 4 judgments at T 0.7 / top-p 0.9, the correct ones kept (A/B balanced), 3 LoRA SFT
+    steps of the seed on them; greedy both-order metrics on 6 valid pairs before and after. Checks
+    the real-model path on a CPU. GSM8K answer-mismatch pairs: `pairs=<gsm8k train.jsonl>
+    eval_pairs=<gsm8k test.jsonl> template=gsm8k-pairwise-fewshot@1`. On a GPU scale `num_pairs`,
+    `samples_per_pair` (the paper: 15), `iterations` (5) and `eval_num_pairs` up; a chat judge such
+    as Llama-3.1-8B-Instruct: `model=<dir> template=ste-pairwise@1 prompt_style=chat
+    max_new_tokens=1024 stop=[] lora.r=0`."""
+    return SelfTaughtEvaluatorConfig(
+        out_dir="runs/self-taught-evaluator-gemma3-270m",
+        model="gemma-3-270m",
+        pairs="world:train",
+        num_pairs=8,
+        template="world-pairwise-fewshot@1",
+        prompt_style="text",
+        iterations=1,
+        samples_per_pair=4,
+        max_new_tokens=6,
+        stop=["\n"],
+        sft_steps=3,
+        sft_batch_size=4,
+        sft_lr=1e-4,
+        lora=LoraConfig(r=8, alpha=16),
+        eval_pairs="world:valid",
+        eval_num_pairs=6,
     )
