@@ -80,11 +80,11 @@ def test_bare_verdict_or_tie(text, verdict, error):
 @pytest.mark.parametrize(
     ("text", "scores", "error"),
     [
-        ("1 2 R 1=1 2=2 yes [[1]]", [1.0], None),
-        ("1 2 R 1=1 2=3 no [[0]]</s>", [0.0], None),
+        ("1 2 R 1=1+ 2=2+ yes [[1]]", [1.0], None),
+        ("1 2 R 1=1+ 2=3- no [[0]]</s>", [0.0], None),
         ("R [[ 7.5 ]]", [7.5], None),
         ("R [[1]] then [[0]]", [0.0], None),  # the last score counts
-        ("1 2 R 1=1 2=2 yes", None, "no_score"),
+        ("1 2 R 1=1+ 2=2+ yes", None, "no_score"),
         ("1 2 R [[A]]", None, "no_score"),
         ("R [[11]]", None, "score_out_of_range"),
     ],

@@ -25,7 +25,7 @@ WELL_FORMED = {
     "ste-pairwise@1": ("Both are equally good. [[C]]", "tie", None),
     "world-pairwise-verdict@1": ("45+64=109 109+36=145 Answer: 145 [[B]]", "B", None),
     "world-pairwise-fewshot@1": (" [[A]]", "A", None),
-    "world-pointwise@1": ("1 2 R 1=1 2=3 no [[0]]", None, [0.0]),
+    "world-pointwise@1": ("1 2 R 1=1+ 2=3- no [[0]]", None, [0.0]),
     "gsm8k-pairwise-fewshot@1": (" [[B]]", "B", None),
 }
 

@@ -99,12 +99,12 @@ def test_corruption_changes_the_output():
 @pytest.mark.parametrize(
     ("computed", "shown", "check"),
     [
-        ("1 2 3", "1 2 3", "1=1 2=2 3=3 yes"),
-        ("1 2 3", "3 2 1", "1=3 2=2 3=1 no"),
-        ("2 4", "2 4 6", "2=2 4=4 _=6 no"),
-        ("5 7 9", "5", "5=5 7=_ 9=_ no"),
+        ("1 2 3", "1 2 3", "1=1+ 2=2+ 3=3+ yes"),
+        ("1 2 3", "3 2 1", "1=3- 2=2+ 3=1- no"),
+        ("2 4", "2 4 6", "2=2+ 4=4+ _=6- no"),
+        ("5 7 9", "5", "5=5+ 7=_- 9=_- no"),
         ("none", "none", "yes"),
-        ("none", "3", "_=3 no"),
+        ("none", "3", "_=3- no"),
     ],
 )
 def test_aligned_check_pairs_elements_and_pads_the_shorter_side(computed, shown, check):
@@ -112,13 +112,13 @@ def test_aligned_check_pairs_elements_and_pads_the_shorter_side(computed, shown,
 
 
 def test_check_trace_names_the_candidate_equal_to_the_computed_output():
-    assert check_trace("1 2", "2 1", "1 2") == "1 2 A 1=2 2=1 no B 1=1 2=2 yes [[B]]"
-    assert check_trace("1 2", "1 2", "1 3") == "1 2 A 1=1 2=2 yes B 1=1 2=3 no [[A]]"
+    assert check_trace("1 2", "2 1", "1 2") == "1 2 A 1=2- 2=1- no B 1=1+ 2=2+ yes [[B]]"
+    assert check_trace("1 2", "1 2", "1 3") == "1 2 A 1=1+ 2=2+ yes B 1=1+ 2=3- no [[A]]"
 
 
 def test_pointwise_traces_score_the_one_response_against_the_computed_output():
-    assert pointwise_trace("1 2", "1 2") == "1 2 R 1=1 2=2 yes [[1]]"
-    assert pointwise_trace("1 2", "2") == "1 2 R 1=2 2=_ no [[0]]"
+    assert pointwise_trace("1 2", "1 2") == "1 2 R 1=1+ 2=2+ yes [[1]]"
+    assert pointwise_trace("1 2", "2") == "1 2 R 1=2- 2=_- no [[0]]"
     pair = sample_list_pairs("train", 1, "random_corruption", seed=0)[0]
     for rejected in (False, True):
         record = pointwise_record(pair, rejected)

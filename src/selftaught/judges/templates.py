@@ -14,7 +14,7 @@ papers' prompts (papers_B §2.4 for J1 and EvalPlanner, papers_A §5.1 for the S
 | `ste-pairwise@1` | pairwise | an explanation, then `[[A]]`, `[[B]]` or `[[C]]` (tie) | `parse_bare_verdict_or_tie` |
 | `world-pairwise-verdict@1` | pairwise | `45+64=109 ... Answer: 145 [[A]]` (tiny world) | `parse_bare_verdict` |
 | `gsm8k-pairwise-fewshot@1` | pairwise | ` [[A]]` after two solved word problems (base models, GSM8K pairs) | `parse_bare_verdict` |
-| `world-pointwise@1` | pointwise | `1 2 R 1=1 2=3 no [[0]]` (list tasks: the check of one response, 1 or 0) | `parse_bracket_score` |
+| `world-pointwise@1` | pointwise | `1 2 R 1=1+ 2=3- no [[0]]` (list tasks: the check of one response, 1 or 0) | `parse_bracket_score` |
 | `world-pairwise-fewshot@1` | pairwise | ` [[A]]` after four solved examples (base models) | `parse_bare_verdict` |
 | `rag-tournament@1` | RAG, `judges/rag.py` | `Best: Prediction k` (one bracket, gold answer shown) | `selection.tournament.parse_best` |
 | `rag-correctness@1` | RAG, `judges/rag.py` | `Label: Correct\\|Incorrect\\|Refuse` | `judges.rag.parse_correctness_label` |

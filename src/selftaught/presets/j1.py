@@ -46,7 +46,7 @@ def tiny() -> OnlineRLConfig:
 
 def tiny_lists() -> OnlineRLConfig:
     """The same GRPO on the list world (`world.list_tasks`): the list-task seed judge
-    (`tiny-world-list-judge`, element-wise check traces `<output> A 1=1 2=3 no B 1=1 2=2 yes [[B]]`,
+    (`tiny-world-list-judge`, element-wise check traces `<output> A 1=1+ 2=3- no B 1=1+ 2=2+ yes [[B]]`,
     up to ~90 tokens) on modified-instruction pairs,
     both orders every step; validation on near-miss valid pairs."""
     return replace(

@@ -18,11 +18,12 @@ corruption pairs (two elements of y_w swapped, or one changed) are the baseline 
 
 The judge's world format (`JUDGE_PROMPT`, `judgment`) is the trace of §5.6: the judge computes the
 output, checks each candidate against it, and names the one that matches,
-`sort up: 3 1 2 A: 3 2 1 B: 1 2 3` -> `1 2 3 A 1=3 2=2 3=1 no B 1=1 2=2 3=3 yes [[B]]`. The checks are
+`sort up: 3 1 2 A: 3 2 1 B: 1 2 3` -> `1 2 3 A 1=3- 2=2+ 3=1- no B 1=1+ 2=2+ 3=3+ yes [[B]]`. The checks are
 element-wise (`aligned_check`): comparing two whole digit strings 15-30 tokens apart is what a
 small model from scratch did not learn (a 2-layer judge with `A yes B no` checks wrote the same
 checks whatever it computed, docs/results.md); each `c=a` pair puts the digits to compare side
-by side.
+by side, and its `+` / `-` mark supervises the comparison (without marks the same judge wrote
+the pairs right and its yes/no ignored them).
 Splits: train, valid and test share the instructions of `TRAIN_TASKS` and never a digit list;
 `heldout` holds the families of `HELDOUT_TASKS`, never trained (the paper's held-out task families).
 """
@@ -203,21 +204,21 @@ def elements(output: str) -> list[str]:
 
 
 def aligned_check(computed: str, shown: str) -> str:
-    """One candidate's check against the judge's computed output, element by element:
-    `1=5 1=4 3=3 no` (computed element `=` shown element, the shorter side padded with `_`), then
-    `yes` when every pair matches. Each `c=a` pair puts the two digits to compare two tokens
-    apart, so the check is local; the yes/no only has to notice a mismatched pair."""
+    """One candidate's check against the judge's computed output, element by element: each pair
+    `c=a` (computed element, shown element; the shorter side padded with `_`) marked `+` when they
+    match and `-` when not, then `yes` when every pair matches: `1=1+ 2=4- 3=3+ no`. Each mark
+    compares the two tokens just before it, and the yes/no only has to notice a `-`."""
     ours, theirs = elements(computed), elements(shown)
     width = max(len(ours), len(theirs))
     ours, theirs = ours + ["_"] * (width - len(ours)), theirs + ["_"] * (width - len(theirs))
-    pairs = [f"{c}={a}" for c, a in zip(ours, theirs, strict=True)]
+    pairs = [f"{c}={a}{'+' if c == a else '-'}" for c, a in zip(ours, theirs, strict=True)]
     return " ".join([*pairs, "yes" if ours == theirs else "no"])
 
 
 def judgment(pair: ListPair, swapped: bool, *, wrong: bool = False) -> str:
     """The judge trace of `pair` shown in one order (`swapped`: the rejected output as A): the
     computed output, an element-wise check of each candidate (`aligned_check`), the verdict, e.g.
-    `1 1 3 A 1=3 1=1 3=1 no B 1=1 1=1 3=3 yes [[B]]`. `wrong` writes the trace of a judge that
+    `1 1 3 A 1=3- 1=1+ 3=1- no B 1=1+ 1=1+ 3=3+ yes [[B]]`. `wrong` writes the trace of a judge that
     computed the near miss (or a corruption) instead: its checks and verdict follow it."""
     computed = pair.rejected if wrong else pair.chosen
     shown = (pair.rejected, pair.chosen) if swapped else (pair.chosen, pair.rejected)
@@ -242,7 +243,7 @@ def check_trace(computed: str, response_a: str, response_b: str) -> str:
 
 def pointwise_trace(computed: str, response: str) -> str:
     """The pointwise judge's trace: the computed output, the check of the one response, its score
-    (1 when it matches), e.g. `1 2 R 1=1 2=3 no [[0]]`."""
+    (1 when it matches), e.g. `1 2 R 1=1+ 2=3- no [[0]]`."""
     return f"{computed} R {aligned_check(computed, response)} [[{int(response == computed)}]]"
 
 
