@@ -18,12 +18,12 @@ corruption pairs (two elements of y_w swapped, or one changed) are the baseline 
 
 The judge's world format (`JUDGE_PROMPT`, `judgment`) is the trace of §5.6: the judge computes the
 output, checks each candidate against it, and names the one that matches,
-`sort up: 3 1 2 A: 3 2 1 B: 1 2 3` -> `1 2 3 A 1=3- 2=2+ 3=1- no B 1=1+ 2=2+ 3=3+ yes [[B]]`. The checks are
+`sort up: 3 1 2 A: 3 2 1 B: 1 2 3` -> `1 2 3 A 1=3- 2=2- 3=1- no B 1=1+ 2=2+ 3=3+ yes [[B]]`. The checks are
 element-wise (`aligned_check`): comparing two whole digit strings 15-30 tokens apart is what a
 small model from scratch did not learn (a 2-layer judge with `A yes B no` checks wrote the same
 checks whatever it computed, docs/results.md); each `c=a` pair puts the digits to compare side
-by side, and its `+` / `-` mark supervises the comparison (without marks the same judge wrote
-the pairs right and its yes/no ignored them).
+by side, and a running `+` / `-` mark supervises the comparison where it happens (without marks
+the same judge wrote the pairs right and its yes/no ignored them).
 Splits: train, valid and test share the instructions of `TRAIN_TASKS` and never a digit list;
 `heldout` holds the families of `HELDOUT_TASKS`, never trained (the paper's held-out task families).
 """
@@ -205,20 +205,24 @@ def elements(output: str) -> list[str]:
 
 def aligned_check(computed: str, shown: str) -> str:
     """One candidate's check against the judge's computed output, element by element: each pair
-    `c=a` (computed element, shown element; the shorter side padded with `_`) marked `+` when they
-    match and `-` when not, then `yes` when every pair matches: `1=1+ 2=4- 3=3+ no`. Each mark
-    compares the two tokens just before it, and the yes/no only has to notice a `-`."""
+    `c=a` (computed element, shown element; the shorter side padded with `_`) is marked `+` while
+    every pair so far matches and `-` from the first mismatch on; then `yes` when the last mark
+    is `+`: `1=1+ 2=4- 3=3- no`. Every step reads tokens a fixed few positions back (the pair's
+    digits, the previous mark), so a small model can learn each one."""
     ours, theirs = elements(computed), elements(shown)
     width = max(len(ours), len(theirs))
     ours, theirs = ours + ["_"] * (width - len(ours)), theirs + ["_"] * (width - len(theirs))
-    pairs = [f"{c}={a}{'+' if c == a else '-'}" for c, a in zip(ours, theirs, strict=True)]
-    return " ".join([*pairs, "yes" if ours == theirs else "no"])
+    pairs, ok = [], True
+    for c, a in zip(ours, theirs, strict=True):
+        ok = ok and c == a
+        pairs.append(f"{c}={a}{'+' if ok else '-'}")
+    return " ".join([*pairs, "yes" if ok else "no"])
 
 
 def judgment(pair: ListPair, swapped: bool, *, wrong: bool = False) -> str:
     """The judge trace of `pair` shown in one order (`swapped`: the rejected output as A): the
     computed output, an element-wise check of each candidate (`aligned_check`), the verdict, e.g.
-    `1 1 3 A 1=3- 1=1+ 3=1- no B 1=1+ 1=1+ 3=3+ yes [[B]]`. `wrong` writes the trace of a judge that
+    `1 1 3 A 1=3- 1=1- 3=1- no B 1=1+ 1=1+ 3=3+ yes [[B]]`. `wrong` writes the trace of a judge that
     computed the near miss (or a corruption) instead: its checks and verdict follow it."""
     computed = pair.rejected if wrong else pair.chosen
     shown = (pair.rejected, pair.chosen) if swapped else (pair.chosen, pair.rejected)
