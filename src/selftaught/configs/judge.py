@@ -168,17 +168,24 @@ class SelfTaughtEvaluatorConfig(RunConfig):
 
 def list_judge_seed_config() -> Any:
     """The list-task seed judge (`tiny-world-list-judge`; papers_A §5.6's weak seed): an xs Llama from
-    scratch (`scratch:xs`) SFT-ed on 20,000 conversations of `world:list-judge-sft`, half train tasks
-    solved and half correct check traces of random-corruption pairs (no near-miss pair), 2000 steps
-    of 64 at lr 3e-3 (cosine to 3e-4)."""
+    scratch (`scratch:xs`) SFT-ed on 40,000 conversations of `world:list-judge-sft` (half train tasks
+    solved, half correct check traces of random-corruption pairs, a quarter of those pointwise; no
+    near-miss pair), 3000 steps of 64 at lr 3e-3 (cosine to 3e-4), the loss of the running match
+    marks x3 and of the yes/no checks and the verdict x5 (`data.emphasis`)."""
     from selftaught.configs.recipes import SFTConfig, SFTDataConfig
     from selftaught.configs.train import EvalConfig, OptimConfig
 
     return SFTConfig(
         out_dir="runs/sft-list-judge-seed",
         model="scratch:xs",
-        num_steps=2000,
-        data=SFTDataConfig(source="world:list-judge-sft", num_examples=20_000, max_length=128, seed=0),
+        num_steps=3000,
+        data=SFTDataConfig(
+            source="world:list-judge-sft",
+            num_examples=40_000,
+            max_length=176,
+            seed=1,
+            emphasis={"yes|no": 5.0, "[+-]": 3.0, r"\[\[[AB01]\]\]": 5.0},
+        ),
         micro_batch_tokens=0,
         optim=OptimConfig(lr=3e-3, betas=(0.9, 0.98), schedule="cosine", warmup_steps=50, min_lr_ratio=0.1),
         eval=EvalConfig(every=-1),
