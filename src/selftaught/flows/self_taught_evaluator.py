@@ -51,13 +51,13 @@ from selftaught.configs.recipes import DPOConfig, DPODataConfig, SFTConfig, SFTD
 from selftaught.configs.train import EvalConfig, OptimConfig
 from selftaught.data.shards import compute_fingerprint, run_once
 from selftaught.data.sources import write_jsonl
-from selftaught.engines.base import SamplingParams
+from selftaught.engines.base import Engine, SamplingParams
 from selftaught.engines.hf import HFEngine
 from selftaught.judges import build_judge, evaluate_judge, load_judge_pairs
 from selftaught.judges.evaluate import LISTS_PREFIX
 from selftaught.judges.rl import PAIRWISE_ORDERS, judge_prompt, judgment_correct, pair_id
 from selftaught.judges.templates import get_template
-from selftaught.models.io import load_model
+from selftaught.models.io import load_model, resolve_model_source
 from selftaught.recipes import dpo, sft
 from selftaught.types import Completion, Pair, Prompt
 from selftaught.world.list_tasks import check_trace
@@ -124,7 +124,6 @@ def _annotate(
     if judge_model == GOLD:
         samples = gold_judgments(cfg, pairs, prompts)
     else:
-        model, tokenizer = load_model(judge_model)
         sampling = SamplingParams(
             temperature=cfg.temperature,
             top_p=cfg.top_p,
@@ -133,7 +132,7 @@ def _annotate(
             stop=cfg.stop,
             seed=cfg.seed * 1_000_003 + iteration,
         )
-        samples = HFEngine(model, tokenizer).generate(prompts, sampling)
+        samples = judge_engine(cfg, judge_model).generate(prompts, sampling)
     rng = random.Random(f"{cfg.seed}|keep|{iteration}")
     kept: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
     dpo_pairs: list[dict[str, Any]] = []
@@ -238,9 +237,10 @@ def train_judge(cfg: SelfTaughtEvaluatorConfig, data: Path, out_dir: Path, num_k
         seed=cfg.seed,
         num_steps=cfg.sft_steps,
         batch_size=min(cfg.sft_batch_size, num_kept),
-        data=SFTDataConfig(source=str(data), max_length=512),
+        data=SFTDataConfig(source=str(data), max_length=cfg.max_length),
         micro_batch_tokens=0,
         lora=cfg.lora,
+        precision=cfg.precision,
         optim=OptimConfig(
             lr=cfg.sft_lr,
             betas=(0.9, 0.98),
@@ -270,9 +270,10 @@ def train_judge_dpo(cfg: SelfTaughtEvaluatorConfig, sft_model: str, data: Path, 
         seed=cfg.seed,
         num_steps=cfg.dpo_steps,
         batch_size=min(cfg.sft_batch_size, len(data.read_text().splitlines())),
-        data=DPODataConfig(source=str(data), max_length=512),
+        data=DPODataConfig(source=str(data), max_length=cfg.max_length),
         micro_batch_tokens=0,
         lora=cfg.lora,
+        precision=cfg.precision,
         beta=cfg.dpo_beta,
         nll_scale=cfg.dpo_nll_scale,
         nll_normalization=NLLNormalization.TOKEN_MEAN,
@@ -305,8 +306,7 @@ def evaluate(cfg: SelfTaughtEvaluatorConfig, model_dir: str, out_dir: Path) -> d
 
 
 def _evaluate(cfg: SelfTaughtEvaluatorConfig, model_dir: str) -> dict[str, Any]:
-    model, tokenizer = load_model(model_dir)
-    engine = HFEngine(model, tokenizer, batch_size=400)
+    engine = judge_engine(cfg, model_dir, batch_size=400)
     greedy = SamplingParams(temperature=0.0, max_new_tokens=cfg.max_new_tokens, stop=cfg.stop)
     row = judge_metrics(cfg, engine, cfg.eval_pairs, greedy)
     for name in cfg.eval_extra:
@@ -324,8 +324,22 @@ def _evaluate(cfg: SelfTaughtEvaluatorConfig, model_dir: str) -> dict[str, Any]:
     return row
 
 
+def judge_engine(cfg: SelfTaughtEvaluatorConfig, model_dir: str, batch_size: int | None = None) -> Engine:
+    """The engine of `cfg.engine` on a judge: the in-process HF engine, or vLLM on its directory."""
+    if cfg.engine == "vllm":
+        from selftaught.engines.vllm import VLLMEngine
+
+        return VLLMEngine(str(resolve_model_source(model_dir)))
+    model, tokenizer = load_model(model_dir)
+    return (
+        HFEngine(model, tokenizer)
+        if batch_size is None
+        else HFEngine(model, tokenizer, batch_size=batch_size)
+    )
+
+
 def judge_metrics(
-    cfg: SelfTaughtEvaluatorConfig, engine: HFEngine, pairs_spec: str, sampling: SamplingParams
+    cfg: SelfTaughtEvaluatorConfig, engine: Engine, pairs_spec: str, sampling: SamplingParams
 ) -> dict[str, Any]:
     """Both-order metrics of the judge on `pairs_spec` (`eval_num_pairs` pairs); with `sampling.n`
     above 1 each order's verdict is the majority of the samples."""

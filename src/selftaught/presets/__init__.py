@@ -148,7 +148,7 @@ RECIPES: dict[str, Recipe] = {
             module="selftaught.recipes.online_rl",
             config_name="OnlineRLConfig",
             presets_name="j1",
-            presets=("tiny", "tiny-smoke", "tiny-lists", "gemma3-270m"),
+            presets=("tiny", "tiny-smoke", "tiny-lists", "gemma3-270m", "llama3-8b-vllm"),
             arms={  # papers_B §2.9: the same seed judge, steps, prompts per step and lr
                 "single-order": ("judge.orders=single",),
                 "both-orders": ("judge.orders=both",),
@@ -162,7 +162,7 @@ RECIPES: dict[str, Recipe] = {
             "the correct ones (A/B balanced), SFT the seed judge on them, iterate",
             module="selftaught.flows.self_taught_evaluator",
             config_name="SelfTaughtEvaluatorConfig",
-            presets=("tiny", "tiny-smoke", "tiny-lists", "gemma3-270m"),
+            presets=("tiny", "tiny-smoke", "tiny-lists", "gemma3-270m", "llama3-8b-vllm"),
         ),
         Recipe(
             name="natural-reasoning",

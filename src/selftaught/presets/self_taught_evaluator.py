@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from selftaught.configs.judge import SelfTaughtEvaluatorConfig
-from selftaught.configs.train import LoraConfig
+from selftaught.configs.train import LoraConfig, Precision
+from selftaught.presets.dpo import GSM8K_DIR
 
 
 def tiny() -> SelfTaughtEvaluatorConfig:
@@ -79,4 +80,34 @@ def gemma3_270m() -> SelfTaughtEvaluatorConfig:
         lora=LoraConfig(r=8, alpha=16),
         eval_pairs="world:valid",
         eval_num_pairs=6,
+    )
+
+
+def llama3_8b_vllm() -> SelfTaughtEvaluatorConfig:
+    """The paper's loop on one GPU at 8B scale (papers_A §5.1; the paper: Llama-3-70B-Instruct):
+    Llama-3.1-8B-Instruct (a hub id, downloaded only because this preset names it) judges GSM8K
+    answer-mismatch pairs (the paper's math mode) with the MT-Bench-style template
+    (`ste-pairwise@1`, chat), 15 judgments per pair at T 0.7 / top-p 0.9 through vLLM, one correct
+    judgment kept per pair, A/B balanced; LoRA SFT of the seed in bf16 each of 5 iterations;
+    greedy both-order metrics on 500 GSM8K test pairs. Checked for config validity only
+    (tests/flows/test_self_taught_evaluator.py); not run here (no GPU)."""
+    return SelfTaughtEvaluatorConfig(
+        out_dir="runs/self-taught-evaluator-llama3-8b",
+        model="meta-llama/Llama-3.1-8B-Instruct",
+        pairs=str(GSM8K_DIR / "train.jsonl"),
+        num_pairs=2048,
+        template="ste-pairwise@1",
+        prompt_style="chat",
+        engine="vllm",
+        iterations=5,
+        samples_per_pair=15,
+        max_new_tokens=1024,
+        sft_steps=500,
+        sft_batch_size=16,
+        sft_lr=1e-4,
+        max_length=2048,
+        lora=LoraConfig(r=16, alpha=32),
+        precision=Precision.BF16,
+        eval_pairs=str(GSM8K_DIR / "test.jsonl"),
+        eval_num_pairs=500,
     )
