@@ -66,6 +66,8 @@ LIST_COLUMNS = {
     "acc corruption": "world-lists:test:random_corruption/accuracy",
     "acc held-out families": "world-lists:heldout/accuracy",
     "maj@5 acc": "maj_accuracy",
+    "computes right": "thinking_accuracy",
+    "acc when it computes right": "accuracy_when_thinking_right",
 }
 """Columns of the lists table -> summary keys."""
 BEGIN, END = "<!-- repro self-taught-evaluator: begin -->", "<!-- repro self-taught-evaluator: end -->"
