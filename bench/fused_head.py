@@ -26,19 +26,18 @@ import json
 import statistics
 import subprocess
 import sys
-import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import harness
 import psutil
 import torch
+from isolated import PeakRSS
+from workloads import GSM8K_TRAIN
 
 from selftaught.losses.logps import token_logps
 
 CONTENDERS = ("plain", "fused-all", "fused")
-GSM8K_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
 
 
 def load(model_name: str) -> tuple[Any, Any]:
@@ -71,29 +70,6 @@ def gsm8k_rows(tokenizer: Any, vocab_size: int, batch_size: int, length: int) ->
             if len(stream) >= batch_size * length:
                 break
     return torch.tensor(stream[: batch_size * length]).view(batch_size, length)
-
-
-class PeakRSS:
-    """Samples this process's RSS every `interval` seconds in a thread while active; `.peak` in bytes."""
-
-    def __init__(self, interval: float = 0.005):
-        self.interval, self.peak = interval, 0
-        self._process, self._stop = psutil.Process(), threading.Event()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._process.memory_info().rss)
-            time.sleep(self.interval)
-
-    def __enter__(self) -> PeakRSS:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._process.memory_info().rss)
 
 
 def child(args: argparse.Namespace) -> None:

@@ -101,7 +101,7 @@ def trl_grpo_args(cfg: OnlineRLConfig, micro_batch: int | None) -> dict[str, Any
     micro_batch = micro_batch or num_sequences
     assert num_sequences % micro_batch == 0, "main checks --trl-micro-batch"
     return dict(
-        peers.trl_training_args(cfg.num_steps, micro_batch, cfg.optim),
+        peers.trl_training_args(cfg.num_steps, micro_batch, cfg.optim, bf16=cfg.precision != "fp32"),
         gradient_accumulation_steps=num_sequences // micro_batch,
         num_generations=rollouts.samples_per_prompt,
         max_completion_length=rollouts.max_new_tokens,
@@ -200,7 +200,7 @@ def run_trl(bench: OnlineBench, micro_batch: int | None) -> OnlineRunResult:
     from trl import GRPOConfig, GRPOTrainer
 
     model = bench.weights.load()
-    reward_log = peers.RewardLog()
+    reward_log = bench.reward_log()
     clock = StepClock([0] * bench.cfg.num_steps)
     samples = bench.cfg.rollouts.samples_per_prompt
     expected = [[ids for ids in step for _ in range(samples)] for step in bench.prompt_ids]
@@ -214,6 +214,7 @@ def run_trl(bench: OnlineBench, micro_batch: int | None) -> OnlineRunResult:
             train_dataset=bench.trl_dataset(),
             processing_class=bench.tokenizer,
             callbacks=peers.trl_callbacks(clock),
+            peft_config=peers.trl_lora(bench.cfg.lora),
         )
         setup_seconds = time.perf_counter() - start
         with timed_calls(GRPOTrainer, "_generate_single_turn", check) as generation_seconds:
@@ -239,23 +240,32 @@ def main() -> None:
             f"--trl-micro-batch must divide the {args.batch_size * args.samples} sequences of a step"
         )
     harness.setup_torch(args.threads)
-    harness.print_machine(args.threads)
+    if not args.child:
+        harness.print_machine(args.threads)
     bench = OnlineBench(args, build_config(args))
+    if not args.child:
+        print(
+            f"GRPO {bench.weights.name}: {bench.weights.num_params:,} params, {args.steps} steps x "
+            f"{args.batch_size} prompts x {args.samples} samples, max {args.max_new_tokens} new tokens; "
+            f"{loss_check(bench, args)}"
+        )
+    runners = {"ours": bench.run_ours, "trl": lambda: run_trl(bench, args.trl_micro_batch)}
+    results = harness.run_contenders(args, runners, describe=describe_online)
+    if results:
+        print_online_table(results, baseline="trl")
+
+
+def loss_check(bench: OnlineBench, args: Any) -> str:
+    """Check, before timing, that our GRPO loss and TRL's have the same gradient (`check_same_loss`),
+    on the tiny model; a real model's check (two full backward passes) is left to the tiny one."""
+    if args.model:
+        return f"{harness.tuning(args)}; same loss checked on the tiny model only"
     difference = check_same_loss(bench)
     if difference > MAX_GRADIENT_DIFFERENCE:
         raise AssertionError(
             f"our GRPO gradient and TRL's differ by {difference:.1e} (relative): not the same loss"
         )
-    print(
-        f"GRPO {bench.weights.name}: {bench.weights.num_params:,} params, {args.steps} steps x "
-        f"{args.batch_size} prompts x {args.samples} samples, max {args.max_new_tokens} new tokens; "
-        f"gradient of our loss = TRL's to {difference:.0e} (relative)"
-    )
-    runners = {"ours": bench.run_ours, "trl": lambda: run_trl(bench, args.trl_micro_batch)}
-    results = harness.run_alternating(
-        runners, args.contenders.split(","), args.repeats, describe=describe_online
-    )
-    print_online_table(results, baseline="trl")
+    return f"gradient of our loss = TRL's to {difference:.0e} (relative)"
 
 
 if __name__ == "__main__":

@@ -16,11 +16,15 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
+import isolated
 import torch
 from timing import StepClock
-from workloads import SHAPES
+from workloads import MAX_LENGTH, SHAPES
+
+from selftaught.train.precision import Precision
 
 
 class Timed(Protocol):
@@ -94,15 +98,15 @@ def matmul_peak_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, rep
     return 2 * size**3 / best / 1e9
 
 
-def print_machine(threads: int) -> float:
-    """Print the CPU model, the thread count and the fp32 / bf16 matmul peaks; returns the fp32 peak
-    (the FLOP/s columns are fp32: both sides train in fp32)."""
+def print_machine(threads: int, precision: str = "fp32") -> float:
+    """Print the CPU model, the thread count and the fp32 / bf16 matmul peaks; returns the peak that
+    the FLOP/s columns compare with: fp32's, or bf16's when `precision` (ours) is a bf16 one."""
     fp32, bf16 = matmul_peak_gflops(torch.float32), matmul_peak_gflops(torch.bfloat16)
     print(
         f"{cpu_model()} (bf16 ISA: {bf16_isa()}), {threads} threads: matmul peak fp32 {fp32:.1f} GFLOP/s, "
         f"bf16 {bf16:.1f} GFLOP/s, load {load_average():.1f}"
     )
-    return fp32
+    return fp32 if precision == "fp32" else bf16
 
 
 # ----------------------------------------------------------------------------------------------
@@ -147,7 +151,50 @@ def arg_parser(
         "--contenders", default="ours,trl", help=f"comma-separated, in run order: {contenders}"
     )
     parser.add_argument("--profile", action="store_true", help="profile one run of each contender instead")
+    model = add_model_options(parser)
+    model.add_argument("--max-length", type=at_least(8), default=MAX_LENGTH, help="both sides' max length")
     return parser
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> Any:
+    """`--model` (a real model, GSM8K data, each contender in its own process), `--lora`, `--precision`
+    and the hidden child options; returns the option group."""
+    model = parser.add_argument_group("a real model (each contender in its own process, for its peak RSS)")
+    model.add_argument(
+        "--model", default=None, help="a load_model spec (gemma-3-270m): GSM8K train data instead of --shape"
+    )
+    model.add_argument("--lora", type=int, default=0, help="LoRA rank on both sides (0: full fine-tuning)")
+    model.add_argument(
+        "--precision",
+        default="fp32",
+        choices=[str(p) for p in Precision],
+        help="ours: the recipe's precision; TRL: bf16=True (its autocast default) unless fp32",
+    )
+    isolated.add_child_options(parser)
+    return model
+
+
+def tuning(args: argparse.Namespace) -> str:
+    """What trains and in which number format, for the header line."""
+    weights = f"LoRA r={args.lora}" if args.lora else "full fine-tuning"
+    trl = "fp32" if args.precision == "fp32" else "bf16=True (autocast)"
+    return f"{weights}, ours precision={args.precision}, TRL {trl}"
+
+
+def run_contenders(
+    args: argparse.Namespace, runners: dict[str, Callable[[], R]], describe: Any = None
+) -> list[R]:
+    """In a child (`--child NAME`): run that contender and hand its result back. Otherwise run the
+    contenders alternating (`run_alternating`), each in its own process with `--model`, in this one
+    without."""
+    if args.child:
+        isolated.child(runners[args.child], args.child_out)
+        return []
+    if args.model:
+        runners = {name: partial(isolated.in_child, name) for name in runners}
+    repeats = 1 if getattr(args, "profile", False) else args.repeats
+    kwargs = {} if describe is None else {"describe": describe}
+    return run_alternating(runners, args.contenders.split(","), repeats, **kwargs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,6 +241,12 @@ class RunResult:
     """Loss of the trained model on held-out data, computed by the same function for every contender."""
     load: float
     """One-minute load average, the larger of before and after the run."""
+    first_loss: float = float("nan")
+    """The first step's training loss: same weights, same batch on every side."""
+    peak_rss: int = 0
+    """Bytes: the whole run's peak RSS, when the run had a process of its own (`isolated`)."""
+    train_peak_rss: int = 0
+    """Bytes: the peak RSS from the start of the training loop, when the run had a process of its own."""
 
     @property
     def loop_tokens_per_s(self) -> float:
@@ -213,9 +266,12 @@ def print_table(results: Sequence[RunResult], params: int, peak_gflops: float, b
     runs = {n: [r for r in results if r.name == n] for n in names}
     median = {n: statistics.median(r.tokens_per_s for r in runs[n]) for n in names}
     fast = {n: upper_quartile([x for r in runs[n] for x in r.clock.step_tokens_per_s]) for n in names}
+    peak = {n: max(r.peak_rss for r in runs[n]) / 2**30 for n in names}
+    train_peak = {n: max(r.train_peak_rss for r in runs[n]) / 2**30 for n in names}
     print(
         f"{'contender':<16}{'tok/s':>9}{'loop':>9}{'q3 step':>9}{'GFLOP/s':>8}{'of peak':>8}{'setup s':>8}"
-        f"{'extra s':>8}{'mean loss':>10}{'held-out':>9}{'load':>6}   tok/s of each run"
+        f"{'extra s':>8}{'1st loss':>9}{'mean loss':>10}{'held-out':>9}{'peak GiB':>9}{'train':>6}{'load':>6}"
+        "   tok/s of each run"
     )
     for name in names:
         loop = statistics.median(r.loop_tokens_per_s for r in runs[name])
@@ -223,15 +279,23 @@ def print_table(results: Sequence[RunResult], params: int, peak_gflops: float, b
         last = runs[name][-1]
         print(
             f"{name:<16}{median[name]:>9,.0f}{loop:>9,.0f}{fast[name]:>9,.0f}{gflops:>8.2f}{gflops / peak_gflops:>8.1%}"
-            f"{last.setup_seconds:>8.2f}{last.extra_seconds:>8.2f}{last.mean_loss:>10.4f}{last.final_loss:>9.4f}"
-            f"{max(r.load for r in runs[name]):>6.1f}   "
+            f"{last.setup_seconds:>8.2f}{last.extra_seconds:>8.2f}{last.first_loss:>9.4f}{last.mean_loss:>10.4f}"
+            f"{last.final_loss:>9.4f}{peak[name]:>9.2f}{train_peak[name]:>6.2f}{max(r.load for r in runs[name]):>6.1f}   "
             + " ".join(f"{r.tokens_per_s:,.0f}" for r in runs[name])
         )
     for name in names:
         if baseline in names and name != baseline:
+            memory = (
+                f", {peak[name] / peak[baseline]:.2f}x peak RSS ({train_peak[name] / train_peak[baseline]:.2f}x "
+                "while training)"
+                if peak[baseline]
+                else ""
+            )
             print(
                 f"ratio {name} / {baseline}: {median[name] / median[baseline]:.2f}x tok/s, "
-                f"{fast[name] / fast[baseline]:.2f}x q3 step tok/s"
+                f"{fast[name] / fast[baseline]:.2f}x q3 step tok/s{memory}; first-step loss "
+                f"{runs[name][0].first_loss:.5f} vs {runs[baseline][0].first_loss:.5f} "
+                f"({runs[name][0].first_loss / runs[baseline][0].first_loss - 1:+.1e} relative)"
             )
 
 

@@ -20,19 +20,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness import at_least, load_average
+from harness import add_model_options, at_least, load_average
 from peers import RewardLog
 from timing import StepClock, recipe_clock, timed_calls
-from workloads import SHAPES, InitialWeights, world_records, write_records
+from workloads import SHAPES, InitialWeights, gsm8k_records, world_records, write_records
 
 from selftaught.data.chat import encode_prompt
 from selftaught.engines.hf import HFEngine
+from selftaught.models.policy import LoraConfig
 from selftaught.recipes import online_rl
-from selftaught.recipes.online_rl import OnlineRLConfig
+from selftaught.recipes.online_rl import OnlineRLConfig, TaskConfig
+from selftaught.rewards import math_answer_reward, world_answer_reward
 from selftaught.selection.pairs import GroupPairs
 from selftaught.selection.rollouts import RolloutGroup
 from selftaught.train.loop import EvalConfig
 from selftaught.train.objectives import Objective
+from selftaught.train.precision import Precision
 from selftaught.train.rollouts import build_rollout_source
 from selftaught.types import Pair
 
@@ -66,6 +69,7 @@ def online_arg_parser(doc: str, batch_size: int, lr: float, contenders: list[str
     parser.add_argument(
         "--contenders", default=",".join(contenders), help="comma-separated, in run order (default: all)"
     )
+    add_model_options(parser)
     return parser
 
 
@@ -88,6 +92,10 @@ class OnlineRunResult:
     reference copies); TRL, its trainer construction (its reference model, dataset)."""
     load: float
     """One-minute load average, the larger of before and after the run."""
+    peak_rss: int = 0
+    """Bytes: the whole run's peak RSS, when the run had a process of its own (`isolated`)."""
+    train_peak_rss: int = 0
+    """Bytes: the peak RSS from the start of the training loop, when the run had a process of its own."""
 
     @property
     def seconds_per_step(self) -> float:
@@ -108,18 +116,22 @@ class OnlineBench:
     prompt file, and each step's prompts (`RolloutSource.step_prompts`) with their token ids."""
 
     def __init__(self, args: argparse.Namespace, cfg: OnlineRLConfig) -> None:
-        self.weights = (
-            InitialWeights.student()
-            if args.init == "student"
-            else InitialWeights.random(args.shape, args.seed)
-        )
+        num_prompts = cfg.num_steps * cfg.rollouts.num_prompts
+        self.reward = world_answer_reward
+        if args.model:
+            self.weights = InitialWeights.named(args.model)
+            records = gsm8k_records(num_prompts)
+            cfg, self.reward = real_model_config(cfg, args), math_answer_reward
+        else:
+            self.weights = (
+                InitialWeights.student()
+                if args.init == "student"
+                else InitialWeights.random(args.shape, args.seed)
+            )
+            records = world_records("world:prompts", num_prompts, args.seed)
         self.tokenizer = self.weights.tokenizer
         self._data_dir = tempfile.TemporaryDirectory(prefix="online-bench-")
-        num_prompts = cfg.num_steps * cfg.rollouts.num_prompts
-        prompt_file = write_records(
-            world_records("world:prompts", num_prompts, args.seed),
-            Path(self._data_dir.name) / "prompts.jsonl",
-        )
+        prompt_file = write_records(records, Path(self._data_dir.name) / "prompts.jsonl")
         self.cfg = replace(
             cfg,
             model=self.weights.path,
@@ -155,12 +167,34 @@ class OnlineBench:
         )
 
     def trl_dataset(self) -> Any:
-        """Every step's prompts in order, as TRL's conversational `prompt` + the `answer` column."""
+        """Every step's prompts in order, as TRL's `prompt` (raw text, or conversational) + the
+        `answer` column."""
         from datasets import Dataset
 
         return Dataset.from_list(
-            [{"prompt": p.messages, "answer": p.answer} for step in self.prompts for p in step]
+            [
+                {"prompt": p.messages if p.text is None else p.text, "answer": p.answer}
+                for step in self.prompts
+                for p in step
+            ]
         )
+
+    def reward_log(self) -> RewardLog:
+        """TRL's reward function: the one our tasks score with, its mean per call logged."""
+        return RewardLog(self.reward)
+
+
+def real_model_config(cfg: OnlineRLConfig, args: argparse.Namespace) -> OnlineRLConfig:
+    """`cfg` for a real model (`--model`) on GSM8K train prompts, as the `gemma3-270m-grpo` preset:
+    1-shot raw-text prompts, the math answer reward; `--lora` and `--precision`. No stop strings
+    (TRL's `generate` call has none): both sides sample until EOS or `max_new_tokens`."""
+    return replace(
+        cfg,
+        tasks=[TaskConfig(name="gsm8k", reward="math_answer")],
+        rollouts=replace(cfg.rollouts, num_shots=1, stop=[]),
+        lora=LoraConfig(r=args.lora, alpha=2 * args.lora) if args.lora else LoraConfig(),
+        precision=Precision(args.precision),
+    )
 
 
 def first_on_tie_pair_rule(group: RolloutGroup, rng: random.Random) -> GroupPairs:
@@ -210,9 +244,11 @@ def print_online_table(results: Sequence[OnlineRunResult], baseline: str) -> Non
     def median(name: str, metric: str) -> float:
         return statistics.median(getattr(r, metric) for r in runs[name])
 
+    peak = {n: max(r.peak_rss for r in runs[n]) / 2**30 for n in names}
+    train_peak = {n: max(r.train_peak_rss for r in runs[n]) / 2**30 for n in names}
     print(
         f"{'contender':<16}{'s/step':>8}{'gen s':>8}{'rest s':>8}{'gen %':>7}{'trained':>9}{'setup s':>9}"
-        f"{'reward 1st':>11}{'last':>6}{'load':>6}   s/step of each run"
+        f"{'reward 1st':>11}{'last':>6}{'peak GiB':>9}{'train':>6}{'load':>6}   s/step of each run"
     )
     for name in names:
         step, gen, rest = (
@@ -222,7 +258,8 @@ def print_online_table(results: Sequence[OnlineRunResult], baseline: str) -> Non
         print(
             f"{name:<16}{step:>8.3f}{gen:>8.3f}{rest:>8.3f}{gen / step:>7.0%}"
             f"{statistics.mean(last.num_trained):>9.1f}{last.setup_seconds:>9.2f}"
-            f"{last.rewards[0]:>11.3f}{last.rewards[-1]:>6.3f}{max(r.load for r in runs[name]):>6.1f}   "
+            f"{last.rewards[0]:>11.3f}{last.rewards[-1]:>6.3f}{peak[name]:>9.2f}{train_peak[name]:>6.2f}"
+            f"{max(r.load for r in runs[name]):>6.1f}   "
             + " ".join(f"{r.seconds_per_step:.3f}" for r in runs[name])
         )
     for name in names:
@@ -231,7 +268,8 @@ def print_online_table(results: Sequence[OnlineRunResult], baseline: str) -> Non
                 median(name, m) / median(baseline, m)
                 for m in ("seconds_per_step", "generation_per_step", "rest_per_step")
             ]
+            memory = f", {peak[name] / peak[baseline]:.2f}x peak RSS" if peak[baseline] else ""
             print(
                 f"ratio {name} / {baseline}: {ratios[0]:.2f}x time per step "
-                f"(generation {ratios[1]:.2f}x, rest {ratios[2]:.2f}x)"
+                f"(generation {ratios[1]:.2f}x, rest {ratios[2]:.2f}x){memory}"
             )

@@ -126,6 +126,10 @@ def run_trl(bench: OnlineBench) -> OnlineRunResult:
 def main() -> None:
     parser = online_arg_parser(__doc__, batch_size=64, lr=3e-5, contenders=["ours", "ours-ties", "trl"])
     args = parser.parse_args()
+    if args.model:
+        parser.error(
+            "--model: the online DPO benchmark runs the tiny world only (see grpo_vs_trl.py --model)"
+        )
     harness.setup_torch(args.threads)
     harness.print_machine(args.threads)
     bench = OnlineBench(args, build_config(args))

@@ -32,7 +32,8 @@ from typing import Any
 import harness
 import psutil
 import torch
-from fused_head import PeakRSS, gsm8k_rows, load
+from fused_head import gsm8k_rows, load
+from isolated import PeakRSS
 
 from selftaught.models.policy import LoraConfig, add_lora
 from selftaught.train.batching import collate

@@ -30,13 +30,16 @@ import harness
 import peers
 import torch
 from timing import StepClock, label_forward, recipe_clock
-from workloads import MAX_LENGTH, InitialWeights, step_order, world_records, write_records
+from workloads import MAX_LENGTH, InitialWeights, gsm8k_records, step_order, world_records, write_records
 
 from selftaught.data.formats import sft_examples
+from selftaught.data.gsm8k import conversation
+from selftaught.models.policy import LoraConfig
 from selftaught.recipes import sft
 from selftaught.train.batching import collate
 from selftaught.train.loop import EvalConfig
 from selftaught.train.optim import OptimConfig
+from selftaught.train.precision import Precision
 from selftaught.train.supervised import sft_loss_fn
 
 NUM_HELD_OUT = 256
@@ -48,23 +51,33 @@ class SFTBench:
 
     def __init__(self, args: Any) -> None:
         self.args = args
-        self.weights = InitialWeights.random(args.shape, args.seed)
-        self.tokenizer = self.weights.tokenizer
         num_train = args.steps * args.batch_size
-        records = world_records("world:sft", num_train + NUM_HELD_OUT, args.seed)
+        if args.model:  # GSM8K train (question -> worked answer); no held-out set (too slow there)
+            self.weights = InitialWeights.named(args.model)
+            records = gsm8k_records(num_train)
+        else:
+            self.weights = InitialWeights.random(args.shape, args.seed)
+            records = world_records("world:sft", num_train + NUM_HELD_OUT, args.seed)
+        self.tokenizer = self.weights.tokenizer
         self._data_dir = tempfile.TemporaryDirectory(prefix="sft-bench-")
         self.cfg = build_config(args, self.weights.path, Path(self._data_dir.name), records[:num_train])
         order = step_order(args.steps, args.batch_size, num_train, self.cfg.seed)
-        self.train = [records[i] for i in order]
+        self.train = [
+            records[i] if "messages" in records[i] else {"messages": conversation(records[i])} for i in order
+        ]
         examples = sft.build_examples(self.cfg.data, self.tokenizer)
         self.tokens_per_step = [
             sum(len(examples[i][0]) for i in order[s * args.batch_size : (s + 1) * args.batch_size])
             for s in range(args.steps)
         ]
-        self.held_out = sft_examples(records[num_train:], self.tokenizer, "held-out", MAX_LENGTH)
+        held_out = records[num_train:]
+        self.held_out = sft_examples(held_out, self.tokenizer, "held-out", MAX_LENGTH) if held_out else []
 
     def held_out_nll(self, model: torch.nn.Module) -> float:
-        """Mean NLL per trained token of the held-out conversations (our function, for every contender)."""
+        """Mean NLL per trained token of the held-out conversations (our function, for every contender);
+        NaN without a held-out set."""
+        if not self.held_out:
+            return float("nan")
         batch = collate(self.held_out, self.tokenizer.pad_token_id)
         with torch.no_grad():
             loss, _ = sft_loss_fn(model, batch, batch.num_tokens)
@@ -82,9 +95,11 @@ def build_config(args: Any, model_dir: str, data_dir: Path, records: list[dict[s
         checkpoint_every=0,
         eval=EvalConfig(every=-1),
         data=sft.SFTDataConfig(
-            source=write_records(records, data_dir / "train.jsonl"), max_length=MAX_LENGTH
+            source=write_records(records, data_dir / "train.jsonl"), max_length=args.max_length
         ),
         batch_size=args.batch_size,
+        lora=LoraConfig(r=args.lora, alpha=2 * args.lora) if args.lora else LoraConfig(),
+        precision=Precision(args.precision),
         micro_batch_tokens=args.max_tokens or 0,
         optim=OptimConfig(
             lr=args.lr,
@@ -112,67 +127,81 @@ def run_ours(bench: SFTBench) -> harness.RunResult:
         statistics.mean(recipe.losses),
         bench.held_out_nll(recipe.model),
         harness.load_average(),
+        first_loss=recipe.losses[0],
     )
 
 
-def run_trl(bench: SFTBench) -> harness.RunResult:
-    """TRL's `SFTTrainer` on the same records, in our order."""
+def run_trl(bench: SFTBench, gradient_checkpointing: bool = False) -> harness.RunResult:
+    """TRL's `SFTTrainer` on the same records, in our order (`trl-gc`: with its gradient checkpointing)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
+    args, name = bench.args, "trl-gc" if gradient_checkpointing else "trl"
     model = bench.weights.load()
     dataset = Dataset.from_list(
         [{"prompt": r["messages"][:1], "completion": r["messages"][1:]} for r in bench.train]
     )
-    clock = StepClock(bench.tokens_per_step, "trl" if bench.args.profile else None)
-    training_args = peers.trl_training_args(bench.args.steps, bench.args.batch_size, bench.cfg.optim)
-    with tempfile.TemporaryDirectory() as out_dir:
+    clock = StepClock(bench.tokens_per_step, name if args.profile else None)
+    training_args = peers.trl_training_args(
+        args.steps, args.batch_size, bench.cfg.optim, args.precision != "fp32", gradient_checkpointing
+    )
+    with tempfile.TemporaryDirectory() as out_dir, peers.StepLosses(SFTTrainer) as losses:
         start = time.perf_counter()
         trainer = SFTTrainer(
             model=model,
-            args=SFTConfig(output_dir=out_dir, packing=False, max_length=MAX_LENGTH, **training_args),
+            args=SFTConfig(output_dir=out_dir, packing=False, max_length=args.max_length, **training_args),
             train_dataset=dataset,
             processing_class=bench.tokenizer,
             callbacks=peers.trl_callbacks(clock),
+            peft_config=peers.trl_lora(bench.cfg.lora),
         )
         setup_seconds = time.perf_counter() - start
         check_same_tokens(peers.quiet(trainer).train_dataset, bench)
-        if bench.args.profile:
+        if args.profile:
             label_forward(model.model, "forward: policy")
         output = trainer.train()
     return harness.RunResult(
-        "trl",
+        name,
         clock,
         setup_seconds,
         0.0,
         output.training_loss,
-        bench.held_out_nll(model),
+        bench.held_out_nll(trainer.model),
         harness.load_average(),
+        first_loss=losses.losses[0],
     )
 
 
 def check_same_tokens(dataset: Any, bench: SFTBench) -> None:
     """TRL must train on exactly our token ids and loss mask, or the comparison means nothing."""
-    ours = sft_examples(bench.train, bench.tokenizer, "train", MAX_LENGTH)
+    ours = sft_examples(bench.train, bench.tokenizer, "train", bench.args.max_length)
     for row, (ids, mask) in zip(dataset, ours, strict=True):
         if row["input_ids"] != ids or [label != -100 for label in row["labels"]] != mask:
             raise AssertionError(f"TRL tokenised a conversation differently: {row} != {ids}, {mask}")
 
 
 def main() -> None:
-    parser = harness.arg_parser(__doc__, "sequences per step", batch_size=64, lr=1e-3, contenders="ours, trl")
+    parser = harness.arg_parser(
+        __doc__, "sequences per step", batch_size=64, lr=1e-3, contenders="ours, trl, trl-gc"
+    )
     args = parser.parse_args()
     harness.setup_torch(args.threads)
-    peak = harness.print_machine(args.threads)
+    peak = 0.0 if args.child else harness.print_machine(args.threads, args.precision)
     bench = SFTBench(args)
-    print(
-        f"SFT {args.shape}: {bench.weights.num_params:,} params, {args.steps} steps x {args.batch_size} "
-        f"sequences, {sum(bench.tokens_per_step) / len(bench.train):.1f} tokens/sequence"
-    )
-    runners = {"ours": lambda: run_ours(bench), "trl": lambda: run_trl(bench)}
-    repeats = 1 if args.profile else args.repeats
-    results = harness.run_alternating(runners, args.contenders.split(","), repeats)
-    harness.print_table(results, bench.weights.num_params, peak, baseline="trl")
+    runners = {
+        "ours": lambda: run_ours(bench),
+        "trl": lambda: run_trl(bench),
+        "trl-gc": lambda: run_trl(bench, gradient_checkpointing=True),
+    }
+    if not args.child:
+        print(
+            f"SFT {bench.weights.name}: {bench.weights.num_params:,} params, {harness.tuning(args)}, "
+            f"{args.steps} steps x {args.batch_size} sequences, "
+            f"{sum(bench.tokens_per_step) / len(bench.train):.1f} tokens/sequence (prompt tokens count)"
+        )
+    results = harness.run_contenders(args, runners)
+    if results:
+        harness.print_table(results, bench.weights.num_params, peak, baseline="trl")
 
 
 if __name__ == "__main__":

@@ -14,12 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from selftaught.data.catalog import load_records
+from selftaught.data.chat import chat_template
 from selftaught.data.order import batch_indices
 from selftaught.data.sources import write_jsonl
-from selftaught.models.io import load_model, save_model
+from selftaught.models.io import load_model, resolve_model_source, save_model
 from selftaught.models.tiny import TINY_SIZES, TinySize, build_tiny_llama
 from selftaught.world.tokenizer import build_tokenizer
 
@@ -29,6 +38,8 @@ MAX_LENGTH = 128
 LARGE_SHAPES = {"20m": TinySize(hidden_size=512, num_layers=6, num_heads=8, num_kv_heads=4, ffn_size=1536)}
 """Beyond the tiny presets: a 19M-parameter Llama with the 320-token world vocabulary."""
 SHAPES = (*TINY_SIZES, *LARGE_SHAPES)
+GSM8K_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
+"""The data of the real-model benchmarks (`--model`)."""
 
 
 def build_model(shape: str, tokenizer: PreTrainedTokenizerBase, seed: int) -> LlamaForCausalLM:
@@ -83,6 +94,24 @@ class InitialWeights:
         return cls(build_model(shape, tokenizer, seed), tokenizer, f"random {shape}")
 
     @classmethod
+    def named(cls, spec: str) -> InitialWeights:
+        """A real model (`gemma-3-270m`) from its own directory, not copied; the tokenizer renders
+        conversations with the template our recipes use (`data.chat.chat_template`: a base model's
+        own, or ours when it has none), so that TRL tokenises them as ours does."""
+        weights = cls.__new__(cls)
+        weights.name, weights.path = spec, str(resolve_model_source(spec))
+        with torch.device("meta"):  # the parameter count without loading the weights
+            weights.num_params = num_params(
+                AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(weights.path))
+            )
+        weights.tokenizer = AutoTokenizer.from_pretrained(weights.path)
+        weights.tokenizer.padding_side = "left"  # as `load_model` gives it to the recipes
+        if weights.tokenizer.pad_token is None:
+            raise ValueError(f"--model {spec}: the tokenizer has no pad token")
+        weights.tokenizer.chat_template = chat_template(weights.tokenizer)
+        return weights
+
+    @classmethod
     def student(cls) -> InitialWeights:
         """The cached tiny-world student (xs; trained on first use)."""
         from selftaught.recipes.world_pretrain import pretrained_student
@@ -98,6 +127,14 @@ class InitialWeights:
 def world_records(source: str, num: int, seed: int) -> list[dict[str, Any]]:
     """`num` records of a tiny-world source (`world:sft`, `world:pairs`, `world:prompts`), levels 1-3."""
     return load_records(source, num=num, levels=list(LEVELS), seed=seed)
+
+
+def gsm8k_records(num: int) -> list[dict[str, Any]]:
+    """The first `num` GSM8K train records (`question`, `answer`)."""
+    records = load_records(str(GSM8K_TRAIN), limit=num)
+    if len(records) < num:
+        raise ValueError(f"{GSM8K_TRAIN} holds {len(records)} records, fewer than the {num} asked for")
+    return records
 
 
 def write_records(records: list[dict[str, Any]], path: Path) -> str:
