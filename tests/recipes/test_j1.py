@@ -176,7 +176,12 @@ def test_repro_j1_lists_world_runs_the_pointwise_arm_and_tables_ties(tiny_model_
     )
     header, *rows = [line for line in table.splitlines() if line.startswith("| ")]
     assert "ties" in header and "acc when thinking right" in header and "world-lists:valid" in table
-    assert [row.split(" | ")[0] for row in rows] == ["| seed judge", "| single-order", "| pointwise"]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| seed judge",
+        "| single-order",
+        "| pointwise, before training",  # the seed validated pointwise
+        "| pointwise",
+    ]
     with pytest.raises(ValueError, match="unknown arms"):
         repro_j1.j1_table(str(tmp_path / "x"), seeds=[0], arms=["nope"], num_steps=1, num_pairs=1)
     results = tmp_path / "results.md"

@@ -148,6 +148,15 @@ def test_seed_pool_mixes_solutions_and_easy_judgments():
         assert verdict == record["winner"]
 
 
+def test_the_no_thinking_pool_keeps_only_the_verdicts():
+    thinking, bare = seed_judge_records(200, seed=2), seed_judge_records(200, seed=2, thinking=False)
+    for a, b in zip(thinking, bare, strict=True):
+        assert a["messages"][0] == b["messages"][0]
+        answer = a["messages"][-1]["content"]
+        expected = answer[answer.index("[[") :] if "[[" in answer else answer  # solutions stay whole
+        assert b["messages"][-1]["content"] == expected
+
+
 def test_load_judge_pairs_reads_list_pairs_with_sections():
     pairs = load_judge_pairs("world-lists:test:random_corruption", limit=5)
     assert len(pairs) == 5 and all(p.meta["section"] == "random_corruption" for p in pairs)

@@ -175,12 +175,14 @@ class SelfTaughtEvaluatorConfig(RunConfig):
         )
 
 
-def list_judge_seed_config() -> Any:
+def list_judge_seed_config(thinking: bool = True) -> Any:
     """The list-task seed judge (`tiny-world-list-judge`; papers_A §5.6's weak seed): an xs Llama from
     scratch (`scratch:xs`) SFT-ed on 40,000 conversations of `world:list-judge-sft` (half train tasks
     solved, half correct check traces of random-corruption pairs, a quarter of those pointwise; no
     near-miss pair), 3000 steps of 64 at lr 3e-3 (cosine to 3e-4), the loss of the running match
-    marks x3 and of the yes/no checks and the verdict x5 (`data.emphasis`)."""
+    marks x3 and of the yes/no checks and the verdict x5 (`data.emphasis`). `thinking=False`: the
+    same pool with verdict-only judgments (`world:list-judge-nothink-sft`,
+    `tiny-world-list-judge-nothink`)."""
     from selftaught.configs.recipes import SFTConfig, SFTDataConfig
     from selftaught.configs.train import EvalConfig, OptimConfig
 
@@ -189,7 +191,7 @@ def list_judge_seed_config() -> Any:
         model="scratch:xs",
         num_steps=3000,
         data=SFTDataConfig(
-            source="world:list-judge-sft",
+            source="world:list-judge-sft" if thinking else "world:list-judge-nothink-sft",
             num_examples=40_000,
             max_length=176,
             seed=1,

@@ -139,6 +139,21 @@ register_model_alias(
 )
 
 
+def _tiny_world_list_judge_nothink() -> Path:
+    from selftaught.configs.judge import list_judge_seed_config
+    from selftaught.recipes.sft import pretrained_judge
+
+    return pretrained_judge(list_judge_seed_config(thinking=False))
+
+
+register_model_alias(
+    "tiny-world-list-judge-nothink",
+    "J1's judge without thinking: the list seed judge's recipe on verdict-only judgments "
+    "(`world:list-judge-nothink-sft`) on first use, then cached",
+    _tiny_world_list_judge_nothink,
+)
+
+
 TINY_WORLD_SYSTEM2 = "tiny-world-system2"
 
 

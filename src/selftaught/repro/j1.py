@@ -15,6 +15,8 @@ traces) on near-miss list pairs (the `tiny-lists` preset) and adds
 
     pointwise                 `world-pointwise@1`: each response scored alone (1 or 0), both halves
                               rewarded 1 when chosen scores above rejected (J1 PoS from pairwise labels)
+    no-thinking               (`--arms`) both orders from a judge trained on the same pool with
+                              verdict-only judgments (`tiny-world-list-judge-nothink`): `[[B]]` alone
 
 Each arm is validated greedily in both orders on the same held-out pairs (`world:valid`, or
 `world-lists:valid`) before and after training: accuracy per order, position-consistent accuracy,
@@ -58,6 +60,11 @@ MAIN_ARMS = ["single-order", "both-orders", "both-orders-consistency"]
 LIST_ARMS: dict[str, tuple[str, ...]] = {
     **J1.arms,
     "pointwise": ("judge.template=world-pointwise@1", "judge.rewards={pointwise_pair: 1.0}"),
+    "no-thinking": (
+        "model=tiny-world-list-judge-nothink",
+        "rollouts.max_new_tokens=8",
+        "judge.eval_max_new_tokens=8",
+    ),
 }
 WORLDS: dict[str, tuple[str, dict[str, tuple[str, ...]], list[str]]] = {
     "arith": ("tiny", dict(J1.arms), MAIN_ARMS),
@@ -184,6 +191,9 @@ def format_table(
         + " | | |",
     ]
     for arm, results in runs.items():
+        if results[0]["initial"] != first:  # another seed judge, or the seed validated another way
+            seed_cells = [_cell([r["initial"].get(m) for r in results]) for m in metrics]
+            lines.append(f"| {arm}, before training | {' | '.join(seed_cells)} | | |")
         cells = [_cell([r["final"].get(m) for r in results]) for m in metrics]
         reward = _cell([r["train_reward_last10"] for r in results])
         wall = sum(r["wall_seconds"] for r in results) / len(results)

@@ -308,12 +308,13 @@ def pointwise_record(pair: ListPair, rejected: bool) -> dict[str, Any]:
 
 
 def seed_judge_records(
-    num: int, seed: int = 0, judge_share: float = 0.5, pointwise_share: float = 0.25
+    num: int, seed: int = 0, judge_share: float = 0.5, pointwise_share: float = 0.25, thinking: bool = True
 ) -> list[dict[str, Any]]:
     """The list seed judge's SFT pool (papers_A §5.6: a weak seed that saw easy pairs only): train
     tasks solved (`1 - judge_share` of the pool), and correct traces of random-corruption train pairs,
     `pointwise_share` of them pointwise (one response, either side) and the rest pairwise in a
-    random order; no near-miss pair."""
+    random order; no near-miss pair. `thinking=False`: the judgments are the verdict (or score)
+    alone, `[[B]]`, for J1's judge without thinking."""
     rng = random.Random(f"list-seed|{seed}")
     num_judge = round(num * judge_share)
     pairs = sample_list_pairs("train", num_judge, "random_corruption", seed=seed)
@@ -323,6 +324,10 @@ def seed_judge_records(
         else judge_record(pair, rng.random() < 0.5)
         for pair in pairs
     ]
+    if not thinking:
+        for record in records:
+            answer = record["messages"][-1]
+            answer["content"] = answer["content"][answer["content"].rindex("[[") :]
     while len(records) < num:
         task = sample_task(rng, TRAIN_TASKS)
         if _split_of(task) == "train":

@@ -9,6 +9,7 @@
                         `world.judge_pairs.judge_sft_records`; train split)
     world:list-judge-sft    the list-task seed judge's pool (`world.list_tasks.seed_judge_records`): train
                             tasks solved, and correct check traces of random-corruption pairs (train split)
+    world:list-judge-nothink-sft  the same with verdict-only judgments (`[[B]]`; J1 without thinking)
     world:persona-sft       persona conversations: `Make a persona.` -> `name city job` (Zipf-skewed,
                             10% malformed; `world.persona`), for the DivPO seed model
     world:persona-prompts   the persona instruction as prompt-only records (ids `persona-<i>`, task
@@ -128,6 +129,16 @@ def list_judge_sft_source(*, split: str = "train", num: int = 20_000, seed: int 
     """`num` conversations of the list-task seed judge (`world.list_tasks.seed_judge_records`)."""
     _train_only("list-judge-sft", split, "(evaluate the judge on world-lists:<split> with eval-judge)")
     return list_tasks.seed_judge_records(num, seed)
+
+
+def list_judge_nothink_sft_source(
+    *, split: str = "train", num: int = 20_000, seed: int = 0
+) -> list[dict[str, Any]]:
+    """The same pool with verdict-only judgments (`seed_judge_records(thinking=False)`)."""
+    _train_only(
+        "list-judge-nothink-sft", split, "(evaluate the judge on world-lists:<split> with eval-judge)"
+    )
+    return list_tasks.seed_judge_records(num, seed, thinking=False)
 
 
 PROBLEMS_PER_PAIR = 5
@@ -359,6 +370,7 @@ WORLD_SOURCES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "judge-pairs": judge_pair_records,
     "judge-sft": judge_sft_source,
     "list-judge-sft": list_judge_sft_source,
+    "list-judge-nothink-sft": list_judge_nothink_sft_source,
     "persona-sft": persona_sft_records,
     "persona-prompts": persona_prompt_records,
     "persona-json-prompts": persona_json_prompt_records,
