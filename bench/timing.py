@@ -36,6 +36,10 @@ class StepClock:
         self.profiler: torch.profiler.profile | None = None
         self.ends: list[float] = []
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a child's result, `isolated`) without the profiler: its breakdown is printed."""
+        return {**vars(self), "profiler": None}
+
     def start(self) -> None:
         self.ends = [time.perf_counter()]
 
