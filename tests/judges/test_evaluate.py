@@ -226,7 +226,7 @@ def test_cli_eval_judge_warns_once_for_a_base_model(tiny_model_dir, tmp_path, ca
     printed = capsys.readouterr().out
     warnings = [line for line in printed.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "has no chat template (a base model)" in warnings[0]
-    assert "few-shot template (world-pairwise-fewshot@1)" in warnings[0]
+    assert "few-shot template (world-pairwise-fewshot@1, gsm8k-pairwise-fewshot@1)" in warnings[0]
     assert "(world-pairwise-verdict@1, text)" in printed and "2 pairs, 4 judgments" in printed
     # the model that has a chat template: no warning, chat prompts
     assert main([*argv[:2], tiny_model_dir, *argv[3:], "--template", "world-pairwise-verdict@1"]) == 0

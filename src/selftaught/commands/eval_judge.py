@@ -77,6 +77,8 @@ TEMPLATE_DEFAULTS: dict[str, tuple[int, list[str]]] = {
     "world-pairwise-verdict@1": (112, []),  # a worked sum and `Answer: N [[A]]`, or a list check trace
 }
 """`--max-new-tokens` and `--stop` defaults per template (others: `DEFAULT_MAX_NEW_TOKENS`, no stop)."""
+FEWSHOT_TEMPLATES = ("world-pairwise-fewshot@1", "gsm8k-pairwise-fewshot@1")
+"""Templates written for base models (solved examples, then the pair): no base-model hint for these."""
 DEFAULT_MAX_NEW_TOKENS = 256
 """Templates that reason before their verdict (J1, EvalPlanner, STE): raise it for long reasoning."""
 SLOW_TOKENS = 50_000
@@ -102,8 +104,8 @@ def resolve_prompt_style(args: argparse.Namespace, tokenizer: Any) -> str:
         )
         hint = (
             ""
-            if args.template == "world-pairwise-fewshot@1"
-            else "; base models follow a few-shot template (world-pairwise-fewshot@1), not instructions"
+            if args.template in FEWSHOT_TEMPLATES
+            else f"; base models follow a few-shot template ({', '.join(FEWSHOT_TEMPLATES)}), not instructions"
         )
         print(f"warning: {args.model} has no chat template (a base model): {advice}{hint}", flush=True)
     return style
@@ -179,7 +181,10 @@ def cmd_eval_judge(args: argparse.Namespace) -> int:
         f"{result.truncated_rate:.0%} truncated"
     )
     print(result.metrics.table())
-    for name in ("thinking_accuracy", "accuracy_when_thinking_right"):  # the judge's own answer (`own_answer`)
+    for name in (
+        "thinking_accuracy",
+        "accuracy_when_thinking_right",
+    ):  # the judge's own answer (`own_answer`)
         if (value := getattr(result, name)) is not None:
             print(f"| {name} | {value:.3f} |")
     for section, value in result.rewardbench.items():  # one shuffled order, undecided = 0.5
