@@ -14,6 +14,7 @@ from selftaught.world.list_tasks import (
     ListTask,
     aligned_check,
     check_trace,
+    computed_output,
     corrupt,
     judgment,
     make_pair,
@@ -115,6 +116,12 @@ def test_aligned_check_pairs_elements_and_pads_the_shorter_side(computed, shown,
 def test_check_trace_names_the_candidate_equal_to_the_computed_output():
     assert check_trace("1 2", "2 1", "1 2") == "1 2 A 1=2- 2=1- no B 1=1+ 2=2+ yes [[B]]"
     assert check_trace("1 2", "1 2", "1 3") == "1 2 A 1=1+ 2=2+ yes B 1=1+ 2=3- no [[A]]"
+
+
+def test_computed_output_reads_pairwise_and_pointwise_traces():
+    assert computed_output(check_trace("1 2", "2 1", "1 2")) == "1 2"
+    assert computed_output(pointwise_trace("none", "3")) == "none"
+    assert computed_output("[[A]]") is None
 
 
 def test_pointwise_traces_score_the_one_response_against_the_computed_output():

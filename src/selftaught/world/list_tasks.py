@@ -31,6 +31,7 @@ Splits: train, valid and test share the instructions of `TRAIN_TASKS` and never 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -230,10 +231,10 @@ def judgment(pair: ListPair, swapped: bool, *, wrong: bool = False) -> str:
 
 
 def computed_output(trace: str) -> str | None:
-    """The output a check trace starts with (`check_trace`'s `computed`), or None when the trace has
-    no `A` check: `"1 2 A 1=2 ..."` -> `"1 2"`."""
-    head, found, _ = trace.partition(" A ")
-    return head.strip() if found else None
+    """The output a check trace starts with (`check_trace`'s or `pointwise_trace`'s `computed`), or
+    None when the trace has no check: `"1 2 A 1=2- ..."` or `"1 2 R 1=1+ ..."` -> `"1 2"`."""
+    match = re.match(r"(.*?) [AR] ", trace)
+    return match.group(1).strip() if match else None
 
 
 def check_trace(computed: str, response_a: str, response_b: str) -> str:
