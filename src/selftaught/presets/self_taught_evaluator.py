@@ -11,7 +11,7 @@ def tiny() -> SelfTaughtEvaluatorConfig:
     """Three iterations from the tiny seed judge (`tiny-world-judge`): 1024 pairs in one random order,
     8 judgments each at T 0.7 / top-p 0.9, one correct judgment kept per pair, A/B balanced, 300 SFT
     steps of 64 from the seed at lr 1e-3; greedy both-order metrics on 200 valid pairs."""
-    return SelfTaughtEvaluatorConfig()
+    return SelfTaughtEvaluatorConfig(iterations=3)
 
 
 def tiny_smoke() -> SelfTaughtEvaluatorConfig:
