@@ -205,3 +205,30 @@ def test_the_gpu_preset_samples_and_evaluates_through_vllm_and_trains_lora_in_bf
     monkeypatch.setattr(vllm_engines, "VLLMEngine", lambda model: started.append(model) or "vllm engine")
     assert ste.judge_engine(cfg, tiny_model_dir) == "vllm engine" and started == [tiny_model_dir]
     assert type(ste.judge_engine(replace(cfg, engine="hf"), tiny_model_dir)).__name__ == "HFEngine"
+
+
+def test_pairs_synthesised_from_instructions_feed_the_loop(tiny_model_dir, tmp_path, monkeypatch):
+    from selftaught.engines.scripted import ScriptedEngine
+    from tests.pipelines.test_ste_pairs import INSTRUCTIONS, fake_llm
+
+    instructions = tmp_path / "instructions.jsonl"
+    instructions.write_text("".join(json.dumps(r) + "\n" for r in INSTRUCTIONS))
+    built = []
+    monkeypatch.setattr(ste, "build_engine", lambda spec: built.append(spec) or ScriptedEngine(fake_llm))
+    verdicts = iter(range(10_000))
+    monkeypatch.setattr(ste, "judgment_correct", lambda text, winner, template: next(verdicts) % 2 == 0)
+    cfg = replace(
+        STE.preset("tiny-smoke"),
+        model=tiny_model_dir,
+        out_dir=str(tmp_path / "run"),
+        iterations=1,
+        instructions=str(instructions),
+        pair_generator="some-llm",
+        eval_pairs=str(tmp_path / "run" / "pairs" / "pairs.jsonl"),
+    )
+    STE.run(cfg)
+    assert built == ["some-llm"]
+    pairs = [json.loads(line) for line in (tmp_path / "run" / "pairs" / "pairs.jsonl").open()]
+    assert [p["id"] for p in pairs] == ["q0", "q2"] and pairs[0]["rejected"] == "Physics."
+    judged = [json.loads(line) for line in (tmp_path / "run" / "iter-1" / "data" / "sft.jsonl").open()]
+    assert judged and all("Why" in r["messages"][-2]["content"] for r in judged)

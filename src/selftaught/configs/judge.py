@@ -86,6 +86,11 @@ class SelfTaughtEvaluatorConfig(RunConfig):
         "lora",
         "engine",
         "max_length",
+        "instructions",
+        "pair_generator",
+        "pair_mode",
+        "keep_categories",
+        "pair_max_new_tokens",
     )
     """Added after runs were cached: left out of config.yaml (and run keys) at their defaults."""
 
@@ -101,6 +106,20 @@ class SelfTaughtEvaluatorConfig(RunConfig):
     (list tasks: the output of a near-miss instruction, `modified_instruction`, the paper's main
     method, or a `random_corruption` of the right output) or a prompt/chosen/rejected file; fixed over
     the iterations, each shown in one random order."""
+    instructions: str | None = None
+    """A JSONL file of instructions (`instruction` or `prompt` text, optional `id`): pairs are then
+    synthesised from them (`pipelines.ste_pairs`: classify and keep `keep_categories`, answer,
+    then `pair_mode`) by `pair_generator`, and `pairs` is not read."""
+    pair_generator: str | None = None
+    """The LLM that classifies, answers and writes the worse answers: a model path or alias,
+    `vllm:<model>` or `openai:<model>@<url>[,<url>...]`; None = the annotator, else the seed judge."""
+    pair_mode: Literal["modified_instruction", "direct_bad"] = "modified_instruction"
+    """`modified_instruction` (the paper): y_l answers a modified instruction x'; `direct_bad`: the
+    generator writes a subtly bad answer to x."""
+    keep_categories: list[str] = field(default_factory=lambda: ["knowledge & reasoning"])
+    """Instruction categories kept (`pipelines.ste_pairs.CATEGORIES`; the paper keeps reasoning);
+    empty = keep every instruction, no classification."""
+    pair_max_new_tokens: int = 1024
     chosen_first_share: float = 0.5
     """Probability that a pair is shown with the right response as A (0.5: the paper's random
     position; above it, an unbalanced label distribution)."""

@@ -7,7 +7,11 @@ Algorithm (papers_A §5.1; every step a resumable stage under `out_dir`, a rerun
                   method: y_l is the right output of a near-miss instruction, `sort down` for `sort
                   up`) or a random corruption of the right output (`world-lists:train:random_corruption`);
                   the arithmetic world's answer-mismatch pairs (`world:train`: a correct chain against
-                  a dropped-carry or off-by-one one); or a prompt/chosen/rejected file. Each pair is
+                  a dropped-carry or off-by-one one); a prompt/chosen/rejected file; a GSM8K file
+                  (answer mismatch: the reference solution against a wrong final number); or, with
+                  `instructions`, pairs synthesised from real instructions by `pair_generator`
+                  (`pipelines.ste_pairs`: classify and keep a category, answer x, then a modified
+                  instruction x' and its answer, or a direct bad answer). Each pair is
                   shown in one random order (seeded by the run seed and the pair): the winner is A
                   with probability `chosen_first_share` (0.5 in the paper)
   for iteration i = 1 .. `iterations`:
@@ -26,10 +30,9 @@ Algorithm (papers_A §5.1; every step a resumable stage under `out_dir`, a rerun
                   same on each `eval_extra` set, and majority@k (`eval_majority_k`, `maj_*`)
 Writes `<out_dir>/table.md` (one row per iteration, the seed first) and `summary.json`.
 
-Deviations: the paper's instruction selection (a classifier prompt keeping the reasoning category)
-and its LLM-written modified instructions need a generator LLM; the world's near-miss instructions
-stand in for them. The DPO stage pairs the iteration's own sampled judgments (the release samples
-fresh ones from the SFT judge).
+Deviations: in the tiny world the near-miss instructions stand in for LLM-written modified
+instructions (`instructions` + `pair_generator` run the LLM version on real data). The DPO stage
+pairs the iteration's own sampled judgments (the release samples fresh ones from the SFT judge).
 
 This is a flow, not a recipe: it composes the sft and dpo recipes (layer L7, like rag-self-demos).
 
@@ -50,14 +53,16 @@ from selftaught.configs.losses import NLLNormalization
 from selftaught.configs.recipes import DPOConfig, DPODataConfig, SFTConfig, SFTDataConfig
 from selftaught.configs.train import EvalConfig, OptimConfig
 from selftaught.data.shards import compute_fingerprint, run_once
-from selftaught.data.sources import write_jsonl
+from selftaught.data.sources import read_records, write_jsonl
 from selftaught.engines.base import Engine, SamplingParams
 from selftaught.engines.hf import HFEngine
+from selftaught.flows.natural_reasoning import build_engine
 from selftaught.judges import build_judge, evaluate_judge, load_judge_pairs
 from selftaught.judges.evaluate import LISTS_PREFIX
 from selftaught.judges.rl import PAIRWISE_ORDERS, judge_prompt, judgment_correct, pair_id
 from selftaught.judges.templates import get_template
 from selftaught.models.io import load_model, resolve_model_source
+from selftaught.pipelines.ste_pairs import synthesize_pairs
 from selftaught.recipes import dpo, sft
 from selftaught.types import Completion, Pair, Prompt
 from selftaught.world.list_tasks import check_trace
@@ -77,7 +82,8 @@ METRICS = (
 def run(cfg: SelfTaughtEvaluatorConfig) -> dict[str, Any]:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pairs = load_judge_pairs(cfg.pairs, limit=cfg.num_pairs, seed=cfg.seed)
+    source = synthesized_pairs(cfg) if cfg.instructions else cfg.pairs
+    pairs = load_judge_pairs(source, limit=cfg.num_pairs, seed=cfg.seed)
     rows = [{"iteration": 0, "model": cfg.model, **evaluate(cfg, cfg.model, out / "iter-0")}]
     judge_model = cfg.annotator or cfg.model
     for i in range(1, cfg.iterations + 1):
@@ -93,6 +99,41 @@ def run(cfg: SelfTaughtEvaluatorConfig) -> dict[str, Any]:
     (out / "table.md").write_text(format_table(rows))
     (out / "summary.json").write_text(json.dumps({"iterations": rows}, indent=2))
     return {"out_dir": cfg.out_dir, "final": rows[-1]}
+
+
+def synthesized_pairs(cfg: SelfTaughtEvaluatorConfig) -> str:
+    """Step 0 from instructions (`cfg.instructions`): contrasting pairs by `pair_generator`
+    (`pipelines.ste_pairs`, resumable stages under `<out_dir>/pairs`); the pairs file."""
+    assert cfg.instructions is not None
+    records = read_records(cfg.instructions)
+    instructions = [
+        {"id": str(r.get("id", i)), "instruction": r["instruction"] if "instruction" in r else r["prompt"]}
+        for i, r in enumerate(records)
+        if "instruction" in r or isinstance(r.get("prompt"), str)
+    ]
+    if len(instructions) < len(records):
+        raise ValueError(
+            f"instructions {cfg.instructions}: every record needs an `instruction` or a text `prompt`"
+        )
+    spec = cfg.pair_generator or cfg.annotator or cfg.model
+    out = Path(cfg.out_dir) / "pairs"
+    pairs, counts = synthesize_pairs(
+        out,
+        instructions,
+        build_engine(spec),
+        generator=spec,
+        mode=cfg.pair_mode,
+        keep=cfg.keep_categories,
+        seed=cfg.seed,
+        max_new_tokens=cfg.pair_max_new_tokens,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+    )
+    print(f"self-taught-evaluator: pairs from {cfg.instructions}: {counts}", flush=True)
+    if not pairs:
+        raise ValueError(f"no pair was synthesised from {cfg.instructions} ({counts}); see {out}")
+    write_jsonl(out / "pairs.jsonl", pairs)
+    return str(out / "pairs.jsonl")
 
 
 def _fingerprint(cfg: SelfTaughtEvaluatorConfig, **extra: Any) -> str:
