@@ -15,7 +15,7 @@ traces) on near-miss list pairs (the `tiny-lists` preset) and adds
 
     pointwise                 `world-pointwise@1`: each response scored alone (1 or 0), both halves
                               rewarded 1 when chosen scores above rejected (J1 PoS from pairwise labels)
-    no-thinking               (`--arms`) both orders from a judge trained on the same pool with
+    no-thinking               both orders from a judge trained on the same pool with
                               verdict-only judgments (`tiny-world-list-judge-nothink`): `[[B]]` alone
 
 Each arm is validated greedily in both orders on the same held-out pairs (`world:valid`, or
@@ -68,7 +68,7 @@ LIST_ARMS: dict[str, tuple[str, ...]] = {
 }
 WORLDS: dict[str, tuple[str, dict[str, tuple[str, ...]], list[str]]] = {
     "arith": ("tiny", dict(J1.arms), MAIN_ARMS),
-    "lists": ("tiny-lists", LIST_ARMS, [*MAIN_ARMS, "pointwise"]),
+    "lists": ("tiny-lists", LIST_ARMS, [*MAIN_ARMS, "pointwise", "no-thinking"]),
 }
 """World -> the j1 preset, its arms, the arms run by default."""
 
