@@ -18,6 +18,8 @@ def test_gemma_judges_both_orders_readably_and_trains(tmp_path):
     j1.run(cfg)
     rows = read_metrics(cfg.out_dir)
     validations = [r for r in rows if "val_accuracy" in r]
+    for when, row in zip(("before", "after"), validations, strict=False):  # shown with -s
+        print(when, {k: round(v, 3) for k, v in row.items() if k.startswith("val_")})
     assert len(validations) == 2
     assert validations[0]["val_unparsed_rate"] <= 0.25  # the few-shot template gives readable verdicts
     steps = [r for r in rows if "loss" in r]
