@@ -232,3 +232,20 @@ def test_pairs_synthesised_from_instructions_feed_the_loop(tiny_model_dir, tmp_p
     assert [p["id"] for p in pairs] == ["q0", "q2"] and pairs[0]["rejected"] == "Physics."
     judged = [json.loads(line) for line in (tmp_path / "run" / "iter-1" / "data" / "sft.jsonl").open()]
     assert judged and all("Why" in r["messages"][-2]["content"] for r in judged)
+
+
+def test_an_empty_judgment_is_never_a_dpo_rejected_response(tiny_model_dir, tmp_path, monkeypatch):
+    from selftaught.engines.scripted import ScriptedEngine
+
+    replies = ["", "work [[A]]", "work [[B]]", "  "]
+    monkeypatch.setattr(ste, "judge_engine", lambda *a, **k: ScriptedEngine(lambda p, i: replies[i % 4]))
+    cfg = replace(
+        STE.preset("tiny-smoke"),
+        model=tiny_model_dir,
+        out_dir=str(tmp_path / "run"),
+        iterations=1,
+        dpo_steps=1,
+    )
+    STE.run(cfg)
+    pairs = [json.loads(line) for line in (tmp_path / "run" / "iter-1" / "data" / "dpo.jsonl").open()]
+    assert pairs and all(p["rejected"][0]["content"].strip() for p in pairs)  # the other verdict, not blanks

@@ -181,7 +181,12 @@ def _annotate(
     for prompt, completions in zip(prompts, samples, strict=True):
         winner = prompt.meta["winner"]
         correct = [c.text for c in completions if judgment_correct(c.text, winner, template.name)]
-        wrong = [c.text for c in completions if not judgment_correct(c.text, winner, template.name)]
+        # a wrong judgment can be empty (EOS first): no DPO response, so it is no rejected candidate
+        wrong = [
+            c.text
+            for c in completions
+            if c.text.strip() and not judgment_correct(c.text, winner, template.name)
+        ]
         num_correct += len(correct)
         if not correct:
             continue
