@@ -140,13 +140,21 @@ def synthesize_pairs(
     if unknown:
         raise ValueError(f"keep categories {unknown} are not among {list(CATEGORIES)}")
     out = Path(out_dir)
-    records = [{"id": str(r["id"]), "instruction": str(r["instruction"])} for r in instructions]
+    records: list[Record] = [{"id": str(r["id"]), "instruction": str(r["instruction"])} for r in instructions]
     counts = {"num_instructions": len(records)}
     greedy = SamplingParams(temperature=0.0, max_new_tokens=32)
     sampling = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
-    common = {"generator": generator, "seed": seed}
     if keep:
-        records = generate(out / "classify", records, engine, CLASSIFY, greedy, **common, desc="classify")
+        records = generate(
+            out / "classify",
+            records,
+            engine,
+            CLASSIFY,
+            greedy,
+            generator=generator,
+            seed=seed,
+            desc="classify",
+        )
         records, _ = parse(out / "classify-parsed", records, parse_category, parser_name="category@1")
         for record in records:
             record["category"] = record.pop("parsed")[0]
@@ -154,12 +162,30 @@ def synthesize_pairs(
         counts["num_unclassified"] = sum(r["category"] is None for r in records)
         records = [r for r in records if r["category"] in keep]
     counts["num_kept_category"] = len(records)
-    records = generate(out / "respond", records, engine, RESPOND, sampling, **common, output_field="chosen")
+    records = generate(
+        out / "respond",
+        records,
+        engine,
+        RESPOND,
+        sampling,
+        generator=generator,
+        seed=seed,
+        output_field="chosen",
+    )
     for record in records:
         record["response"] = record["chosen"][0]["text"].strip()
     records = [r for r in records if r["response"]]
     template, parser = (WORSE, parse_modified) if mode == "modified_instruction" else (BAD, parse_bad)
-    records = generate(out / "worse", records, engine, template, sampling, **common, output_field="worse")
+    records = generate(
+        out / "worse",
+        records,
+        engine,
+        template,
+        sampling,
+        generator=generator,
+        seed=seed,
+        output_field="worse",
+    )
     records, _ = parse(out / "worse-parsed", records, parser, parser_name=f"{template.name}@1", field="worse")
     pairs = [_pair(r, mode) for r in records if r["parsed"][0] is not None]
     counts |= {"num_unparsed_worse": len(records) - len(pairs), "num_pairs": len(pairs)}
