@@ -144,6 +144,21 @@ def test_consistency_pairs_sample_i_with_sample_i_of_the_other_order(pairs, ab, 
     assert consistency_rewards(groups) == [want_ab, want_ba]
 
 
+PARTIAL = [
+    # ab judgments, ba judgments -> partial credit of both (the share of the two orders right)
+    (["[[A]]", "[[A]]", "[[B]]", "junk"], ["[[B]]", "[[A]]", "[[A]]", "[[B]]"], [1.0, 0.5, 0.0, 0.5]),
+    (["[[A]]", "[[B]]"], ["[[A]]"], [0.5, None]),  # sibling has fewer samples
+]
+
+
+@pytest.mark.parametrize(("ab", "ba", "want_ab"), PARTIAL)
+def test_partial_consistency_credits_one_right_order_with_half(pairs, ab, ba, want_ab):
+    groups = [group(pairs[0], "ab", ab), group(pairs[0], "ba", ba)]
+    rewards = consistency_rewards(groups, partial=True)
+    assert rewards[0] == want_ab and rewards[1] == want_ab[: len(ba)]
+    assert JudgeScorer({"consistency_partial": 1.0})(groups) == rewards
+
+
 def test_a_missing_sibling_gives_none_not_zero(pairs):
     alone = [group(pairs[0], "ab", ["[[A]]"]), group(pairs[1], "ba", ["[[B]]"])]
     assert consistency_rewards(alone) == [[None], [None]]

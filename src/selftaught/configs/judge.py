@@ -12,7 +12,15 @@ from selftaught.config import check
 from selftaught.configs.train import LoraConfig, RunConfig
 from selftaught.types import StrEnum
 
-JUDGE_REWARDS = ("verdict", "scores", "format", "thinking", "consistency", "pointwise_pair")
+JUDGE_REWARDS = (
+    "verdict",
+    "scores",
+    "format",
+    "thinking",
+    "consistency",
+    "consistency_partial",
+    "pointwise_pair",
+)
 """Reward components of `JudgeRLConfig.rewards` (`selftaught.judges.rl.JudgeScorer`)."""
 
 
@@ -50,7 +58,7 @@ class JudgeRLConfig:
     known winner), `scores` (1 if the scores order the pair rightly; a tie is wrong), `format` (1 if
     the answer parses), `thinking` (1 if the judge's own answer, `Answer: N` or a list trace's
     computed output, is the pair's reference answer: a reward on the working, tiny world), `consistency` (1 if this sample and the same-index sample of the other
-    order are both right), `pointwise_pair` (pointwise: 1 to both halves if chosen's score is above
+    order are both right), `consistency_partial` (partial credit: the share of the two that is right), `pointwise_pair` (pointwise: 1 to both halves if chosen's score is above
     rejected's). An unreadable judgment is wrong (0); a sample whose sibling group is missing has
     no `consistency` / `pointwise_pair` value and is not scored (None) when that weight is not 0."""
     eval_pairs: str = "world:valid"

@@ -25,7 +25,8 @@ Rewards (TRL signature; the columns `winner` and `judge_template` come from the 
   None without a reference. Probe 2 of
   TINYWORLD_JUDGES_LPO §1.3: a verdict-only reward let the thinking decay.
 - `consistency_rewards(groups)`: sample i of order `ab` and sample i of its `ba` sibling both get 1
-  if both are right, else 0 (J1's verdict consistency; papers_B §2.3 pairs rollout i with rollout i).
+  if both are right, else 0 (J1's verdict consistency; papers_B §2.3 pairs rollout i with rollout i);
+  `consistency_partial` gives partial credit, the share of the two that is right (1, 0.5, 0).
 - `pointwise_pair_rewards(groups)`: sample i of the chosen half and sample i of the rejected half
   both get 1 if chosen's score is strictly higher, else 0 (J1 PoS trained from pairwise labels).
 
@@ -245,9 +246,10 @@ def _correct(group: JudgeGroup, i: int) -> bool:
     return judgment_correct(group.completions[i].text, meta["winner"], meta["judge_template"])
 
 
-def consistency_rewards(groups: Sequence[JudgeGroup]) -> list[list[float | None]]:
-    """Per group: 1 for sample i when it and sample i of the other order are both right, else 0;
-    None without a sibling (or past the sibling's last sample)."""
+def consistency_rewards(groups: Sequence[JudgeGroup], partial: bool = False) -> list[list[float | None]]:
+    """Per group: 1 for sample i when it and sample i of the other order are both right, else 0
+    (`partial`: the share of the two that is right, so 0.5 when one order is); None without a
+    sibling (or past the sibling's last sample)."""
     rewards: list[list[float | None]] = []
     for group, sibling in zip(groups, siblings(groups), strict=True):
         if sibling is None or group.prompt.meta.get("winner") is None:
@@ -255,11 +257,17 @@ def consistency_rewards(groups: Sequence[JudgeGroup]) -> list[list[float | None]
             continue
         rewards.append(
             [
-                float(_correct(group, i) and _correct(sibling, i)) if i < len(sibling.completions) else None
+                _both_orders(_correct(group, i), _correct(sibling, i), partial)
+                if i < len(sibling.completions)
+                else None
                 for i in range(len(group.completions))
             ]
         )
     return rewards
+
+
+def _both_orders(right: bool, sibling_right: bool, partial: bool) -> float:
+    return (right + sibling_right) / 2 if partial else float(right and sibling_right)
 
 
 def _score(group: JudgeGroup, i: int) -> float | None:
@@ -311,6 +319,7 @@ COMPONENTS = {
     "format": lambda groups: _per_sample(judge_format_reward, groups),
     "thinking": lambda groups: _per_sample(judge_thinking_reward, groups),
     "consistency": consistency_rewards,
+    "consistency_partial": lambda groups: consistency_rewards(groups, partial=True),
     "pointwise_pair": pointwise_pair_rewards,
 }
 """Reward components by the names of `configs.judge.JUDGE_REWARDS`."""
