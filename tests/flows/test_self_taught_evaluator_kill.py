@@ -54,7 +54,7 @@ def _cmd(model_dir: str, out: Path) -> list[str]:
         "samples_per_pair=4",
         "balance_labels=false",  # a weak judge's correct verdicts may all be one letter
         "sft_steps=6",
-        "max_new_tokens=24",
+        "max_new_tokens=48",  # a list check trace runs to about 40 tokens
     ]
 
 
