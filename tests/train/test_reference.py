@@ -97,3 +97,25 @@ def test_lora_reference_is_the_base_model_and_ignores_adapter_weights(model, tmp
                 param.normal_()
     assert weights_fingerprint(lora_model) == fingerprint
     assert load_or_compute_ref_logps(path, lora_model, examples, pad_id=PAD, micro_batch_tokens=0)[1]
+
+
+def test_a_lora_copy_scored_with_its_adapters_is_the_adapted_model(model):
+    """A re-synced reference of a LoRA policy holds the policy's adapters of that step: scored with
+    `adapters=True` it is the adapted model, not the base (online-rl's `ref_sync_every`)."""
+    peft = pytest.importorskip("peft")
+    examples = make_examples()
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    lora_model = peft.get_peft_model(model, config)
+    with torch.no_grad():
+        for name, param in lora_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_()
+    adapted = one_by_one(lora_model, examples)
+    with lora_model.disable_adapter():
+        base = one_by_one(lora_model, examples)
+    assert not torch.allclose(adapted, base, atol=1e-3)
+    for adapters, expected in ((True, adapted), (False, base)):
+        got = compute_sequence_logps(
+            lora_model, examples, pad_id=PAD, micro_batch_tokens=0, adapters=adapters
+        )
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)

@@ -1,7 +1,9 @@
 """online-rl: offline, semi-online and online DPO or GRPO with one sync interval `s` (papers_B §1).
 
 Algorithm (papers_B §1.4; Lanchantin et al. 2025, "Bridging offline and online RL"):
-  policy, generator, reference <- the seed model (the generator and reference are separate copies)
+  policy, generator, reference <- the seed model (an in-process generator is the policy itself when
+    it runs in the policy's dtype, else a copy; the reference a frozen copy, or a LoRA policy's
+    frozen base: the policy with its adapters off, `train.online.build_reference`)
   for step k = 1 .. K:
     1. if k is a sync point of `sync_every` (s): generator <- policy (version k - 1), then sample the
        rollouts of every step up to the next sync point in one burst (`train.sync.burst_steps`).
@@ -75,7 +77,7 @@ from selftaught.train.judge_eval import validate_judge
 from selftaught.train.objectives import Objective, OnlineObjective, PairObjective, PolicyGradientObjective
 from selftaught.train.online import (
     RolloutBuffer,
-    frozen_copy,
+    build_reference,
     restore_online_state,
     save_online_checkpoint,
     update_policy,
@@ -103,11 +105,13 @@ def run(cfg: OnlineRLConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     policy, tokenizer = load_policy(cfg.model, cfg.lora, dtype=cfg.precision.weights_dtype)
     generator = build_generator(cfg, policy, tokenizer)
-    reference = frozen_copy(policy) if cfg.loss == Objective.DPO or cfg.kl_coef else None
+    reference, reference_adapters = None, False
+    if cfg.loss == Objective.DPO or cfg.kl_coef:
+        reference, reference_adapters = build_reference(policy, resynced=cfg.ref_sync_every > 0)
     synced_reference = reference if cfg.ref_sync_every else None  # re-synced: saved with checkpoints
     model = wrap_model(policy, cfg.parallel)
     rollouts = build_rollout_source(cfg.rollouts, cfg.tasks, cfg.group_scorer, seed=cfg.seed, judge=cfg.judge)
-    objective = build_objective(cfg, reference)
+    objective = build_objective(cfg, reference, reference_adapters)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.num_steps)
     buffer: RolloutBuffer = {}
@@ -198,13 +202,19 @@ def header(cfg: OnlineRLConfig) -> str:
 # --- plug points -----------------------------------------------------------------------------------
 
 
-def build_objective(cfg: OnlineRLConfig, reference: Any) -> OnlineObjective:
+def build_objective(cfg: OnlineRLConfig, reference: Any, reference_adapters: bool = False) -> OnlineObjective:
     """The one dispatch on `cfg.loss`."""
     match cfg.loss:
         case Objective.DPO:
             rules = {task.name: build_pair_rule(task) for task in cfg.tasks}
             return PairObjective(
-                reference, rules, cfg.beta, cfg.seed, cfg.micro_batch_tokens, precision=cfg.precision
+                reference,
+                rules,
+                cfg.beta,
+                cfg.seed,
+                cfg.micro_batch_tokens,
+                precision=cfg.precision,
+                reference_adapters=reference_adapters,
             )
         case Objective.GRPO:
             return PolicyGradientObjective(
@@ -215,6 +225,7 @@ def build_objective(cfg: OnlineRLConfig, reference: Any) -> OnlineObjective:
                 cfg.kl_coef,
                 on_policy=cfg.sync_every == 1,
                 micro_batch_tokens=cfg.micro_batch_tokens,
+                reference_adapters=reference_adapters,
             )
     raise AssertionError(f"unhandled objective {cfg.loss}")
 
@@ -234,7 +245,19 @@ def build_generator(cfg: OnlineRLConfig, model: Any, tokenizer: Any) -> Syncable
         run_dir=Path(cfg.out_dir),
         batch_size=cfg.rollouts.generation_batch_size,
         dtype=generator_dtype(cfg.precision),
+        share=shares_policy(cfg),
     )
+
+
+def shares_policy(cfg: OnlineRLConfig) -> bool:
+    """Whether the `hf` generator samples the policy itself rather than a copy: sampling and updates
+    take turns in the process, so a copy synced at every sync point would hold the policy's weights
+    whenever it samples. Not when the copy's dtype differs (bf16-autocast samples a bf16 copy) or
+    under multi-process FSDP2 (the sharded policy would all-gather at every decode step, and ranks
+    sample different numbers of steps)."""
+    fsdp = cfg.parallel.strategy == "fsdp2" and dist.world_size() > 1
+    same_dtype = cfg.precision.generator_dtype == cfg.precision.weights_dtype
+    return cfg.generator.kind == "hf" and same_dtype and not fsdp
 
 
 def validation_metrics(model: Any, tokenizer: Any, cfg: OnlineRLConfig, rubric: Rubric) -> dict[str, float]:

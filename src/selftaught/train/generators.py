@@ -38,14 +38,19 @@ def build_generator(
     run_dir: Path,
     batch_size: int,
     dtype: torch.dtype | None = None,
+    share: bool = False,
 ) -> SyncableEngine:
     """The engine of `cfg.kind`, holding `model`'s weights (policy version 0).
 
     `source` is the directory `model` was loaded from (vLLM starts on it); `run_dir` holds a
     remote generator's saved checkpoints (`<run_dir>/generator`); `batch_size` is `HFEngine`'s;
     `dtype` that of the `hf` copy (None: `model`'s; `train.precision.generator_dtype`), to which its
-    `sync_weights` converts the policy's weights.
+    `sync_weights` converts the policy's weights. `share`: the `hf` engine samples `model` itself
+    (no copy; its `sync_weights` copies nothing), for a caller that samples and trains in turn in
+    one process, where the copy would hold the policy's weights at every sampling anyway.
     """
+    if cfg.kind == "hf" and share:
+        return HFEngine(model, tokenizer, batch_size=batch_size)
     if cfg.kind == "hf":
         copied = copy.deepcopy(model)
         return HFEngine(copied if dtype is None else copied.to(dtype), tokenizer, batch_size=batch_size)

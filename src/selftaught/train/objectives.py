@@ -54,6 +54,9 @@ class PairObjective:
     micro_batch_tokens: int
     precision: Precision = Precision.FP32
     """The reference scores the pairs as the policy's loss runs (`train.precision.forward_context`)."""
+    reference_adapters: bool = False
+    """Score the reference with its LoRA adapters on (a copy of a LoRA policy that is re-synced);
+    off, a LoRA policy is its own reference: its frozen base (`train.online.build_reference`)."""
 
     def micro_batches(
         self, groups: Sequence[RolloutGroup], tokenizer: Any
@@ -67,7 +70,12 @@ class PairObjective:
         sequences = [chosen for chosen, _ in examples] + [rejected for _, rejected in examples]
         pad_id, budget = tokenizer.pad_token_id, self.micro_batch_tokens
         ref_logps = compute_sequence_logps(
-            self.reference, sequences, pad_id=pad_id, micro_batch_tokens=budget, precision=self.precision
+            self.reference,
+            sequences,
+            pad_id=pad_id,
+            micro_batch_tokens=budget,
+            precision=self.precision,
+            adapters=self.reference_adapters,
         )
         return build_pair_batches(examples, ref_logps, pad_id=pad_id, micro_batch_tokens=budget), metrics
 
@@ -97,6 +105,8 @@ class PolicyGradientObjective:
     on_policy: bool
     """True at s = 1: the ratio is 1 (old logps = the policy's, detached); else the generator's logprobs."""
     micro_batch_tokens: int
+    reference_adapters: bool = False
+    """As `PairObjective.reference_adapters`."""
 
     def micro_batches(
         self, groups: Sequence[RolloutGroup], tokenizer: Any
@@ -124,6 +134,7 @@ class PolicyGradientObjective:
         return partial(
             rollout_loss,
             reference=self.reference,
+            reference_adapters=self.reference_adapters,
             kl_coef=self.kl_coef,
             clip=self.clip,
             normalization=self.normalization,

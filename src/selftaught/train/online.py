@@ -91,6 +91,20 @@ def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     return reference
 
 
+def build_reference(policy: torch.nn.Module, *, resynced: bool) -> tuple[torch.nn.Module, bool]:
+    """`(reference, adapters)`: the model an online run's KL term or DPO margin compares the policy
+    with, and whether it is scored with its LoRA adapters on (`train.reference.reference_mode`).
+
+    A LoRA policy whose reference is never re-synced is its own reference, scored with its adapters
+    off: its frozen base, with no second copy of the weights (as TRL does with peft). Otherwise the
+    reference is a `frozen_copy`, scored as it is (adapters on: a re-synced copy holds the policy's
+    adapters of that step).
+    """
+    if hasattr(policy, "disable_adapter") and not resynced:
+        return policy, False
+    return frozen_copy(policy), True
+
+
 def save_online_checkpoint(
     checkpoints: Path,
     step: int,

@@ -18,6 +18,7 @@ from selftaught.losses.grpo import AdvantageType, LossNormalization, compute_adv
 from selftaught.losses.logps import token_logps
 from selftaught.selection.rollouts import RolloutGroup
 from selftaught.train.batching import Batch, Example, collate, token_budget_batches
+from selftaught.train.reference import reference_mode
 
 
 @dataclass
@@ -93,9 +94,12 @@ def rollout_loss(
     kl_coef: float,
     clip: float,
     normalization: LossNormalization,
+    reference_adapters: bool = False,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """`train_step`'s loss of one `RolloutBatch`: `grpo_loss` with the ratio clipped to [1 - clip,
-    1 + clip] and a k3 KL of weight `kl_coef` to `reference` (None: no KL).
+    1 + clip] and a k3 KL of weight `kl_coef` to `reference` (None: no KL), scored without gradients
+    in `reference_mode(reference, adapters=reference_adapters)` (a LoRA policy passed as its own
+    reference is scored with its adapters off: its frozen base).
 
     `denominator` is the step's count of what `normalization` divides by: completion tokens (TOKEN)
     or sequences (SEQUENCE, NONE).
@@ -110,7 +114,7 @@ def rollout_loss(
     )  # [B, T], 0 outside the completions
     ref_logps = None
     if reference is not None:
-        with torch.no_grad():
+        with torch.no_grad(), reference_mode(reference, adapters=reference_adapters):
             ref_logps = token_logps(
                 reference,
                 sequences.input_ids,

@@ -9,8 +9,8 @@ What each setting does where (the recipes call the helpers below; nothing else b
 | loss forward (`train_step`'s `loss_fn`) | fp32 | `torch.autocast(device, bfloat16)` (`forward_context`) | bf16 (the weights' dtype) |
 | backward | fp32 | the forward's dtypes (outside autocast, as PyTorch recommends) | bf16 |
 | log-softmax of the head, losses | fp32 | fp32 | fp32 |
-| reference model / reference log-probs | fp32 | as the policy: fp32 weights under autocast | bf16 |
-| in-process generator copy (online-rl) | fp32 | bf16 weights | bf16 weights |
+| reference model / reference log-probs (a LoRA policy's: itself, adapters off) | fp32 | as the policy: fp32 weights under autocast | bf16 |
+| in-process generator (online-rl) | the policy itself | a bf16 copy | the policy itself |
 | frozen model (adaptive-decoding) | fp32 | bf16 weights | bf16 weights |
 | engines sharing the policy (validation, DPO's pair sampling), the saved model | fp32 | fp32 (the weights as they are, no autocast) | bf16 |
 

@@ -68,10 +68,12 @@ def compute_sequence_logps(
     pad_id: int,
     micro_batch_tokens: int,
     precision: Precision = Precision.FP32,
+    adapters: bool = False,
 ) -> torch.Tensor:
     """`sum_t loss_mask[t] * log p(x_t | x_<t)` for every example, [N] fp32 on the CPU, no gradient.
 
-    The model is scored in eval mode with its adapters (if any) disabled, in micro-batches of at
+    The model is scored in `reference_mode` (eval, its LoRA adapters disabled unless `adapters`: a
+    re-synced copy of a LoRA policy is scored with them), in micro-batches of at
     most `micro_batch_tokens` padded tokens (0: all at once), in `precision`'s `forward_context`
     (as the policy's loss is: at step 0 both give the same numbers); its train mode is restored
     afterwards.
@@ -82,7 +84,7 @@ def compute_sequence_logps(
     groups = token_budget_batches(lengths, micro_batch_tokens or max(lengths) * len(lengths))
     device = next(model.parameters()).device
     seq_logps = torch.zeros(len(examples))  # [N]
-    with _reference_mode(model), torch.inference_mode(), forward_context(precision, device):
+    with reference_mode(model, adapters=adapters), torch.inference_mode(), forward_context(precision, device):
         for group in groups:
             batch = collate([examples[i] for i in group], pad_id).to(device)
             logps = token_logps(
@@ -124,11 +126,13 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
 
 
 @contextlib.contextmanager
-def _reference_mode(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode and, for a peft model, adapters off; the previous state is restored on exit."""
+def reference_mode(model: torch.nn.Module, *, adapters: bool = False) -> Iterator[None]:
+    """Eval mode and, for a peft model unless `adapters`, its adapters disabled; the previous state
+    is restored on exit. A LoRA policy scored this way is its own frozen base: the reference of
+    offline DPO and of an online run that never re-syncs it, with no copy of the weights."""
     was_training = model.training
     model.eval()
-    disable_adapter = getattr(model, "disable_adapter", None)
+    disable_adapter = None if adapters else getattr(model, "disable_adapter", None)
     try:
         with disable_adapter() if disable_adapter is not None else contextlib.nullcontext():
             yield
