@@ -170,6 +170,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> Any:
         choices=[str(p) for p in Precision],
         help="ours: the recipe's precision; TRL: bf16=True (its autocast default) unless fp32",
     )
+    model.add_argument(
+        "--activation-checkpointing",
+        type=int,
+        default=0,
+        metavar="N",
+        help="ours: recompute every N-th decoder layer in the backward (the recipes' activation_checkpointing; "
+        "0: off); TRL's own is the `trl-gc` contender",
+    )
     isolated.add_child_options(parser)
     return model
 
@@ -178,7 +186,10 @@ def tuning(args: argparse.Namespace) -> str:
     """What trains and in which number format, for the header line."""
     weights = f"LoRA r={args.lora}" if args.lora else "full fine-tuning"
     trl = "fp32" if args.precision == "fp32" else "bf16=True (autocast)"
-    return f"{weights}, ours precision={args.precision}, TRL {trl}"
+    ours = f"precision={args.precision}" + (
+        f", activation_checkpointing={args.activation_checkpointing}" if args.activation_checkpointing else ""
+    )
+    return f"{weights}, ours {ours}, TRL {trl}"
 
 
 def run_contenders(

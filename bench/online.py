@@ -187,13 +187,15 @@ class OnlineBench:
 def real_model_config(cfg: OnlineRLConfig, args: argparse.Namespace) -> OnlineRLConfig:
     """`cfg` for a real model (`--model`) on GSM8K train prompts, as the `gemma3-270m-grpo` preset:
     1-shot raw-text prompts, the math answer reward; `--lora` and `--precision`. No stop strings
-    (TRL's `generate` call has none): both sides sample until EOS or `max_new_tokens`."""
+    (TRL's `generate` call has none): both sides sample until EOS or `max_new_tokens`.
+    `--activation-checkpointing`: ours only."""
     return replace(
         cfg,
         tasks=[TaskConfig(name="gsm8k", reward="math_answer")],
         rollouts=replace(cfg.rollouts, num_shots=1, stop=[]),
         lora=LoraConfig(r=args.lora, alpha=2 * args.lora) if args.lora else LoraConfig(),
         precision=Precision(args.precision),
+        activation_checkpointing=args.activation_checkpointing,
     )
 
 

@@ -100,6 +100,7 @@ def build_config(args: Any, model_dir: str, data_dir: Path, records: list[dict[s
         batch_size=args.batch_size,
         lora=LoraConfig(r=args.lora, alpha=2 * args.lora) if args.lora else LoraConfig(),
         precision=Precision(args.precision),
+        activation_checkpointing=args.activation_checkpointing,
         micro_batch_tokens=args.max_tokens or 0,
         optim=OptimConfig(
             lr=args.lr,

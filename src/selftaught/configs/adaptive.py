@@ -90,6 +90,12 @@ class AdaptiveDecodingConfig(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check(
+            self.activation_checkpointing == 0,
+            "activation_checkpointing",
+            "0 (adaptive-decoding trains a head over a frozen model; the option is for transformers LMs trained by sft, dpo and online-rl)",
+            self.activation_checkpointing,
+        )
         check(self.beta > 0, "beta", "> 0", self.beta)
         samples = self.rollouts.samples_per_prompt
         check(samples >= 2, "rollouts.samples_per_prompt", ">= 2 (pairs need two samples)", samples)

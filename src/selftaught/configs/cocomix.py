@@ -185,6 +185,12 @@ class CocomixConfig(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check(
+            self.activation_checkpointing == 0,
+            "activation_checkpointing",
+            "0 (cocomix trains its own concept model; the option is for transformers LMs trained by sft, dpo and online-rl)",
+            self.activation_checkpointing,
+        )
         check(self.model == "scratch", "model", "'scratch' (students are built from `student`)", self.model)
         check(
             0 <= self.insert_layer < self.student.num_layers,

@@ -640,6 +640,12 @@ class RagSelfDemosConfig(RunConfig):
             "fp32 here: the flow trains through its sft and dpo settings (set sft.precision and dpo.precision)",
             str(self.precision),
         )
+        check(
+            self.activation_checkpointing == 0,
+            "activation_checkpointing",
+            "0 here: set sft.activation_checkpointing and dpo.activation_checkpointing",
+            self.activation_checkpointing,
+        )
         check(self.judge in TOURNAMENT_JUDGES, "judge", f"one of {list(TOURNAMENT_JUDGES)}", self.judge)
         check(self.eval_judge in EVAL_JUDGES, "eval_judge", f"one of {list(EVAL_JUDGES)}", self.eval_judge)
         check(

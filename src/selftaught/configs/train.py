@@ -128,7 +128,7 @@ class Precision(StrEnum):
 class RunConfig:
     """The fields every training recipe has; a recipe's config inherits them (and may change defaults)."""
 
-    SHOWN_WHEN_SET: ClassVar[tuple[str, ...]] = ("precision",)
+    SHOWN_WHEN_SET: ClassVar[tuple[str, ...]] = ("precision", "activation_checkpointing")
     """Fields added after runs were cached: in config.yaml only when set (`selftaught.config`), so
     existing run fingerprints and resume checks are unchanged."""
 
@@ -161,6 +161,11 @@ class RunConfig:
     full fine-tuning at small learning rates (~1e-5) loses its first updates (a 3-step Gemma SFT:
     loss 1.556 against 1.475 under autocast, docs/results.md): use `bf16-autocast` there; LoRA
     adapters stay fp32 and are unaffected. See `selftaught.train.precision`."""
+    activation_checkpointing: int = 0
+    """n > 0: keep only the input of every n-th decoder layer in the forward pass and recompute the
+    layer in the backward (1: every layer), for less activation memory at the cost of about one more
+    forward pass; 0: off. The recipes that train a transformers causal LM through `load_policy`
+    (sft, dpo, online-rl and the flows built on them) apply it; the others refuse it."""
 
     def __post_init__(self) -> None:
         check(bool(self.out_dir), "out_dir", "a directory path", self.out_dir)
@@ -171,6 +176,12 @@ class RunConfig:
             self.keep_last is None or self.keep_last >= 1, "keep_last", "None (all) or >= 1", self.keep_last
         )
         check_tracker_names(self.report_to)
+        check(
+            self.activation_checkpointing >= 0,
+            "activation_checkpointing",
+            ">= 0 (0: off)",
+            self.activation_checkpointing,
+        )
 
 
 @dataclass

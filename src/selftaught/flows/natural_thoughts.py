@@ -239,6 +239,8 @@ def train_student(cfg: NaturalThoughtsConfig, data: Path, out_dir: Path, num_exa
         num_steps=cfg.sft_steps,
         batch_size=min(cfg.sft_batch_size, num_examples),
         micro_batch_tokens=0,
+        precision=cfg.precision,
+        activation_checkpointing=cfg.activation_checkpointing,
         data=SFTDataConfig(source=str(data), max_length=cfg.sft_max_length),
         optim=OptimConfig(
             lr=cfg.sft_lr,

@@ -286,6 +286,8 @@ def distil(cfg: System2DistillConfig, task: Task, data: Path, out_dir: Path, num
         batch_size=min(cfg.sft_batch_size, num_kept),
         data=SFTDataConfig(source=str(data), max_length=cfg.sft_max_length),
         micro_batch_tokens=0,
+        precision=cfg.precision,
+        activation_checkpointing=cfg.activation_checkpointing,
         lora=cfg.lora,
         optim=OptimConfig(
             lr=cfg.sft_lr,

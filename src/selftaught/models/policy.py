@@ -42,14 +42,22 @@ def policy_source(spec: str) -> str:
 
 
 def load_policy(
-    spec: str, lora: LoraConfig, *, device: str = "cpu", dtype: str = "float32"
+    spec: str,
+    lora: LoraConfig,
+    *,
+    device: str = "cpu",
+    dtype: str = "float32",
+    activation_checkpointing: int = 0,
 ) -> tuple[Any, Any]:
     """Model (in train mode, with adapters when `lora.r > 0`) and tokenizer of a model spec; the
     weights in `dtype` (a `models.io.DTYPES` name: `RunConfig.precision.weights_dtype`). LoRA
-    adapters over a bf16 base stay fp32 (peft's `autocast_adapter_dtype`)."""
+    adapters over a bf16 base stay fp32 (peft's `autocast_adapter_dtype`). `activation_checkpointing`
+    = n > 0 recomputes every n-th decoder layer in the backward pass (`RunConfig.activation_checkpointing`)."""
     from selftaught.models.io import load_model
 
     model, tokenizer = load_model(spec, dtype=dtype, device=device)
+    if activation_checkpointing:
+        enable_activation_checkpointing(model, activation_checkpointing)
     if lora.r > 0:
         model = add_lora(model, lora)
     model.train()
@@ -78,3 +86,17 @@ def add_lora(model: Any, lora: LoraConfig) -> Any:
             f"config key 'lora.target_modules' {lora.target_modules}: {str(err).splitlines()[0]} "
             f"(the model's module names include {', '.join(names[:12])})"
         ) from err
+
+
+def enable_activation_checkpointing(model: Any, every_n_layers: int = 1) -> None:
+    """Keep only the inputs of every `every_n_layers`-th decoder layer in the forward pass and
+    recompute the layer in the backward (non-reentrant `torch.utils.checkpoint`, through
+    transformers' `activation_checkpointing_enable`): the activation memory of a step falls from
+    all the layers' to about one layer's plus each checkpointed layer's input, for one more forward
+    pass of those layers. Only in train mode (reference and sampling passes are unaffected)."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise ValueError(
+            f"activation_checkpointing: {type(model).__name__} does not support it (a transformers model "
+            "whose class sets supports_gradient_checkpointing does); set activation_checkpointing=0"
+        )
+    model.activation_checkpointing_enable(every_n_layers=every_n_layers)

@@ -76,7 +76,12 @@ PROMPTS_PER_SHARD = 256
 def run(cfg: DPOConfig) -> dict[str, Any]:
     dist.init_distributed()
     torch.manual_seed(cfg.seed)  # the LoRA initialisation
-    model, tokenizer = load_policy(cfg.model, cfg.lora, dtype=cfg.precision.weights_dtype)
+    model, tokenizer = load_policy(
+        cfg.model,
+        cfg.lora,
+        dtype=cfg.precision.weights_dtype,
+        activation_checkpointing=cfg.activation_checkpointing,
+    )
     pairs, ref_logps, data_metrics = prepare_pairs(cfg, model, tokenizer)  # reference = these weights
     model = wrap_model(model, cfg.parallel)
     optimizer = build_optimizer(model, cfg.optim)

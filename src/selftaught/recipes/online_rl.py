@@ -103,7 +103,12 @@ __all__ = ["OnlineRLConfig", "RolloutConfig", "TaskConfig", "build_objective", "
 def run(cfg: OnlineRLConfig) -> dict[str, Any]:
     dist.init_distributed()
     torch.manual_seed(cfg.seed)
-    policy, tokenizer = load_policy(cfg.model, cfg.lora, dtype=cfg.precision.weights_dtype)
+    policy, tokenizer = load_policy(
+        cfg.model,
+        cfg.lora,
+        dtype=cfg.precision.weights_dtype,
+        activation_checkpointing=cfg.activation_checkpointing,
+    )
     generator = build_generator(cfg, policy, tokenizer)
     reference, reference_adapters = None, False
     if cfg.loss == Objective.DPO or cfg.kl_coef:

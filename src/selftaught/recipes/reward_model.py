@@ -55,6 +55,7 @@ from selftaught.data.catalog import load_records
 from selftaught.data.formats import check_preference_records
 from selftaught.data.order import batch_indices
 from selftaught.models.io import resolve_model_source, save_model
+from selftaught.models.policy import enable_activation_checkpointing
 from selftaught.rewards.reward_model import (
     RewardModel,
     bradley_terry_loss,
@@ -84,6 +85,8 @@ class TokenPair:
 def run(cfg: RewardModelConfig) -> dict[str, Any]:
     model, tokenizer = build_reward_model(cfg.model, cfg.seed)
     model = cast_for_training(model, cfg.precision)
+    if cfg.activation_checkpointing:
+        enable_activation_checkpointing(model, cfg.activation_checkpointing)
     train_records, valid_records = load_pair_records(cfg.data)
     train, num_dropped = render_pairs(train_records, tokenizer, cfg.data.max_length)
     valid, num_valid_dropped = render_pairs(valid_records, tokenizer, cfg.data.max_length)

@@ -49,7 +49,12 @@ from selftaught.train.supervised import micro_batches, rank_indices, train_super
 
 def run(cfg: SFTConfig) -> dict[str, Any]:
     dist.init_distributed()
-    model, tokenizer = load_policy(cfg.model, cfg.lora, dtype=cfg.precision.weights_dtype)
+    model, tokenizer = load_policy(
+        cfg.model,
+        cfg.lora,
+        dtype=cfg.precision.weights_dtype,
+        activation_checkpointing=cfg.activation_checkpointing,
+    )
     examples = build_examples(cfg.data, tokenizer)
     model = wrap_model(model, cfg.parallel)
     optimizer = build_optimizer(model, cfg.optim)

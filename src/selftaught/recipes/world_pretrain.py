@@ -72,6 +72,7 @@ from selftaught.evals.rag import format_cells, label_rates
 from selftaught.evals.sets import SWEEP_TEMPERATURES, format_sweep, temperature_sweep
 from selftaught.evals.system2 import world_summary as system2_world_summary
 from selftaught.models.io import cache_dir
+from selftaught.models.policy import enable_activation_checkpointing
 from selftaught.models.tiny import build_tiny_llama
 from selftaught.runlog import RunLog
 from selftaught.train.batching import Batch, Example, collate
@@ -109,6 +110,8 @@ def run(cfg: WorldPretrainConfig) -> dict[str, Any]:
         seed=cfg.seed,
     )
     model = cast_for_training(model, cfg.precision)
+    if cfg.activation_checkpointing:
+        enable_activation_checkpointing(model, cfg.activation_checkpointing)
     examples = [render_conversation(tokenizer, ex["messages"]) for ex in training_records(cfg)]
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.optim_steps)
