@@ -51,7 +51,7 @@ from online import (
     print_online_table,
     trl_online_result,
 )
-from timing import StepClock, timed_calls
+from timing import StepClock, label_forward, timed_calls
 
 from selftaught.data.chat import encode_prompt
 from selftaught.engines.hf import HFEngine
@@ -201,7 +201,8 @@ def run_trl(bench: OnlineBench, micro_batch: int | None) -> OnlineRunResult:
 
     model = bench.weights.load()
     reward_log = bench.reward_log()
-    clock = StepClock([0] * bench.cfg.num_steps)
+    profile = bench.args.profile
+    clock = StepClock([0] * bench.cfg.num_steps, "trl" if profile else None)
     samples = bench.cfg.rollouts.samples_per_prompt
     expected = [[ids for ids in step for _ in range(samples)] for step in bench.prompt_ids]
     check = peers.check_prompt_ids(expected, lambda args, _: args[1])  # (self, prompt_ids, ...)
@@ -217,7 +218,10 @@ def run_trl(bench: OnlineBench, micro_batch: int | None) -> OnlineRunResult:
             peft_config=peers.trl_lora(bench.cfg.lora),
         )
         setup_seconds = time.perf_counter() - start
-        with timed_calls(GRPOTrainer, "_generate_single_turn", check) as generation_seconds:
+        if profile:
+            label_forward(model.model, "forward: policy (+ a LoRA policy's reference pass)")
+        region = "sampling" if profile else None
+        with timed_calls(GRPOTrainer, "_generate_single_turn", check, region) as generation_seconds:
             peers.quiet(trainer).train()
     return trl_online_result(clock, generation_seconds, reward_log, len(expected[0]), setup_seconds)
 

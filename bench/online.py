@@ -69,6 +69,11 @@ def online_arg_parser(doc: str, batch_size: int, lr: float, contenders: list[str
     parser.add_argument(
         "--contenders", default=",".join(contenders), help="comma-separated, in run order (default: all)"
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="one run of each contender, steps 2.. under the torch profiler: time per region and top ops",
+    )
     add_model_options(parser)
     return parser
 
@@ -150,9 +155,13 @@ class OnlineBench:
         cfg = self.cfg
         if pair_rule is not None:
             cfg = replace(cfg, tasks=[replace(task, pair_rule=pair_rule) for task in cfg.tasks])
-        clock = StepClock([0] * cfg.num_steps)
-        with tempfile.TemporaryDirectory() as out_dir, recipe_clock(clock) as recipe:
-            with timed_calls(HFEngine, "generate") as generation_seconds:
+        profile = self.args.profile
+        clock = StepClock([0] * cfg.num_steps, name if profile else None)
+        label = "forward: policy (+ a LoRA policy's reference pass)" if profile else None
+        with tempfile.TemporaryDirectory() as out_dir, recipe_clock(clock, label) as recipe:
+            with timed_calls(
+                HFEngine, "generate", region="sampling" if profile else None
+            ) as generation_seconds:
                 start = time.perf_counter()
                 online_rl.run(replace(cfg, out_dir=out_dir))
         count = "num_pairs" if cfg.loss == Objective.DPO else "num_sequences"

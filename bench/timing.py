@@ -81,21 +81,28 @@ class StepClock:
 class timed_calls:
     """Context manager: while open, each call of `owner.<name>` (a method of a class, a function of a
     module, or a plain method of one object) appends its wall time to the yielded list, then passes
-    `(args, kwargs, result)` to `check` (untimed) when one is given."""
+    `(args, kwargs, result)` to `check` (untimed) when one is given. With a `region`, each call is
+    also a profiler region of that name (`profile_breakdown` shows it as one line)."""
 
     def __init__(
-        self, owner: Any, name: str, check: Callable[[tuple, dict, Any], None] | None = None
+        self,
+        owner: Any,
+        name: str,
+        check: Callable[[tuple, dict, Any], None] | None = None,
+        region: str | None = None,
     ) -> None:
-        self.owner, self.name, self.check = owner, name, check
+        self.owner, self.name, self.check, self.region = owner, name, check, region
         self.own = vars(owner).get(name)  # None: inherited, or a plain method of an object
         self.seconds: list[float] = []
 
     def __enter__(self) -> list[float]:
         original, seconds, check = getattr(self.owner, self.name), self.seconds, self.check
+        region = self.region
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
-            result = original(*args, **kwargs)
+            with torch.profiler.record_function(region) if region else contextlib.nullcontext():
+                result = original(*args, **kwargs)
             seconds.append(time.perf_counter() - start)
             if check is not None:
                 check(args, kwargs, result)
@@ -133,8 +140,11 @@ class recipe_clock:
 
     def _on_start(self, args: tuple, kwargs: dict, _: Any) -> None:
         self.model = self._signatures[0].bind(*args, **kwargs).arguments["model"]
-        if self.label is not None:
-            label_forward(self.model.model, self.label)
+        if self.label is not None:  # the decoder body (under a peft model too: hooks on the top
+            base = getattr(
+                self.model, "get_base_model", lambda: self.model
+            )()  # module turn the fused head off)
+            label_forward(base.model, self.label)
         self.clock.start()
         self.started = self.clock.ends[0]
 
@@ -177,6 +187,11 @@ def label_forward(module: torch.nn.Module, label: str) -> None:
     module.register_forward_hook(leave)
 
 
+REGION_PREFIXES = ("forward:", "sampling")
+"""Profiler regions `profile_breakdown` lists by name: `label_forward`'s, and sampling calls
+(`timed_calls(..., region="sampling")`), whose forwards are inside them."""
+
+
 def profile_breakdown(prof: torch.profiler.profile, wall_seconds: float, top: int = 12) -> None:
     """Where the wall time went, from the top-level profiler events: labelled forwards (`label_forward`),
     backward, optimizer, other ops (LM head and loss, collation, clipping, ...), and time inside no op
@@ -191,7 +206,7 @@ def profile_breakdown(prof: torch.profiler.profile, wall_seconds: float, top: in
             name = "backward"
         elif name.startswith("Optimizer."):
             name = "optimizer " + name.split("#")[-1]
-        elif not name.startswith("forward:"):
+        elif not name.startswith(REGION_PREFIXES):
             name = "other ops"
         totals[name] = totals.get(name, 0.0) + event.cpu_time_total / 1e6
     totals["no op (python, bookkeeping)"] = wall_seconds - sum(totals.values())
