@@ -8,12 +8,16 @@ one prefill shared by the `n` samples of a prompt, and finished rows dropped fro
 One micro-batch, step by step:
 1. Left-pad the distinct prompts of the batch; `position_ids` count real tokens only, so a prompt
    gets the same positions whatever it is batched with.
-2. Prefill them once into a `DynamicCache`, then copy each prompt's cache to its `n` sample rows.
+2. Prefill them once, in groups of similar lengths (`kv_cache.prefill_groups`: less padding), and
+   join the groups' caches into one `BufferedCache` of the batch's rows, each prompt's cache copied
+   to its `n` sample rows; the decode steps write into it in place (`kv_cache`; models whose cache
+   layers it does not handle prefill in one group into transformers' `DynamicCache`).
 3. Per step: fp32 log-softmax of the last logits (the logprobs; with `sampling.top_logprobs = k`
    also its k largest entries, the alternatives), pick the next token (argmax at temperature 0,
    else temperature + nucleus sampling from a seeded `torch.Generator`), and mark rows that
    produced EOS, completed a stop string or used up their token budget.
-4. Drop finished rows from the batch and the cache; stop when no row is left.
+4. Drop finished rows from the batch and the cache once enough have finished (`DROP_SHARE`,
+   `MIN_DROP_ROWS`; until then they are fed along, their outputs unused); stop when none is left.
 
 `generate_cancellable` (the server's path) also drops the rows of prompts whose client hung up, every
 `CANCEL_POLL_STEPS` steps, and skips micro-batches nobody waits for; with `on_token` it reports
@@ -35,7 +39,8 @@ from transformers import DynamicCache
 from selftaught.data.chat import encode_prompt
 from selftaught.data.padding import pad_sequences, position_ids
 from selftaught.engines.base import SamplingParams, TokenListener, sample_key
-from selftaught.engines.sampling import sample_next_tokens
+from selftaught.engines.kv_cache import assemble_cache, prefill_groups, supports_buffered_cache
+from selftaught.engines.sampling import Scratch, sample_next_tokens
 from selftaught.models.io import DTYPES, load_model
 from selftaught.types import Completion, Prompt
 
@@ -47,6 +52,13 @@ HEAD_SEED_OFFSET = 1_000_003
 
 CANCEL_POLL_STEPS = 8
 """Decode steps between two polls of `generate_cancellable`'s `cancelled`."""
+
+DROP_SHARE = 0.125
+"""Finished rows leave the batch (a copy of the whole cache) once they are this share of it ..."""
+
+MIN_DROP_ROWS = 4
+"""... and at least this many: a step over a few rows costs about the weights' reads, whatever the
+count (on one CPU thread Gemma 3 270M's LM head took 119 ms for 4 rows, 150 ms for 2, 217 ms for 3)."""
 
 
 class HFEngine:
@@ -95,6 +107,7 @@ class HFEngine:
         self.head_sample = head_sample
         self.eos_token_ids = eos_token_ids(model, tokenizer)
         self._cache_kwarg = cache_argument(model)
+        self._buffered_cache, self._sliding_window = supports_buffered_cache(model.config)
         self.max_positions: int | None = getattr(
             model.config.get_text_config(), "max_position_embeddings", None
         )
@@ -273,27 +286,15 @@ class HFEngine:
         max_new_tokens = max(budgets)
         # Identical rows (the n samples of a prompt) share one prefill; `row_to_unique` maps back.
         unique: dict[tuple[int, ...], int] = {}
-        row_to_unique = torch.tensor([unique.setdefault(tuple(ids), len(unique)) for ids in prompt_ids])
-        row_to_unique = row_to_unique.to(device)  # [B]
-        input_ids, prompt_mask = pad_sequences(list(unique), pad_id=0, side="left", device=device)  # [U, L]
-        attention_mask = torch.nn.functional.pad(prompt_mask, (0, max_new_tokens), value=1)  # [U, L + N]
-        prompt_positions = position_ids(prompt_mask)  # [U, L]
-        cache = DynamicCache(config=self.model.config)
-        output = self.model(
-            input_ids=input_ids,
-            attention_mask=prompt_mask,
-            position_ids=prompt_positions,
-            **{self._cache_kwarg: cache},
-            use_cache=True,
-            logits_to_keep=1,
-            output_hidden_states=self.temperature_head is not None,
-        )
-        logits = output.logits[:, -1]  # [U, V]
-        cache.batch_select_indices(row_to_unique)
+        row_to_unique = [unique.setdefault(tuple(ids), len(unique)) for ids in prompt_ids]
+        lengths = torch.tensor([len(prompt_ids[row]) for row in range(len(prompt_ids))], device=device)
+        width = int(lengths.max())
+        logits, hidden, cache = self._prefill(list(unique), row_to_unique, width, width + max_new_tokens)
+        real = torch.arange(width + max_new_tokens, device=device) >= (width - lengths)[:, None]
         state = _DecodeState(
             active=torch.arange(len(prompt_ids), device=device),
-            attention_mask=attention_mask[row_to_unique],  # [B, L + N]
-            positions=prompt_positions[row_to_unique, -1],  # [B]
+            attention_mask=real.long(),  # [B, L + N], left-padded prompts
+            positions=lengths - 1,  # [B]
             budgets=torch.tensor(budgets, device=device),
             tokens=torch.zeros(len(prompt_ids), max_new_tokens, dtype=torch.long, device=device),
             token_logps=torch.zeros(len(prompt_ids), max_new_tokens, device=device),
@@ -304,14 +305,58 @@ class HFEngine:
         )
         if self.temperature_head is not None:
             state.tau_index = torch.zeros(len(prompt_ids), max_new_tokens, dtype=torch.long, device=device)
-            state.hidden = output.hidden_states[-1][:, -1][row_to_unique]  # [B, d], the last prompt token
+            state.hidden = hidden  # [B, d], the last prompt token's
             state.head_generator = head_generator
         if sampling.top_logprobs:
             k = min(sampling.top_logprobs, logits.shape[-1])
             state.top_ids = torch.zeros(len(prompt_ids), max_new_tokens, k, dtype=torch.long, device=device)
             state.top_logps = torch.zeros(len(prompt_ids), max_new_tokens, k, device=device)
-        self._decode(state, logits[row_to_unique], cache, sampling, generator, rows_cancelled, on_row_token)
+        self._decode(state, logits, cache, sampling, generator, rows_cancelled, on_row_token)
         return self._completions(state, sampling.stop)
+
+    def _prefill(
+        self, prompts: list[tuple[int, ...]], row_to_unique: list[int], width: int, capacity: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None, DynamicCache]:
+        """Run the distinct `prompts` through the model: the batch rows' last logits [B, V], their
+        final hidden states [B, d] (with a temperature head, else None) and the cache to decode on.
+
+        With a `BufferedCache` (plain attention layers), prompts of similar lengths are prefilled
+        together (`prefill_groups`); else all at once into transformers' `DynamicCache`.
+        """
+        groups = [list(range(len(prompts)))]
+        if self._buffered_cache and capacity < self._sliding_window:
+            groups = prefill_groups([len(p) for p in prompts])
+        logits, hidden, caches = [], [], []
+        for group in groups:
+            input_ids, mask = pad_sequences(
+                [prompts[u] for u in group], pad_id=0, side="left", device=self.model.device
+            )
+            caches.append(DynamicCache(config=self.model.config))
+            output = self.model(
+                input_ids=input_ids,
+                attention_mask=mask,
+                position_ids=position_ids(mask),
+                **{self._cache_kwarg: caches[-1]},
+                use_cache=True,
+                logits_to_keep=1,
+                output_hidden_states=self.temperature_head is not None,
+            )
+            logits.append(output.logits[:, -1])
+            if self.temperature_head is not None:
+                hidden.append(output.hidden_states[-1][:, -1])
+        concat_index = {u: i for i, u in enumerate(u for group in groups for u in group)}
+        rows = torch.tensor([concat_index[u] for u in row_to_unique], device=self.model.device)
+        cache = None
+        if self._buffered_cache:
+            cache = assemble_cache(caches, groups, row_to_unique, width, capacity)
+        if cache is None:
+            if len(groups) > 1:
+                raise RuntimeError(
+                    "prefill groups need a BufferedCache; the model's cache layers do not allow one"
+                )
+            cache = caches[0]
+            cache.batch_select_indices(rows)
+        return torch.cat(logits)[rows], torch.cat(hidden)[rows] if hidden else None, cache
 
     def _decode(
         self,
@@ -323,45 +368,58 @@ class HFEngine:
         rows_cancelled: Callable[[], torch.Tensor] | None = None,
         on_row_token: Callable[[int, int, float, list[list[Any]] | None], None] | None = None,
     ) -> None:
-        """Sample until every row has finished (or is cancelled); fills `state` in place."""
+        """Sample until every row has finished (or is cancelled); fills `state` in place.
+
+        A finished row stays in the batch (fed again, its outputs unused, drawing no random numbers)
+        until `DROP_SHARE` of the batch and `MIN_DROP_ROWS` rows have finished: dropping rows copies
+        the whole cache, and few rows cost about as much as fewer. With a temperature head (which
+        draws for every row in the batch) finished rows leave at once.
+        """
         prompt_width = state.attention_mask.shape[1] - state.tokens.shape[1]
         eos_ids = torch.tensor(self.eos_token_ids, dtype=torch.long, device=logits.device)
         head = self.temperature_head
+        scratch = Scratch(len(state.active), logits.shape[-1], logits.device)
+        live = torch.ones(len(state.active), dtype=torch.bool, device=logits.device)  # [A] not finished
         for step in range(state.tokens.shape[1]):
+            all_live = bool(live.all())
+            rows = state.active if all_live else state.active[live]  # [R] batch rows still decoding
             keys = None if state.keys is None else state.keys[state.active]
             temperatures = None
             if head is not None:
                 temperatures = self._choose_temperatures(head, state, step)
             next_tokens, next_logps = sample_next_tokens(
-                logits, sampling, generator, keys, step, temperatures
+                logits, sampling, generator, keys, step, temperatures, scratch, None if all_live else live
             )  # [A], [A]
-            state.tokens[state.active, step] = next_tokens
-            state.token_logps[state.active, step] = next_logps
+            state.tokens[rows, step] = next_tokens[live]
+            state.token_logps[rows, step] = next_logps[live]
             top = None
             if state.top_ids is not None and state.top_logps is not None:
-                top = logits.float().log_softmax(-1).topk(state.top_ids.shape[-1], dim=-1)  # [A, k]
-                state.top_ids[state.active, step] = top.indices
-                state.top_logps[state.active, step] = top.values
+                top = logits[live].float().log_softmax(-1).topk(state.top_ids.shape[-1], dim=-1)  # [R, k]
+                state.top_ids[rows, step] = top.indices
+                state.top_logps[rows, step] = top.values
             if on_row_token is not None:
-                _report_tokens(on_row_token, state.active, next_tokens, next_logps, top)
-            stopped = torch.isin(next_tokens, eos_ids)
+                _report_tokens(on_row_token, rows, next_tokens[live], next_logps[live], top)
+            stopped = torch.isin(next_tokens, eos_ids) & live
             if sampling.stop:
-                stopped |= self._completes_stop_string(state.tokens[state.active, : step + 1], sampling.stop)
-            finished = stopped | (state.budgets[state.active] == step + 1)
+                stopped[live] |= self._completes_stop_string(state.tokens[rows, : step + 1], sampling.stop)
+            finished = live & (stopped | (state.budgets[state.active] == step + 1))
             if rows_cancelled is not None and step % CANCEL_POLL_STEPS == CANCEL_POLL_STEPS - 1:
-                aborted = rows_cancelled().to(finished.device)[state.active] & ~finished
+                aborted = rows_cancelled().to(finished.device)[state.active] & live & ~finished
                 state.aborted[state.active[aborted]] = True
                 finished |= aborted
             if bool(finished.any()):
                 state.lengths[state.active[finished]] = step + 1
                 state.stopped[state.active[finished]] = stopped[finished]
-                if bool(finished.all()):
+                live &= ~finished
+                if not bool(live.any()):
                     return
-                keep = (~finished).nonzero().squeeze(-1)
-                state.keep_rows(keep)
-                cache.batch_select_indices(keep)
-                next_tokens = next_tokens[keep]
-            state.positions += 1
+                finished_rows = int((~live).sum())
+                if head is not None or finished_rows >= max(DROP_SHARE * len(live), MIN_DROP_ROWS):
+                    keep = live.nonzero().squeeze(-1)
+                    state.keep_rows(keep)
+                    cache.batch_select_indices(keep)
+                    next_tokens, live = next_tokens[keep], live[keep]
+            state.positions += live  # a finished row is fed again at its last position
             per_token = head is not None and head.level == "token"
             output = self.model(
                 input_ids=next_tokens[:, None],
