@@ -35,7 +35,15 @@ import harness
 import peers
 import torch
 from timing import StepClock, label_forward, recipe_clock, timed_calls
-from workloads import MAX_LENGTH, InitialWeights, gsm8k_records, step_order, world_records, write_records
+from workloads import (
+    MAX_LENGTH,
+    InitialWeights,
+    gsm8k_records,
+    release_tokenizer,
+    step_order,
+    world_records,
+    write_records,
+)
 
 from selftaught.data.formats import gsm8k_preference_records
 from selftaught.data.preferences import build_pair_examples
@@ -125,6 +133,7 @@ def build_config(args: Any, model_dir: str, data_dir: Path, records: list[dict[s
 
 def run_ours(bench: DPOBench) -> harness.RunResult:
     """`dpo.run` in a fresh run directory, clocked at its steps; its reference pass timed apart."""
+    release_tokenizer(bench)
     profile = bench.args.profile
     title = "ours (reference pass not included)" if profile else None
     clock = StepClock(bench.tokens_per_step, title)

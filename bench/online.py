@@ -23,7 +23,7 @@ from typing import Any
 from harness import add_model_options, at_least, load_average
 from peers import RewardLog
 from timing import StepClock, recipe_clock, timed_calls
-from workloads import SHAPES, InitialWeights, gsm8k_records, world_records, write_records
+from workloads import SHAPES, InitialWeights, gsm8k_records, release_tokenizer, world_records, write_records
 
 from selftaught.data.chat import encode_prompt
 from selftaught.engines.hf import HFEngine
@@ -155,6 +155,7 @@ class OnlineBench:
         cfg = self.cfg
         if pair_rule is not None:
             cfg = replace(cfg, tasks=[replace(task, pair_rule=pair_rule) for task in cfg.tasks])
+        release_tokenizer(self)
         profile = self.args.profile
         clock = StepClock([0] * cfg.num_steps, name if profile else None)
         label = "forward: policy (+ a LoRA policy's reference pass)" if profile else None

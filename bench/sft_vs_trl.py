@@ -30,7 +30,15 @@ import harness
 import peers
 import torch
 from timing import StepClock, label_forward, recipe_clock
-from workloads import MAX_LENGTH, InitialWeights, gsm8k_records, step_order, world_records, write_records
+from workloads import (
+    MAX_LENGTH,
+    InitialWeights,
+    gsm8k_records,
+    release_tokenizer,
+    step_order,
+    world_records,
+    write_records,
+)
 
 from selftaught.data.formats import sft_examples
 from selftaught.data.gsm8k import conversation
@@ -114,6 +122,7 @@ def build_config(args: Any, model_dir: str, data_dir: Path, records: list[dict[s
 
 def run_ours(bench: SFTBench) -> harness.RunResult:
     """`sft.run` in a fresh run directory, clocked at its steps."""
+    release_tokenizer(bench)
     profile = bench.args.profile
     clock = StepClock(bench.tokens_per_step, "ours" if profile else None)
     with tempfile.TemporaryDirectory() as out_dir:

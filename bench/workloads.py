@@ -9,6 +9,7 @@ data source; TRL gets the same records in the order our recipe trains on them.
 
 from __future__ import annotations
 
+import gc
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,15 @@ class InitialWeights:
     def load(self) -> PreTrainedModel:
         """A fresh copy of the initial weights, in train mode."""
         return load_model(self.path)[0].train()
+
+
+def release_tokenizer(bench: Any) -> None:
+    """In ours' own process (`--model`, `--child`), drop the bench's tokenizer before the recipe
+    runs: the recipe loads its own, as `selftaught <recipe>` does, while TRL trains with the bench's,
+    so each side's peak RSS then counts one (Gemma 3's 262k-token tokenizer is ~0.3 GiB of RSS)."""
+    if getattr(bench.args, "child", None):
+        bench.tokenizer = bench.weights.tokenizer = None
+        gc.collect()
 
 
 def world_records(source: str, num: int, seed: int) -> list[dict[str, Any]]:

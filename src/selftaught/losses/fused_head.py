@@ -30,9 +30,12 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 from torch.distributed.fsdp import FSDPModule
 
-FUSED_CHUNK_ELEMENTS = 1 << 25
-"""Logit entries per tile by default (`tile_shape`): each fp32 work buffer is 128 MiB (256 rows x
-131,072 entries of Gemma 3's 262,144-token vocabulary)."""
+FUSED_CHUNK_ELEMENTS = 1 << 23
+"""Logit entries per tile by default (`tile_shape`): each fp32 work buffer is 32 MiB (e.g. 1024 rows
+x 8,192 entries of Gemma 3's 262,144-token vocabulary). Against 2^25 (128 MiB buffers), a Gemma 3
+270M LoRA step (8 x 236 tokens, bf16, activation checkpointing, 1 thread) peaked 0.30 GiB lower
+above its loaded RSS (1.17 against 1.47 GiB) at the same CPU time (17.9 against 19.8 s, one run
+each); with full fine-tuning the peak was the same (1.49 GiB), 21.2 against 23.1 s."""
 MIN_VOCAB_CHUNK = 8192
 """Narrowest default vocabulary slice; many rows are split into row blocks rather than go below it."""
 
