@@ -121,6 +121,7 @@ class OnlineBench:
     prompt file, and each step's prompts (`RolloutSource.step_prompts`) with their token ids."""
 
     def __init__(self, args: argparse.Namespace, cfg: OnlineRLConfig) -> None:
+        self.args = args
         num_prompts = cfg.num_steps * cfg.rollouts.num_prompts
         self.reward = world_answer_reward
         if args.model:
