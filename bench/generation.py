@@ -18,6 +18,7 @@ falls on both. The machine line gives the CPU, its bf16 instructions and matmul 
 
     python bench/generation.py --model gemma-3-270m --batches 1 8 32 --samples 4 --threads 2
     python bench/generation.py --model gemma-3-270m --batches 1 8 --no-vllm   # without the vLLM child
+    python bench/generation.py --model gemma-3-270m --no-generate            # hf-engine and vLLM only
 """
 
 from __future__ import annotations
@@ -144,6 +145,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-vllm", action="store_true")
+    parser.add_argument(
+        "--no-generate",
+        action="store_true",
+        help="skip model.generate (e.g. to time vLLM against hf-engine alone)",
+    )
     args = parser.parse_args()
     harness.setup_torch(args.threads)
     harness.print_machine(args.threads)
@@ -155,17 +161,24 @@ def main() -> None:
     engine = HFEngine(model, tokenizer)
     texts = prompt_texts(max(args.batches))
     time_hf_engine(engine, texts[:1], 1, 4)  # warm-up (allocations, kernels)
-    results: dict[str, dict[int, list[tuple[float, int]]]] = {"hf-engine": {}, "generate": {}}
+    results: dict[str, dict[int, list[tuple[float, int]]]] = {"hf-engine": {}}
+    if not args.no_generate:
+        results["generate"] = {}
+    loads = [harness.load_average()]
     for batch in args.batches:
         for _ in range(args.repeats):
             results["hf-engine"].setdefault(batch, []).append(
                 time_hf_engine(engine, texts[:batch], args.samples, args.max_new_tokens)
             )
-            results["generate"].setdefault(batch, []).append(
-                time_generate(model, tokenizer, texts[:batch], args.samples, args.max_new_tokens)
-            )
+            if "generate" in results:
+                results["generate"].setdefault(batch, []).append(
+                    time_generate(model, tokenizer, texts[:batch], args.samples, args.max_new_tokens)
+                )
+            loads.append(harness.load_average())
             print(
-                f"batch {batch}: " + ", ".join(f"{k} {v[batch][-1]}" for k, v in results.items()), flush=True
+                f"batch {batch}: " + ", ".join(f"{k} {v[batch][-1]}" for k, v in results.items()),
+                f"(load average {loads[-1]:.1f})",
+                flush=True,
             )
     vllm = None if args.no_vllm else run_vllm(str(resolve_model_source(args.model)), texts, args)
     if vllm is not None:
@@ -174,6 +187,7 @@ def main() -> None:
             results["vllm"].setdefault(row["batch"], []).append((row["seconds"], row["tokens"]))
         print(f"vllm startup {vllm['startup']:.1f} s (not counted)")
     print_table(results, args)
+    print(f"load average while hf-engine (and generate) ran: {min(loads):.1f}-{max(loads):.1f}")
 
 
 def print_table(results: dict[str, dict[int, list[tuple[float, int]]]], args: argparse.Namespace) -> None:
@@ -189,9 +203,9 @@ def print_table(results: dict[str, dict[int, list[tuple[float, int]]]], args: ar
             if batch in runs
         }
         cells = [f"{rates[name]:.1f}" if name in rates else "-" for name in results]
-        vs_generate = rates["hf-engine"] / rates["generate"]
+        vs_generate = f"{rates['hf-engine'] / rates['generate']:.2f}x" if "generate" in rates else "-"
         vs_vllm = f"{rates['hf-engine'] / rates['vllm']:.2f}x" if "vllm" in rates else "-"
-        print(f"| {batch} | " + " | ".join(cells) + f" | {vs_generate:.2f}x | {vs_vllm} |")
+        print(f"| {batch} | " + " | ".join(cells) + f" | {vs_generate} | {vs_vllm} |")
 
 
 if __name__ == "__main__":
