@@ -1,5 +1,6 @@
 """HFEngine's fast paths give what the plain paths give: scratch buffers, the top-k nucleus, finished
-rows kept in the batch, prefill groups, the in-place KV cache (also on sliding-window layers)."""
+rows kept in the batch, prefill groups, the in-place KV cache (grown when full; also on
+sliding-window layers)."""
 
 from __future__ import annotations
 
@@ -125,7 +126,7 @@ def test_keeping_finished_rows_changes_no_sample(monkeypatch, any_model, tokeniz
     torch.testing.assert_close(logps, expected_logps, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("path", ["one prefill", "transformers cache"])
+@pytest.mark.parametrize("path", ["one prefill", "transformers cache", "cache grown every 3 steps"])
 def test_prefill_groups_and_buffered_cache_change_no_sample(monkeypatch, any_model, tokenizer, path):
     model = eos_biased(any_model, tokenizer.eos_token_id)
     engine = HFEngine(model, tokenizer)
@@ -134,8 +135,10 @@ def test_prefill_groups_and_buffered_cache_change_no_sample(monkeypatch, any_mod
     expected_ids, expected_logps = outputs(engine.generate(varied_prompts(), SAMPLED))
     if path == "one prefill":
         monkeypatch.setattr(kv_cache, "PREFILL_PAD_SLACK", math.inf)
-    else:
+    elif path == "transformers cache":
         engine._buffered_cache = False
+    else:
+        monkeypatch.setattr(kv_cache, "CACHE_GROWTH", 3)
     ids, logps = outputs(engine.generate(varied_prompts(), SAMPLED))
     assert ids == expected_ids
     torch.testing.assert_close(logps, expected_logps, atol=1e-5, rtol=0)

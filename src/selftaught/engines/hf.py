@@ -315,7 +315,7 @@ class HFEngine:
         return self._completions(state, sampling.stop)
 
     def _prefill(
-        self, prompts: list[tuple[int, ...]], row_to_unique: list[int], width: int, capacity: int
+        self, prompts: list[tuple[int, ...]], row_to_unique: list[int], width: int, max_length: int
     ) -> tuple[torch.Tensor, torch.Tensor | None, DynamicCache]:
         """Run the distinct `prompts` through the model: the batch rows' last logits [B, V], their
         final hidden states [B, d] (with a temperature head, else None) and the cache to decode on.
@@ -324,7 +324,7 @@ class HFEngine:
         together (`prefill_groups`); else all at once into transformers' `DynamicCache`.
         """
         groups = [list(range(len(prompts)))]
-        if self._buffered_cache and capacity < self._sliding_window:
+        if self._buffered_cache and max_length < self._sliding_window:
             groups = prefill_groups([len(p) for p in prompts])
         logits, hidden, caches = [], [], []
         for group in groups:
@@ -348,7 +348,7 @@ class HFEngine:
         rows = torch.tensor([concat_index[u] for u in row_to_unique], device=self.model.device)
         cache = None
         if self._buffered_cache:
-            cache = assemble_cache(caches, groups, row_to_unique, width, capacity)
+            cache = assemble_cache(caches, groups, row_to_unique, width, max_length)
         if cache is None:
             if len(groups) > 1:
                 raise RuntimeError(

@@ -2,9 +2,9 @@
 
 transformers' `DynamicCache` appends each step's keys and values with `torch.cat`, so every decode
 step copies the whole cache into fresh tensors (on a CPU, fresh memory is paid again in page faults).
-`BufferedCache` allocates each layer's [B, kv_heads, prompt width + max new tokens, head_dim] once
-and writes each step's entries in place; attention reads a view of the filled part (the values are
-the same as `DynamicCache`'s, only where they live differs).
+`BufferedCache` allocates each layer's [B, kv_heads, prompt width + `CACHE_GROWTH`, head_dim] once
+(growing by `CACHE_GROWTH` positions when full) and writes each step's entries in place; attention
+reads a view of the filled part (the values are `DynamicCache`'s, only where they live differs).
 
 `assemble_cache` also joins the prefills of several groups of prompts (`prefill_groups`), each
 padded only to its own longest prompt, into one left-padded batch: 32 GSM8K questions (32-117
@@ -46,6 +46,11 @@ def prefill_groups(lengths: list[int]) -> list[list[int]]:
     return groups
 
 
+CACHE_GROWTH = 128
+"""Positions a `BufferedCache` allocates past the prompts, and adds each time it is full: memory
+follows the longest sample, as transformers' cache does, at one copy per `CACHE_GROWTH` steps."""
+
+
 class _InPlace:
     """Keys and values as views of the filled part of preallocated [B, H, capacity, D] buffers."""
 
@@ -65,10 +70,9 @@ class _InPlace:
         self, key_states: torch.Tensor, value_states: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         start, end = self.keys.shape[-2], self.keys.shape[-2] + key_states.shape[-2]
-        if end > self.key_buffer.shape[-2]:
-            raise RuntimeError(
-                f"BufferedCache holds {self.key_buffer.shape[-2]} positions; {end} were asked for"
-            )
+        if end > self.key_buffer.shape[-2]:  # full: move to buffers `CACHE_GROWTH` positions longer
+            room = max(end, self.key_buffer.shape[-2] + CACHE_GROWTH)
+            self._set(_longer(self.key_buffer, room), _longer(self.value_buffer, room), start)
         self.key_buffer[:, :, start:end] = key_states
         self.value_buffer[:, :, start:end] = value_states
         self._set(self.key_buffer, self.value_buffer, end)
@@ -107,11 +111,16 @@ class _BufferedSlidingLayer(_InPlace, DynamicSlidingWindowLayer):
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
     ) -> tuple[torch.Tensor, torch.Tensor]:
         self.cumulative_length += key_states.shape[-2]
+        if self.cumulative_length >= self.sliding_window:
+            raise RuntimeError(
+                f"a BufferedCache layer reached its sliding window ({self.sliding_window}); "
+                "assemble_cache should have refused this sequence length"
+            )
         return self._write(key_states, value_states)
 
 
 class BufferedCache(DynamicCache):
-    """A `DynamicCache` whose layers write in place into buffers of a fixed number of positions."""
+    """A `DynamicCache` whose layers write in place into preallocated buffers (grown when full)."""
 
     def __init__(self, layers: list[DynamicLayer]) -> None:
         Cache.__init__(self, layers=layers)
@@ -128,15 +137,20 @@ def supports_buffered_cache(config: Any) -> tuple[bool, float]:
 
 
 def assemble_cache(
-    prefills: list[DynamicCache], groups: list[list[int]], row_to_unique: list[int], width: int, capacity: int
+    prefills: list[DynamicCache],
+    groups: list[list[int]],
+    row_to_unique: list[int],
+    width: int,
+    max_length: int,
 ) -> BufferedCache | None:
     """One cache for the batch's rows from the prefills of groups of distinct prompts, or None.
 
     `prefills[g]` holds group g's prompts (`groups[g]`, distinct-prompt indices) left-padded to its
     own longest; row r of the batch continues distinct prompt `row_to_unique[r]`. Each row is
-    left-padded with zeros (masked) to `width` positions, and the cache holds up to `capacity`.
-    None when a layer is not a plain attention layer or a sliding window would be reached.
+    left-padded with zeros (masked) to `width` positions; sequences grow to at most `max_length`.
+    None when a layer is not a plain attention layer or `max_length` would reach a sliding window.
     """
+    capacity = min(max_length, width + CACHE_GROWTH)
     where = {u: (g, i) for g, group in enumerate(groups) for i, u in enumerate(group)}
     row_group = torch.tensor([where[u][0] for u in row_to_unique])
     row_index = torch.tensor([where[u][1] for u in row_to_unique])
@@ -145,7 +159,7 @@ def assemble_cache(
         kind = type(template)
         if kind not in (DynamicLayer, DynamicSlidingWindowLayer) or not template.is_initialized:
             return None
-        if kind is DynamicSlidingWindowLayer and capacity >= template.sliding_window:
+        if kind is DynamicSlidingWindowLayer and max_length >= template.sliding_window:
             return None
         keys, values = (
             _left_padded(
@@ -158,6 +172,13 @@ def assemble_cache(
         else:
             layers.append(_BufferedLayer(keys, values, width))
     return BufferedCache(layers)
+
+
+def _longer(buffer: torch.Tensor, positions: int) -> torch.Tensor:
+    """`buffer` [B, H, T, D] copied into the start of a new [B, H, positions, D] one."""
+    longer = buffer.new_empty(buffer.shape[0], buffer.shape[1], positions, buffer.shape[3])
+    longer[:, :, : buffer.shape[2]] = buffer
+    return longer
 
 
 def _left_padded(
