@@ -287,7 +287,7 @@ class HFEngine:
         # Identical rows (the n samples of a prompt) share one prefill; `row_to_unique` maps back.
         unique: dict[tuple[int, ...], int] = {}
         row_to_unique = [unique.setdefault(tuple(ids), len(unique)) for ids in prompt_ids]
-        lengths = torch.tensor([len(prompt_ids[row]) for row in range(len(prompt_ids))], device=device)
+        lengths = torch.tensor([len(ids) for ids in prompt_ids], device=device)  # [B]
         width = int(lengths.max())
         logits, hidden, cache = self._prefill(list(unique), row_to_unique, width, width + max_new_tokens)
         real = torch.arange(width + max_new_tokens, device=device) >= (width - lengths)[:, None]
