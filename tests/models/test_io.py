@@ -179,3 +179,22 @@ def test_scratch_spec_builds_a_seeded_tiny_model_once(tmp_path, monkeypatch):
     for bad in ("scratch:xxl", "scratch:xs:one"):
         with pytest.raises(ValueError, match=r"scratch:<size>\[:<seed>\]"):
             load_model(bad)
+
+
+def test_a_cached_fp32_model_loads_in_bf16_from_a_bf16_sibling_written_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFTAUGHT_CACHE", str(tmp_path / "cache"))
+    fp32, fp32_tokenizer = load_model("scratch:xs")
+    bf16, tokenizer = load_model("scratch:xs", dtype="bfloat16")
+    models = tmp_path / "cache" / "models"
+    assert sorted(p.name for p in models.iterdir()) == ["scratch-xs-0", "scratch-xs-0.bfloat16"]
+    assert io._safetensors_dtypes(models / "scratch-xs-0.bfloat16") == {"BF16"}
+    expected = {name: p.to(torch.bfloat16) for name, p in fp32.named_parameters()}
+    assert all(p.dtype == torch.bfloat16 and torch.equal(p, expected[n]) for n, p in bf16.named_parameters())
+    assert tokenizer.padding_side == "left" and tokenizer.pad_token is not None
+    stamp = (models / "scratch-xs-0.bfloat16" / "model.safetensors").stat().st_mtime_ns
+    load_model("scratch:xs", dtype="bfloat16")  # read back, not rewritten
+    assert (models / "scratch-xs-0.bfloat16" / "model.safetensors").stat().st_mtime_ns == stamp
+    outside = tmp_path / "mine"
+    save_model(fp32, fp32_tokenizer, outside)
+    load_model(str(outside), dtype="bfloat16")  # a user's directory is loaded as it is, no sibling
+    assert not (tmp_path / "mine.bfloat16").exists()
