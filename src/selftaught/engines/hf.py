@@ -39,7 +39,7 @@ from transformers import DynamicCache
 from selftaught.data.chat import encode_prompt
 from selftaught.data.padding import pad_sequences, position_ids
 from selftaught.engines.base import SamplingParams, TokenListener, sample_key
-from selftaught.engines.kv_cache import assemble_cache, prefill_groups, supports_buffered_cache
+from selftaught.engines.kv_cache import BufferedCache, assemble_cache, prefill_groups, supports_buffered_cache
 from selftaught.engines.sampling import Scratch, sample_next_tokens
 from selftaught.models.io import DTYPES, load_model
 from selftaught.types import Completion, Prompt
@@ -316,7 +316,7 @@ class HFEngine:
 
     def _prefill(
         self, prompts: list[tuple[int, ...]], row_to_unique: list[int], width: int, max_length: int
-    ) -> tuple[torch.Tensor, torch.Tensor | None, DynamicCache]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, DynamicCache | BufferedCache]:
         """Run the distinct `prompts` through the model: the batch rows' last logits [B, V], their
         final hidden states [B, d] (with a temperature head, else None) and the cache to decode on.
 
@@ -346,16 +346,17 @@ class HFEngine:
                 hidden.append(output.hidden_states[-1][:, -1])
         concat_index = {u: i for i, u in enumerate(u for group in groups for u in group)}
         rows = torch.tensor([concat_index[u] for u in row_to_unique], device=self.model.device)
-        cache = None
-        if self._buffered_cache:
-            cache = assemble_cache(caches, groups, row_to_unique, width, max_length)
-        if cache is None:
-            if len(groups) > 1:
-                raise RuntimeError(
-                    "prefill groups need a BufferedCache; the model's cache layers do not allow one"
-                )
-            cache = caches[0]
-            cache.batch_select_indices(rows)
+        buffered = (
+            assemble_cache(caches, groups, row_to_unique, width, max_length) if self._buffered_cache else None
+        )
+        if buffered is not None:
+            return torch.cat(logits)[rows], torch.cat(hidden)[rows] if hidden else None, buffered
+        if len(groups) > 1:
+            raise RuntimeError(
+                "prefill groups need a BufferedCache; the model's cache layers do not allow one"
+            )
+        cache = caches[0]
+        cache.batch_select_indices(rows)
         return torch.cat(logits)[rows], torch.cat(hidden)[rows] if hidden else None, cache
 
     def _decode(
