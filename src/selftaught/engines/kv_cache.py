@@ -56,8 +56,8 @@ class _InPlace:
 
     key_buffer: torch.Tensor
     value_buffer: torch.Tensor
-    keys: torch.Tensor
-    values: torch.Tensor
+    keys: Any  # torch.Tensor once `_set`; typed as the transformers layer it is mixed into types it
+    values: Any
 
     def _set(self, key_buffer: torch.Tensor, value_buffer: torch.Tensor, length: int) -> None:
         self.device = key_buffer.device
@@ -122,7 +122,7 @@ class _BufferedSlidingLayer(_InPlace, DynamicSlidingWindowLayer):
 class BufferedCache(DynamicCache):
     """A `DynamicCache` whose layers write in place into preallocated buffers (grown when full)."""
 
-    def __init__(self, layers: list[DynamicLayer]) -> None:
+    def __init__(self, layers: list[Any]) -> None:  # `_BufferedLayer`s and `_BufferedSlidingLayer`s
         Cache.__init__(self, layers=layers)
 
 
@@ -154,12 +154,15 @@ def assemble_cache(
     where = {u: (g, i) for g, group in enumerate(groups) for i, u in enumerate(group)}
     row_group = torch.tensor([where[u][0] for u in row_to_unique])
     row_index = torch.tensor([where[u][1] for u in row_to_unique])
-    layers: list[DynamicLayer] = []
+    layers: list[Any] = []
     for index, template in enumerate(prefills[0].layers):
         kind = type(template)
-        if kind not in (DynamicLayer, DynamicSlidingWindowLayer) or not template.is_initialized:
+        if kind not in (DynamicLayer, DynamicSlidingWindowLayer) or not getattr(
+            template, "is_initialized", False
+        ):
             return None
-        if kind is DynamicSlidingWindowLayer and max_length >= template.sliding_window:
+        sliding_window: int = getattr(template, "sliding_window", 0)
+        if kind is DynamicSlidingWindowLayer and max_length >= sliding_window:
             return None
         keys, values = (
             _left_padded(
@@ -168,7 +171,7 @@ def assemble_cache(
             for name in ("keys", "values")
         )
         if kind is DynamicSlidingWindowLayer:
-            layers.append(_BufferedSlidingLayer(keys, values, width, template.sliding_window))
+            layers.append(_BufferedSlidingLayer(keys, values, width, sliding_window))
         else:
             layers.append(_BufferedLayer(keys, values, width))
     return BufferedCache(layers)
