@@ -155,8 +155,9 @@ class RunConfig:
     precision: Precision = Precision.FP32
     """`fp32`; `bf16-autocast` (fp32 weights and AdamW state, forward under bf16 autocast: TRL's
     `bf16=True`); `bf16` (bf16 weights and gradients, fp32 master weights and AdamW state in the
-    optimizer). An in-process generator copy and a frozen model run in bf16 under both bf16 settings;
-    the reference model runs as the policy does. Under `bf16` a weight moves only once its fp32
+    optimizer). An in-process generator (a copy under bf16-autocast, the policy itself otherwise)
+    and a frozen model run in bf16 under both bf16 settings; the reference model runs as the policy
+    does. Under `bf16` a weight moves only once its fp32
     master has moved half a bf16 step (about 0.2% of its size; norm weights near 1 need ~0.004), so
     full fine-tuning at small learning rates (~1e-5) loses its first updates (a 3-step Gemma SFT:
     loss 1.556 against 1.475 under autocast, docs/results.md): use `bf16-autocast` there; LoRA
